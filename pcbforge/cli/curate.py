@@ -1,0 +1,124 @@
+"""``pcbforge curate SRC --out DATASET``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from pcbforge.curate.dedupe import DedupeParams
+from pcbforge.curate.inspect import InspectParams
+from pcbforge.curate.quality import QualityThresholds
+from pcbforge.curate.runner import CurateError, CurateParams, curate
+from pcbforge.engine import default_workers
+
+
+class Materialize(str, Enum):
+    none = "none"
+    copy = "copy"
+    link = "link"
+
+
+def curate_command(
+    src: Annotated[Path, typer.Argument(help="Folder of images to scan (only read, never changed).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (default: all cores, at most 8).")
+    ] = 0,
+    copy_kept: Annotated[
+        bool, typer.Option("--copy-kept", help="Copy the kept (ok) images to DATASET/images.")
+    ] = False,
+    link_kept: Annotated[
+        bool, typer.Option("--link-kept", help="Symlink the kept images into DATASET/images.")
+    ] = False,
+    transformed: Annotated[
+        bool,
+        typer.Option(
+            "--transformed/--no-transformed",
+            help="Also find rotated (90/180/270) and mirrored copies.",
+        ),
+    ] = True,
+    max_distance: Annotated[
+        int, typer.Option(help="pHash Hamming radius for duplicate candidates (of 64 bits).")
+    ] = 12,
+    max_pixels: Annotated[
+        int, typer.Option(help="Refuse images declaring more pixels (decompression bombs).")
+    ] = 400_000_000,
+    min_side: Annotated[int, typer.Option(help="Smaller side below this is too_small.")] = 32,
+    blank_range: Annotated[
+        float, typer.Option(help="Grey range (p99-p1) below this is blank.")
+    ] = 8.0,
+    dark_p99: Annotated[float, typer.Option(help="99th percentile below this is too_dark.")] = 38.0,
+    bright_p1: Annotated[
+        float, typer.Option(help="1st percentile above this is too_bright.")
+    ] = 242.0,
+) -> None:
+    """Find corrupt, low-quality and duplicate images; write DATASET/samples.parquet."""
+    console = Console(stderr=True)
+    if copy_kept and link_kept:
+        _fail(console, "choose one of --copy-kept and --link-kept")
+    try:
+        params = CurateParams(
+            workers=workers or default_workers(),
+            inspect=InspectParams(
+                max_pixels=max_pixels,
+                transformed=transformed,
+                quality=QualityThresholds(
+                    min_side=min_side,
+                    blank_range=blank_range,
+                    dark_p99=dark_p99,
+                    bright_p1=bright_p1,
+                ),
+            ),
+            dedupe=DedupeParams(max_distance=max_distance, transformed=transformed),
+            materialize="copy" if copy_kept else "link" if link_kept else "none",
+        )
+    except ValidationError as err:
+        _fail(console, _first_error(err))
+    try:
+        result = curate(src, out, params, progress=True)
+    except CurateError as err:
+        _fail(console, str(err))
+    print_summary(result.report, Console())
+
+
+def print_summary(report: dict, console: Console) -> None:
+    table = Table(title=f"curate: {report['files']} files -> {report['dataset']}")
+    table.add_column("status")
+    table.add_column("files", justify="right")
+    table.add_column("reasons")
+    for status, count in report["counts"].items():
+        reasons = ", ".join(
+            f"{key.split('/', 1)[1]} {value}"
+            for key, value in report["reasons"].items()
+            if key.startswith(status + "/")
+        )
+        table.add_row(status, str(count), reasons)
+    console.print(table)
+    search = report["duplicate_search"]
+    console.print(
+        f"groups: {report['groups']} ({report['groups_with_several_images']} with several images)"
+        f" | candidate pairs {search['candidate_pairs']}, verified duplicates "
+        f"{search['duplicate_pairs_verified']}, defect variants {search['variant_pairs_verified']}"
+        f", rejected by pixels {search['pairs_rejected_by_pixels']}"
+    )
+    console.print(
+        f"{report['images_per_second']} images/s in {report['timings']['total_s']} s | "
+        f"report: {report['dataset']}/report.json"
+    )
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"invalid option {where}: {first['msg']} (got {first.get('input')!r})"
+
+
+def _fail(console: Console, message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)

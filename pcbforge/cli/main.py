@@ -1,0 +1,41 @@
+"""The ``pcbforge`` command: a thin typer shell over the Python API."""
+
+from __future__ import annotations
+
+import typer
+
+from pcbforge import __version__
+from pcbforge.cli.curate import curate_command
+from pcbforge.cli.doctor import doctor_command
+from pcbforge.cli.synth import synth_app
+from pcbforge.env import apply_offline_defaults
+
+app = typer.Typer(
+    name="pcbforge",
+    help="Clean, leakage-free, well-labelled PCB inspection datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("curate", no_args_is_help=True)(curate_command)
+app.command("doctor")(doctor_command)
+app.add_typer(synth_app, name="synth")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pcbforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    apply_offline_defaults()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,231 @@
+"""Exact, near and transformed duplicates, defect variants, and groups.
+
+Two stages, as in imagededup: hashes are computed once per file (see
+:mod:`pcbforge.curate.inspect`), then searched here. The search is
+sub-quadratic (banded LSH over the 64-bit pHash, :mod:`.candidates`), and
+every candidate is verified pixel by pixel (:mod:`.verify`) before it is
+called a duplicate, so a defective board is never merged with its template.
+
+Outcome per image: ``duplicate_of`` (the kept copy of its duplicate cluster),
+the duplicate reason, and ``group``: connected components of "same scene"
+(duplicates, transformed copies and defect variants of one board region).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from pcbforge.curate.candidates import SearchConfig, find_candidate_pairs
+from pcbforge.curate.hashing import dihedral
+from pcbforge.curate.verify import Relation, VerifyParams, compare_thumbnails
+
+VARIANT_NAMES = ("identity", "rot90", "rot180", "rot270", "flip", "flip_rot90", "flip_rot180",
+                 "flip_rot270")
+
+
+class DedupeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_distance: int = Field(12, ge=0, le=32, description="pHash Hamming radius of candidates.")
+    transformed: bool = True
+    verify: VerifyParams = VerifyParams()
+
+
+@dataclass
+class DedupeStats:
+    candidate_pairs: int = 0
+    duplicate_edges: int = 0
+    variant_edges: int = 0
+    rejected_pairs: int = 0
+
+
+class _UnionFind:
+    """Iterative union-find with path halving (no recursion limits)."""
+
+    def __init__(self, size: int):
+        self.parent = np.arange(size, dtype=np.int64)
+
+    def find(self, item: int) -> int:
+        parent = self.parent
+        while parent[item] != item:
+            parent[item] = parent[parent[item]]
+            item = parent[item]
+        return int(item)
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def labels(self) -> np.ndarray:
+        return np.array([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
+
+
+def keeper_order(table: pd.DataFrame) -> pd.Series:
+    """Rank for choosing the kept copy of a duplicate cluster (lower is kept).
+
+    Not low quality, then more pixels, then lossless over lossy, then path
+    order. Corrupt files never enter a cluster. The keeper is the first in
+    this order among the members in the orientation most members share.
+    """
+    key = pd.DataFrame(
+        {
+            "low_quality": (table["status"] == "low_quality").astype(int),
+            "pixels": -(table["width"].astype(np.int64) * table["height"].astype(np.int64)),
+            "lossy": (~table["lossless"].astype(bool)).astype(int),
+            "path": table["path"],
+        },
+        index=table.index,
+    )
+    order = key.sort_values(["low_quality", "pixels", "lossy", "path"], kind="stable").index
+    return pd.Series(np.arange(len(order)), index=order).reindex(table.index)
+
+
+def find_duplicates(
+    table: pd.DataFrame,
+    thumbs: np.ndarray,
+    codes: np.ndarray,
+    weak: np.ndarray,
+    params: DedupeParams,
+) -> tuple[pd.DataFrame, DedupeStats]:
+    """Mark duplicates and groups in ``table`` (returns a new table).
+
+    ``table`` is the samples table; decodable rows carry ``thumb_index``
+    pointing into ``thumbs`` (N, S, S), ``codes`` and ``weak`` (N, 8).
+    """
+    table = table.copy()
+    table["duplicate_of"] = ""
+    table["duplicate_reason"] = ""
+    table["duplicate_transform"] = ""
+    stats = DedupeStats()
+    n_rows = len(table)
+    rows_by_thumb = np.full(len(thumbs), -1, dtype=np.int64)
+    decodable = table.index[table["thumb_index"] >= 0].to_numpy()
+    rows_by_thumb[table.loc[decodable, "thumb_index"].to_numpy()] = decodable
+
+    duplicates = _UnionFind(n_rows)  # same image
+    scenes = _UnionFind(n_rows)  # same scene (duplicates + variants)
+
+    # 1. Exact: same bytes or same decoded pixels.
+    for column in ("sha256", "pixel_hash"):
+        present = table.loc[decodable, column]
+        for _, members in present.groupby(present, sort=False).groups.items():
+            members = list(members)
+            for other in members[1:]:
+                duplicates.union(members[0], other)
+                scenes.union(members[0], other)
+
+    # 2. Near and transformed: one representative per exact class, no blank frames.
+    exact_root = {row: duplicates.find(row) for row in decodable}
+    searchable = [
+        row for row in decodable
+        if exact_root[row] == row and table.at[row, "low_quality_reason"] != "blank"
+    ]
+    if len(searchable) > 1:
+        thumb_ids = table.loc[searchable, "thumb_index"].to_numpy()
+        pairs = find_candidate_pairs(
+            codes[thumb_ids, 0],
+            codes[thumb_ids] if params.transformed else None,
+            weak[thumb_ids] if params.transformed else weak[thumb_ids, :1],
+            SearchConfig(max_distance=params.max_distance),
+        )
+        stats.candidate_pairs = len(pairs.i)
+        for i, j, variant in zip(pairs.i, pairs.j, pairs.variant, strict=True):
+            row_i, row_j = searchable[int(i)], searchable[int(j)]
+            comparison = _compare_rows(table, thumbs, row_i, row_j, int(variant), params.verify)
+            if comparison.relation is Relation.DUPLICATE:
+                stats.duplicate_edges += 1
+                duplicates.union(row_i, row_j)
+                scenes.union(row_i, row_j)
+            elif comparison.relation is Relation.VARIANT:
+                stats.variant_edges += 1
+                scenes.union(row_i, row_j)
+            else:
+                stats.rejected_pairs += 1
+
+    _assign_duplicates(table, duplicates.labels(), decodable, codes)
+    _assign_groups(table, scenes.labels())
+    return table, stats
+
+
+def _compare_rows(table, thumbs, row_i, row_j, variant, verify_params):
+    """Compare image j, transformed by ``variant`` into i's frame, with image i."""
+    thumb_i = thumbs[table.at[row_i, "thumb_index"]]
+    thumb_j = np.ascontiguousarray(dihedral(thumbs[table.at[row_j, "thumb_index"]], variant))
+    aspect_i = table.at[row_i, "width"] / table.at[row_i, "height"]
+    aspect_j = table.at[row_j, "width"] / table.at[row_j, "height"]
+    if variant % 2 == 1:  # a quarter turn swaps width and height
+        aspect_j = 1.0 / aspect_j
+    aspect_change = abs(float(np.log(aspect_i / aspect_j)))
+    return compare_thumbnails(thumb_i, thumb_j, verify_params, aspect_change=aspect_change)
+
+
+def _assign_duplicates(table, labels, decodable, codes) -> None:
+    rank = keeper_order(table)
+    clusters: dict[int, list[int]] = {}
+    for row in decodable:
+        clusters.setdefault(int(labels[row]), []).append(int(row))
+    for members in clusters.values():
+        if len(members) < 2:
+            continue
+        keeper = _choose_keeper(table, members, rank, codes)
+        keeper_code = codes[table.at[keeper, "thumb_index"], 0]
+        for row in members:
+            if row == keeper:
+                continue
+            table.at[row, "duplicate_of"] = table.at[keeper, "path"]
+            if (
+                table.at[row, "sha256"] == table.at[keeper, "sha256"]
+                or table.at[row, "pixel_hash"] == table.at[keeper, "pixel_hash"]
+            ):
+                reason, variant = "exact_duplicate", 0
+            else:
+                variant = _best_variant(keeper_code, codes[table.at[row, "thumb_index"]])
+                reason = "near_duplicate" if variant == 0 else "transformed_duplicate"
+            table.at[row, "duplicate_reason"] = reason
+            table.at[row, "duplicate_transform"] = VARIANT_NAMES[variant]
+            if table.at[row, "status"] == "ok":  # low quality outranks duplicate
+                table.at[row, "status"] = "duplicate"
+                table.at[row, "reason"] = reason
+
+
+def _choose_keeper(table, members, rank, codes) -> int:
+    """The best-ranked member among those in the orientation most members share.
+
+    A rotated or mirrored copy is rarely the original; without this, a
+    lossless rotated copy would outrank its lossy original.
+    """
+    ordered = sorted(members, key=lambda row: rank[row])
+    reference = codes[table.at[ordered[0], "thumb_index"], 0]
+    orientation = {
+        row: _best_variant(reference, codes[table.at[row, "thumb_index"]]) for row in ordered
+    }
+    counts: dict[int, int] = {}
+    for value in orientation.values():
+        counts[value] = counts.get(value, 0) + 1
+    majority = max(counts, key=lambda value: (counts[value], -min(
+        rank[row] for row in ordered if orientation[row] == value)))
+    return next(row for row in ordered if orientation[row] == majority)
+
+
+def _best_variant(keeper_code: np.uint64, member_codes: np.ndarray) -> int:
+    """The transform of the member whose hash is closest to the keeper's (ties: identity)."""
+    distances = [bin(int(keeper_code) ^ int(code)).count("1") for code in member_codes]
+    return int(np.argmin(distances))
+
+
+def _assign_groups(table: pd.DataFrame, labels: np.ndarray) -> None:
+    first_path: dict[int, str] = {}
+    for row, label in enumerate(labels):
+        path = table.at[row, "path"]
+        if label not in first_path or path < first_path[label]:
+            first_path[label] = path
+    names = {label: "g" + hashlib.blake2b(path.encode(), digest_size=5).hexdigest()
+             for label, path in first_path.items()}
+    table["group"] = [names[label] for label in labels]
+    table["group_size"] = table.groupby("group")["group"].transform("size").astype(np.int64)

@@ -1,0 +1,114 @@
+"""Hashes of decoded pixels: exact (pixel hash) and perceptual (DCT pHash).
+
+Pure functions over arrays; no file I/O, no randomness.
+
+Dihedral variants: ``v = k + 4 * f`` names the transform
+``np.rot90(np.fliplr(img) if f else img, k)``; variant 0 is the identity.
+A transformed copy of an image has, as its identity hash, one of the
+original's variant hashes, so a search over variants finds rotated and
+mirrored copies without decoding anything twice.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import xxhash
+
+#: Side of the square grey thumbnail kept per image for pixel-level checks.
+THUMB_SIZE = 256
+#: Number of dihedral transforms (4 rotations x optional mirror).
+N_VARIANTS = 8
+#: Bits flagged as least reliable per hash (used by multi-probe search).
+WEAK_BITS = 8
+
+_HASH_SIDE = 32  # pHash works on a 32x32 image...
+_DCT_SIDE = 8  # ...and keeps its 8x8 lowest frequencies: 64 bits
+_BIT_WEIGHTS = (np.uint64(1) << np.arange(64, dtype=np.uint64)).astype(np.uint64)
+
+
+def pixel_hash(pixels: np.ndarray) -> str:
+    """Hash of decoded pixels (shape, dtype and values): equal for the same
+    pixels stored in different files or encodings."""
+    digest = xxhash.xxh3_128(f"{pixels.dtype.str}{pixels.shape}".encode())
+    digest.update(np.ascontiguousarray(pixels).data)
+    return digest.hexdigest()
+
+
+def thumbnail(gray: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
+    """Square ``size`` x ``size`` grey thumbnail (area-averaged).
+
+    The aspect ratio is not kept on purpose: copies are compared thumbnail
+    to thumbnail, and a square keeps rotations by 90 degrees exact.
+    """
+    if gray.shape == (size, size):
+        return gray.copy()
+    height, width = gray.shape
+    factor = min(height, width) // size
+    if factor >= 2:
+        # Box-average by a whole factor first (OpenCV's fast path), then
+        # finish with area interpolation: ~3x faster than one fractional pass.
+        gray = cv2.resize(gray, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def dihedral(image: np.ndarray, variant: int) -> np.ndarray:
+    """Apply dihedral transform ``variant`` (0-7) to an image (a view)."""
+    k, flip = variant % 4, variant // 4
+    return np.rot90(image[:, ::-1] if flip else image, k)
+
+
+def dihedral_inverse(variant: int) -> int:
+    """The variant that undoes ``variant``."""
+    k, flip = variant % 4, variant // 4
+    return variant if flip else (4 - k) % 4
+
+
+#: DCT-domain form of each dihedral variant: (transpose, negate odd rows, negate
+#: odd columns). Mirroring a signal negates its odd DCT-II coefficients, so all
+#: eight hashes come from one DCT (checked against real transforms in the tests).
+_DCT_VARIANTS = (
+    (False, False, False), (True, True, False), (False, True, True), (True, False, True),
+    (False, False, True), (True, False, False), (False, True, False), (True, True, True),
+)
+_ODD = (-1.0) ** np.arange(_DCT_SIDE, dtype=np.float32)
+
+
+def perceptual_hashes(thumb: np.ndarray, variants: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """DCT perceptual hash of a thumbnail and of its dihedral variants.
+
+    Returns ``(codes, weak)``: two uint64 arrays of length 8 (or 1 when
+    ``variants`` is False). Bit ``r * 8 + c`` is set when DCT coefficient
+    ``(r, c)`` lies above the median of the 63 AC coefficients. ``weak`` masks
+    the :data:`WEAK_BITS` bits whose coefficient is closest to that median:
+    the bits a re-encoded or resized copy is most likely to flip.
+    """
+    small = cv2.resize(thumb, (_HASH_SIDE, _HASH_SIDE), interpolation=cv2.INTER_AREA)
+    block = cv2.dct(small.astype(np.float32))[:_DCT_SIDE, :_DCT_SIDE]
+    forms = _DCT_VARIANTS if variants else _DCT_VARIANTS[:1]
+    coeffs = np.stack([
+        (block.T if transpose else block)
+        * (_ODD[:, None] if odd_rows else 1.0)
+        * (_ODD[None, :] if odd_cols else 1.0)
+        for transpose, odd_rows, odd_cols in forms
+    ]).reshape(len(forms), -1)
+    median = np.median(coeffs[:, 1:], axis=1, keepdims=True)
+    margin = np.abs(coeffs - median)
+    margin[:, 0] = np.inf  # the DC bit never flips
+    weakest = np.argsort(margin, axis=1, kind="stable")[:, :WEAK_BITS]
+    weak = np.bitwise_or.reduce(_BIT_WEIGHTS[weakest], axis=1)
+    return _pack(coeffs > median), weak
+
+
+def _pack(bits: np.ndarray) -> np.ndarray:
+    """Pack rows of 64 booleans (bit i = column i) into uint64 values."""
+    return np.packbits(bits[:, ::-1], axis=1).view(">u8").astype(np.uint64).ravel()
+
+
+def hash_to_hex(code: np.uint64 | int) -> str:
+    """16-digit hex form of a 64-bit hash, as stored in tables."""
+    return f"{int(code):016x}"
+
+
+def hex_to_hash(text: str) -> np.uint64:
+    return np.uint64(int(text, 16))

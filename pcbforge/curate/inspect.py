@@ -1,0 +1,162 @@
+"""Per-file work: read, decode, hash and score one file.
+
+:func:`inspect_file` is the unit any engine maps over a file list (a local
+process pool now, Dask tasks later). It never raises for a bad file and never
+writes anything: it returns a row of the samples table and the grey thumbnail
+used later for pixel-level duplicate checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pcbforge.curate.decode import (
+    DEFAULT_MAX_PIXELS,
+    LOSSLESS_FORMATS,
+    decode_image_bytes,
+    format_from_extension,
+    to_gray_uint8,
+)
+from pcbforge.curate.hashing import (
+    THUMB_SIZE,
+    hash_to_hex,
+    perceptual_hashes,
+    pixel_hash,
+    thumbnail,
+)
+from pcbforge.curate.quality import (
+    SCORE_COLUMNS,
+    QualityThresholds,
+    low_quality_reason,
+    quality_scores,
+)
+from pcbforge.curate.scan import FoundFile
+
+
+class InspectParams(BaseModel):
+    """Parameters of the per-file work (picklable, validated)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
+    quality: QualityThresholds = QualityThresholds()
+    thumb_size: int = Field(THUMB_SIZE, ge=32, le=1024)
+    transformed: bool = True  # compute hashes of rotated/mirrored variants
+
+
+@dataclass
+class Inspection:
+    """What :func:`inspect_file` returns: a table row plus the thumbnail."""
+
+    row: dict
+    thumb: np.ndarray | None  # (thumb_size, thumb_size) uint8, None when undecodable
+    codes: np.ndarray | None  # (8,) uint64 pHash of each dihedral variant
+    weak: np.ndarray | None  # (8,) uint64 weak-bit masks
+
+
+def empty_row(found: FoundFile) -> dict:
+    """A row with every column present, before anything is known."""
+    row = {
+        "path": found.path,
+        "status": "",
+        "reason": "",
+        "detail": "",
+        "duplicate_of": "",
+        "group": "",
+        "sha256": "",
+        "pixel_hash": "",
+        "phash": "",
+        "width": 0,
+        "height": 0,
+        "format": "",
+        "extension_format": format_from_extension(found.path),
+        "format_mismatch": False,
+        "mode": "",
+        "channels": 0,
+        "bit_depth": 0,
+        "exif_orientation": 0,
+        "frames": 0,
+        "lossless": False,
+        "bytes": 0,
+        "low_quality_reason": "",
+    }
+    row.update({column: np.nan for column in SCORE_COLUMNS})
+    return row
+
+
+def inspect_file(found: FoundFile, params: InspectParams) -> Inspection:
+    """Read and analyse one file; every failure becomes a status and a reason."""
+    row = empty_row(found)
+    if found.skip_reason:
+        row.update(status="skipped", reason=found.skip_reason)
+        _fill_size(row, found)
+        return Inspection(row, None, None, None)
+    try:
+        with open(found.fs_path, "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        row.update(status="corrupt", reason="unreadable", detail=_os_error(err))
+        _fill_size(row, found)
+        return Inspection(row, None, None, None)
+    return inspect_bytes(data, row, params)
+
+
+def inspect_bytes(data: bytes, row: dict, params: InspectParams) -> Inspection:
+    """The pure part of :func:`inspect_file`: bytes in, row and thumbnail out."""
+    row["bytes"] = len(data)
+    row["sha256"] = hashlib.sha256(data).hexdigest()
+    decoded = decode_image_bytes(data, max_pixels=params.max_pixels)
+    row.update(
+        format=decoded.format,
+        mode=decoded.mode,
+        exif_orientation=decoded.exif_orientation,
+        frames=decoded.frames,
+    )
+    if row["extension_format"] and decoded.format and decoded.format != "text":
+        row["format_mismatch"] = row["extension_format"] != decoded.format
+    if not decoded.ok:
+        row.update(status="corrupt", reason=decoded.error, detail=decoded.detail)
+        return Inspection(row, None, None, None)
+
+    pixels = decoded.pixels
+    row.update(
+        width=decoded.width,
+        height=decoded.height,
+        channels=1 if pixels.ndim == 2 else int(pixels.shape[2]),
+        bit_depth=decoded.bit_depth,
+        lossless=_is_lossless(decoded.format, data),
+        pixel_hash=pixel_hash(pixels),
+    )
+    gray = to_gray_uint8(pixels)
+    thumb = thumbnail(gray, params.thumb_size)
+    codes, weak = perceptual_hashes(thumb, variants=params.transformed)
+    row["phash"] = hash_to_hex(codes[0])
+    scores = quality_scores(thumb)
+    row.update(scores)
+    reason = low_quality_reason(scores, decoded.width, decoded.height, params.quality)
+    row["low_quality_reason"] = reason
+    row["status"] = "low_quality" if reason else "ok"
+    row["reason"] = reason
+    return Inspection(row, thumb, codes, weak)
+
+
+def _is_lossless(fmt: str, data: bytes) -> bool:
+    if fmt == "webp":
+        return b"VP8L" in data[12:40]  # lossless WebP bitstream chunk
+    return fmt in LOSSLESS_FORMATS
+
+
+def _fill_size(row: dict, found: FoundFile) -> None:
+    try:
+        row["bytes"] = os.stat(found.fs_path).st_size
+    except OSError:
+        pass
+
+
+def _os_error(err: OSError) -> str:
+    return f"{type(err).__name__}: {err.strerror or err}"

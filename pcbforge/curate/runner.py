@@ -1,0 +1,269 @@
+"""``curate``: scan a folder, inspect every file, find duplicates, write a dataset.
+
+The source folder is only ever read. The dataset is built in a hidden sibling
+folder and renamed into place at the end, so an interrupted run leaves no
+half-written dataset that looks complete, and simply running again works.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from pcbforge import __version__
+from pcbforge.curate.dedupe import DedupeParams, find_duplicates
+from pcbforge.curate.hashing import N_VARIANTS
+from pcbforge.curate.inspect import InspectParams, Inspection, inspect_file
+from pcbforge.curate.scan import FoundFile, scan_folder
+from pcbforge.datasets.samples import STATUSES, write_json, write_samples
+from pcbforge.engine import LocalEngine
+
+REPORT_JSON = "report.json"
+CACHE_DIR = "cache"
+THUMBS_FILE = "thumbs.npy"
+HASHES_FILE = "phash_variants.npy"
+
+
+class CurateError(Exception):
+    """A problem with the command's own input: reported in one line, no traceback."""
+
+
+class CurateParams(BaseModel):
+    """Everything that shapes a curation run (written into the report)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: int = Field(1, ge=1, le=256)
+    inspect: InspectParams = InspectParams()
+    dedupe: DedupeParams = DedupeParams()
+    materialize: Literal["none", "copy", "link"] = "none"
+
+
+@dataclass
+class CurateResult:
+    out: Path
+    samples: pd.DataFrame
+    report: dict = field(default_factory=dict)
+
+
+def curate(
+    src: Path | str,
+    out: Path | str,
+    params: CurateParams | None = None,
+    *,
+    progress: bool = False,
+) -> CurateResult:
+    """Curate the image folder ``src`` into the dataset folder ``out``.
+
+    Raises :class:`CurateError` for unusable arguments (missing or empty
+    source, output inside the source, unwritable output...). Bad files never
+    raise: each gets a row with a status and a reason.
+    """
+    params = params or CurateParams()
+    src_path, out_path = _check_paths(Path(src), Path(out))
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    stage = out_path.parent / f".{out_path.name}.partial-{os.getpid()}"
+    _remove_stale_stages(out_path)
+    try:
+        stage.mkdir(parents=True)
+    except OSError as err:
+        raise CurateError(f"cannot write to {out_path.parent}: {err.strerror}") from err
+
+    try:
+        tick = time.perf_counter()
+        scan = scan_folder(src_path, exclude=out_path)
+        if not scan.files:
+            raise CurateError(f"no files found under {src_path}")
+        timings["scan_s"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        table, thumbs, codes, weak = _inspect_all(scan.files, params, stage, progress)
+        timings["inspect_s"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        table, stats = find_duplicates(table, thumbs, codes, weak, params.dedupe)
+        timings["dedupe_s"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        if params.materialize != "none":
+            _materialize(table, scan.files, stage / "images", params.materialize)
+        np.save(stage / CACHE_DIR / HASHES_FILE, codes)
+        thumbs.flush()
+        del thumbs
+        table = table.drop(columns=["thumb_index"])
+        write_samples(table, stage)
+        timings["write_s"] = time.perf_counter() - tick
+        timings["total_s"] = time.perf_counter() - started
+
+        report = _report(src_path, out_path, table, params, timings, stats, scan)
+        write_json(stage / REPORT_JSON, report)
+        _swap_into_place(stage, out_path)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return CurateResult(out_path, table, report)
+
+
+def _check_paths(src: Path, out: Path) -> tuple[Path, Path]:
+    if not src.exists():
+        raise CurateError(f"source folder {src} does not exist")
+    if not src.is_dir():
+        raise CurateError(f"source {src} is a file, not a folder")
+    src_real, out_real = src.resolve(), out.resolve()
+    if out_real == src_real or src_real in out_real.parents:
+        raise CurateError(f"--out {out} is inside the source folder {src}; choose another place")
+    if out_real in src_real.parents:
+        raise CurateError(f"the source folder {src} is inside --out {out}; choose another place")
+    if out_real.exists():
+        if not out_real.is_dir():
+            raise CurateError(f"--out {out} exists and is a file")
+        if any(out_real.iterdir()) and not (out_real / REPORT_JSON).is_file():
+            raise CurateError(
+                f"--out {out} exists, is not empty and is not a pcbforge dataset; "
+                "refusing to replace it"
+            )
+    parent = out_real.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CurateError(f"cannot write to {parent}: permission denied")
+    return src_real, out_real
+
+
+def _remove_stale_stages(out: Path) -> None:
+    """Remove what interrupted runs left behind (their hidden stage folders)."""
+    if not out.parent.exists():
+        return
+    for leftover in out.parent.glob(f".{out.name}.partial-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _inspect_all(files: list[FoundFile], params: CurateParams, stage: Path, progress: bool):
+    size = params.inspect.thumb_size
+    (stage / CACHE_DIR).mkdir()
+    thumbs = np.lib.format.open_memmap(
+        stage / CACHE_DIR / THUMBS_FILE, mode="w+", dtype=np.uint8, shape=(len(files), size, size)
+    )
+    codes = np.zeros((len(files), N_VARIANTS), dtype=np.uint64)
+    weak = np.zeros((len(files), N_VARIANTS), dtype=np.uint64)
+    rows: list[dict] = []
+    engine = LocalEngine(params.workers, chunksize=4)
+    work = partial(inspect_file, params=params.inspect)
+    with _progress_bar(progress, "inspecting", len(files)) as advance:
+        for index, inspection in enumerate(engine.map(work, files)):
+            rows.append(_collect(index, inspection, thumbs, codes, weak))
+            advance()
+    table = pd.DataFrame(rows)
+    return table, thumbs, codes, weak
+
+
+def _collect(index: int, inspection: Inspection, thumbs, codes, weak) -> dict:
+    row = inspection.row
+    row["thumb_index"] = -1
+    if inspection.thumb is not None:
+        row["thumb_index"] = index
+        thumbs[index] = inspection.thumb
+        codes[index, : len(inspection.codes)] = inspection.codes
+        weak[index, : len(inspection.weak)] = inspection.weak
+    return row
+
+
+class _progress_bar:
+    """A rich progress bar when asked for, a no-op otherwise."""
+
+    def __init__(self, enabled: bool, label: str, total: int):
+        self.enabled, self.label, self.total = enabled, label, total
+        self._progress = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), transient=False,
+        )
+        self._progress.start()
+        task = self._progress.add_task(self.label, total=self.total)
+        return lambda: self._progress.advance(task)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _materialize(table: pd.DataFrame, files: list[FoundFile], folder: Path, how: str) -> None:
+    by_path = {f.path: f for f in files}
+    for path in table.loc[table["status"] == "ok", "path"]:
+        source = by_path[path].fs_path
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if how == "copy":
+            shutil.copy2(source, target)
+        else:
+            os.symlink(os.path.abspath(source), target)
+
+
+def _swap_into_place(stage: Path, out: Path) -> None:
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(stage, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(stage, out)
+
+
+def _report(src, out, table, params, timings, stats, scan) -> dict:
+    status_counts = table["status"].value_counts()
+    reasons = (
+        table.loc[table["reason"] != ""]
+        .groupby(["status", "reason"]).size()
+        .reset_index(name="count")
+    )
+    images = int((table["status"] != "skipped").sum())
+    return {
+        "command": "curate",
+        "pcbforge_version": __version__,
+        "source": str(src),
+        "dataset": str(out),
+        "files": len(table),
+        "counts": {status: int(status_counts.get(status, 0)) for status in STATUSES},
+        "reasons": {
+            f"{row.status}/{row.reason}": int(row.count) for row in reasons.itertuples()
+        },
+        "groups": int(table["group"].nunique()),
+        "groups_with_several_images": int((table.groupby("group").size() > 1).sum()),
+        "duplicate_search": {
+            "candidate_pairs": stats.candidate_pairs,
+            "duplicate_pairs_verified": stats.duplicate_edges,
+            "variant_pairs_verified": stats.variant_edges,
+            "pairs_rejected_by_pixels": stats.rejected_pairs,
+        },
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "images_per_second": round(images / timings["total_s"], 2) if timings["total_s"] else None,
+        "parameters": params.model_dump(mode="json"),
+        "warnings": {
+            "symlink_loops_not_followed": scan.symlink_loops,
+            "hidden_folders_not_scanned": scan.skipped_dirs,
+            "listing_errors": scan.warnings,
+        },
+    }

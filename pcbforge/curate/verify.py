@@ -1,0 +1,166 @@
+"""Pixel-level verification of a candidate pair: duplicate, variant or different.
+
+Perceptual hashes only say two images look alike at 8x8 frequencies. A PCB
+tile with a 15-pixel spur hashes like its clean template, and generic tools
+merge the pair, throwing away exactly the scarce defect image. Here every
+candidate is compared pixel by pixel on aligned thumbnails the way an AOI
+machine compares a board to its golden template:
+
+1. the second image is mapped onto the first with a linear grey-level fit
+   (absorbs brightness/contrast changes of a copy);
+2. a *tolerant* difference is taken: a pixel differs only if it lies outside
+   the min/max envelope of the other image's 3x3 neighbourhood, so edges that
+   moved by resampling, re-encoding or 1-2 px of misregistration do not count;
+3. differences above a contrast threshold, opened with a 2x2 kernel so
+   one-pixel-wide edge residue vanishes, are *local changes*.
+
+No local change: duplicate. A few small local changes on an otherwise equal
+image: the same scene with a defect (a *variant*: same group, not a
+duplicate). Anything else: different images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Relation(str, Enum):
+    DUPLICATE = "duplicate"
+    VARIANT = "variant"
+    DIFFERENT = "different"
+
+
+class VerifyParams(BaseModel):
+    """Thresholds of the pixel-level check (fractions are of the thumbnail)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tolerance_px: int = Field(1, ge=0, le=3, description="Envelope radius in thumbnail pixels.")
+    min_contrast: float = Field(
+        24.0, ge=1, description="A local change differs by at least this many grey levels..."
+    )
+    relative_contrast: float = Field(
+        0.22, gt=0, lt=1, description="...and by this share of the image's grey range."
+    )
+    max_duplicate_changed_px: int = Field(
+        0, ge=0, description="Local-change pixels a duplicate may still have."
+    )
+    max_variant_changed_fraction: float = Field(
+        0.10, gt=0, lt=1, description="Largest changed area of a defect variant."
+    )
+    max_mean_difference: float = Field(
+        0.12, gt=0, lt=1, description="Largest mean |difference| / range of same-scene images."
+    )
+    max_aspect_change: float = Field(
+        0.04, ge=0, description="Largest |log aspect ratio| change of a copy."
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    relation: Relation
+    changed_px: int  # local-change pixels in the thumbnail
+    changed_fraction: float
+    mean_difference: float  # mean |a - fitted b| / grey range of a
+    regions: int  # connected local-change regions
+
+    @property
+    def same_scene(self) -> bool:
+        return self.relation is not Relation.DIFFERENT
+
+
+def compare_thumbnails(
+    a: np.ndarray,
+    b: np.ndarray,
+    params: VerifyParams | None = None,
+    aspect_change: float = 0.0,
+) -> Comparison:
+    """Compare two aligned grey thumbnails of equal shape (``b`` already
+    transformed into ``a``'s orientation). ``aspect_change`` is
+    ``|log(aspect_a / aspect_b)|`` of the original images."""
+    params = params or VerifyParams()
+    if a.shape != b.shape:
+        raise ValueError(f"thumbnails must have equal shapes, got {a.shape} and {b.shape}")
+    fa, fb = _match_sharpness(a.astype(np.float32), b.astype(np.float32))
+    fb = _fit_grey_levels(fb, fa)
+
+    lo, hi = np.percentile(fa, (1, 99))
+    grey_range = max(float(hi - lo), 1.0)
+    mean_difference = float(np.abs(fa - fb).mean()) / grey_range
+
+    difference = _tolerant_difference(fa, fb, params.tolerance_px)
+    threshold = max(params.min_contrast, params.relative_contrast * grey_range)
+    changed = (difference > threshold).astype(np.uint8)
+    changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    changed_px = int(changed.sum())
+    changed_fraction = changed_px / changed.size
+    regions = cv2.connectedComponents(changed, connectivity=8)[0] - 1 if changed_px else 0
+
+    if aspect_change > params.max_aspect_change or mean_difference > params.max_mean_difference:
+        relation = Relation.DIFFERENT
+    elif changed_px <= params.max_duplicate_changed_px:
+        relation = Relation.DUPLICATE
+    elif changed_fraction <= params.max_variant_changed_fraction:
+        relation = Relation.VARIANT
+    else:
+        relation = Relation.DIFFERENT
+    return Comparison(relation, changed_px, changed_fraction, mean_difference, regions)
+
+
+_BLUR_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)
+
+
+def _sharpness(image: np.ndarray) -> float:
+    return float(cv2.Laplacian(image, cv2.CV_32F).var())
+
+
+def _match_sharpness(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Blur the sharper image until it is as sharp as the other one.
+
+    A slightly blurred copy loses the peak contrast of features a few pixels
+    wide (vias, thin gaps), which would otherwise read as local changes. Only
+    the sharper side is blurred, and only when it is clearly sharper, so two
+    equally sharp images (a board and its defect variant) are compared as they
+    are.
+    """
+    sharp_a, sharp_b = _sharpness(a), _sharpness(b)
+    if min(sharp_a, sharp_b) <= 0 or max(sharp_a, sharp_b) < 1.15 * min(sharp_a, sharp_b):
+        return a, b
+    swap = sharp_b > sharp_a
+    sharper, target = (b, sharp_a) if swap else (a, sharp_b)
+    best, best_gap = sharper, np.inf
+    for sigma in _BLUR_SIGMAS:
+        blurred = cv2.GaussianBlur(sharper, (0, 0), sigma)
+        gap = abs(np.log(max(_sharpness(blurred), 1e-6) / target))
+        if gap < best_gap:
+            best, best_gap = blurred, gap
+    return (a, best) if swap else (best, b)
+
+
+def _fit_grey_levels(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares gain/offset mapping ``source`` onto ``target``."""
+    var = float(source.var())
+    if var < 1e-6:
+        return source + float(target.mean() - source.mean())
+    gain = float(((source - source.mean()) * (target - target.mean())).mean()) / var
+    if gain <= 0:  # anti-correlated: no photometric fit makes these alike
+        return source
+    offset = float(target.mean()) - gain * float(source.mean())
+    return source * gain + offset
+
+
+def _tolerant_difference(a: np.ndarray, b: np.ndarray, radius: int) -> np.ndarray:
+    """How far each pixel of either image lies outside the other's local envelope."""
+    if radius == 0:
+        return np.abs(a - b)
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    b_max, b_min = cv2.dilate(b, kernel), cv2.erode(b, kernel)
+    a_max, a_min = cv2.dilate(a, kernel), cv2.erode(a, kernel)
+    outside_b = np.maximum(a - b_max, b_min - a)
+    outside_a = np.maximum(b - a_max, a_min - b)
+    return np.maximum(np.maximum(outside_a, outside_b), 0.0)

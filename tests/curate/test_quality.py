@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from pcbforge.curate.quality import QualityThresholds, low_quality_reason, quality_scores
+
+T = QualityThresholds()
+
+
+@pytest.mark.parametrize(
+    ("image", "size", "reason"),
+    [
+        (np.full((64, 64), 255, np.uint8), (640, 640), "blank"),
+        (np.zeros((64, 64), np.uint8), (640, 640), "blank"),
+        (np.random.default_rng(0).integers(0, 20, (64, 64)).astype(np.uint8), (640, 640),
+         "too_dark"),
+        (np.random.default_rng(0).integers(245, 256, (64, 64)).astype(np.uint8), (640, 640),
+         "too_bright"),
+        (np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8), (20, 20),
+         "too_small"),
+        (np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8), (640, 640), ""),
+    ],
+    ids=["white", "black", "dark", "bright", "small", "fine"],
+)
+def test_low_quality_reasons(image, size, reason):
+    assert low_quality_reason(quality_scores(image), *size, T) == reason
+
+
+def test_binarised_board_is_not_low_quality(board):
+    # Mostly-copper or mostly-substrate tiles must not read as too dark/bright.
+    assert low_quality_reason(quality_scores(board), 640, 640, T) == ""
+    inverted = 255 - board
+    assert low_quality_reason(quality_scores(inverted), 640, 640, T) == ""
+
+
+def test_thresholds_reject_unknown_keys():
+    with pytest.raises(ValidationError, match="extra"):
+        QualityThresholds(dark=3)
