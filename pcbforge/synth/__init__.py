@@ -1,0 +1,1 @@
+"""Synthetic PCB tiles, photo-like images and messy test corpora."""
