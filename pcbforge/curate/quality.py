@@ -20,13 +20,13 @@ class QualityThresholds(BaseModel):
 
     min_side: int = Field(32, ge=1, description="Smaller width/height is `too_small`.")
     blank_range: float = Field(
-        8.0, ge=0, description="p99 - p1 grey range below this is `blank` (uniform frame)."
+        5.0, ge=0, description="Content grey range below this is `blank` (uniform frame)."
     )
-    dark_p99: float = Field(
-        38.0, ge=0, le=255, description="99th percentile below this is `too_dark`."
+    dark_max: float = Field(
+        38.0, ge=0, le=255, description="Brightest content below this is `too_dark`."
     )
-    bright_p1: float = Field(
-        242.0, ge=0, le=255, description="1st percentile above this is `too_bright`."
+    bright_min: float = Field(
+        230.0, ge=0, le=255, description="Darkest content above this is `too_bright`."
     )
 
 
@@ -42,28 +42,28 @@ SCORE_COLUMNS = (
 
 
 def quality_scores(thumb: np.ndarray) -> dict[str, float]:
-    """Scores of a grey uint8 thumbnail (percentiles are whole grey levels).
+    """Scores of a grey uint8 thumbnail.
 
     - ``brightness_score``: mean grey / 255
     - ``contrast_score``: standard deviation / 255
-    - ``dark_score``: 99th percentile (the brightest content) / 255
-    - ``bright_score``: 1st percentile (the darkest content) / 255
-    - ``range_score``: (p99 - p1) / 255; near 0 for a uniform frame
+    - ``dark_score``: brightest content (max after a 3x3 median) / 255
+    - ``bright_score``: darkest content (min after a 3x3 median) / 255
+    - ``range_score``: their difference; near 0 for a uniform frame
     - ``sharpness_score``: variance of the Laplacian / 255^2 (low = blurred)
     """
-    histogram = np.bincount(thumb.ravel(), minlength=256)
-    cumulative = np.cumsum(histogram)
-    # Percentiles from the histogram: exact grey levels, no sort of the pixels.
-    p1 = float(np.searchsorted(cumulative, 0.01 * thumb.size))
-    p99 = float(np.searchsorted(cumulative, 0.99 * thumb.size))
+    # Extremes of a 3x3-median-filtered thumbnail: a speck of sensor noise
+    # vanishes, but any real feature (a 10-pixel spurious-copper island on bare
+    # substrate, a pin-hole in a copper pour) still counts as content.
+    # Percentiles would call such a tile blank and drop a scarce defect image.
+    low, high = (float(v) for v in cv2.minMaxLoc(cv2.medianBlur(thumb, 3))[:2])
     mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(thumb))
     laplacian_std = float(cv2.meanStdDev(cv2.Laplacian(thumb, cv2.CV_16S))[1][0, 0])
     return {
         "brightness_score": mean / 255.0,
         "contrast_score": std / 255.0,
-        "dark_score": p99 / 255.0,
-        "bright_score": p1 / 255.0,
-        "range_score": (p99 - p1) / 255.0,
+        "dark_score": high / 255.0,
+        "bright_score": low / 255.0,
+        "range_score": (high - low) / 255.0,
         "sharpness_score": laplacian_std**2 / 255.0**2,
     }
 
@@ -80,8 +80,8 @@ def low_quality_reason(
         return "too_small"
     if scores["range_score"] * 255.0 < thresholds.blank_range:
         return "blank"
-    if scores["dark_score"] * 255.0 < thresholds.dark_p99:
+    if scores["dark_score"] * 255.0 < thresholds.dark_max:
         return "too_dark"
-    if scores["bright_score"] * 255.0 > thresholds.bright_p1:
+    if scores["bright_score"] * 255.0 > thresholds.bright_min:
         return "too_bright"
     return ""

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pcbforge import __version__
 from pcbforge.curate.dedupe import DedupeParams, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
-from pcbforge.curate.inspect import InspectParams, Inspection, inspect_file
+from pcbforge.curate.inspect import Inspection, InspectParams, inspect_file
 from pcbforge.curate.scan import FoundFile, scan_folder
 from pcbforge.datasets.samples import STATUSES, write_json, write_samples
 from pcbforge.engine import LocalEngine
@@ -87,19 +87,23 @@ def curate(
             raise CurateError(f"no files found under {src_path}")
         timings["scan_s"] = time.perf_counter() - tick
 
-        tick = time.perf_counter()
-        table, thumbs, codes, weak = _inspect_all(scan.files, params, stage, progress)
-        timings["inspect_s"] = time.perf_counter() - tick
+        with LocalEngine(params.workers) as engine:
+            tick = time.perf_counter()
+            table, thumbs, codes, weak = _inspect_all(scan.files, params, stage, engine, progress)
+            timings["inspect_s"] = time.perf_counter() - tick
 
-        tick = time.perf_counter()
-        table, stats = find_duplicates(table, thumbs, codes, weak, params.dedupe)
-        timings["dedupe_s"] = time.perf_counter() - tick
+            tick = time.perf_counter()
+            thumbs.flush()
+            table, stats = find_duplicates(
+                table, thumbs, codes, weak, params.dedupe,
+                thumbs_path=stage / CACHE_DIR / THUMBS_FILE, engine=engine,
+            )
+            timings["dedupe_s"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
         if params.materialize != "none":
             _materialize(table, scan.files, stage / "images", params.materialize)
         np.save(stage / CACHE_DIR / HASHES_FILE, codes)
-        thumbs.flush()
         del thumbs
         table = table.drop(columns=["thumb_index"])
         write_samples(table, stage)
@@ -149,7 +153,7 @@ def _remove_stale_stages(out: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _inspect_all(files: list[FoundFile], params: CurateParams, stage: Path, progress: bool):
+def _inspect_all(files, params: CurateParams, stage: Path, engine: LocalEngine, progress: bool):
     size = params.inspect.thumb_size
     (stage / CACHE_DIR).mkdir()
     thumbs = np.lib.format.open_memmap(
@@ -158,7 +162,6 @@ def _inspect_all(files: list[FoundFile], params: CurateParams, stage: Path, prog
     codes = np.zeros((len(files), N_VARIANTS), dtype=np.uint64)
     weak = np.zeros((len(files), N_VARIANTS), dtype=np.uint64)
     rows: list[dict] = []
-    engine = LocalEngine(params.workers, chunksize=4)
     work = partial(inspect_file, params=params.inspect)
     with _progress_bar(progress, "inspecting", len(files)) as advance:
         for index, inspection in enumerate(engine.map(work, files)):

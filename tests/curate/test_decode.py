@@ -29,7 +29,7 @@ def _valid_encodings(rng):
     gray = rgb.convert("L")
     exif = Image.Exif()
     exif[0x0112] = 6
-    g16 = Image.fromarray((np.asarray(gray).astype(np.uint16) * 257))
+    g16 = Image.fromarray(np.asarray(gray).astype(np.uint16) * 257)
     return {
         "png_gray16": _pil_bytes(g16, "PNG"),
         "png_gray": _pil_bytes(gray, "PNG"),

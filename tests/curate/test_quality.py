@@ -36,3 +36,21 @@ def test_binarised_board_is_not_low_quality(board):
 def test_thresholds_reject_unknown_keys():
     with pytest.raises(ValidationError, match="extra"):
         QualityThresholds(dark=3)
+
+
+@pytest.mark.parametrize("background", [255, 0], ids=["copper_on_substrate", "pinhole_in_pour"])
+def test_a_lone_small_defect_is_content_not_a_blank_frame(background):
+    # DeepPCB has tiles of bare substrate whose only content is the defect.
+    tile = np.full((640, 640), background, np.uint8)
+    tile[300:314, 200:214] = 255 - background  # a 14x14 px island / hole
+    from pcbforge.curate.hashing import thumbnail
+
+    assert low_quality_reason(quality_scores(thumbnail(tile)), 640, 640, T) == ""
+
+
+def test_a_single_dead_pixel_does_not_make_a_blank_frame_content():
+    from pcbforge.curate.hashing import thumbnail
+
+    frame = np.full((640, 640), 255, np.uint8)
+    frame[10, 10] = 0
+    assert low_quality_reason(quality_scores(thumbnail(frame)), 640, 640, T) == "blank"

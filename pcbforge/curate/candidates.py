@@ -1,0 +1,731 @@
+"""Sub-quadratic near-duplicate candidate search over 64-bit perceptual hashes.
+
+Problem
+-------
+Each image ``n`` has a 64-bit hash ``codes[n]`` and, optionally, the hashes of
+its ``V`` dihedral variants ``variants[n, v]`` (``variants[:, 0] == codes``).
+An unordered pair ``{i, j}`` is a candidate when, for some variant ``v``,
+``hamming(codes[a], variants[b, v]) <= max_distance`` with ``(a, b)`` either
+``(i, j)`` or ``(j, i)``. Comparing every pair is ``O(N^2 V)``; at a million
+images that is 8e12 popcounts.
+
+Variant convention (shared with :mod:`pcbforge.curate.hashing`): ``v = k + 4*f``
+names the transform ``np.rot90(np.fliplr(img) if f else img, k)``. Every pair is
+reported once as ``i < j`` with the minimum distance over all variants and both
+directions, and ``variant`` is the transform that brings image ``j`` into image
+``i``'s frame: a match of ``variants[j, v]`` against ``codes[i]`` reports ``v``;
+a match of ``variants[i, v]`` against ``codes[j]`` reports
+``dihedral_inverse(v)``. Ties on distance go to the smallest reported variant.
+
+Algorithm (:func:`find_candidate_pairs`)
+----------------------------------------
+Banded LSH with multi-probe, one band at a time so memory stays ``O(N V)``:
+
+1. A band is a fixed random subset of ``band_bits`` of the 64 bit positions.
+   Bands come from random permutations of the 64 positions (constant seed), cut
+   into ``64 // band_bits`` disjoint pieces each, so the first ``64 // band_bits``
+   bands alone guarantee that every pair at distance ``< 64 // band_bits`` is
+   found (pigeonhole), and the rest behave like independent random bands.
+2. Index: the band key (the band's bits gathered into a small integer, via
+   per-byte lookup tables) of every ``codes[n]``, counting-sorted by key.
+3. Queries: the band key of every ``variants[n, v]``, plus multi-probe keys:
+   the key with every non-empty subset of up to ``probe_bits`` of the query's
+   weak bits that fall inside the band flipped. Weak bits are where a noisy copy
+   most likely differs, so probing them rescues bands that a near pair misses by
+   a few bits, at a cost of ``sum_s C(c, s)`` extra keys for ``c`` weak bits in
+   the band.
+4. Every query key is matched to its bucket of index entries (a bucket start
+   table for keys up to 24 bits, ``np.searchsorted`` beyond), the matches are
+   expanded into ``(index image, query)`` triples with ``np.repeat``, and the
+   exact Hamming distance of the full 64-bit hashes keeps those within radius.
+5. Survivors are accumulated as pair codes ``i * N + j`` and deduplicated after
+   each band. Finally every found pair is resolved exactly over all ``2V``
+   (direction, variant) combinations, which is what makes LSH and
+   :func:`find_candidate_pairs_exhaustive` agree exactly on every pair LSH finds.
+
+Degenerate buckets: an index bucket with more than ``max_bucket`` entries (e.g.
+thousands of identical hashes), or one whose expansion would cost more than
+about a million comparisons (its size times the queries landing in it), would
+be expanded, and its pairs deduplicated, once per band. Instead it is dropped
+from the band: its members, and every image with a query key landing in it, are
+set aside and, once after all bands, searched exhaustively among themselves.
+That is exact, so those images lose no pairs; it costs ``O(H^2 V)`` for ``H``
+set-aside images, which is inherent when they really are near each other (the
+output itself is then ``O(H^2)``), but wasteful when several unrelated dense
+clusters are set aside together, since they are compared with each other too.
+
+Cost and recall
+---------------
+With ``N`` images, ``V`` variants and ``P`` query keys per hash (1 + probes),
+each band costs ``O(N V P)`` for the keys plus ``O(N V P * N / 2**band_bits)``
+for the random collisions that must be verified. A fixed ``band_bits`` is
+therefore still quadratic in the limit; keeping ``2**band_bits`` near ``N``
+(:meth:`SearchConfig.for_size`) keeps collisions at about one per key and the
+search close to linear. Recall without multi-probe is given analytically by
+:func:`near_pair_recall_probability`; a wider band lowers it, more bands or
+good weak bits raise it. Pairs are never invented: every reported pair has its
+exact distance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
+
+import numpy as np
+
+__all__ = [
+    "CandidatePairs",
+    "SearchConfig",
+    "dihedral_inverse",
+    "dihedral_transform",
+    "find_candidate_pairs",
+    "find_candidate_pairs_exhaustive",
+    "hamming",
+    "near_pair_recall_probability",
+]
+
+#: Bits per hash.
+N_BITS = 64
+#: Number of dihedral transforms (4 rotations x optional mirror).
+N_DIHEDRAL = 8
+
+# Constant so the band layout, hence the result, is identical on every run and machine.
+_BAND_SEED = 20_240_611
+# Above this band width a bucket start table (2**bits entries) gets too large; use searchsorted.
+_TABLE_MAX_BITS = 24
+# Lookup keys held at once; bounds per-band working memory to a few hundred MB.
+_KEY_BUDGET = 1 << 22
+# Buckets whose expansion would exceed this many comparisons per band are set aside.
+_HOT_TRIPLES = 1 << 20
+# Below this many buckets left to scan, expand the rest with np.repeat (see _verify_bucket_matches).
+_TAIL_KEYS = 1024
+# Elements per tile of the exhaustive distance matrix (uint64 temporaries: 8 bytes each).
+_TILE_ELEMENTS = 1 << 22
+# Pairs resolved at once: 2V distances each.
+_RESOLVE_CHUNK = 1 << 20
+
+_HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")  # numpy >= 2.0
+_BYTE_POPCOUNT = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
+_INVERSE = np.array([0, 3, 2, 1, 4, 5, 6, 7], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------
+# Public data types
+# --------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    """Raise ValueError unless ``value`` is an int in ``[low, high]``."""
+    expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
+    # bool is an int subclass; True as a band width is a bug, not a 1.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < low
+        or (high is not None and value > high)
+    ):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Parameters of :func:`find_candidate_pairs`.
+
+    Attributes:
+        max_distance: Hamming radius (on 64 bits) within which a pair is reported.
+        band_bits: Bits per LSH band (1-32). Wider bands mean fewer random
+            collisions but lower recall per band; see :meth:`for_size`.
+        n_bands: Number of bands searched (work and recall grow with it).
+        probe_bits: Multi-probe depth: flip every subset of up to this many of a
+            query's weak bits inside the band. 0 disables multi-probe.
+        max_bucket: Index buckets larger than this (or costing over about 1e6
+            comparisons) are not expanded; their images are searched
+            exhaustively among themselves instead (still exact).
+    """
+
+    max_distance: int = 10
+    band_bits: int = 16
+    n_bands: int = 16
+    probe_bits: int = 3
+    max_bucket: int = 5000
+
+    def __post_init__(self) -> None:
+        _check_int("max_distance", self.max_distance, 0, N_BITS)
+        _check_int("band_bits", self.band_bits, 1, 32)
+        _check_int("n_bands", self.n_bands, 1)
+        _check_int("probe_bits", self.probe_bits, 0, self.band_bits)
+        _check_int("max_bucket", self.max_bucket, 1)
+
+    @classmethod
+    def for_size(cls, n_images: int, **overrides: int) -> SearchConfig:
+        """A config whose band width grows with the collection, keeping the search near-linear.
+
+        ``band_bits = clip(ceil(log2(n_images)), 16, 24)`` keeps the expected
+        number of random collisions per query key at about one; with the fixed
+        default of 16 bits it grows as ``n_images / 65536`` and the search turns
+        quadratic beyond a few hundred thousand images. Wider bands lower recall
+        without multi-probe (see :func:`near_pair_recall_probability`); raise
+        ``n_bands`` through ``overrides`` to buy it back. Any field may be
+        overridden.
+        """
+        _check_int("n_images", n_images, 0)
+        bits = int(np.clip(math.ceil(math.log2(max(n_images, 2))), 16, _TABLE_MAX_BITS))
+        return cls(**{"band_bits": bits, **overrides})
+
+
+@dataclass(frozen=True)
+class CandidatePairs:
+    """Candidate pairs, sorted by ``(i, j)``, each once with ``i < j``.
+
+    Attributes:
+        i, j: Image indices (int64), ``i < j``.
+        variant: Dihedral variant (int8) that brings image ``j`` into image
+            ``i``'s frame at the best match.
+        distance: Minimum Hamming distance (int8) over variants and directions.
+    """
+
+    i: np.ndarray
+    j: np.ndarray
+    variant: np.ndarray
+    distance: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+    @classmethod
+    def empty(cls) -> CandidatePairs:
+        """No pairs, with the documented dtypes."""
+        return cls(
+            np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int8), np.empty(0, np.int8)
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Small public helpers
+# --------------------------------------------------------------------------------------
+
+
+def dihedral_transform(image: np.ndarray, variant: int) -> np.ndarray:
+    """Apply dihedral ``variant`` ``v = k + 4*f``: ``np.rot90(np.fliplr(img) if f else img, k)``."""
+    _check_int("variant", variant, 0, N_DIHEDRAL - 1)
+    k, flip = variant % 4, variant // 4
+    return np.rot90(np.fliplr(image) if flip else image, k)
+
+
+def dihedral_inverse(variant: int | np.ndarray) -> int | np.ndarray:
+    """The variant that undoes ``variant`` (int or integer array, values 0-7).
+
+    A pure rotation by ``k`` quarter turns is undone by ``(4 - k) % 4``; a mirror
+    followed by a rotation is a reflection, which is its own inverse.
+    """
+    values = np.asarray(variant)
+    if values.dtype.kind not in "iu" or np.any((values < 0) | (values >= N_DIHEDRAL)):
+        raise ValueError(f"variant: expected integers in [0, {N_DIHEDRAL - 1}], got {variant!r}")
+    inverse = _INVERSE[values]
+    return int(inverse) if inverse.ndim == 0 else inverse
+
+
+def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+    """Hamming distance between 64-bit hashes: popcount of ``a ^ b`` (broadcasting, uint8)."""
+    return _popcount64(np.bitwise_xor(_as_u64(a, "a"), _as_u64(b, "b")))
+
+
+def near_pair_recall_probability(
+    distance: int | np.ndarray, config: SearchConfig | None = None
+) -> float | np.ndarray:
+    """Probability that the bands of ``config`` catch a pair at ``distance``, without multi-probe.
+
+    A band catches a pair when none of the ``distance`` differing bits falls in
+    it. Bands are cut from independent random permutations, ``g = 64 // band_bits``
+    disjoint bands per permutation, so by inclusion-exclusion one permutation
+    catches the pair with ``sum_s (-1)**(s+1) C(g, s) C(64 - s*band_bits, d) / C(64, d)``
+    and permutations miss independently. Multi-probe only adds to this, by how
+    much depends on how well the weak bits predict the differing ones.
+    """
+    config = SearchConfig() if config is None else config
+    values = np.asarray(distance)
+    if values.dtype.kind not in "iu" or np.any((values < 0) | (values > N_BITS)):
+        raise ValueError(f"distance: expected integers in [0, {N_BITS}], got {distance!r}")
+    k = config.band_bits
+    per_perm = N_BITS // k
+    full, rest = divmod(config.n_bands, per_perm)
+
+    def group_catch(n_disjoint: int, d: int) -> float:
+        return sum(
+            (-1) ** (s + 1) * math.comb(n_disjoint, s) * math.comb(N_BITS - s * k, d)
+            for s in range(1, n_disjoint + 1)
+        ) / math.comb(N_BITS, d)
+
+    # 65 possible distances: tabulate once rather than vectorise math.comb.
+    table = np.array(
+        [
+            1.0 - (1.0 - group_catch(per_perm, d)) ** full * (1.0 - group_catch(rest, d))
+            for d in range(N_BITS + 1)
+        ]
+    )
+    result = table[values]
+    return float(result) if result.ndim == 0 else result
+
+
+# --------------------------------------------------------------------------------------
+# Search
+# --------------------------------------------------------------------------------------
+
+
+def find_candidate_pairs_exhaustive(
+    codes: np.ndarray, variants: np.ndarray | None = None, max_distance: int = 10
+) -> CandidatePairs:
+    """Brute-force reference: every pair within ``max_distance``, same semantics as LSH.
+
+    ``O(N^2 V)`` popcounts, in tiles of the distance matrix so memory stays
+    bounded; fine up to a few tens of thousands of images.
+    """
+    _check_int("max_distance", max_distance, 0, N_BITS)
+    codes, variants, _ = _validate_inputs(codes, variants, None)
+    i, j = _exhaustive_pairs(codes, variants, max_distance)
+    return _resolve_pairs(codes, variants, i, j, max_distance)
+
+
+def find_candidate_pairs(
+    codes: np.ndarray,
+    variants: np.ndarray | None = None,
+    weak_bits: np.ndarray | None = None,
+    config: SearchConfig | None = None,
+) -> CandidatePairs:
+    """Pairs of images whose hashes are within ``config.max_distance`` (banded LSH).
+
+    Args:
+        codes: (N,) uint64 identity hashes.
+        variants: (N, V) uint64 hashes of each image under ``V <= 8`` dihedral
+            transforms, column 0 equal to ``codes``; None searches identity only.
+        weak_bits: (N, V) uint64 masks of each hash's least reliable bits, for
+            multi-probe; (N,) is accepted when there is one variant. None
+            disables multi-probe.
+        config: Search parameters; defaults to ``SearchConfig()``.
+
+    Returns:
+        Every pair found, with its exact minimum distance and variant; a subset
+        of :func:`find_candidate_pairs_exhaustive` that agrees with it exactly
+        on each pair it contains. Deterministic.
+    """
+    config = SearchConfig() if config is None else config
+    if not isinstance(config, SearchConfig):
+        raise TypeError(f"config: expected SearchConfig, got {type(config).__name__}")
+    codes, variants, weak_bits = _validate_inputs(codes, variants, weak_bits)
+    n_images, n_variants = variants.shape
+    if n_images < 2:
+        return CandidatePairs.empty()
+
+    radius = config.max_distance
+    query_hashes = variants.reshape(-1)  # query q is variant q % V of image q // V
+    query_weak = None if weak_bits is None or config.probe_bits == 0 else weak_bits.reshape(-1)
+    set_aside = np.zeros(n_images, dtype=bool)  # images met in dropped buckets
+    found = np.empty(0, dtype=np.int64)  # pair codes i * N + j, sorted, unique
+
+    for positions in _band_positions(config):
+        gather = _BitGather(positions)
+        index = _BandIndex(gather(codes), codes, config.band_bits)
+        base_keys = gather(query_hashes)
+        weak_keys = None if query_weak is None else gather(query_weak)
+        drop = _buckets_to_drop(index, base_keys, n_images, config.max_bucket)
+        set_aside[index.drop(drop)] = True
+        band_found = [found]
+        for start, stop in _query_chunks(weak_keys, config.probe_bits, len(query_hashes)):
+            keys, local = _probe_keys(
+                base_keys[start:stop],
+                None if weak_keys is None else weak_keys[start:stop],
+                config.probe_bits,
+            )
+            if len(index.dropped_keys):
+                hit_dropped = np.isin(keys, index.dropped_keys)
+                set_aside[(start + local[hit_dropped]) // n_variants] = True
+            lo, count = index.lookup(keys)
+            matched = np.flatnonzero(count)
+            query = start + local[matched]
+            a, key = _verify_bucket_matches(
+                lo[matched], count[matched], query_hashes[query], index, radius
+            )
+            b = query[key] // n_variants
+            distinct = a != b  # every identity query finds its own code
+            band_found.append(_pair_codes(a[distinct], b[distinct], n_images))
+        # Dedupe per band: a near pair recurs in most bands and in up to 2V (direction,
+        # variant) combinations, so deferring this would multiply memory by n_bands.
+        found = _sorted_unique(np.concatenate(band_found))
+
+    members = np.flatnonzero(set_aside)
+    if len(members) > 1:
+        sub_i, sub_j = _exhaustive_pairs(codes[members], variants[members], radius)
+        set_aside_pairs = _pair_codes(members[sub_i], members[sub_j], n_images)
+        found = _sorted_unique(np.concatenate([found, set_aside_pairs]))
+    i, j = np.divmod(found, n_images)
+    return _resolve_pairs(codes, variants, i, j, radius)
+
+
+# --------------------------------------------------------------------------------------
+# Internals
+# --------------------------------------------------------------------------------------
+
+
+def _popcount64(x: np.ndarray) -> np.ndarray:
+    """Set bits per element of a uint64 array, as uint8."""
+    if _HAS_BITWISE_COUNT:
+        return np.bitwise_count(x)
+    return _popcount64_table(x)
+
+
+def _popcount64_table(x: np.ndarray) -> np.ndarray:
+    """Popcount via a byte lookup table, for numpy < 2 (no ``np.bitwise_count``)."""
+    x = np.asarray(x, dtype=np.uint64)
+    raw = np.ascontiguousarray(x.reshape(-1), dtype="<u8").view(np.uint8).reshape(-1, 8)
+    return _BYTE_POPCOUNT[raw].sum(axis=1, dtype=np.uint8).reshape(x.shape)
+
+
+def _as_u64(values: object, name: str) -> np.ndarray:
+    """``values`` as uint64, reinterpreting signed 64-bit hashes (e.g. from Parquet) bitwise."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected an integer (uint64) array, got dtype {array.dtype}")
+    # astype wraps negative int64 modulo 2**64, i.e. keeps the bit pattern.
+    return array.astype(np.uint64, copy=False)
+
+
+def _validate_inputs(
+    codes: np.ndarray, variants: np.ndarray | None, weak_bits: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Check shapes and dtypes; return contiguous uint64 ``codes`` (N,), ``variants`` (N, V)."""
+    codes = np.ascontiguousarray(_as_u64(codes, "codes"))
+    if codes.ndim != 1:
+        raise ValueError(f"codes: expected shape (N,), got {codes.shape}")
+    n_images = len(codes)
+    if variants is None:
+        variants = codes[:, None]
+    else:
+        variants = np.ascontiguousarray(_as_u64(variants, "variants"))
+        if variants.ndim != 2 or variants.shape[0] != n_images:
+            raise ValueError(f"variants: expected shape ({n_images}, V), got {variants.shape}")
+        if not 1 <= variants.shape[1] <= N_DIHEDRAL:
+            raise ValueError(
+                f"variants: expected 1 to {N_DIHEDRAL} columns, got {variants.shape[1]}"
+            )
+        if not np.array_equal(variants[:, 0], codes):
+            raise ValueError(
+                "variants: expected column 0 (identity) equal to codes, got a mismatch"
+            )
+    if weak_bits is not None:
+        weak_bits = np.ascontiguousarray(_as_u64(weak_bits, "weak_bits"))
+        if weak_bits.ndim == 1 and variants.shape[1] == 1:
+            weak_bits = weak_bits[:, None]
+        if weak_bits.shape != variants.shape:
+            raise ValueError(f"weak_bits: expected shape {variants.shape}, got {weak_bits.shape}")
+    return codes, variants, weak_bits
+
+
+def _band_positions(config: SearchConfig) -> np.ndarray:
+    """(n_bands, band_bits) sorted bit positions: disjoint pieces of seeded random permutations."""
+    k = config.band_bits
+    per_perm = N_BITS // k
+    n_perms = -(-config.n_bands // per_perm)
+    rng = np.random.default_rng(_BAND_SEED)
+    perms = rng.permuted(np.tile(np.arange(N_BITS), (n_perms, 1)), axis=1)
+    bands = perms[:, : per_perm * k].reshape(n_perms * per_perm, k)[: config.n_bands]
+    return np.sort(bands, axis=1)
+
+
+class _BitGather:
+    """Gathers fixed bit positions of uint64 values into compact uint32 keys.
+
+    Bit ``positions[t]`` of the input becomes bit ``t`` of the key. One
+    65536-entry table per 16-bit word that holds band bits turns the gather into
+    at most 4 table lookups per value instead of one shift-and-mask per bit.
+    """
+
+    def __init__(self, positions: np.ndarray):
+        positions = np.asarray(positions, dtype=np.int64)
+        word_of, bit_in_word = np.divmod(positions, 16)
+        self.word_columns = np.unique(word_of)
+        values = np.arange(1 << 16, dtype=np.uint32)[:, None]
+        key_bits = np.arange(len(positions), dtype=np.uint32)
+        self.tables = np.zeros((len(self.word_columns), 1 << 16), dtype=np.uint32)
+        for row, column in enumerate(self.word_columns):  # at most 4 words
+            sel = word_of == column
+            bits = (values >> bit_in_word[sel].astype(np.uint32)) & np.uint32(1)
+            self.tables[row] = (bits << key_bits[sel]).sum(axis=1, dtype=np.uint32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        words = np.ascontiguousarray(x, dtype="<u8").view("<u2").reshape(-1, 4)
+        keys = self.tables[0][words[:, self.word_columns[0]]]
+        for row in range(1, len(self.word_columns)):
+            keys |= self.tables[row][words[:, self.word_columns[row]]]
+        return keys
+
+
+class _BandIndex:
+    """The codes of one band sorted by key, with bucket lookup.
+
+    Buckets can be dropped (:meth:`drop`): they then look up as empty, and the
+    caller sets aside the images involved for the exhaustive pass.
+    """
+
+    def __init__(self, keys: np.ndarray, codes: np.ndarray, band_bits: int):
+        # Sorting (key << 32 | index) is a stable argsort by key, and np.sort of plain
+        # uint64 is several times faster than np.argsort(kind="stable") on uint32.
+        packed = (keys.astype(np.uint64) << np.uint64(32)) | np.arange(len(keys), dtype=np.uint64)
+        packed.sort()
+        self.order = (packed & np.uint64(0xFFFF_FFFF)).astype(np.int64)
+        self.sorted_keys = (packed >> np.uint64(32)).astype(np.uint32)
+        del packed
+        self.sorted_codes = codes[self.order]
+        self.dropped_keys = np.empty(0, dtype=np.uint32)
+        self._table = band_bits <= _TABLE_MAX_BITS
+        if self._table:
+            counts = np.bincount(keys, minlength=1 << band_bits)
+            starts = np.cumsum(counts) - counts
+            # (start << 32 | size) in one table: one random gather per query key, not two.
+            self._packed = (starts << 32) | counts
+        else:
+            is_first = np.ones(len(keys), dtype=bool)
+            is_first[1:] = self.sorted_keys[1:] != self.sorted_keys[:-1]
+            self._first = np.flatnonzero(is_first)
+            self._unique = self.sorted_keys[self._first]
+            self._counts = np.diff(self._first, append=len(keys))
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First sorted position and size of the bucket of each key (size 0: none or dropped)."""
+        if self._table:
+            packed = self._packed[keys]
+            return packed >> 32, packed & 0xFFFF_FFFF
+        slot = np.minimum(np.searchsorted(self._unique, keys), len(self._unique) - 1)
+        present = self._unique[slot] == keys
+        return self._first[slot], np.where(present, self._counts[slot], 0)
+
+    def drop(self, bucket_keys: np.ndarray) -> np.ndarray:
+        """Make the buckets of ``bucket_keys`` look empty; return the images they held."""
+        bucket_keys = np.asarray(bucket_keys, dtype=np.uint32)
+        if len(bucket_keys) == 0:
+            return np.empty(0, dtype=np.int64)
+        self.dropped_keys = np.union1d(self.dropped_keys, bucket_keys).astype(np.uint32)
+        if self._table:
+            self._packed[bucket_keys] &= ~np.int64(0xFFFF_FFFF)
+        else:
+            self._counts[np.searchsorted(self._unique, bucket_keys)] = 0
+        return self.order[np.isin(self.sorted_keys, bucket_keys)]
+
+
+def _buckets_to_drop(
+    index: _BandIndex, base_keys: np.ndarray, n_images: int, max_bucket: int
+) -> np.ndarray:
+    """Keys of buckets too large to expand: over ``max_bucket`` entries, or expected to cost
+    over ``_HOT_TRIPLES`` comparisons (size x unprobed queries landing in it).
+
+    The second rule catches dense clusters just under ``max_bucket`` (e.g. 4,000 identical
+    hashes), which would otherwise be expanded and deduplicated again in every band.
+    """
+    lo, count = index.lookup(base_keys)
+    hit = np.flatnonzero(count)
+    # Buckets are identified by their first sorted position; every bucket is hit at least
+    # by the identity queries of its own members.
+    queries = np.bincount(lo[hit], minlength=n_images)
+    size = np.zeros(n_images, dtype=np.int64)
+    size[lo[hit]] = count[hit]
+    too_big = (size > max_bucket) | (size * queries > _HOT_TRIPLES)
+    return index.sorted_keys[np.flatnonzero(too_big)]
+
+
+def _n_probes(weak_in_band: np.ndarray, probe_bits: int) -> np.ndarray:
+    """Keys per query: 1 + the non-empty subsets of up to ``probe_bits`` of its weak bits."""
+    table = np.array(
+        [sum(math.comb(c, s) for s in range(probe_bits + 1)) for c in range(33)], dtype=np.int64
+    )
+    return table[weak_in_band]
+
+
+def _query_chunks(
+    weak_keys: np.ndarray | None, probe_bits: int, n_queries: int
+) -> Iterator[tuple[int, int]]:
+    """Split the queries into ranges generating about ``_KEY_BUDGET`` lookup keys each."""
+    if weak_keys is None:
+        for start in range(0, n_queries, _KEY_BUDGET):
+            yield start, min(start + _KEY_BUDGET, n_queries)
+        return
+    ends = np.cumsum(_n_probes(_popcount32(weak_keys), probe_bits))
+    cuts = np.searchsorted(ends, np.arange(_KEY_BUDGET, ends[-1], _KEY_BUDGET), side="right")
+    bounds = np.unique(np.concatenate([[0], cuts, [n_queries]]))
+    yield from zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+
+
+def _popcount32(x: np.ndarray) -> np.ndarray:
+    """Set bits per uint32 key, as uint8 (a table index and a radix-sortable key)."""
+    if _HAS_BITWISE_COUNT:
+        return np.bitwise_count(x)
+    return _popcount64_table(x.astype(np.uint64))
+
+
+@lru_cache(maxsize=256)
+def _subset_patterns(n_weak: int, probe_bits: int) -> np.ndarray:
+    """(n_weak, P) 0/1 columns: every non-empty subset of at most ``probe_bits`` of n_weak bits."""
+    subsets = [
+        subset
+        for size in range(1, min(probe_bits, n_weak) + 1)
+        for subset in combinations(range(n_weak), size)
+    ]
+    patterns = np.zeros((n_weak, len(subsets)), dtype=np.uint32)
+    for column, subset in enumerate(subsets):  # at most a few thousand, built once per n_weak
+        patterns[list(subset), column] = 1
+    patterns.flags.writeable = False
+    return patterns
+
+
+def _probe_keys(
+    base: np.ndarray, weak: np.ndarray | None, probe_bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """All lookup keys of a chunk of queries and the (chunk-local) query each belongs to.
+
+    Queries are grouped by how many weak bits fall in the band, so that each group
+    shares one table of flip patterns: its flips are (queries x weak bits) @
+    (weak bits x patterns), the weak bits being distinct powers of two.
+    """
+    local = np.arange(len(base), dtype=np.int64)
+    if weak is None or probe_bits == 0:
+        return base, local
+    n_weak = _popcount32(weak)
+    keys, owners = [base], [local]
+    by_count = np.argsort(n_weak, kind="stable")  # uint8: radix sort
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(n_weak, minlength=33))])
+    for c in range(1, 33):
+        group = by_count[bounds[c] : bounds[c + 1]]
+        if len(group) == 0:
+            continue
+        patterns = _subset_patterns(c, probe_bits)
+        remaining = weak[group]
+        bits = np.empty((len(group), c), dtype=np.uint32)
+        for t in range(c):  # peel the weak bits off, lowest first
+            bits[:, t] = remaining & (~remaining + np.uint32(1))
+            remaining = remaining ^ bits[:, t]
+        keys.append((base[group, None] ^ (bits @ patterns)).reshape(-1))
+        owners.append(np.repeat(group, patterns.shape[1]))
+    return np.concatenate(keys), np.concatenate(owners)
+
+
+def _verify_bucket_matches(
+    lo: np.ndarray, count: np.ndarray, query_hashes: np.ndarray, index: _BandIndex, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Compare each key's query hash with every code in its bucket; keep those within radius.
+
+    ``lo``/``count`` locate each key's bucket in the sorted index (count > 0).
+    Returns the index image and the key position of every match. Keys are sorted
+    by bucket size, largest first, so that the ``t``-th entry of every bucket
+    larger than ``t`` is one contiguous prefix: one vectorised pass per bucket
+    offset, with no ``np.repeat`` expansion and memory bounded by the number of
+    keys. The few keys left once fewer than ``_TAIL_KEYS`` buckets remain are
+    expanded with ``np.repeat`` instead, so a rare large bucket costs no long loop.
+    """
+    if len(count) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    largest = int(count.max())
+    # Descending bucket size via an ascending radix sort of (largest - count) when it fits 16 bits.
+    rank = largest - count
+    by_size = np.argsort(rank.astype(np.uint16) if largest < 1 << 16 else rank, kind="stable")
+    lo, count, query_hashes = lo[by_size], count[by_size], query_hashes[by_size]
+    # wider[t]: number of buckets with more than t entries (a prefix of the sorted keys).
+    wider = len(count) - np.cumsum(np.bincount(count, minlength=largest + 1))
+    found_a, found_key = [], []
+    offset = 0
+    while offset < largest and wider[offset] >= _TAIL_KEYS:
+        n = wider[offset]
+        positions = lo[:n] + offset
+        near = _popcount64(index.sorted_codes[positions] ^ query_hashes[:n]) <= radius
+        hits = np.flatnonzero(near)
+        found_a.append(index.order[positions[hits]])
+        found_key.append(by_size[hits])
+        offset += 1
+    if offset < largest:
+        n = wider[offset]
+        rest = count[:n] - offset
+        ends = np.cumsum(rest)
+        positions = np.arange(int(ends[-1]), dtype=np.int64)
+        positions += np.repeat(lo[:n] + offset - (ends - rest), rest)
+        near = _popcount64(index.sorted_codes[positions] ^ np.repeat(query_hashes[:n], rest))
+        hits = np.flatnonzero(near <= radius)
+        found_a.append(index.order[positions[hits]])
+        found_key.append(by_size[np.searchsorted(ends, hits, side="right")])
+    return np.concatenate(found_a), np.concatenate(found_key)
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values. np.unique on numpy >= 2.3 hashes first, which is many times
+    slower than a plain sort on the millions of repeated pair codes of a dense cluster."""
+    values = np.sort(values)
+    if len(values) < 2:
+        return values
+    return values[np.concatenate([[True], values[1:] != values[:-1]])]
+
+
+def _pair_codes(a: np.ndarray, b: np.ndarray, n_images: int) -> np.ndarray:
+    """Unordered pairs as int64 ``min * N + max`` (sorts as (i, j))."""
+    a = a.astype(np.int64, copy=False)
+    b = b.astype(np.int64, copy=False)
+    return np.minimum(a, b) * n_images + np.maximum(a, b)
+
+
+def _exhaustive_pairs(
+    codes: np.ndarray, variants: np.ndarray, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs ``i < j`` with some (direction, variant) within ``radius``, by brute force."""
+    n_images, n_variants = variants.shape
+    if n_images < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    flat = variants.reshape(-1)
+    col_step = min(len(flat), _TILE_ELEMENTS)
+    row_step = max(1, _TILE_ELEMENTS // col_step)
+    found = []
+    for row in range(0, n_images, row_step):
+        block = codes[row : row + row_step, None]
+        for col in range(0, len(flat), col_step):
+            near = _popcount64(block ^ flat[None, col : col + col_step]) <= radius
+            a, q = np.nonzero(near)
+            a += row
+            b = (q + col) // n_variants
+            distinct = a != b
+            found.append(_sorted_unique(_pair_codes(a[distinct], b[distinct], n_images)))
+    pairs = _sorted_unique(np.concatenate(found))
+    return np.divmod(pairs, n_images)
+
+
+def _resolve_pairs(
+    codes: np.ndarray, variants: np.ndarray, i: np.ndarray, j: np.ndarray, radius: int
+) -> CandidatePairs:
+    """Exact best (distance, variant) of each pair over both directions and all variants.
+
+    Both the LSH and the exhaustive search end here, so they agree exactly on every
+    pair they share regardless of which combination each happened to find first.
+    """
+    n_variants = variants.shape[1]
+    # Reported variant of each column: forward matches of variants[j, v] against codes[i]
+    # report v; backward matches of variants[i, v] against codes[j] report its inverse.
+    reported = np.concatenate([np.arange(n_variants), _INVERSE[:n_variants]])
+    out_d, out_v = [], []
+    for start in range(0, len(i), _RESOLVE_CHUNK):
+        ci, cj = i[start : start + _RESOLVE_CHUNK], j[start : start + _RESOLVE_CHUNK]
+        distance = np.concatenate(
+            [
+                _popcount64(codes[ci, None] ^ variants[cj]),
+                _popcount64(codes[cj, None] ^ variants[ci]),
+            ],
+            axis=1,
+        )
+        # Lexicographic (distance, reported variant): the tie-break is the smallest variant.
+        best = np.argmin(distance.astype(np.int16) * N_DIHEDRAL + reported, axis=1)
+        out_d.append(np.take_along_axis(distance, best[:, None], axis=1)[:, 0])
+        out_v.append(reported[best])
+    if not out_d:
+        return CandidatePairs.empty()
+    distance = np.concatenate(out_d).astype(np.int8)
+    variant = np.concatenate(out_v).astype(np.int8)
+    keep = distance <= radius  # always true for found pairs; a guard, not a filter
+    return CandidatePairs(
+        i.astype(np.int64)[keep], j.astype(np.int64)[keep], variant[keep], distance[keep]
+    )
