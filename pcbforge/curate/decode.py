@@ -14,6 +14,7 @@ everything else through Pillow with truncated images refused.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -216,8 +217,27 @@ def _decode_jpeg(data: bytes, mode: str) -> np.ndarray:
         raise _DecodeError(reason, detail) from err
 
 
+@contextmanager
+def _native_stderr_silenced():
+    """Silence C-level stderr: libpng and OpenCV print their own complaints
+    about a broken file, which the file's status and reason already record."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _decode_png(data: bytes) -> np.ndarray:
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with _native_stderr_silenced():
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         # libpng refused it; say whether the end of the file is missing.
         if b"IEND" not in data[-64:]:
