@@ -331,7 +331,7 @@ def find_candidate_pairs(
         index = _BandIndex(gather(codes), codes, config.band_bits)
         base_keys = gather(query_hashes)
         weak_keys = None if query_weak is None else gather(query_weak)
-        drop = _buckets_to_drop(index, base_keys, n_images, config.max_bucket)
+        drop = _buckets_to_drop(index, base_keys, config.max_bucket)
         set_aside[index.drop(drop)] = True
         band_found = [found]
         for start, stop in _query_chunks(weak_keys, config.probe_bits, len(query_hashes)):
@@ -344,12 +344,10 @@ def find_candidate_pairs(
                 hit_dropped = np.isin(keys, index.dropped_keys)
                 set_aside[(start + local[hit_dropped]) // n_variants] = True
             lo, count = index.lookup(keys)
-            matched = np.flatnonzero(count)
-            query = start + local[matched]
             a, key = _verify_bucket_matches(
-                lo[matched], count[matched], query_hashes[query], index, radius
+                lo, count, query_hashes[start:stop][local], index, radius
             )
-            b = query[key] // n_variants
+            b = (start + local[key]) // n_variants
             distinct = a != b  # every identity query finds its own code
             band_found.append(_pair_codes(a[distinct], b[distinct], n_images))
         # Dedupe per band: a near pair recurs in most bands and in up to 2V (direction,
@@ -478,7 +476,8 @@ class _BandIndex:
         self.order = (packed & np.uint64(0xFFFF_FFFF)).astype(np.int64)
         self.sorted_keys = (packed >> np.uint64(32)).astype(np.uint32)
         del packed
-        self.sorted_codes = codes[self.order]
+        # One sentinel past the end: the bucket start of keys above the largest code key.
+        self.sorted_codes = np.append(codes[self.order], np.uint64(0))
         self.dropped_keys = np.empty(0, dtype=np.uint32)
         self._table = band_bits <= _TABLE_MAX_BITS
         if self._table:
@@ -502,6 +501,18 @@ class _BandIndex:
         present = self._unique[slot] == keys
         return self._first[slot], np.where(present, self._counts[slot], 0)
 
+    @property
+    def uses_table(self) -> bool:
+        return self._table
+
+    def buckets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, sizes) of the buckets: every possible key with a start table, else the
+        keys present."""
+        if self._table:
+            sizes = self._packed & 0xFFFF_FFFF
+            return np.arange(len(sizes), dtype=np.uint32), sizes
+        return self._unique, self._counts
+
     def drop(self, bucket_keys: np.ndarray) -> np.ndarray:
         """Make the buckets of ``bucket_keys`` look empty; return the images they held."""
         bucket_keys = np.asarray(bucket_keys, dtype=np.uint32)
@@ -515,24 +526,23 @@ class _BandIndex:
         return self.order[np.isin(self.sorted_keys, bucket_keys)]
 
 
-def _buckets_to_drop(
-    index: _BandIndex, base_keys: np.ndarray, n_images: int, max_bucket: int
-) -> np.ndarray:
+def _buckets_to_drop(index: _BandIndex, base_keys: np.ndarray, max_bucket: int) -> np.ndarray:
     """Keys of buckets too large to expand: over ``max_bucket`` entries, or expected to cost
     over ``_HOT_TRIPLES`` comparisons (size x unprobed queries landing in it).
 
     The second rule catches dense clusters just under ``max_bucket`` (e.g. 4,000 identical
     hashes), which would otherwise be expanded and deduplicated again in every band.
     """
-    lo, count = index.lookup(base_keys)
-    hit = np.flatnonzero(count)
-    # Buckets are identified by their first sorted position; every bucket is hit at least
-    # by the identity queries of its own members.
-    queries = np.bincount(lo[hit], minlength=n_images)
-    size = np.zeros(n_images, dtype=np.int64)
-    size[lo[hit]] = count[hit]
+    bucket_keys, size = index.buckets()
+    if index.uses_table:
+        queries = np.bincount(base_keys, minlength=len(size))
+    else:
+        slot = np.searchsorted(bucket_keys, base_keys)
+        present = slot < len(bucket_keys)
+        present[present] = bucket_keys[slot[present]] == base_keys[present]
+        queries = np.bincount(slot[present], minlength=len(size))
     too_big = (size > max_bucket) | (size * queries > _HOT_TRIPLES)
-    return index.sorted_keys[np.flatnonzero(too_big)]
+    return bucket_keys[too_big]
 
 
 def _n_probes(weak_in_band: np.ndarray, probe_bits: int) -> np.ndarray:
@@ -611,36 +621,47 @@ def _probe_keys(
 
 
 def _verify_bucket_matches(
-    lo: np.ndarray, count: np.ndarray, query_hashes: np.ndarray, index: _BandIndex, radius: int
+    lo: np.ndarray, count: np.ndarray, hashes: np.ndarray, index: _BandIndex, radius: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Compare each key's query hash with every code in its bucket; keep those within radius.
 
-    ``lo``/``count`` locate each key's bucket in the sorted index (count > 0).
-    Returns the index image and the key position of every match. Keys are sorted
-    by bucket size, largest first, so that the ``t``-th entry of every bucket
-    larger than ``t`` is one contiguous prefix: one vectorised pass per bucket
-    offset, with no ``np.repeat`` expansion and memory bounded by the number of
-    keys. The few keys left once fewer than ``_TAIL_KEYS`` buckets remain are
-    expanded with ``np.repeat`` instead, so a rare large bucket costs no long loop.
+    ``lo``/``count`` locate each key's bucket in the sorted index (count 0: no
+    bucket). Returns the index image and the key position of every match.
+
+    The first entry of every bucket is compared for all keys at once, in key
+    order, masking empty buckets: with ``2**band_bits`` near N most buckets hold
+    0-2 entries, so this avoids compacting and reordering the big arrays. The
+    keys with larger buckets are then sorted by bucket size, largest first, so
+    the ``t``-th entry of every bucket larger than ``t`` is a contiguous prefix:
+    one vectorised pass per bucket offset, memory bounded by the number of keys.
+    Once fewer than ``_TAIL_KEYS`` buckets remain, the rest is expanded with
+    ``np.repeat`` instead, so a rare large bucket costs no long loop.
     """
-    if len(count) == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
+    # sorted_codes has a sentinel past the end, where lo of empty trailing keys points.
+    near = _popcount64(index.sorted_codes[lo] ^ hashes) <= radius
+    near &= count > 0
+    hits = np.flatnonzero(near)
+    found_a, found_key = [index.order[lo[hits]]], [hits]
+
+    multi = np.flatnonzero(count > 1)
+    if len(multi) == 0:
+        return found_a[0], hits
+    lo, count, hashes = lo[multi], count[multi], hashes[multi]
     largest = int(count.max())
     # Descending bucket size via an ascending radix sort of (largest - count) when it fits 16 bits.
     rank = largest - count
     by_size = np.argsort(rank.astype(np.uint16) if largest < 1 << 16 else rank, kind="stable")
-    lo, count, query_hashes = lo[by_size], count[by_size], query_hashes[by_size]
+    lo, count, hashes, key_of = lo[by_size], count[by_size], hashes[by_size], multi[by_size]
     # wider[t]: number of buckets with more than t entries (a prefix of the sorted keys).
     wider = len(count) - np.cumsum(np.bincount(count, minlength=largest + 1))
-    found_a, found_key = [], []
-    offset = 0
+    offset = 1
     while offset < largest and wider[offset] >= _TAIL_KEYS:
         n = wider[offset]
         positions = lo[:n] + offset
-        near = _popcount64(index.sorted_codes[positions] ^ query_hashes[:n]) <= radius
+        near = _popcount64(index.sorted_codes[positions] ^ hashes[:n]) <= radius
         hits = np.flatnonzero(near)
         found_a.append(index.order[positions[hits]])
-        found_key.append(by_size[hits])
+        found_key.append(key_of[hits])
         offset += 1
     if offset < largest:
         n = wider[offset]
@@ -648,10 +669,10 @@ def _verify_bucket_matches(
         ends = np.cumsum(rest)
         positions = np.arange(int(ends[-1]), dtype=np.int64)
         positions += np.repeat(lo[:n] + offset - (ends - rest), rest)
-        near = _popcount64(index.sorted_codes[positions] ^ np.repeat(query_hashes[:n], rest))
+        near = _popcount64(index.sorted_codes[positions] ^ np.repeat(hashes[:n], rest))
         hits = np.flatnonzero(near <= radius)
         found_a.append(index.order[positions[hits]])
-        found_key.append(by_size[np.searchsorted(ends, hits, side="right")])
+        found_key.append(key_of[np.searchsorted(ends, hits, side="right")])
     return np.concatenate(found_a), np.concatenate(found_key)
 
 

@@ -177,9 +177,12 @@ def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine
     quarter_turn = np.asarray(variants) % 2 == 1  # swaps width and height
     aspect_j = np.where(quarter_turn, 1.0 / aspect_j, aspect_j)
     aspect_change = np.abs(np.log(aspect_i / aspect_j))
+    # The Laplacian variance of each thumbnail was stored at inspection (x 255^2).
+    sharpness = table["sharpness_score"].to_numpy(dtype=np.float64) * 255.0**2
+    columns = (thumb_i, thumb_j, np.asarray(variants), aspect_change, sharpness[rows_i],
+               sharpness[rows_j])
     chunks = [
-        (thumb_i[k : k + _VERIFY_CHUNK], thumb_j[k : k + _VERIFY_CHUNK],
-         np.asarray(variants[k : k + _VERIFY_CHUNK]), aspect_change[k : k + _VERIFY_CHUNK])
+        tuple(column[k : k + _VERIFY_CHUNK] for column in columns)
         for k in range(0, len(rows_i), _VERIFY_CHUNK)
     ]
     if engine is not None and engine.workers > 1 and thumbs_path is not None:
@@ -196,10 +199,11 @@ def verify_chunk(chunk, thumbs, params: VerifyParams) -> list[Relation]:
     if isinstance(thumbs, str):
         thumbs = np.load(thumbs, mmap_mode="r")
     relations = []
-    for i, j, variant, aspect_change in zip(*chunk, strict=True):
+    for i, j, variant, aspect_change, sharp_i, sharp_j in zip(*chunk, strict=True):
         moved = np.ascontiguousarray(dihedral(thumbs[j], int(variant)))
         comparison = compare_thumbnails(
-            np.asarray(thumbs[i]), moved, params, aspect_change=float(aspect_change)
+            np.asarray(thumbs[i]), moved, params, aspect_change=float(aspect_change),
+            sharpness=(float(sharp_i), float(sharp_j)),
         )
         relations.append(comparison.relation)
     return relations

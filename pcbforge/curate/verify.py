@@ -67,7 +67,6 @@ class Comparison:
     changed_px: int  # local-change pixels in the thumbnail
     changed_fraction: float
     mean_difference: float  # mean |a - fitted b| / grey range of a
-    regions: int  # connected local-change regions
 
     @property
     def same_scene(self) -> bool:
@@ -79,26 +78,33 @@ def compare_thumbnails(
     b: np.ndarray,
     params: VerifyParams | None = None,
     aspect_change: float = 0.0,
+    sharpness: tuple[float, float] | None = None,
 ) -> Comparison:
-    """Compare two aligned grey thumbnails of equal shape (``b`` already
+    """Compare two aligned grey uint8 thumbnails of equal shape (``b`` already
     transformed into ``a``'s orientation). ``aspect_change`` is
-    ``|log(aspect_a / aspect_b)|`` of the original images."""
+    ``|log(aspect_a / aspect_b)|`` of the original images; ``sharpness`` the
+    thumbnails' Laplacian variances when already known (they do not change
+    under rotation or mirroring).
+
+    All steps are saturating uint8 OpenCV operations (about 0.3 ms for two
+    256 x 256 thumbnails): ``max(0, a - dilate(b))`` is ``cv2.subtract``.
+    """
     params = params or VerifyParams()
     if a.shape != b.shape:
         raise ValueError(f"thumbnails must have equal shapes, got {a.shape} and {b.shape}")
-    fa, fb = _match_sharpness(a, b)
-    fb = _fit_grey_levels(fb, fa)
+    a, b = _as_uint8(a), _as_uint8(b)
+    a, b = _match_sharpness(a, b, sharpness)
+    b = _fit_grey_levels(b, a)
 
     grey_range = max(_grey_range(a), 1.0)
-    mean_difference = float(np.abs(fa - fb).mean()) / grey_range
+    mean_difference = float(cv2.mean(cv2.absdiff(a, b))[0]) / grey_range
 
-    difference = _tolerant_difference(fa, fb, params.tolerance_px)
+    difference = _tolerant_difference(a, b, params.tolerance_px)
     threshold = max(params.min_contrast, params.relative_contrast * grey_range)
-    changed = (difference > threshold).astype(np.uint8)
-    changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-    changed_px = int(changed.sum())
+    changed = cv2.threshold(difference, min(threshold, 254.0), 1, cv2.THRESH_BINARY)[1]
+    changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _OPEN_KERNEL)
+    changed_px = int(cv2.countNonZero(changed))
     changed_fraction = changed_px / changed.size
-    regions = cv2.connectedComponents(changed, connectivity=8)[0] - 1 if changed_px else 0
 
     if aspect_change > params.max_aspect_change or mean_difference > params.max_mean_difference:
         relation = Relation.DIFFERENT
@@ -108,25 +114,32 @@ def compare_thumbnails(
         relation = Relation.VARIANT
     else:
         relation = Relation.DIFFERENT
-    return Comparison(relation, changed_px, changed_fraction, mean_difference, regions)
+    return Comparison(relation, changed_px, changed_fraction, mean_difference)
 
 
+_OPEN_KERNEL = np.ones((2, 2), np.uint8)
 _BLUR_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)
+
+
+def _as_uint8(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image if image.dtype == np.uint8 else np.clip(image, 0, 255)
+                                .astype(np.uint8))
 
 
 def _grey_range(image: np.ndarray) -> float:
     """p99 - p1 of a uint8 image, from its histogram."""
-    cumulative = np.cumsum(np.bincount(image.ravel(), minlength=256))
+    cumulative = np.cumsum(cv2.calcHist([image], [0], None, [256], [0, 256]).ravel())
     return float(np.searchsorted(cumulative, 0.99 * image.size)
                  - np.searchsorted(cumulative, 0.01 * image.size))
 
 
 def _sharpness(image: np.ndarray) -> float:
-    depth = cv2.CV_16S if image.dtype == np.uint8 else cv2.CV_32F
-    return float(cv2.meanStdDev(cv2.Laplacian(image, depth))[1][0, 0]) ** 2
+    return float(cv2.meanStdDev(cv2.Laplacian(image, cv2.CV_16S))[1][0, 0]) ** 2
 
 
-def _match_sharpness(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _match_sharpness(
+    a: np.ndarray, b: np.ndarray, known: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Blur the sharper image until it is as sharp as the other one.
 
     A slightly blurred copy loses the peak contrast of features a few pixels
@@ -135,8 +148,7 @@ def _match_sharpness(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarr
     equally sharp images (a board and its defect variant) are compared as they
     are.
     """
-    sharp_a, sharp_b = _sharpness(a), _sharpness(b)
-    a, b = a.astype(np.float32), b.astype(np.float32)
+    sharp_a, sharp_b = known if known is not None else (_sharpness(a), _sharpness(b))
     if min(sharp_a, sharp_b) <= 0 or max(sharp_a, sharp_b) < 1.15 * min(sharp_a, sharp_b):
         return a, b
     swap = sharp_b > sharp_a
@@ -151,24 +163,29 @@ def _match_sharpness(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _fit_grey_levels(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares gain/offset mapping ``source`` onto ``target``."""
-    var = float(source.var())
-    if var < 1e-6:
-        return source + float(target.mean() - source.mean())
-    gain = float(((source - source.mean()) * (target - target.mean())).mean()) / var
+    """Least-squares gain/offset mapping ``source`` onto ``target`` (uint8 out)."""
+    mean_s, std_s = (float(v[0, 0]) for v in cv2.meanStdDev(source))
+    mean_t = float(cv2.mean(target)[0])
+    if std_s < 1e-3:
+        return cv2.convertScaleAbs(source, alpha=1.0, beta=mean_t - mean_s)
+    covariance = float(cv2.mean(cv2.multiply(source, target, dtype=cv2.CV_32F))[0]) - (
+        mean_s * mean_t
+    )
+    gain = covariance / std_s**2
     if gain <= 0:  # anti-correlated: no photometric fit makes these alike
         return source
-    offset = float(target.mean()) - gain * float(source.mean())
-    return source * gain + offset
+    # convertScaleAbs saturates to 0..255 (|x| is harmless: the result is >= 0
+    # wherever it matters, negative values only arise from clipping).
+    return cv2.convertScaleAbs(source, alpha=gain, beta=mean_t - gain * mean_s)
 
 
 def _tolerant_difference(a: np.ndarray, b: np.ndarray, radius: int) -> np.ndarray:
     """How far each pixel of either image lies outside the other's local envelope."""
     if radius == 0:
-        return np.abs(a - b)
+        return cv2.absdiff(a, b)
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     b_max, b_min = cv2.dilate(b, kernel), cv2.erode(b, kernel)
     a_max, a_min = cv2.dilate(a, kernel), cv2.erode(a, kernel)
-    outside_b = np.maximum(a - b_max, b_min - a)
-    outside_a = np.maximum(b - a_max, a_min - b)
-    return np.maximum(np.maximum(outside_a, outside_b), 0.0)
+    outside_b = cv2.max(cv2.subtract(a, b_max), cv2.subtract(b_min, a))
+    outside_a = cv2.max(cv2.subtract(b, a_max), cv2.subtract(a_min, b))
+    return cv2.max(outside_a, outside_b)
