@@ -8,6 +8,7 @@ used later for pixel-level duplicate checks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -59,6 +60,32 @@ class Inspection:
     weak: np.ndarray | None  # (8,) uint64 weak-bit masks
 
 
+def _open_thumb_store(path: str) -> np.ndarray:
+    # One memory map per worker process and store file, reused for every image.
+    # Keyed by inode too: a later run may create a new store at the same path.
+    return _open_thumb_store_cached(path, os.stat(path).st_ino)
+
+
+@functools.lru_cache(maxsize=4)
+def _open_thumb_store_cached(path: str, inode: int) -> np.ndarray:
+    return np.load(path, mmap_mode="r+")
+
+
+def inspect_into_store(
+    item: tuple[int, FoundFile], params: InspectParams, store: str
+) -> Inspection:
+    """:func:`inspect_file`, writing the thumbnail into row ``index`` of the
+    ``.npy`` thumbnail store instead of returning it (saves sending 64 KiB per
+    image back to the parent process)."""
+    index, found = item
+    inspection = inspect_file(found, params)
+    if inspection.thumb is not None:
+        _open_thumb_store(store)[index] = inspection.thumb
+        inspection.thumb = None
+        inspection.row["thumb_index"] = index
+    return inspection
+
+
 def empty_row(found: FoundFile) -> dict:
     """A row with every column present, before anything is known."""
     row = {
@@ -84,6 +111,7 @@ def empty_row(found: FoundFile) -> dict:
         "lossless": False,
         "bytes": 0,
         "low_quality_reason": "",
+        "thumb_index": -1,
     }
     row.update({column: np.nan for column in SCORE_COLUMNS})
     return row

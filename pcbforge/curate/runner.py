@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pcbforge import __version__
 from pcbforge.curate.dedupe import DedupeParams, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
-from pcbforge.curate.inspect import Inspection, InspectParams, inspect_file
+from pcbforge.curate.inspect import InspectParams, inspect_into_store
 from pcbforge.curate.scan import FoundFile, scan_folder
 from pcbforge.datasets.samples import STATUSES, write_json, write_samples
 from pcbforge.engine import LocalEngine
@@ -93,7 +93,6 @@ def curate(
             timings["inspect_s"] = time.perf_counter() - tick
 
             tick = time.perf_counter()
-            thumbs.flush()
             table, stats = find_duplicates(
                 table, thumbs, codes, weak, params.dedupe,
                 thumbs_path=stage / CACHE_DIR / THUMBS_FILE, engine=engine,
@@ -156,30 +155,25 @@ def _remove_stale_stages(out: Path) -> None:
 def _inspect_all(files, params: CurateParams, stage: Path, engine: LocalEngine, progress: bool):
     size = params.inspect.thumb_size
     (stage / CACHE_DIR).mkdir()
+    store = stage / CACHE_DIR / THUMBS_FILE
     thumbs = np.lib.format.open_memmap(
-        stage / CACHE_DIR / THUMBS_FILE, mode="w+", dtype=np.uint8, shape=(len(files), size, size)
+        store, mode="w+", dtype=np.uint8, shape=(len(files), size, size)
     )
+    thumbs.flush()
     codes = np.zeros((len(files), N_VARIANTS), dtype=np.uint64)
     weak = np.zeros((len(files), N_VARIANTS), dtype=np.uint64)
     rows: list[dict] = []
-    work = partial(inspect_file, params=params.inspect)
+    work = partial(inspect_into_store, params=params.inspect, store=str(store))
     with _progress_bar(progress, "inspecting", len(files)) as advance:
-        for index, inspection in enumerate(engine.map(work, files)):
-            rows.append(_collect(index, inspection, thumbs, codes, weak))
+        for index, inspection in enumerate(engine.map(work, enumerate(files))):
+            if inspection.codes is not None:
+                codes[index, : len(inspection.codes)] = inspection.codes
+                weak[index, : len(inspection.weak)] = inspection.weak
+            rows.append(inspection.row)
             advance()
-    table = pd.DataFrame(rows)
-    return table, thumbs, codes, weak
-
-
-def _collect(index: int, inspection: Inspection, thumbs, codes, weak) -> dict:
-    row = inspection.row
-    row["thumb_index"] = -1
-    if inspection.thumb is not None:
-        row["thumb_index"] = index
-        thumbs[index] = inspection.thumb
-        codes[index, : len(inspection.codes)] = inspection.codes
-        weak[index, : len(inspection.weak)] = inspection.weak
-    return row
+    # Re-open: the workers wrote through their own maps of the same file.
+    del thumbs
+    return pd.DataFrame(rows), np.load(store, mmap_mode="r"), codes, weak
 
 
 class _progress_bar:
