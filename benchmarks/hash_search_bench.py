@@ -103,10 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    print(f"numpy {np.__version__}, {N_VARIANTS} variants/image, {WEAK_BITS} weak bits/hash, "
-          f"planted pairs: 1% of N at d=0..{args.max_distance}")
-    header = (f"{'N':>9} {'band':>4} {'build s':>8} {'search s':>9} {'peak MB':>8} "
-              f"{'RSS MB':>7} {'pairs':>9} {'recall d<=6':>11} {'recall d<=10':>12}")
+    print(
+        f"numpy {np.__version__}, {N_VARIANTS} variants/image, {WEAK_BITS} weak bits/hash, "
+        f"planted pairs: 1% of N at d=0..{args.max_distance}"
+    )
+    header = (
+        f"{'N':>9} {'band':>4} {'build s':>8} {'search s':>9} {'peak MB':>8} "
+        f"{'RSS MB':>7} {'pairs':>9} {'recall d<=6':>11} {'recall d<=10':>12}"
+    )
     print(header)
     print("-" * len(header))
     times = []
@@ -128,18 +132,27 @@ def main(argv: list[str] | None = None) -> int:
         hit = np.isin(work.planted, pair_codes(pairs, n))
         recall = [hit[work.planted_distance <= d].mean() for d in (6, args.max_distance)]
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        print(f"{n:>9,} {config.band_bits:>4} {build:>8.1f} {seconds:>9.2f} {peak / 2**20:>8.0f} "
-              f"{rss:>7.0f} {len(pairs):>9,} {recall[0]:>11.4f} {recall[1]:>12.4f}")
+        print(
+            f"{n:>9,} {config.band_bits:>4} {build:>8.1f} {seconds:>9.2f} {peak / 2**20:>8.0f} "
+            f"{rss:>7.0f} {len(pairs):>9,} {recall[0]:>11.4f} {recall[1]:>12.4f}"
+        )
         sys.stdout.flush()
 
     if len(sizes) > 1:
         slope = np.polyfit(np.log(sizes), np.log(times), 1)[0]
         print(f"growth exponent: {slope:.2f} (quadratic would be 2.0)")
+        local = np.diff(np.log(times)) / np.diff(np.log(sizes))
+        steps = ", ".join(
+            f"{a:,}->{b:,}: {e:.2f}" for a, b, e in zip(sizes, sizes[1:], local, strict=False)
+        )
+        print(f"  between consecutive sizes: {steps}")
     for n, config in configs.items():
         analytic = near_pair_recall_probability(args.max_distance, config)
-        print(f"analytic recall at d={args.max_distance} without multi-probe, "
-              f"band_bits={config.band_bits}, n_bands={config.n_bands}: {analytic:.3f}"
-              + ("" if n == sizes[-1] else f"  (N={n:,})"))
+        print(
+            f"analytic recall at d={args.max_distance} without multi-probe, "
+            f"band_bits={config.band_bits}, n_bands={config.n_bands}: {analytic:.3f}"
+            + ("" if n == sizes[-1] else f"  (N={n:,})")
+        )
 
     n = args.exhaustive_size
     if n:
@@ -151,12 +164,16 @@ def main(argv: list[str] | None = None) -> int:
             work.codes, work.variants, work.weak, configs.get(n, SearchConfig.for_size(n))
         )
         agree = np.isin(pair_codes(lsh, n), pair_codes(exhaustive, n)).all()
-        print(f"exhaustive at N={n:,}: {seconds:.2f} s, peak {peak / 2**20:.0f} MB, "
-              f"{len(exhaustive):,} pairs; LSH found {len(lsh):,} of them "
-              f"({len(lsh) / max(len(exhaustive), 1):.1%}), all LSH pairs in exhaustive: {agree}")
+        print(
+            f"exhaustive at N={n:,}: {seconds:.2f} s, peak {peak / 2**20:.0f} MB, "
+            f"{len(exhaustive):,} pairs; LSH found {len(lsh):,} of them "
+            f"({len(lsh) / max(len(exhaustive), 1):.1%}), all LSH pairs in exhaustive: {agree}"
+        )
         for big in (10**6,):
-            print(f"exhaustive extrapolated (quadratic) to N={big:,}: "
-                  f"{seconds * (big / n) ** 2 / 3600:.1f} h")
+            print(
+                f"exhaustive extrapolated (quadratic) to N={big:,}: "
+                f"{seconds * (big / n) ** 2 / 3600:.1f} h"
+            )
     return 0
 
 

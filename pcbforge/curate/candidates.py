@@ -27,7 +27,7 @@ Banded LSH with multi-probe, one band at a time so memory stays ``O(N V)``:
    bands alone guarantee that every pair at distance ``< 64 // band_bits`` is
    found (pigeonhole), and the rest behave like independent random bands.
 2. Index: the band key (the band's bits gathered into a small integer, via
-   per-byte lookup tables) of every ``codes[n]``, counting-sorted by key.
+   lookup tables on the four 16-bit words) of every ``codes[n]``, sorted by key.
 3. Queries: the band key of every ``variants[n, v]``, plus multi-probe keys:
    the key with every non-empty subset of up to ``probe_bits`` of the query's
    weak bits that fall inside the band flipped. Weak bits are where a noisy copy
@@ -35,9 +35,10 @@ Banded LSH with multi-probe, one band at a time so memory stays ``O(N V)``:
    a few bits, at a cost of ``sum_s C(c, s)`` extra keys for ``c`` weak bits in
    the band.
 4. Every query key is matched to its bucket of index entries (a bucket start
-   table for keys up to 24 bits, ``np.searchsorted`` beyond), the matches are
-   expanded into ``(index image, query)`` triples with ``np.repeat``, and the
-   exact Hamming distance of the full 64-bit hashes keeps those within radius.
+   table for keys up to 24 bits, ``np.searchsorted`` beyond), and the query
+   hash is compared with every code in the bucket, vectorised one bucket
+   offset at a time; the exact Hamming distance of the full 64-bit hashes
+   keeps the ``(index image, query)`` matches within radius.
 5. Survivors are accumulated as pair codes ``i * N + j`` and deduplicated after
    each band. Finally every found pair is resolved exactly over all ``2V``
    (direction, variant) combinations, which is what makes LSH and
@@ -77,11 +78,13 @@ from itertools import combinations
 
 import numpy as np
 
+from pcbforge.curate.hashing import N_VARIANTS as N_DIHEDRAL
+from pcbforge.curate.hashing import dihedral_inverse
+
 __all__ = [
     "CandidatePairs",
     "SearchConfig",
     "dihedral_inverse",
-    "dihedral_transform",
     "find_candidate_pairs",
     "find_candidate_pairs_exhaustive",
     "hamming",
@@ -91,7 +94,6 @@ __all__ = [
 #: Bits per hash.
 N_BITS = 64
 #: Number of dihedral transforms (4 rotations x optional mirror).
-N_DIHEDRAL = 8
 
 # Constant so the band layout, hence the result, is identical on every run and machine.
 _BAND_SEED = 20_240_611
@@ -110,7 +112,7 @@ _RESOLVE_CHUNK = 1 << 20
 
 _HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")  # numpy >= 2.0
 _BYTE_POPCOUNT = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
-_INVERSE = np.array([0, 3, 2, 1, 4, 5, 6, 7], dtype=np.int64)
+_INVERSE = np.array([dihedral_inverse(v) for v in range(N_DIHEDRAL)], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------------------
@@ -207,26 +209,6 @@ class CandidatePairs:
 # --------------------------------------------------------------------------------------
 # Small public helpers
 # --------------------------------------------------------------------------------------
-
-
-def dihedral_transform(image: np.ndarray, variant: int) -> np.ndarray:
-    """Apply dihedral ``variant`` ``v = k + 4*f``: ``np.rot90(np.fliplr(img) if f else img, k)``."""
-    _check_int("variant", variant, 0, N_DIHEDRAL - 1)
-    k, flip = variant % 4, variant // 4
-    return np.rot90(np.fliplr(image) if flip else image, k)
-
-
-def dihedral_inverse(variant: int | np.ndarray) -> int | np.ndarray:
-    """The variant that undoes ``variant`` (int or integer array, values 0-7).
-
-    A pure rotation by ``k`` quarter turns is undone by ``(4 - k) % 4``; a mirror
-    followed by a rotation is a reflection, which is its own inverse.
-    """
-    values = np.asarray(variant)
-    if values.dtype.kind not in "iu" or np.any((values < 0) | (values >= N_DIHEDRAL)):
-        raise ValueError(f"variant: expected integers in [0, {N_DIHEDRAL - 1}], got {variant!r}")
-    inverse = _INVERSE[values]
-    return int(inverse) if inverse.ndim == 0 else inverse
 
 
 def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:

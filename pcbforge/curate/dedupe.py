@@ -140,7 +140,7 @@ def find_duplicates(
             codes[thumb_ids, 0],
             codes[thumb_ids] if params.transformed else None,
             weak[thumb_ids] if params.transformed else weak[thumb_ids, :1],
-            SearchConfig(max_distance=params.max_distance),
+            SearchConfig.for_size(len(searchable), max_distance=params.max_distance),
         )
         stats.candidate_pairs = len(pairs.i)
         rows_i = np.asarray(searchable, dtype=np.int64)[pairs.i]
@@ -179,8 +179,10 @@ def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine
     aspect_change = np.abs(np.log(aspect_i / aspect_j))
     # The Laplacian variance of each thumbnail was stored at inspection (x 255^2).
     sharpness = table["sharpness_score"].to_numpy(dtype=np.float64) * 255.0**2
+    min_side = np.minimum(np.minimum(width[rows_i], height[rows_i]),
+                          np.minimum(width[rows_j], height[rows_j])).astype(np.int64)
     columns = (thumb_i, thumb_j, np.asarray(variants), aspect_change, sharpness[rows_i],
-               sharpness[rows_j])
+               sharpness[rows_j], min_side)
     chunks = [
         tuple(column[k : k + _VERIFY_CHUNK] for column in columns)
         for k in range(0, len(rows_i), _VERIFY_CHUNK)
@@ -199,11 +201,11 @@ def verify_chunk(chunk, thumbs, params: VerifyParams) -> list[Relation]:
     if isinstance(thumbs, str):
         thumbs = np.load(thumbs, mmap_mode="r")
     relations = []
-    for i, j, variant, aspect_change, sharp_i, sharp_j in zip(*chunk, strict=True):
+    for i, j, variant, aspect_change, sharp_i, sharp_j, min_side in zip(*chunk, strict=True):
         moved = np.ascontiguousarray(dihedral(thumbs[j], int(variant)))
         comparison = compare_thumbnails(
             np.asarray(thumbs[i]), moved, params, aspect_change=float(aspect_change),
-            sharpness=(float(sharp_i), float(sharp_j)),
+            sharpness=(float(sharp_i), float(sharp_j)), min_source_side=int(min_side),
         )
         relations.append(comparison.relation)
     return relations

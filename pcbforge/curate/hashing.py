@@ -58,10 +58,20 @@ def dihedral(image: np.ndarray, variant: int) -> np.ndarray:
     return np.rot90(image[:, ::-1] if flip else image, k)
 
 
-def dihedral_inverse(variant: int) -> int:
-    """The variant that undoes ``variant``."""
-    k, flip = variant % 4, variant // 4
-    return variant if flip else (4 - k) % 4
+_INVERSE = np.array([0, 3, 2, 1, 4, 5, 6, 7], dtype=np.int64)
+
+
+def dihedral_inverse(variant: int | np.ndarray) -> int | np.ndarray:
+    """The variant that undoes ``variant`` (int or integer array, values 0-7).
+
+    A pure rotation by ``k`` quarter turns is undone by ``(4 - k) % 4``; a mirror
+    followed by a rotation is a reflection, which is its own inverse.
+    """
+    values = np.asarray(variant)
+    if values.dtype.kind not in "iu" or np.any((values < 0) | (values >= N_VARIANTS)):
+        raise ValueError(f"variant: expected integers in [0, {N_VARIANTS - 1}], got {variant!r}")
+    inverse = _INVERSE[values]
+    return int(inverse) if inverse.ndim == 0 else inverse
 
 
 #: DCT-domain form of each dihedral variant: (transpose, negate odd rows, negate

@@ -21,6 +21,7 @@ duplicate). Anything else: different images.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 
@@ -79,12 +80,15 @@ def compare_thumbnails(
     params: VerifyParams | None = None,
     aspect_change: float = 0.0,
     sharpness: tuple[float, float] | None = None,
+    min_source_side: int | None = None,
 ) -> Comparison:
     """Compare two aligned grey uint8 thumbnails of equal shape (``b`` already
     transformed into ``a``'s orientation). ``aspect_change`` is
     ``|log(aspect_a / aspect_b)|`` of the original images; ``sharpness`` the
     thumbnails' Laplacian variances when already known (they do not change
-    under rotation or mirroring).
+    under rotation or mirroring). ``min_source_side``, the smallest side of
+    the two original images, widens the tolerance when a source pixel spans
+    several thumbnail pixels (a small image blown up to thumbnail size).
 
     All steps are saturating uint8 OpenCV operations (about 0.3 ms for two
     256 x 256 thumbnails): ``max(0, a - dilate(b))`` is ``cv2.subtract``.
@@ -99,7 +103,10 @@ def compare_thumbnails(
     grey_range = max(_grey_range(a), 1.0)
     mean_difference = float(cv2.mean(cv2.absdiff(a, b))[0]) / grey_range
 
-    difference = _tolerant_difference(a, b, params.tolerance_px)
+    tolerance = params.tolerance_px
+    if min_source_side:
+        tolerance = min(max(tolerance, math.ceil(a.shape[0] / min_source_side)), 3)
+    difference = _tolerant_difference(a, b, tolerance)
     threshold = max(params.min_contrast, params.relative_contrast * grey_range)
     changed = cv2.threshold(difference, min(threshold, 254.0), 1, cv2.THRESH_BINARY)[1]
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _OPEN_KERNEL)

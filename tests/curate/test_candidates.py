@@ -12,13 +12,12 @@ from pcbforge.curate import candidates as cand
 from pcbforge.curate.candidates import (
     CandidatePairs,
     SearchConfig,
-    dihedral_inverse,
-    dihedral_transform,
     find_candidate_pairs,
     find_candidate_pairs_exhaustive,
     hamming,
     near_pair_recall_probability,
 )
+from pcbforge.curate.hashing import dihedral, dihedral_inverse
 
 BIT = np.uint64(1) << np.arange(64, dtype=np.uint64)
 
@@ -144,6 +143,13 @@ def test_popcount_table_fallback_matches() -> None:
     np.testing.assert_array_equal(cand._popcount64(x), expected)
 
 
+def test_search_without_bitwise_count(realistic, monkeypatch) -> None:
+    # numpy < 2 has no np.bitwise_count: the byte-table popcount must give the same result.
+    data, _, lsh = realistic
+    monkeypatch.setattr(cand, "_HAS_BITWISE_COUNT", False)
+    assert as_dict(find_candidate_pairs(data.codes, data.variants, data.weak)) == as_dict(lsh)
+
+
 def test_hamming_rejects_floats() -> None:
     with pytest.raises(ValueError, match="expected an integer"):
         hamming(np.array([1.0]), 0)
@@ -153,15 +159,15 @@ def test_dihedral_inverse_undoes_transform() -> None:
     image = np.arange(15).reshape(3, 5)  # non-square: a wrong inverse changes the shape
     for v in range(8):
         inverse = dihedral_inverse(v)
-        once = dihedral_transform(image, v)
-        np.testing.assert_array_equal(dihedral_transform(once, inverse), image)
+        once = dihedral(image, v)
+        np.testing.assert_array_equal(dihedral(once, inverse), image)
         np.testing.assert_array_equal(
-            dihedral_transform(dihedral_transform(image, inverse), v), image
+            dihedral(dihedral(image, inverse), v), image
         )
         assert dihedral_inverse(inverse) == v
     expected = np.rot90(np.fliplr(image), 3)  # v = 3 + 4
-    np.testing.assert_array_equal(dihedral_transform(image, 7), expected)
-    shapes_and_values = {dihedral_transform(image, v).tobytes() for v in range(8)}
+    np.testing.assert_array_equal(dihedral(image, 7), expected)
+    shapes_and_values = {dihedral(image, v).tobytes() for v in range(8)}
     assert len(shapes_and_values) == 8
     np.testing.assert_array_equal(dihedral_inverse(np.arange(8)), [0, 3, 2, 1, 4, 5, 6, 7])
     with pytest.raises(ValueError, match="expected"):
@@ -351,12 +357,13 @@ def test_many_identical_codes_are_all_paired_quickly() -> None:
     assert np.all(lsh.distance == 0) and np.all(lsh.variant == 0)
 
 
-def test_dense_cluster_below_max_bucket_is_set_aside() -> None:
+@pytest.mark.parametrize("band_bits", [16, 28])  # start table and sorted lookup
+def test_dense_cluster_below_max_bucket_is_set_aside(band_bits: int) -> None:
     # 2,500 identical codes fit in a bucket, but expanding it costs 6 million comparisons
     # per band: it is set aside as well, and the result is still exact.
     codes, _ = identical_plus_random(2500, 1500, seed=9)
     start = time.perf_counter()
-    lsh = find_candidate_pairs(codes)
+    lsh = find_candidate_pairs(codes, config=SearchConfig(band_bits=band_bits))
     assert time.perf_counter() - start < 20
     exhaustive = find_candidate_pairs_exhaustive(codes)
     for name in ("i", "j", "variant", "distance"):
