@@ -46,10 +46,15 @@ def thumbnail(gray: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
     height, width = gray.shape
     factor = min(height, width) // size
     if factor >= 2:
-        # Box-average by a whole factor first (OpenCV's fast path), then
-        # finish with area interpolation: ~3x faster than one fractional pass.
+        # Box-average by a whole factor (OpenCV's fast path for INTER_AREA)...
         gray = cv2.resize(gray, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
-    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+    # ...then cover the remaining factor (< 2) bilinearly: a fractional
+    # INTER_AREA pass costs 3x more and changes no verification result.
+    height, width = gray.shape
+    shrink = max(height, width) >= 2 * size
+    return cv2.resize(
+        gray, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
 
 
 def dihedral(image: np.ndarray, variant: int) -> np.ndarray:

@@ -160,12 +160,17 @@ def _match_sharpness(
         return a, b
     swap = sharp_b > sharp_a
     sharper, target = (b, sharp_a) if swap else (a, sharp_b)
+    # Sharpness falls monotonically with sigma: walk up the ladder and stop at
+    # the first blur that is no sharper than the target (usually 1-3 tries).
     best, best_gap = sharper, np.inf
     for sigma in _BLUR_SIGMAS:
         blurred = cv2.GaussianBlur(sharper, (0, 0), sigma)
-        gap = abs(np.log(max(_sharpness(blurred), 1e-6) / target))
+        sharpness = _sharpness(blurred)
+        gap = abs(np.log(max(sharpness, 1e-6) / target))
         if gap < best_gap:
             best, best_gap = blurred, gap
+        if sharpness <= target:
+            break
     return (a, best) if swap else (best, b)
 
 
