@@ -63,10 +63,18 @@ class LocalEngine:
     def map(
         self, function: Callable[[Item], Result], items: Iterable[Item], chunksize: int = 0
     ) -> Iterator[Result]:
-        """Yield ``function(item)`` for each item, in order."""
+        """Yield ``function(item)`` for each item, in order.
+
+        Without ``chunksize``, items go to workers in chunks of about 1/16 of
+        each worker's share (at most 64): one round trip per item costs as much
+        as the work on a small image.
+        """
         if self._pool is None:
             if self.workers > 1:
                 raise RuntimeError("use LocalEngine as a context manager to start its pool")
             yield from map(function, items)
             return
-        yield from self._pool.imap(function, items, chunksize=chunksize or self.chunksize)
+        if not chunksize:
+            items = list(items)
+            chunksize = max(self.chunksize, min(64, len(items) // (16 * self.workers)))
+        yield from self._pool.imap(function, items, chunksize=chunksize)

@@ -86,7 +86,22 @@ _DCT_VARIANTS = (
     (False, False, False), (True, True, False), (False, True, True), (True, False, True),
     (False, False, True), (True, False, False), (False, True, False), (True, True, True),
 )
-_ODD = (-1.0) ** np.arange(_DCT_SIDE, dtype=np.float32)
+
+
+def _variant_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Index and sign arrays (8, 64): variant v's coefficients are
+    ``block.ravel()[index[v]] * sign[v]``."""
+    rows, cols = np.mgrid[0:_DCT_SIDE, 0:_DCT_SIDE]
+    index, sign = [], []
+    for transpose, odd_rows, odd_cols in _DCT_VARIANTS:
+        r, c = (cols, rows) if transpose else (rows, cols)
+        index.append((r * _DCT_SIDE + c).ravel())
+        negate = ((rows % 2 == 1) & odd_rows) ^ ((cols % 2 == 1) & odd_cols)
+        sign.append(np.where(negate, -1.0, 1.0).ravel())
+    return np.array(index), np.array(sign, dtype=np.float32)
+
+
+_VARIANT_INDEX, _VARIANT_SIGN = _variant_tables()
 
 
 def perceptual_hashes(thumb: np.ndarray, variants: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -99,20 +114,17 @@ def perceptual_hashes(thumb: np.ndarray, variants: bool = True) -> tuple[np.ndar
     the bits a re-encoded or resized copy is most likely to flip.
     """
     small = cv2.resize(thumb, (_HASH_SIDE, _HASH_SIDE), interpolation=cv2.INTER_AREA)
-    block = cv2.dct(small.astype(np.float32))[:_DCT_SIDE, :_DCT_SIDE]
-    forms = _DCT_VARIANTS if variants else _DCT_VARIANTS[:1]
-    coeffs = np.stack([
-        (block.T if transpose else block)
-        * (_ODD[:, None] if odd_rows else 1.0)
-        * (_ODD[None, :] if odd_cols else 1.0)
-        for transpose, odd_rows, odd_cols in forms
-    ]).reshape(len(forms), -1)
-    median = np.median(coeffs[:, 1:], axis=1, keepdims=True)
+    block = cv2.dct(small.astype(np.float32))[:_DCT_SIDE, :_DCT_SIDE].ravel()
+    count = N_VARIANTS if variants else 1
+    coeffs = block[_VARIANT_INDEX[:count]] * _VARIANT_SIGN[:count]
+    # Median of 63 AC values: the 32nd smallest (index 31).
+    median = np.partition(coeffs[:, 1:], 31, axis=1)[:, 31:32]
+    bits = coeffs > median
     margin = np.abs(coeffs - median)
     margin[:, 0] = np.inf  # the DC bit never flips
-    weakest = np.argsort(margin, axis=1, kind="stable")[:, :WEAK_BITS]
+    weakest = np.argpartition(margin, WEAK_BITS, axis=1)[:, :WEAK_BITS]
     weak = np.bitwise_or.reduce(_BIT_WEIGHTS[weakest], axis=1)
-    return _pack(coeffs > median), weak
+    return _pack(bits), weak
 
 
 def _pack(bits: np.ndarray) -> np.ndarray:

@@ -153,26 +153,29 @@ def _remove_stale_stages(out: Path) -> None:
 
 
 def _inspect_all(files, params: CurateParams, stage: Path, engine: LocalEngine, progress: bool):
+    """Inspect every file; thumbnails go to a store with one slot per image file."""
     size = params.inspect.thumb_size
     (stage / CACHE_DIR).mkdir()
     store = stage / CACHE_DIR / THUMBS_FILE
+    slots = np.full(len(files), -1, dtype=np.int64)
+    images = [n for n, found in enumerate(files) if not found.skip_reason]
+    slots[images] = np.arange(len(images))
     thumbs = np.lib.format.open_memmap(
-        store, mode="w+", dtype=np.uint8, shape=(len(files), size, size)
+        store, mode="w+", dtype=np.uint8, shape=(max(len(images), 1), size, size)
     )
-    thumbs.flush()
-    codes = np.zeros((len(files), N_VARIANTS), dtype=np.uint64)
-    weak = np.zeros((len(files), N_VARIANTS), dtype=np.uint64)
+    del thumbs  # workers write through their own maps of the file
+    # Hashes share the thumbnails' slots (the row's ``thumb_index``).
+    codes = np.zeros((max(len(images), 1), N_VARIANTS), dtype=np.uint64)
+    weak = np.zeros_like(codes)
     rows: list[dict] = []
     work = partial(inspect_into_store, params=params.inspect, store=str(store))
     with _progress_bar(progress, "inspecting", len(files)) as advance:
-        for index, inspection in enumerate(engine.map(work, enumerate(files))):
+        for slot, inspection in zip(slots, engine.map(work, zip(slots.tolist(), files))):
             if inspection.codes is not None:
-                codes[index, : len(inspection.codes)] = inspection.codes
-                weak[index, : len(inspection.weak)] = inspection.weak
+                codes[slot, : len(inspection.codes)] = inspection.codes
+                weak[slot, : len(inspection.weak)] = inspection.weak
             rows.append(inspection.row)
             advance()
-    # Re-open: the workers wrote through their own maps of the same file.
-    del thumbs
     return pd.DataFrame(rows), np.load(store, mmap_mode="r"), codes, weak
 
 
