@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.corpus.is_dir():
         parser.error(f"{args.corpus} is not a folder")
 
+    # Both sides fork their workers from one fork server that has imported
+    # numpy/OpenCV/pcbforge once, so neither pays per-worker import time.
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["pcbforge.curate.inspect", "pcbforge.curate.dedupe"]
+    )
     files = [f for f in scan_folder(args.corpus).files if not f.skip_reason]
     paths = [f.fs_path for f in files]
     for path in paths:  # warm the page cache for both sides alike

@@ -39,11 +39,12 @@ class LocalEngine:
             rows = list(engine.map(inspect, files))
     """
 
-    def __init__(self, workers: int = 1, chunksize: int = 4):
+    def __init__(self, workers: int = 1, chunksize: int = 4, preload: tuple[str, ...] = ()):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.workers = workers
         self.chunksize = chunksize
+        self.preload = preload
         self._pool = None
 
     def __enter__(self) -> LocalEngine:
@@ -51,6 +52,10 @@ class LocalEngine:
             # forkserver: workers start from a clean interpreter, not a fork of
             # a process that may hold threads (progress bars) or open handles.
             context = multiprocessing.get_context("forkserver")
+            if self.preload:
+                # The fork server imports these once; each worker then starts
+                # as a cheap fork of it instead of importing numpy/OpenCV again.
+                context.set_forkserver_preload(list(self.preload))
             self._pool = context.Pool(self.workers, initializer=_init_worker)
         return self
 

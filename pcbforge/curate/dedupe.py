@@ -129,11 +129,8 @@ def find_duplicates(
                 scenes.union(members[0], other)
 
     # 2. Near and transformed: one representative per exact class, no blank frames.
-    exact_root = {row: duplicates.find(row) for row in decodable}
-    searchable = [
-        row for row in decodable
-        if exact_root[row] == row and table.at[row, "low_quality_reason"] != "blank"
-    ]
+    blank = (table["low_quality_reason"] == "blank").to_numpy()
+    searchable = [row for row in decodable if duplicates.find(row) == row and not blank[row]]
     if len(searchable) > 1:
         thumb_ids = table.loc[searchable, "thumb_index"].to_numpy()
         pairs = find_candidate_pairs(
@@ -266,12 +263,11 @@ def _best_variant(keeper_code: np.uint64, member_codes: np.ndarray) -> int:
 
 
 def _assign_groups(table: pd.DataFrame, labels: np.ndarray) -> None:
-    first_path: dict[int, str] = {}
-    for row, label in enumerate(labels):
-        path = table.at[row, "path"]
-        if label not in first_path or path < first_path[label]:
-            first_path[label] = path
-    names = {label: "g" + hashlib.blake2b(path.encode(), digest_size=5).hexdigest()
-             for label, path in first_path.items()}
+    """Name each component after its first path (stable as unrelated files come and go)."""
+    first_path = pd.Series(table["path"].to_numpy(), index=labels).groupby(level=0).min()
+    names = {
+        label: "g" + hashlib.blake2b(path.encode(), digest_size=5).hexdigest()
+        for label, path in first_path.items()
+    }
     table["group"] = [names[label] for label in labels]
     table["group_size"] = table.groupby("group")["group"].transform("size").astype(np.int64)

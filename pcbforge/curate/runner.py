@@ -33,6 +33,10 @@ THUMBS_FILE = "thumbs.npy"
 HASHES_FILE = "phash_variants.npy"
 
 
+#: Modules the worker processes need, imported once by the fork server.
+_WORKER_MODULES = ("pcbforge.curate.inspect", "pcbforge.curate.dedupe")
+
+
 class CurateError(Exception):
     """A problem with the command's own input: reported in one line, no traceback."""
 
@@ -87,7 +91,7 @@ def curate(
             raise CurateError(f"no files found under {src_path}")
         timings["scan_s"] = time.perf_counter() - tick
 
-        with LocalEngine(params.workers) as engine:
+        with LocalEngine(params.workers, preload=_WORKER_MODULES) as engine:
             tick = time.perf_counter()
             table, thumbs, codes, weak = _inspect_all(scan.files, params, stage, engine, progress)
             timings["inspect_s"] = time.perf_counter() - tick
