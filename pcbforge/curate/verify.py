@@ -97,10 +97,17 @@ def compare_thumbnails(
     if a.shape != b.shape:
         raise ValueError(f"thumbnails must have equal shapes, got {a.shape} and {b.shape}")
     a, b = _as_uint8(a), _as_uint8(b)
+    grey_range = max(_grey_range(a), 1.0)
+    if aspect_change > params.max_aspect_change:
+        return Comparison(Relation.DIFFERENT, 0, 0.0, float("nan"))
+    # Quick exit for clearly different images (most hash candidates of similar-
+    # looking tiles): the mean difference of 4x smaller copies is at most that
+    # of the thumbnails, so a coarse difference well above the limit settles it.
+    coarse = _coarse_mean_difference(a, b) / grey_range
+    if coarse > 1.5 * params.max_mean_difference:
+        return Comparison(Relation.DIFFERENT, 0, 0.0, coarse)
     a, b = _match_sharpness(a, b, sharpness)
     b = _fit_grey_levels(b, a)
-
-    grey_range = max(_grey_range(a), 1.0)
     mean_difference = float(cv2.mean(cv2.absdiff(a, b))[0]) / grey_range
 
     tolerance = params.tolerance_px
@@ -113,7 +120,7 @@ def compare_thumbnails(
     changed_px = int(cv2.countNonZero(changed))
     changed_fraction = changed_px / changed.size
 
-    if aspect_change > params.max_aspect_change or mean_difference > params.max_mean_difference:
+    if mean_difference > params.max_mean_difference:
         relation = Relation.DIFFERENT
     elif changed_px <= params.max_duplicate_changed_px:
         relation = Relation.DUPLICATE
@@ -126,6 +133,13 @@ def compare_thumbnails(
 
 _OPEN_KERNEL = np.ones((2, 2), np.uint8)
 _BLUR_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)
+
+
+def _coarse_mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+    size = (max(a.shape[1] // 4, 1), max(a.shape[0] // 4, 1))
+    small_a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
+    small_b = _fit_grey_levels(cv2.resize(b, size, interpolation=cv2.INTER_AREA), small_a)
+    return float(cv2.mean(cv2.absdiff(small_a, small_b))[0])
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
