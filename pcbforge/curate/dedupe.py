@@ -22,7 +22,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from pcbforge.curate.candidates import SearchConfig, find_candidate_pairs
+from pcbforge.curate.candidates import (
+    SearchConfig,
+    find_candidate_pairs,
+    find_candidate_pairs_exhaustive,
+)
 from pcbforge.curate.hashing import dihedral
 from pcbforge.curate.verify import Relation, VerifyParams, compare_thumbnails
 from pcbforge.engine import LocalEngine
@@ -39,8 +43,15 @@ class DedupeParams(BaseModel):
     verify: VerifyParams = VerifyParams()
 
 
+#: Up to this many images, candidates come from the exact all-pairs search: it
+#: costs no more than the LSH index's fixed set-up (measured: 0.21 s against
+#: 0.25 s at 2,000 images with 8 variants) and misses nothing within the radius.
+EXHAUSTIVE_SEARCH_MAX = 2048
+
+
 @dataclass
 class DedupeStats:
+    search: str = "none"
     candidate_pairs: int = 0
     duplicate_edges: int = 0
     variant_edges: int = 0
@@ -133,12 +144,20 @@ def find_duplicates(
     searchable = [row for row in decodable if duplicates.find(row) == row and not blank[row]]
     if len(searchable) > 1:
         thumb_ids = table.loc[searchable, "thumb_index"].to_numpy()
-        pairs = find_candidate_pairs(
-            codes[thumb_ids, 0],
-            codes[thumb_ids] if params.transformed else None,
-            weak[thumb_ids] if params.transformed else weak[thumb_ids, :1],
-            SearchConfig.for_size(len(searchable), max_distance=params.max_distance),
-        )
+        variants = codes[thumb_ids] if params.transformed else None
+        if len(searchable) <= EXHAUSTIVE_SEARCH_MAX:
+            stats.search = "exhaustive"
+            pairs = find_candidate_pairs_exhaustive(
+                codes[thumb_ids, 0], variants, max_distance=params.max_distance
+            )
+        else:
+            stats.search = "lsh"
+            pairs = find_candidate_pairs(
+                codes[thumb_ids, 0],
+                variants,
+                weak[thumb_ids] if params.transformed else weak[thumb_ids, :1],
+                SearchConfig.for_size(len(searchable), max_distance=params.max_distance),
+            )
         stats.candidate_pairs = len(pairs.i)
         rows_i = np.asarray(searchable, dtype=np.int64)[pairs.i]
         rows_j = np.asarray(searchable, dtype=np.int64)[pairs.j]

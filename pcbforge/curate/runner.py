@@ -257,6 +257,7 @@ def _report(src, out, table, params, timings, stats, scan) -> dict:
         "groups": int(table["group"].nunique()),
         "groups_with_several_images": int((table.groupby("group").size() > 1).sum()),
         "duplicate_search": {
+            "candidate_search": stats.search,
             "candidate_pairs": stats.candidate_pairs,
             "duplicate_pairs_verified": stats.duplicate_edges,
             "variant_pairs_verified": stats.variant_edges,

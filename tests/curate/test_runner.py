@@ -189,3 +189,15 @@ def test_bad_arguments_raise_clear_errors(case, tmp_path, messy_corpus):
         curate(src, out)
     if case == "foreign_out":
         assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_lsh_and_exhaustive_candidate_search_agree(messy_corpus, curated, tmp_path, monkeypatch):
+    import pcbforge.curate.dedupe as dedupe
+
+    root, _ = messy_corpus
+    assert curated.report["duplicate_search"]["candidate_search"] == "exhaustive"
+    monkeypatch.setattr(dedupe, "EXHAUSTIVE_SEARCH_MAX", 0)
+    lsh = curate(root, tmp_path / "lsh", CurateParams(workers=1))
+    assert lsh.report["duplicate_search"]["candidate_search"] == "lsh"
+    columns = ["path", "status", "reason", "duplicate_of", "group"]
+    assert lsh.samples[columns].equals(curated.samples[columns])
