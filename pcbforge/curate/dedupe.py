@@ -14,6 +14,7 @@ the duplicate reason, and ``group``: connected components of "same scene"
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -109,13 +110,15 @@ def find_duplicates(
     *,
     thumbs_path: Path | None = None,
     engine: LocalEngine | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, DedupeStats]:
     """Mark duplicates and groups in ``table`` (returns a new table).
 
     ``table`` is the samples table; decodable rows carry ``thumb_index``
     pointing into ``thumbs`` (N, S, S), ``codes`` and ``weak`` (N, 8). With
     an ``engine`` and the ``.npy`` file behind ``thumbs``, candidate pairs are
-    verified in the engine's workers.
+    verified in the engine's workers. ``progress(done, total)`` is called as
+    candidate pairs are verified.
     """
     table = table.copy()
     table["duplicate_of"] = ""
@@ -123,9 +126,7 @@ def find_duplicates(
     table["duplicate_transform"] = ""
     stats = DedupeStats()
     n_rows = len(table)
-    rows_by_thumb = np.full(len(thumbs), -1, dtype=np.int64)
     decodable = table.index[table["thumb_index"] >= 0].to_numpy()
-    rows_by_thumb[table.loc[decodable, "thumb_index"].to_numpy()] = decodable
 
     duplicates = _UnionFind(n_rows)  # same image
     scenes = _UnionFind(n_rows)  # same scene (duplicates + variants)
@@ -162,7 +163,7 @@ def find_duplicates(
         rows_i = np.asarray(searchable, dtype=np.int64)[pairs.i]
         rows_j = np.asarray(searchable, dtype=np.int64)[pairs.j]
         relations = _verify(table, thumbs, rows_i, rows_j, pairs.variant, params.verify,
-                            thumbs_path, engine)
+                            thumbs_path, engine, progress)
         for row_i, row_j, relation in zip(rows_i, rows_j, relations, strict=True):
             if relation is Relation.DUPLICATE:
                 stats.duplicate_edges += 1
@@ -182,7 +183,7 @@ def find_duplicates(
 _VERIFY_CHUNK = 64
 
 
-def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine):
+def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine, progress):
     """Relation of each candidate pair, computed in chunks (in workers when possible)."""
     thumb_i = table["thumb_index"].to_numpy()[rows_i]
     thumb_j = table["thumb_index"].to_numpy()[rows_j]
@@ -208,7 +209,12 @@ def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine
         results = engine.map(work, chunks, chunksize=1)
     else:
         results = (verify_chunk(chunk, thumbs, params) for chunk in chunks)
-    return [relation for chunk_result in results for relation in chunk_result]
+    relations: list[Relation] = []
+    for chunk_result in results:
+        relations.extend(chunk_result)
+        if progress is not None:
+            progress(len(relations), len(rows_i))
+    return relations
 
 
 def verify_chunk(chunk, thumbs, params: VerifyParams) -> list[Relation]:

@@ -97,10 +97,12 @@ def curate(
             timings["inspect_s"] = time.perf_counter() - tick
 
             tick = time.perf_counter()
-            table, stats = find_duplicates(
-                table, thumbs, codes, weak, params.dedupe,
-                thumbs_path=stage / CACHE_DIR / THUMBS_FILE, engine=engine,
-            )
+            with _progress_bar(progress, "verifying duplicate candidates", None) as advance:
+                table, stats = find_duplicates(
+                    table, thumbs, codes, weak, params.dedupe,
+                    thumbs_path=stage / CACHE_DIR / THUMBS_FILE, engine=engine,
+                    progress=advance,
+                )
             timings["dedupe_s"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
@@ -174,7 +176,8 @@ def _inspect_all(files, params: CurateParams, stage: Path, engine: LocalEngine, 
     rows: list[dict] = []
     work = partial(inspect_into_store, params=params.inspect, store=str(store))
     with _progress_bar(progress, "inspecting", len(files)) as advance:
-        for slot, inspection in zip(slots, engine.map(work, zip(slots.tolist(), files))):
+        items = list(zip(slots.tolist(), files, strict=True))
+        for slot, inspection in zip(slots, engine.map(work, items), strict=True):
             if inspection.codes is not None:
                 codes[slot, : len(inspection.codes)] = inspection.codes
                 weak[slot, : len(inspection.weak)] = inspection.weak
@@ -184,15 +187,19 @@ def _inspect_all(files, params: CurateParams, stage: Path, engine: LocalEngine, 
 
 
 class _progress_bar:
-    """A rich progress bar when asked for, a no-op otherwise."""
+    """A rich progress bar when asked for, a no-op otherwise.
 
-    def __init__(self, enabled: bool, label: str, total: int):
+    Entering returns ``advance(done=None, total=None)``: with no arguments it
+    adds one step; with both it sets the position (totals known only later).
+    """
+
+    def __init__(self, enabled: bool, label: str, total: int | None):
         self.enabled, self.label, self.total = enabled, label, total
         self._progress = None
 
     def __enter__(self):
         if not self.enabled:
-            return lambda: None
+            return lambda done=None, total=None: None
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -207,7 +214,14 @@ class _progress_bar:
         )
         self._progress.start()
         task = self._progress.add_task(self.label, total=self.total)
-        return lambda: self._progress.advance(task)
+
+        def advance(done: int | None = None, total: int | None = None) -> None:
+            if done is None:
+                self._progress.advance(task)
+            else:
+                self._progress.update(task, completed=done, total=total)
+
+        return advance
 
     def __exit__(self, *exc):
         if self._progress is not None:
