@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from pcbforge.curate.candidates import (
+    CandidatePairs,
     SearchConfig,
     find_candidate_pairs,
     find_candidate_pairs_exhaustive,
@@ -50,10 +51,20 @@ class DedupeParams(BaseModel):
 EXHAUSTIVE_SEARCH_MAX = 2048
 
 
+@dataclass(frozen=True)
+class ImageHashes:
+    """Per-image hashes, rows indexed by ``thumb_index`` (all (N, 8) uint64)."""
+
+    codes: np.ndarray  # DCT pHash of each dihedral variant
+    weak: np.ndarray  # least reliable pHash bits
+    content: np.ndarray  # block-occupancy hash of each variant
+
+
 @dataclass
 class DedupeStats:
     search: str = "none"
     candidate_pairs: int = 0
+    occupancy_candidate_pairs: int = 0
     duplicate_edges: int = 0
     variant_edges: int = 0
     rejected_pairs: int = 0
@@ -104,8 +115,7 @@ def keeper_order(table: pd.DataFrame) -> pd.Series:
 def find_duplicates(
     table: pd.DataFrame,
     thumbs: np.ndarray,
-    codes: np.ndarray,
-    weak: np.ndarray,
+    hashes: ImageHashes,
     params: DedupeParams,
     *,
     thumbs_path: Path | None = None,
@@ -115,7 +125,7 @@ def find_duplicates(
     """Mark duplicates and groups in ``table`` (returns a new table).
 
     ``table`` is the samples table; decodable rows carry ``thumb_index``
-    pointing into ``thumbs`` (N, S, S), ``codes`` and ``weak`` (N, 8). With
+    pointing into ``thumbs`` (N, S, S) and ``hashes``. With
     an ``engine`` and the ``.npy`` file behind ``thumbs``, candidate pairs are
     verified in the engine's workers. ``progress(done, total)`` is called as
     candidate pairs are verified.
@@ -144,21 +154,7 @@ def find_duplicates(
     blank = (table["low_quality_reason"] == "blank").to_numpy()
     searchable = [row for row in decodable if duplicates.find(row) == row and not blank[row]]
     if len(searchable) > 1:
-        thumb_ids = table.loc[searchable, "thumb_index"].to_numpy()
-        variants = codes[thumb_ids] if params.transformed else None
-        if len(searchable) <= EXHAUSTIVE_SEARCH_MAX:
-            stats.search = "exhaustive"
-            pairs = find_candidate_pairs_exhaustive(
-                codes[thumb_ids, 0], variants, max_distance=params.max_distance
-            )
-        else:
-            stats.search = "lsh"
-            pairs = find_candidate_pairs(
-                codes[thumb_ids, 0],
-                variants,
-                weak[thumb_ids] if params.transformed else weak[thumb_ids, :1],
-                SearchConfig.for_size(len(searchable), max_distance=params.max_distance),
-            )
+        pairs = _candidates(table, searchable, hashes, params, stats)
         stats.candidate_pairs = len(pairs.i)
         rows_i = np.asarray(searchable, dtype=np.int64)[pairs.i]
         rows_j = np.asarray(searchable, dtype=np.int64)[pairs.j]
@@ -175,9 +171,62 @@ def find_duplicates(
             else:
                 stats.rejected_pairs += 1
 
-    _assign_duplicates(table, duplicates.labels(), decodable, codes)
+    _assign_duplicates(table, duplicates.labels(), decodable, hashes.codes)
     _assign_groups(table, scenes.labels())
     return table, stats
+
+
+#: Occupancy-hash radius: a real defect touches at most a few 32x32-pixel blocks
+#: of the thumbnail (DeepPCB template/defect pairs: 0-5, mostly 0-2).
+CONTENT_MAX_DISTANCE = 4
+#: Occupancy codes with fewer or more blocks set carry no information (an almost
+#: empty or a full frame) and would only fill the search with look-alikes.
+CONTENT_BLOCKS = (2, 56)
+
+
+def _search(codes, variants, weak, max_distance) -> tuple[CandidatePairs, str]:
+    if len(codes) <= EXHAUSTIVE_SEARCH_MAX:
+        return find_candidate_pairs_exhaustive(codes, variants, max_distance), "exhaustive"
+    config = SearchConfig.for_size(len(codes), max_distance=max_distance)
+    return find_candidate_pairs(codes, variants, weak, config), "lsh"
+
+
+def _candidates(table, searchable, hashes: ImageHashes, params, stats) -> CandidatePairs:
+    """Pairs to verify: pHash neighbours, plus occupancy-hash neighbours.
+
+    The pHash of some tiles (bare substrate with a few traces, or fine
+    periodic patterns) moves by 20-30 bits between a board and its defect
+    variant; where content sits, block by block, does not.
+    """
+    slots = table.loc[searchable, "thumb_index"].to_numpy()
+    n_variants = 8 if params.transformed else 1
+    pairs, stats.search = _search(
+        hashes.codes[slots, 0], hashes.codes[slots, :n_variants],
+        hashes.weak[slots, :n_variants], params.max_distance,
+    )
+    blocks = np.bitwise_count(hashes.content[slots, 0]).astype(np.int64)
+    informative = np.flatnonzero((blocks >= CONTENT_BLOCKS[0]) & (blocks <= CONTENT_BLOCKS[1]))
+    if len(informative) > 1:
+        content = hashes.content[slots[informative]]
+        extra, _ = _search(
+            content[:, 0], content[:, :n_variants], np.zeros_like(content[:, :n_variants]),
+            CONTENT_MAX_DISTANCE,
+        )
+        stats.occupancy_candidate_pairs = len(extra)
+        pairs = _merge_pairs(pairs, informative[extra.i], informative[extra.j], extra.variant)
+    return pairs
+
+
+def _merge_pairs(pairs: CandidatePairs, i, j, variant) -> CandidatePairs:
+    """Union of candidate pairs (both lists have i < j; a pair found by both
+    keeps the pHash search's variant and distance)."""
+    all_i = np.concatenate([pairs.i, i]).astype(np.int64)
+    all_j = np.concatenate([pairs.j, j]).astype(np.int64)
+    all_v = np.concatenate([pairs.variant, variant]).astype(np.int8)
+    keys = all_i * (max(int(all_j.max(initial=0)), 0) + 1) + all_j
+    _, first = np.unique(keys, return_index=True)
+    distance = np.concatenate([pairs.distance, np.full(len(i), -1)]).astype(np.int8)
+    return CandidatePairs(all_i[first], all_j[first], all_v[first], distance[first])
 
 
 _VERIFY_CHUNK = 64

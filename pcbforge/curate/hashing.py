@@ -127,6 +127,32 @@ def perceptual_hashes(thumb: np.ndarray, variants: bool = True) -> tuple[np.ndar
     return _pack(bits), weak
 
 
+_GRID = 8
+
+
+def content_hashes(thumb: np.ndarray) -> tuple[np.ndarray, float]:
+    """Occupancy hash: which of 8x8 blocks hold content, for each dihedral variant.
+
+    Content is a pixel away from the background (the median grey) by a quarter
+    of the grey range. On a sparse tile (or a fine periodic pattern) the
+    pHash's low frequencies hang on little, so a defect or a 1-pixel shift
+    flips many bits; here a defect flips at most the blocks it touches, while
+    two unrelated tiles differ in where their content is. Returns the 8
+    variant codes (bit ``r * 8 + c`` = block ``(r, c)``) and the content
+    fraction of the frame.
+    """
+    cumulative = np.cumsum(cv2.calcHist([thumb], [0], None, [256], [0, 256]).ravel())
+    p1, p50, p99 = np.searchsorted(cumulative, np.array([0.01, 0.5, 0.99]) * thumb.size)
+    level = max(0.25 * float(p99 - p1), 8.0)
+    content = cv2.threshold(
+        cv2.absdiff(thumb, np.full_like(thumb, int(p50))), level, 255, cv2.THRESH_BINARY
+    )[1]
+    fraction = float(cv2.countNonZero(content)) / content.size
+    blocks = cv2.resize(content, (_GRID, _GRID), interpolation=cv2.INTER_AREA) > 0
+    variants = np.stack([dihedral(blocks, v).ravel() for v in range(N_VARIANTS)])
+    return _pack(variants), fraction
+
+
 def _pack(bits: np.ndarray) -> np.ndarray:
     """Pack rows of 64 booleans (bit i = column i) into uint64 values."""
     return np.packbits(bits[:, ::-1], axis=1).view(">u8").astype(np.uint64).ravel()

@@ -25,6 +25,7 @@ from pcbforge.curate.decode import (
 )
 from pcbforge.curate.hashing import (
     THUMB_SIZE,
+    content_hashes,
     hash_to_hex,
     perceptual_hashes,
     pixel_hash,
@@ -58,6 +59,7 @@ class Inspection:
     thumb: np.ndarray | None  # (thumb_size, thumb_size) uint8, None when undecodable
     codes: np.ndarray | None  # (8,) uint64 pHash of each dihedral variant
     weak: np.ndarray | None  # (8,) uint64 weak-bit masks
+    content_codes: np.ndarray | None = None  # (8,) uint64 block-occupancy hashes
 
 
 def _open_thumb_store(path: str) -> np.ndarray:
@@ -114,6 +116,7 @@ def empty_row(found: FoundFile) -> dict:
         "thumb_index": -1,
     }
     row.update({column: np.nan for column in SCORE_COLUMNS})
+    row["content_score"] = np.nan  # share of the frame holding content
     return row
 
 
@@ -163,6 +166,7 @@ def inspect_bytes(data: bytes, row: dict, params: InspectParams) -> Inspection:
     gray = to_gray_uint8(pixels)
     thumb = thumbnail(gray, params.thumb_size)
     codes, weak = perceptual_hashes(thumb, variants=params.transformed)
+    content_codes, row["content_score"] = content_hashes(thumb)
     row["phash"] = hash_to_hex(codes[0])
     scores = quality_scores(thumb)
     row.update(scores)
@@ -170,7 +174,7 @@ def inspect_bytes(data: bytes, row: dict, params: InspectParams) -> Inspection:
     row["low_quality_reason"] = reason
     row["status"] = "low_quality" if reason else "ok"
     row["reason"] = reason
-    return Inspection(row, thumb, codes, weak)
+    return Inspection(row, thumb, codes, weak, content_codes)
 
 
 def _is_lossless(fmt: str, data: bytes) -> bool:

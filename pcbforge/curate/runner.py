@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from pcbforge import __version__
-from pcbforge.curate.dedupe import DedupeParams, find_duplicates
+from pcbforge.curate.dedupe import DedupeParams, ImageHashes, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
 from pcbforge.curate.inspect import InspectParams, inspect_into_store
 from pcbforge.curate.scan import FoundFile, scan_folder
@@ -93,13 +93,13 @@ def curate(
 
         with LocalEngine(params.workers, preload=_WORKER_MODULES) as engine:
             tick = time.perf_counter()
-            table, thumbs, codes, weak = _inspect_all(scan.files, params, stage, engine, progress)
+            table, thumbs, hashes = _inspect_all(scan.files, params, stage, engine, progress)
             timings["inspect_s"] = time.perf_counter() - tick
 
             tick = time.perf_counter()
             with _progress_bar(progress, "verifying duplicate candidates", None) as advance:
                 table, stats = find_duplicates(
-                    table, thumbs, codes, weak, params.dedupe,
+                    table, thumbs, hashes, params.dedupe,
                     thumbs_path=stage / CACHE_DIR / THUMBS_FILE, engine=engine,
                     progress=advance,
                 )
@@ -108,7 +108,7 @@ def curate(
         tick = time.perf_counter()
         if params.materialize != "none":
             _materialize(table, scan.files, stage / "images", params.materialize)
-        np.save(stage / CACHE_DIR / HASHES_FILE, codes)
+        np.save(stage / CACHE_DIR / HASHES_FILE, hashes.codes)
         del thumbs
         table = table.drop(columns=["thumb_index"])
         write_samples(table, stage)
@@ -173,6 +173,7 @@ def _inspect_all(files, params: CurateParams, stage: Path, engine: LocalEngine, 
     # Hashes share the thumbnails' slots (the row's ``thumb_index``).
     codes = np.zeros((max(len(images), 1), N_VARIANTS), dtype=np.uint64)
     weak = np.zeros_like(codes)
+    content = np.zeros_like(codes)
     rows: list[dict] = []
     work = partial(inspect_into_store, params=params.inspect, store=str(store))
     with _progress_bar(progress, "inspecting", len(files)) as advance:
@@ -181,9 +182,11 @@ def _inspect_all(files, params: CurateParams, stage: Path, engine: LocalEngine, 
             if inspection.codes is not None:
                 codes[slot, : len(inspection.codes)] = inspection.codes
                 weak[slot, : len(inspection.weak)] = inspection.weak
+                content[slot] = inspection.content_codes
             rows.append(inspection.row)
             advance()
-    return pd.DataFrame(rows), np.load(store, mmap_mode="r"), codes, weak
+    hashes = ImageHashes(codes=codes, weak=weak, content=content)
+    return pd.DataFrame(rows), np.load(store, mmap_mode="r"), hashes
 
 
 class _progress_bar:
@@ -273,6 +276,7 @@ def _report(src, out, table, params, timings, stats, scan) -> dict:
         "duplicate_search": {
             "candidate_search": stats.search,
             "candidate_pairs": stats.candidate_pairs,
+            "occupancy_candidate_pairs": stats.occupancy_candidate_pairs,
             "duplicate_pairs_verified": stats.duplicate_edges,
             "variant_pairs_verified": stats.variant_edges,
             "pairs_rejected_by_pixels": stats.rejected_pairs,

@@ -15,8 +15,9 @@ machine compares a board to its golden template:
    one-pixel-wide edge residue vanishes, are *local changes*.
 
 No local change: duplicate. A few small local changes on an otherwise equal
-image: the same scene with a defect (a *variant*: same group, not a
-duplicate). Anything else: different images.
+image, touching a small share of the image's content: the same scene with a
+defect (a *variant*: same group, not a duplicate). Anything else: different
+images.
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ class VerifyParams(BaseModel):
         0, ge=0, description="Local-change pixels a duplicate may still have."
     )
     max_variant_changed_fraction: float = Field(
-        0.10, gt=0, lt=1, description="Largest changed area of a defect variant."
+        0.16, gt=0, lt=1, description="Largest changed area of a defect variant."
+    )
+    max_variant_content_fraction: float = Field(
+        0.35, gt=0, le=1, description="Largest share of the image's content a variant changes."
     )
     max_mean_difference: float = Field(
-        0.12, gt=0, lt=1, description="Largest mean |difference| / range of same-scene images."
+        0.16, gt=0, lt=1, description="Largest mean |difference| / range of same-scene images."
     )
     max_aspect_change: float = Field(
         0.04, ge=0, description="Largest |log aspect ratio| change of a copy."
@@ -67,7 +71,8 @@ class Comparison:
     relation: Relation
     changed_px: int  # local-change pixels in the thumbnail
     changed_fraction: float
-    mean_difference: float  # mean |a - fitted b| / grey range of a
+    mean_difference: float  # mean |a - fitted b| / grey range
+    changed_content_fraction: float = 0.0  # changed pixels / content pixels
 
     @property
     def same_scene(self) -> bool:
@@ -97,15 +102,22 @@ def compare_thumbnails(
     if a.shape != b.shape:
         raise ValueError(f"thumbnails must have equal shapes, got {a.shape} and {b.shape}")
     a, b = _as_uint8(a), _as_uint8(b)
-    grey_range = max(_grey_range(a), 1.0)
+    # The larger range of the two: a blank template has none, its defect variant does.
+    levels_a, levels_b = _grey_levels(a), _grey_levels(b)
+    grey_range = max(levels_a[2] - levels_a[0], levels_b[2] - levels_b[0], 1.0)
     if aspect_change > params.max_aspect_change:
         return Comparison(Relation.DIFFERENT, 0, 0.0, float("nan"))
     # Quick exit for clearly different images (most hash candidates of similar-
     # looking tiles): the mean difference of 4x smaller copies is at most that
     # of the thumbnails, so a coarse difference well above the limit settles it.
-    coarse = _coarse_mean_difference(a, b) / grey_range
-    if coarse > 1.5 * params.max_mean_difference:
-        return Comparison(Relation.DIFFERENT, 0, 0.0, coarse)
+    coarse, content_energy = _coarse_differences(a, b)
+    if coarse / grey_range > 1.5 * params.max_mean_difference:
+        return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / grey_range)
+    # Same for sparse tiles, whose difference is small against the whole frame
+    # but as large as their content (DeepPCB: unrelated tiles >= 0.97, a board
+    # and its defect variant <= 0.46 in 99% of pairs).
+    if coarse > _MAX_COARSE_CONTENT_DIFFERENCE * content_energy:
+        return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / grey_range, 1.0)
     a, b = _match_sharpness(a, b, sharpness)
     b = _fit_grey_levels(b, a)
     mean_difference = float(cv2.mean(cv2.absdiff(a, b))[0]) / grey_range
@@ -119,27 +131,44 @@ def compare_thumbnails(
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _OPEN_KERNEL)
     changed_px = int(cv2.countNonZero(changed))
     changed_fraction = changed_px / changed.size
+    content_fraction = (
+        changed_px / _content_pixels(a, b, levels_a[1], levels_b[1], grey_range)
+        if changed_px else 0.0
+    )
 
     if mean_difference > params.max_mean_difference:
         relation = Relation.DIFFERENT
     elif changed_px <= params.max_duplicate_changed_px:
         relation = Relation.DUPLICATE
-    elif changed_fraction <= params.max_variant_changed_fraction:
+    elif (
+        changed_fraction <= params.max_variant_changed_fraction
+        and content_fraction <= params.max_variant_content_fraction
+    ):
         relation = Relation.VARIANT
     else:
         relation = Relation.DIFFERENT
-    return Comparison(relation, changed_px, changed_fraction, mean_difference)
+    return Comparison(relation, changed_px, changed_fraction, mean_difference, content_fraction)
 
 
 _OPEN_KERNEL = np.ones((2, 2), np.uint8)
+_DILATE_KERNEL = np.ones((3, 3), np.uint8)
 _BLUR_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)
 
 
-def _coarse_mean_difference(a: np.ndarray, b: np.ndarray) -> float:
+_MAX_COARSE_CONTENT_DIFFERENCE = 0.8
+
+
+def _coarse_differences(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean |difference| of 4x smaller copies, and their content energy (mean
+    |pixel - median| of the busier one)."""
     size = (max(a.shape[1] // 4, 1), max(a.shape[0] // 4, 1))
     small_a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
     small_b = _fit_grey_levels(cv2.resize(b, size, interpolation=cv2.INTER_AREA), small_a)
-    return float(cv2.mean(cv2.absdiff(small_a, small_b))[0])
+    energy = max(
+        float(cv2.mean(cv2.absdiff(small, np.full_like(small, _grey_levels(small)[1])))[0])
+        for small in (small_a, small_b)
+    )
+    return float(cv2.mean(cv2.absdiff(small_a, small_b))[0]), max(energy, 1.0)
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
@@ -147,11 +176,29 @@ def _as_uint8(image: np.ndarray) -> np.ndarray:
                                 .astype(np.uint8))
 
 
-def _grey_range(image: np.ndarray) -> float:
-    """p99 - p1 of a uint8 image, from its histogram."""
+def _grey_levels(image: np.ndarray) -> tuple[float, float, float]:
+    """(p1, median, p99) of a uint8 image, from its histogram."""
     cumulative = np.cumsum(cv2.calcHist([image], [0], None, [256], [0, 256]).ravel())
-    return float(np.searchsorted(cumulative, 0.99 * image.size)
-                 - np.searchsorted(cumulative, 0.01 * image.size))
+    p1, p50, p99 = np.searchsorted(cumulative, np.array([0.01, 0.5, 0.99]) * image.size)
+    return float(p1), float(p50), float(p99)
+
+
+def _content_pixels(a, b, median_a: float, median_b: float, grey_range: float) -> int:
+    """Pixels that hold something in either image: away from the background
+    (the median) by a quarter of the grey range, widened by one pixel.
+
+    A PCB tile of bare substrate with a few traces has little content; two
+    such tiles differ in a small share of the frame but in most of their
+    content, which is what tells them apart from a board and its defect.
+    """
+    level = 0.25 * grey_range
+    content = cv2.bitwise_or(
+        cv2.threshold(cv2.absdiff(a, np.full_like(a, int(median_a))), level, 1,
+                      cv2.THRESH_BINARY)[1],
+        cv2.threshold(cv2.absdiff(b, np.full_like(b, int(median_b))), level, 1,
+                      cv2.THRESH_BINARY)[1],
+    )
+    return max(int(cv2.countNonZero(cv2.dilate(content, _DILATE_KERNEL))), 1)
 
 
 def _sharpness(image: np.ndarray) -> float:
