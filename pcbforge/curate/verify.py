@@ -102,22 +102,22 @@ def compare_thumbnails(
     if a.shape != b.shape:
         raise ValueError(f"thumbnails must have equal shapes, got {a.shape} and {b.shape}")
     a, b = _as_uint8(a), _as_uint8(b)
+    if aspect_change > params.max_aspect_change:
+        return Comparison(Relation.DIFFERENT, 0, 0.0, float("nan"))
+    # Quick exits for clearly different images (most hash candidates), on 4x
+    # smaller copies: their mean difference is at most the thumbnails'.
+    coarse, coarse_range, content_energy = _coarse_differences(a, b)
+    if coarse / coarse_range > 1.5 * params.max_mean_difference:
+        return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / coarse_range)
+    # Sparse tiles differ little against the whole frame but as much as their
+    # content (DeepPCB: unrelated tiles >= 0.97, a board and its defect
+    # variant <= 0.46 in 99% of pairs).
+    if coarse > _MAX_COARSE_CONTENT_DIFFERENCE * content_energy:
+        return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / coarse_range, 1.0)
+
     # The larger range of the two: a blank template has none, its defect variant does.
     levels_a, levels_b = _grey_levels(a), _grey_levels(b)
     grey_range = max(levels_a[2] - levels_a[0], levels_b[2] - levels_b[0], 1.0)
-    if aspect_change > params.max_aspect_change:
-        return Comparison(Relation.DIFFERENT, 0, 0.0, float("nan"))
-    # Quick exit for clearly different images (most hash candidates of similar-
-    # looking tiles): the mean difference of 4x smaller copies is at most that
-    # of the thumbnails, so a coarse difference well above the limit settles it.
-    coarse, content_energy = _coarse_differences(a, b)
-    if coarse / grey_range > 1.5 * params.max_mean_difference:
-        return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / grey_range)
-    # Same for sparse tiles, whose difference is small against the whole frame
-    # but as large as their content (DeepPCB: unrelated tiles >= 0.97, a board
-    # and its defect variant <= 0.46 in 99% of pairs).
-    if coarse > _MAX_COARSE_CONTENT_DIFFERENCE * content_energy:
-        return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / grey_range, 1.0)
     a, b = _match_sharpness(a, b, sharpness)
     b = _fit_grey_levels(b, a)
     mean_difference = float(cv2.mean(cv2.absdiff(a, b))[0]) / grey_range
@@ -158,17 +158,18 @@ _BLUR_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)
 _MAX_COARSE_CONTENT_DIFFERENCE = 0.8
 
 
-def _coarse_differences(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Mean |difference| of 4x smaller copies, and their content energy (mean
-    |pixel - median| of the busier one)."""
+def _coarse_differences(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Mean |difference| of 4x smaller copies, their grey range, and their
+    content energy (mean |pixel - median| of the busier one)."""
     size = (max(a.shape[1] // 4, 1), max(a.shape[0] // 4, 1))
     small_a = cv2.resize(a, size, interpolation=cv2.INTER_AREA)
     small_b = _fit_grey_levels(cv2.resize(b, size, interpolation=cv2.INTER_AREA), small_a)
-    energy = max(
-        float(cv2.mean(cv2.absdiff(small, np.full_like(small, _grey_levels(small)[1])))[0])
-        for small in (small_a, small_b)
-    )
-    return float(cv2.mean(cv2.absdiff(small_a, small_b))[0]), max(energy, 1.0)
+    grey_range, energy = 1.0, 1.0
+    for small in (small_a, small_b):
+        low, median, high = _grey_levels(small)
+        grey_range = max(grey_range, high - low)
+        energy = max(energy, float(cv2.mean(cv2.absdiff(small, np.full_like(small, median)))[0]))
+    return float(cv2.mean(cv2.absdiff(small_a, small_b))[0]), grey_range, energy
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
