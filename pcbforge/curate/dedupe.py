@@ -30,7 +30,13 @@ from pcbforge.curate.candidates import (
     find_candidate_pairs_exhaustive,
 )
 from pcbforge.curate.hashing import dihedral
-from pcbforge.curate.verify import Relation, VerifyParams, compare_thumbnails
+from pcbforge.curate.verify import (
+    CoarseView,
+    Relation,
+    VerifyParams,
+    coarse_view,
+    compare_thumbnails,
+)
 from pcbforge.engine import LocalEngine
 
 VARIANT_NAMES = ("identity", "rot90", "rot180", "rot270", "flip", "flip_rot90", "flip_rot180",
@@ -271,12 +277,20 @@ def verify_chunk(chunk, thumbs, params: VerifyParams) -> list[Relation]:
     path to the ``.npy`` file, opened memory-mapped, so workers share it)."""
     if isinstance(thumbs, str):
         thumbs = np.load(thumbs, mmap_mode="r")
+    views: dict[int, CoarseView] = {}  # each image's coarse view, once per chunk
+
+    def view(slot: int) -> CoarseView:
+        if slot not in views:
+            views[slot] = coarse_view(thumbs[slot])
+        return views[slot]
+
     relations = []
     for i, j, variant, aspect_change, sharp_i, sharp_j, min_side in zip(*chunk, strict=True):
         moved = np.ascontiguousarray(dihedral(thumbs[j], int(variant)))
         comparison = compare_thumbnails(
             np.asarray(thumbs[i]), moved, params, aspect_change=float(aspect_change),
             sharpness=(float(sharp_i), float(sharp_j)), min_source_side=int(min_side),
+            coarse=(view(int(i)), view(int(j)).transformed(int(variant))),
         )
         relations.append(comparison.relation)
     return relations
