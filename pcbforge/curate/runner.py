@@ -145,6 +145,8 @@ def _check_paths(src: Path, out: Path) -> tuple[Path, Path]:
     parent = out_real.parent
     while not parent.exists():
         parent = parent.parent
+    if not parent.is_dir():
+        raise CurateError(f"cannot create --out {out}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CurateError(f"cannot write to {parent}: permission denied")
     return src_real, out_real

@@ -159,7 +159,9 @@ def test_interrupted_run_leaves_no_dataset_and_rerun_works(messy_corpus, tmp_pat
 
 
 @pytest.mark.parametrize(
-    "case", ["missing", "file", "empty", "out_inside_src", "src_inside_out", "foreign_out"]
+    "case",
+    ["missing", "file", "empty", "out_inside_src", "src_inside_out", "foreign_out",
+     "out_under_a_file"],
 )
 def test_bad_arguments_raise_clear_errors(case, tmp_path, messy_corpus):
     src = tmp_path / "src"
@@ -169,7 +171,7 @@ def test_bad_arguments_raise_clear_errors(case, tmp_path, messy_corpus):
     expected = {
         "missing": "does not exist", "file": "is a file", "empty": "no files found",
         "out_inside_src": "inside the source", "src_inside_out": "inside --out",
-        "foreign_out": "not a pcbforge dataset",
+        "foreign_out": "not a pcbforge dataset", "out_under_a_file": "is a file, not a folder",
     }[case]
     if case == "missing":
         src = tmp_path / "nope"
@@ -185,6 +187,9 @@ def test_bad_arguments_raise_clear_errors(case, tmp_path, messy_corpus):
     elif case == "foreign_out":
         out.mkdir()
         (out / "precious.txt").write_text("keep me")
+    elif case == "out_under_a_file":
+        (tmp_path / "notes.txt").write_text("x")
+        out = tmp_path / "notes.txt" / "dataset"
     with pytest.raises(CurateError, match=expected):
         curate(src, out)
     if case == "foreign_out":
