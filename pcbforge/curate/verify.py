@@ -190,7 +190,10 @@ def _coarse_differences(a: CoarseView, b: CoarseView) -> tuple[float, float, flo
     the larger grey range and the larger content energy."""
     small_b = _fit_grey_levels(b.small, a.small)
     difference = float(cv2.mean(cv2.absdiff(a.small, small_b))[0])
-    return difference, max(a.grey_range, b.grey_range), max(a.energy, b.energy)
+    # b's energy after the grey fit, on a's scale.
+    median_b = _grey_levels(small_b)[1]
+    energy_b = float(cv2.mean(cv2.absdiff(small_b, np.full_like(small_b, median_b)))[0])
+    return difference, max(a.grey_range, b.grey_range), max(a.energy, energy_b, 1.0)
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
