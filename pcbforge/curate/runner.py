@@ -153,11 +153,25 @@ def _check_paths(src: Path, out: Path) -> tuple[Path, Path]:
 
 
 def _remove_stale_stages(out: Path) -> None:
-    """Remove what interrupted runs left behind (their hidden stage folders)."""
+    """Remove what interrupted runs left behind (their hidden stage folders),
+    but not the stage of a run that is still going (its process is alive)."""
     if not out.parent.exists():
         return
     for leftover in out.parent.glob(f".{out.name}.partial-*"):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            continue
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _inspect_all(files, params: CurateParams, stage: Path, engine: LocalEngine, progress: bool):

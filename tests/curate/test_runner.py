@@ -141,6 +141,18 @@ def test_source_is_untouched_and_output_is_deterministic(messy_corpus, tmp_path)
     assert second.report["counts"] == first.report["counts"]
 
 
+def test_leftovers_of_dead_runs_are_removed_and_live_ones_kept(messy_corpus, tmp_path):
+    root, _ = messy_corpus
+    dead = tmp_path / ".out.partial-999999999"
+    live = tmp_path / f".out.partial-{os.getppid()}"
+    for stage in (dead, live):
+        stage.mkdir()
+        (stage / "half-written.parquet").write_bytes(b"x")
+    curate(root, tmp_path / "out", CurateParams(workers=1))
+    assert not dead.exists()
+    assert live.exists()
+
+
 def test_interrupted_run_leaves_no_dataset_and_rerun_works(messy_corpus, tmp_path, monkeypatch):
     import pcbforge.curate.runner as runner
 
