@@ -42,6 +42,13 @@ _EXTENSION_FORMATS = {
 IMAGE_EXTENSIONS = frozenset(_EXTENSION_FORMATS)
 
 _EXIF_ORIENTATION_TAG = 0x0112
+#: The 12-byte chunk that closes every PNG: length 0, "IEND", its CRC.
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+#: No valid image stores more pixels per byte of file: deflate peaks near
+#: 1,032:1 on raw bytes, so even a 1-bit PNG of one colour stays under ~8,300;
+#: a JPEG needs at least a few bits per 8x8 block. More means a forged header.
+_MAX_PIXELS_PER_BYTE = 10_000
+_RATIO_CHECK_PIXELS = 64_000_000
 
 
 @dataclass
@@ -155,6 +162,13 @@ def decode_image_bytes(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             f"header declares {width}x{height} = {width * height:,} pixels "
             f"(limit {max_pixels:,}); refused before decoding",
         )
+    if width * height > _RATIO_CHECK_PIXELS and width * height > _MAX_PIXELS_PER_BYTE * len(data):
+        return _fail(
+            result,
+            "decompression_bomb",
+            f"header declares {width}x{height} pixels in a {len(data):,}-byte file, more than "
+            "any valid encoding can hold; refused before decoding",
+        )
 
     try:
         if result.format == "jpeg" and image.mode in ("L", "RGB"):
@@ -240,8 +254,8 @@ def _decode_png(data: bytes) -> np.ndarray:
         decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         # libpng refused it; say whether the end of the file is missing.
-        if b"IEND" not in data[-64:]:
-            raise _DecodeError("truncated", "PNG ends before its IEND chunk")
+        if _PNG_END not in data[-64:]:
+            raise _DecodeError("truncated", "PNG ends before its complete IEND chunk")
         raise _DecodeError("damaged", "PNG data fails its CRC or zlib checks")
     if decoded.ndim == 3:
         code = cv2.COLOR_BGRA2RGBA if decoded.shape[2] == 4 else cv2.COLOR_BGR2RGB

@@ -135,6 +135,7 @@ CORRUPT = {
     "truncated_jpeg": (lambda b: _jpeg(b)[: len(_jpeg(b)) * 6 // 10], "truncated"),
     "jpeg_without_end": (lambda b: _jpeg(b)[:-2], "truncated"),
     "truncated_png": (lambda b: _png(b)[: len(_png(b)) // 2], "truncated"),
+    "png_without_end": (lambda b: _png(b)[:-2], "truncated"),
     "damaged_png": (lambda b: _damage_png(_png(b)), "damaged"),
     "damaged_jpeg": (lambda b: _damage_jpeg(_jpeg(b)), "damaged"),
     "png_bomb": (lambda b: _patch_png_size(_png(b[:8, :8]), 100_000, 100_000),
@@ -154,6 +155,13 @@ def test_corrupt_files_get_a_reason(kind, board):
     assert decoded.detail
     assert decoded.pixels is None
     assert time.perf_counter() - started < 5  # a bomb is refused from its header
+
+
+def test_a_header_claiming_more_pixels_than_the_file_can_hold_is_a_bomb(board):
+    # 20000 x 20000 = 400 MP is within the default limit, but not in 300 bytes.
+    decoded = decode_image_bytes(_patch_png_size(_png(board[:8, :8]), 20_000, 19_999))
+    assert decoded.error == "decompression_bomb"
+    assert "byte file" in decoded.detail
 
 
 def test_pixel_limit_is_an_option(board):
