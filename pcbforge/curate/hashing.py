@@ -128,6 +128,11 @@ def perceptual_hashes(thumb: np.ndarray, variants: bool = True) -> tuple[np.ndar
 
 
 _GRID = 8
+#: Index arrays (8, 64): block order of each dihedral variant of the 8x8 grid.
+_GRID_VARIANT_INDEX = np.stack([
+    np.ascontiguousarray(dihedral(np.arange(_GRID * _GRID).reshape(_GRID, _GRID), v)).ravel()
+    for v in range(8)
+])
 
 
 def content_hashes(thumb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -141,15 +146,19 @@ def content_hashes(thumb: np.ndarray) -> tuple[np.ndarray, float]:
     variant codes (bit ``r * 8 + c`` = block ``(r, c)``) and the content
     fraction of the frame.
     """
-    cumulative = np.cumsum(cv2.calcHist([thumb], [0], None, [256], [0, 256]).ravel())
-    p1, p50, p99 = np.searchsorted(cumulative, np.array([0.01, 0.5, 0.99]) * thumb.size)
+    # On an 8x-per-block view (64 x 64 for a 256 thumbnail): a block's
+    # occupancy is about where content sits, not about the smallest specks.
+    side = _GRID * 8
+    small = cv2.resize(thumb, (side, side), interpolation=cv2.INTER_AREA)
+    cumulative = np.cumsum(cv2.calcHist([small], [0], None, [256], [0, 256]).ravel())
+    p1, p50, p99 = np.searchsorted(cumulative, np.array([0.01, 0.5, 0.99]) * small.size)
     level = max(0.25 * float(p99 - p1), 8.0)
     content = cv2.threshold(
-        cv2.absdiff(thumb, np.full_like(thumb, int(p50))), level, 255, cv2.THRESH_BINARY
+        cv2.absdiff(small, np.full_like(small, int(p50))), level, 255, cv2.THRESH_BINARY
     )[1]
     fraction = float(cv2.countNonZero(content)) / content.size
     blocks = cv2.resize(content, (_GRID, _GRID), interpolation=cv2.INTER_AREA) > 0
-    variants = np.stack([dihedral(blocks, v).ravel() for v in range(N_VARIANTS)])
+    variants = blocks.ravel()[_GRID_VARIANT_INDEX]
     return _pack(variants), fraction
 
 

@@ -62,3 +62,23 @@ def test_hex_round_trip():
     value = np.uint64(0xFEDCBA9876543210)
     assert hash_to_hex(value) == "fedcba9876543210"
     assert hex_to_hash(hash_to_hex(value)) == value
+
+
+@pytest.mark.parametrize("variant", range(N_VARIANTS))
+def test_occupancy_hash_of_a_transformed_copy_is_a_variant(board, variant):
+    from pcbforge.curate.hashing import content_hashes
+
+    codes, fraction = content_hashes(thumbnail(board))
+    moved, _ = content_hashes(thumbnail(np.ascontiguousarray(dihedral(board, variant))))
+    assert moved[0] == codes[variant]
+    assert 0.0 < fraction < 1.0
+
+
+def test_occupancy_hash_moves_little_for_a_small_defect(board):
+    from pcbforge.curate.hashing import content_hashes
+    from pcbforge.synth.boards import add_local_defect
+
+    defective, _ = add_local_defect(board, np.random.default_rng(5), "spur")
+    clean, _ = content_hashes(thumbnail(board))
+    changed, _ = content_hashes(thumbnail(defective))
+    assert _hamming(clean[0], changed[0]) <= 2
