@@ -17,7 +17,7 @@ import io
 import os
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -65,7 +65,6 @@ class Decoded:
     frames: int = 1
     error: str = ""  # reason code when unusable
     detail: str = ""  # one-line explanation for humans
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
