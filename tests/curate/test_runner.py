@@ -218,3 +218,24 @@ def test_lsh_and_exhaustive_candidate_search_agree(messy_corpus, curated, tmp_pa
     assert lsh.report["duplicate_search"]["candidate_search"] == "lsh"
     columns = ["path", "status", "reason", "duplicate_of", "group"]
     assert lsh.samples[columns].equals(curated.samples[columns])
+
+
+def test_a_file_that_cannot_be_opened_is_unreadable(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "fine.png").write_bytes(cv2_png())
+    os.symlink(tmp_path / "gone.jpg", src / "dangling.jpg")  # a link to nothing
+    result = curate(src, tmp_path / "out", CurateParams(workers=1))
+    rows = result.samples.set_index("path")
+    assert (rows.loc["dangling.jpg", "status"], rows.loc["dangling.jpg", "reason"]) == (
+        "corrupt", "unreadable")
+    assert "FileNotFoundError" in rows.loc["dangling.jpg", "detail"]
+    assert rows.loc["fine.png", "status"] == "ok"
+
+
+def cv2_png() -> bytes:
+    import cv2
+    import numpy as np
+
+    image = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    return cv2.imencode(".png", image)[1].tobytes()
