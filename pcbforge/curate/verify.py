@@ -121,7 +121,9 @@ def compare_thumbnails(
         return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / coarse_range, 1.0)
 
     # The larger range of the two: a blank template has none, its defect variant does.
-    levels_a, levels_b = _grey_levels(a), _grey_levels(b)
+    # Every other pixel of each row and column: the same grey levels (no
+    # averaging, unlike the coarse view) for a quarter of the histogram cost.
+    levels_a, levels_b = (_grey_levels(np.ascontiguousarray(x[::2, ::2])) for x in (a, b))
     grey_range = max(levels_a[2] - levels_a[0], levels_b[2] - levels_b[0], 1.0)
     a, b = _match_sharpness(a, b, sharpness)
     b = _fit_grey_levels(b, a)
