@@ -1,0 +1,161 @@
+"""Read DeepPCB's folder layout into a samples table and a labels table.
+
+Layout (Tang et al., 2019)::
+
+    groupNNNNN/NNNNN/XXXXXXXX_temp.jpg   defect-free template
+    groupNNNNN/NNNNN/XXXXXXXX_test.jpg   tested image, aligned to its template
+    groupNNNNN/NNNNN_not/XXXXXXXX.txt    one defect a line: x1 y1 x2 y2 type
+    trainval.txt / test.txt              optional lists: "image.jpg annotation.txt"
+
+Types 1-6 are open, short, mousebite, spur, copper (spurious copper) and
+pin-hole. The published README shows commas between the numbers; the files
+themselves use spaces. Both are accepted, as are blank lines; anything else is
+reported as ``file:line`` and skipped, never guessed.
+
+Boxes are kept exactly as written (pixel corners, DeepPCB's loose boxes with
+about 10 px of margin). This module only reads; turning the tables into a
+pcbforge dataset (curation checks, ids, validation) is the importer's job.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+#: DeepPCB type id -> class name (type 1 is index 0).
+DEEPPCB_CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
+
+_LIST_FILES = {"trainval.txt": "trainval", "test.txt": "test"}
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+@dataclass(frozen=True)
+class LayoutProblem:
+    """Something in the layout that was skipped, with where it is."""
+
+    path: str  # relative to the root, '/' separators
+    line: int  # 1-based; 0 when the problem is the whole file
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class DeepPCBLayout:
+    """What :func:`read_deeppcb` found."""
+
+    samples: pd.DataFrame  # one row per image (tested images and templates)
+    labels: pd.DataFrame  # one row per defect box
+    problems: list[LayoutProblem] = field(default_factory=list)
+
+
+def parse_annotation(text: str, source: str) -> tuple[list[dict], list[LayoutProblem]]:
+    """Parse one annotation file's text. ``source`` names it in problems and rows."""
+    boxes, problems = [], []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        fields = [f for f in _SEPARATORS.split(line) if f]
+        if len(fields) != 5:
+            problems.append(
+                LayoutProblem(source, number, f"expected 'x1 y1 x2 y2 type', got {raw!r}")
+            )
+            continue
+        try:
+            x1, y1, x2, y2, kind = (int(f) for f in fields)
+        except ValueError:
+            problems.append(LayoutProblem(source, number, f"not integers: {raw!r}"))
+            continue
+        if not 1 <= kind <= len(DEEPPCB_CLASSES):
+            problems.append(LayoutProblem(
+                source, number, f"unknown defect type {kind} (expected 1-{len(DEEPPCB_CLASSES)})"
+            ))
+            continue
+        if x2 <= x1 or y2 <= y1 or min(x1, y1) < 0:
+            problems.append(LayoutProblem(source, number, f"empty or negative box {raw!r}"))
+            continue
+        boxes.append({
+            "label": DEEPPCB_CLASSES[kind - 1], "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+            "annotation": source, "annotation_line": number,
+        })
+    return boxes, problems
+
+
+def read_deeppcb(root: Path | str) -> DeepPCBLayout:
+    """Find every tested image, its template, its board and its defect boxes.
+
+    Samples columns: ``path`` (relative to ``root``), ``role`` (``tested`` or
+    ``template``), ``template_path`` (for tested images), ``board`` (the
+    ``groupN`` folder: one scanned board), ``pair`` (the tile id shared by an
+    image and its template), ``listed_in`` (``trainval``/``test`` when a list
+    file names it). Labels columns: ``path`` of the tested image, ``label``,
+    ``x1, y1, x2, y2``, ``annotation`` and ``annotation_line``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    problems: list[LayoutProblem] = []
+    listed = _read_lists(root, problems)
+    samples, labels = [], []
+    for tested in sorted(root.glob("*/*/*_test.jpg")):
+        relative = tested.relative_to(root).as_posix()
+        group_dir, tile_dir, name = relative.split("/")
+        pair = name[: -len("_test.jpg")]
+        template = f"{group_dir}/{tile_dir}/{pair}_temp.jpg"
+        has_template = (root / template).is_file()
+        if not has_template:
+            problems.append(LayoutProblem(relative, 0, f"template {template} is missing"))
+        annotation = f"{group_dir}/{tile_dir}_not/{pair}.txt"
+        listed_in = listed.get(f"{group_dir}/{tile_dir}/{pair}.jpg", "")
+        samples.append({
+            "path": relative, "role": "tested", "template_path": template if has_template else "",
+            "board": group_dir, "pair": pair, "listed_in": listed_in,
+        })
+        if has_template:
+            samples.append({
+                "path": template, "role": "template", "template_path": "",
+                "board": group_dir, "pair": pair, "listed_in": listed_in,
+            })
+        try:
+            text = (root / annotation).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            problems.append(LayoutProblem(relative, 0, f"annotation {annotation} is missing"))
+            continue
+        boxes, found = parse_annotation(text, annotation)
+        problems.extend(found)
+        labels.extend({"path": relative, **box} for box in boxes)
+    if not samples:
+        raise FileNotFoundError(
+            f"no DeepPCB tested images (groupN/N/*_test.jpg) under {root}"
+        )
+    sample_table = pd.DataFrame(samples)
+    label_table = pd.DataFrame(
+        labels, columns=["path", "label", "x1", "y1", "x2", "y2", "annotation", "annotation_line"]
+    )
+    return DeepPCBLayout(sample_table, label_table, problems)
+
+
+def _read_lists(root: Path, problems: list[LayoutProblem]) -> dict[str, str]:
+    """Image -> list name, from trainval.txt / test.txt when present."""
+    listed: dict[str, str] = {}
+    for filename, name in _LIST_FILES.items():
+        path = root / filename
+        if not path.is_file():
+            continue
+        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            fields = raw.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or not fields[0].endswith(".jpg"):
+                problems.append(LayoutProblem(
+                    filename, number, f"expected 'image.jpg labels.txt', got {raw!r}"
+                ))
+                continue
+            listed[fields[0]] = name
+    return listed

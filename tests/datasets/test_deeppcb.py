@@ -1,0 +1,107 @@
+"""DeepPCB layout reader, on generated folders in the same layout."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, parse_annotation, read_deeppcb
+from pcbforge.synth.boards import add_local_defect, draw_board
+
+SHARED_DEEPPCB = Path(__file__).resolve().parents[2].parent / "shared/data/deeppcb-trainval"
+
+
+def _write_layout(root: Path, boards: dict[str, int], rng: np.random.Generator) -> dict:
+    """groupN/N/X_{temp,test}.jpg and groupN/N_not/X.txt, with real drawn defects."""
+    expected = {"boxes": 0, "tested": 0}
+    lines = []
+    for group, tiles in boards.items():
+        number = group.removeprefix("group")
+        (root / group / number).mkdir(parents=True)
+        (root / group / f"{number}_not").mkdir()
+        for tile in range(tiles):
+            pair = f"{number}{tile:03d}"
+            board = draw_board(rng, 160)
+            tested, (x1, y1, x2, y2) = add_local_defect(board, rng, "spur")
+            cv2.imwrite(str(root / group / number / f"{pair}_temp.jpg"), board)
+            cv2.imwrite(str(root / group / number / f"{pair}_test.jpg"), tested)
+            # Spaces as in the real files, commas as in DeepPCB's README, blank lines.
+            text = f"{x1} {y1} {x2} {y2} 4\n\n{x1},{y1},{x2},{y2},1\n"
+            (root / group / f"{number}_not" / f"{pair}.txt").write_text(text)
+            lines.append(f"{group}/{number}/{pair}.jpg {group}/{number}_not/{pair}.txt")
+            expected["boxes"] += 2
+            expected["tested"] += 1
+    (root / "trainval.txt").write_text("\n".join(lines) + "\n")
+    return expected
+
+
+def test_reads_pairs_boards_boxes_and_lists(tmp_path):
+    expected = _write_layout(tmp_path, {"group00001": 3, "group00002": 2}, np.random.default_rng(0))
+    layout = read_deeppcb(tmp_path)
+    tested = layout.samples[layout.samples["role"] == "tested"]
+    templates = layout.samples[layout.samples["role"] == "template"]
+    assert len(tested) == expected["tested"] == len(templates)
+    assert set(layout.samples["board"]) == {"group00001", "group00002"}
+    assert (tested["template_path"].str.endswith("_temp.jpg")).all()
+    assert set(tested["template_path"]) == set(templates["path"])
+    assert (layout.samples["listed_in"] == "trainval").all()
+    assert len(layout.labels) == expected["boxes"]
+    assert set(layout.labels["label"]) == {"spur", "open"}
+    assert layout.problems == []
+
+
+def test_malformed_lines_are_reported_with_file_and_line(tmp_path):
+    _write_layout(tmp_path, {"group00001": 1}, np.random.default_rng(1))
+    annotation = tmp_path / "group00001/00001_not/00001000.txt"
+    annotation.write_text("10 10 30 30 2\n10 10 30\n10 10 30 30 9\n40 40 20 20 3\nten 1 2 3 4\n")
+    layout = read_deeppcb(tmp_path)
+    assert len(layout.labels) == 1 and layout.labels["label"].iloc[0] == "short"
+    where = [f"{p.path}:{p.line}" for p in layout.problems]
+    assert where == [f"group00001/00001_not/00001000.txt:{n}" for n in (2, 3, 4, 5)]
+    assert "unknown defect type 9" in str(layout.problems[1])
+
+
+def test_missing_template_and_annotation_are_reported(tmp_path):
+    _write_layout(tmp_path, {"group00001": 2}, np.random.default_rng(2))
+    (tmp_path / "group00001/00001/00001000_temp.jpg").unlink()
+    (tmp_path / "group00001/00001_not/00001001.txt").unlink()
+    layout = read_deeppcb(tmp_path)
+    messages = [str(p) for p in layout.problems]
+    assert any("00001000_test.jpg: template" in m for m in messages)
+    assert any("00001001_test.jpg: annotation" in m for m in messages)
+
+
+def test_not_a_deeppcb_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no DeepPCB tested images"):
+        read_deeppcb(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        read_deeppcb(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    ("line", "label"),
+    [("1 2 3 4 1", "open"), ("1,2,3,4,6", "pin-hole"), ("1, 2, 3, 4, 5", "copper")],
+    ids=["spaces", "commas", "comma_space"],
+)
+def test_parse_annotation_separators(line, label):
+    boxes, problems = parse_annotation(line, "a.txt")
+    assert problems == [] and boxes[0]["label"] == label
+    assert (boxes[0]["x1"], boxes[0]["y1"], boxes[0]["x2"], boxes[0]["y2"]) == (1, 2, 3, 4)
+
+
+def test_classes_follow_deeppcb_type_ids():
+    assert DEEPPCB_CLASSES == ("open", "short", "mousebite", "spur", "copper", "pin-hole")
+
+
+@pytest.mark.skipif(not SHARED_DEEPPCB.is_dir(), reason="DeepPCB train/val not beside the repo")
+def test_real_deeppcb_trainval_counts():
+    layout = read_deeppcb(SHARED_DEEPPCB)
+    assert (layout.samples["role"] == "tested").sum() == 1000
+    assert (layout.samples["role"] == "template").sum() == 1000
+    assert layout.samples["board"].nunique() == 7
+    assert layout.labels["label"].value_counts().to_dict() == {
+        "open": 1283, "short": 1028, "mousebite": 1379, "spur": 1142, "copper": 1010,
+        "pin-hole": 1031,
+    }
+    assert layout.problems == []
