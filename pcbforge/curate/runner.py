@@ -24,6 +24,7 @@ from pcbforge.curate.dedupe import DedupeParams, ImageHashes, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
 from pcbforge.curate.inspect import InspectParams, inspect_into_store
 from pcbforge.curate.scan import FoundFile, scan_folder
+from pcbforge.datasets.dataset import DATASET_JSON, DatasetInfo
 from pcbforge.datasets.samples import STATUSES, write_json, write_samples
 from pcbforge.engine import LocalEngine
 
@@ -117,6 +118,12 @@ def curate(
 
         report = _report(src_path, out_path, table, params, timings, stats, scan)
         write_json(stage / REPORT_JSON, report)
+        # The images stay where they are: the dataset records where that is.
+        info = DatasetInfo(image_root=str(src_path), provenance=[{
+            "command": "curate", "source": str(src_path),
+            "parameters": params.model_dump(mode="json"),
+        }])
+        write_json(stage / DATASET_JSON, info.model_dump(mode="json"))
         _swap_into_place(stage, out_path)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -1,0 +1,229 @@
+"""The pcbforge dataset folder: samples, labels and a small JSON header.
+
+::
+
+    DATASET/
+      samples.parquet (+ .csv)   one row per image (the curate columns and more)
+      labels.parquet  (+ .csv)   one row per defect instance
+      dataset.json               classes, pixel size, where the images are, provenance
+
+Image ``path`` values are relative to ``image_root`` (recorded in
+``dataset.json``; relative to the dataset folder unless absolute), so a
+dataset can be moved with or without its images. Boxes are pixel
+``x1, y1, x2, y2`` with ``x2``/``y2`` exclusive; other conventions are
+converted only at the edges (format I/O).
+
+Reading validates: unique sample ids, labels that point at samples, known
+classes, non-empty boxes inside their image. A broken dataset raises
+:class:`DatasetError` naming the file and the row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pcbforge import __version__
+from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json, write_samples
+
+DATASET_JSON = "dataset.json"
+LABELS_PARQUET = "labels.parquet"
+LABELS_CSV = "labels.csv"
+
+#: Sample columns every dataset has, with the value a missing one starts at.
+SAMPLE_DEFAULTS: dict[str, object] = {
+    "sample_id": "",
+    "path": "",
+    "status": "ok",
+    "split": "",
+    "synthetic": False,
+    "template_path": "",
+    "source": "",
+    "group": "",
+}
+#: Label columns, in order.
+LABEL_COLUMNS = ("sample_id", "label", "x1", "y1", "x2", "y2", "mask", "synthetic", "params")
+SPLITS = ("", "train", "val", "test")
+
+
+class DatasetError(ValueError):
+    """A dataset folder that is not valid; the message names file and row."""
+
+
+class DatasetInfo(BaseModel):
+    """Contents of ``dataset.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: list[str] = Field(default_factory=list)
+    px_per_mm: float | None = Field(None, gt=0)
+    image_root: str = "."
+    pcbforge_version: str = __version__
+    provenance: list[dict] = Field(default_factory=list)
+
+
+@dataclass
+class Dataset:
+    root: Path
+    samples: pd.DataFrame
+    labels: pd.DataFrame
+    info: DatasetInfo
+
+    @property
+    def image_root(self) -> Path:
+        root = Path(self.info.image_root)
+        return root if root.is_absolute() else (self.root / root)
+
+    def image_path(self, path: str) -> Path:
+        """Where the image with samples-table ``path`` is on disk.
+
+        File names that are not UTF-8 are stored with ``\\xNN`` escapes (see
+        :func:`pcbforge.curate.scan.printable_path`); they are mapped back.
+        """
+        candidate = self.image_root / path
+        if "\\x" in path and not candidate.exists():
+            raw = codecs.escape_decode(path.encode("utf-8"))[0]
+            return Path(os.fsdecode(os.fsencode(self.image_root) + b"/" + raw))
+        return candidate
+
+
+def sample_id_for(path: str, source: str = "") -> str:
+    """Stable id of a sample: the same file of the same source keeps its id
+    however the dataset grows."""
+    return "s" + hashlib.blake2b(f"{source}\0{path}".encode(), digest_size=6).hexdigest()
+
+
+def empty_labels() -> pd.DataFrame:
+    return pd.DataFrame({
+        "sample_id": pd.Series(dtype=object), "label": pd.Series(dtype=object),
+        **{c: pd.Series(dtype=np.float64) for c in ("x1", "y1", "x2", "y2")},
+        "mask": pd.Series(dtype=object), "synthetic": pd.Series(dtype=bool),
+        "params": pd.Series(dtype=object),
+    })
+
+
+def with_defaults(samples: pd.DataFrame, labels: pd.DataFrame | None) -> tuple:
+    """Add missing standard columns (a curate output becomes a dataset)."""
+    samples = samples.copy()
+    for column, default in SAMPLE_DEFAULTS.items():
+        if column not in samples.columns:
+            samples[column] = default
+    missing_ids = samples["sample_id"].astype(str) == ""
+    if missing_ids.any():
+        samples.loc[missing_ids, "sample_id"] = [
+            sample_id_for(path, source)
+            for path, source in zip(samples.loc[missing_ids, "path"],
+                                    samples.loc[missing_ids, "source"], strict=True)
+        ]
+    labels = empty_labels() if labels is None else labels.copy()
+    for column, default in (("mask", ""), ("synthetic", False), ("params", "")):
+        if column not in labels.columns:
+            labels[column] = default
+    return samples, labels[list(LABEL_COLUMNS)]
+
+
+def load(path: Path | str, *, check_files: bool = False) -> Dataset:
+    """Read and validate the dataset folder ``path``.
+
+    ``check_files`` also checks that every usable sample's image exists.
+    A curate output (no ``labels.parquet`` yet) loads as a dataset with no
+    labels.
+    """
+    root = Path(path)
+    if not (root / SAMPLES_PARQUET).is_file():
+        raise DatasetError(f"{root}: no {SAMPLES_PARQUET}; is this a pcbforge dataset?")
+    info = _read_info(root)
+    samples = pd.read_parquet(root / SAMPLES_PARQUET)
+    labels = pd.read_parquet(root / LABELS_PARQUET) if (root / LABELS_PARQUET).is_file() else None
+    samples, labels = with_defaults(samples, labels)
+    dataset = Dataset(root, samples, labels, info)
+    validate(dataset, check_files=check_files)
+    return dataset
+
+
+def save(dataset: Dataset, path: Path | str | None = None) -> Path:
+    """Validate, then write the three parts (each file atomically)."""
+    root = Path(path) if path is not None else dataset.root
+    validate(dataset)
+    root.mkdir(parents=True, exist_ok=True)
+    write_samples(dataset.samples, root)
+    labels = dataset.labels[list(LABEL_COLUMNS)].reset_index(drop=True)
+    atomic_write(root / LABELS_PARQUET, lambda tmp: labels.to_parquet(tmp, index=False))
+    atomic_write(root / LABELS_CSV, lambda tmp: labels.to_csv(tmp, index=False))
+    write_json(root / DATASET_JSON, dataset.info.model_dump(mode="json"))
+    return root
+
+
+def validate(dataset: Dataset, *, check_files: bool = False) -> None:
+    """Raise :class:`DatasetError` for the first problem found, naming file and row."""
+    samples, labels, info = dataset.samples, dataset.labels, dataset.info
+    where = dataset.root
+    duplicated = samples["sample_id"][samples["sample_id"].duplicated()]
+    if len(duplicated):
+        row = int(duplicated.index[0])
+        raise DatasetError(
+            f"{where / SAMPLES_PARQUET} row {row}: duplicate sample_id {duplicated.iloc[0]!r}"
+        )
+    bad_split = ~samples["split"].isin(SPLITS)
+    if bad_split.any():
+        row = int(np.flatnonzero(bad_split)[0])
+        raise DatasetError(f"{where / SAMPLES_PARQUET} row {row}: split "
+                           f"{samples['split'].iloc[row]!r} is not one of {list(SPLITS[1:])}")
+    file = where / LABELS_PARQUET
+    sizes = samples.set_index("sample_id").reindex(columns=["width", "height"]).fillna(0)
+    known = labels["sample_id"].isin(sizes.index).to_numpy()
+    _first_bad(~known, labels, file, lambda r: f"sample_id {r.sample_id!r} is not a sample")
+    if info.classes:
+        _first_bad(~labels["label"].isin(info.classes).to_numpy(), labels, file,
+                   lambda r: f"unknown class {r.label!r} (classes: {info.classes})")
+    x1, y1, x2, y2 = (labels[c].to_numpy(dtype=np.float64) for c in ("x1", "y1", "x2", "y2"))
+    _first_bad(~((x2 > x1) & (y2 > y1)), labels, file,
+               lambda r: f"empty box ({r.x1}, {r.y1}, {r.x2}, {r.y2})")
+    width = sizes["width"].reindex(labels["sample_id"]).to_numpy(dtype=np.float64)
+    height = sizes["height"].reindex(labels["sample_id"]).to_numpy(dtype=np.float64)
+    sized = (width > 0) & (height > 0)
+    outside = sized & ((x1 < 0) | (y1 < 0) | (x2 > width) | (y2 > height))
+    _first_bad(outside, labels, file,
+               lambda r: f"box ({r.x1}, {r.y1}, {r.x2}, {r.y2}) is outside its image "
+                         f"({sizes.at[r.sample_id, 'width']:.0f}x"
+                         f"{sizes.at[r.sample_id, 'height']:.0f})")
+    if check_files:
+        usable = samples[samples["status"].isin(["ok", "low_quality", "duplicate"])]
+        for row, path in zip(usable.index, usable["path"], strict=True):
+            if not dataset.image_path(path).is_file():
+                raise DatasetError(f"{where / SAMPLES_PARQUET} row {row}: image "
+                                   f"{dataset.image_path(path)} does not exist")
+
+
+def _first_bad(mask: np.ndarray, table: pd.DataFrame, file: Path, describe) -> None:
+    if mask.any():
+        row = int(np.flatnonzero(mask)[0])
+        raise DatasetError(f"{file} row {row}: {describe(table.iloc[row])}")
+
+
+def _read_info(root: Path) -> DatasetInfo:
+    path = root / DATASET_JSON
+    if not path.is_file():
+        return DatasetInfo()
+    try:
+        return DatasetInfo.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise DatasetError(f"{path}: {key}: {first['msg']}") from err
+
+
+__all__ = [
+    "Dataset", "DatasetError", "DatasetInfo", "LABEL_COLUMNS", "SAMPLE_DEFAULTS", "empty_labels",
+    "load", "sample_id_for", "save", "validate",
+]
