@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -42,3 +44,29 @@ def curated(messy_corpus, tmp_path_factory):
     root, _ = messy_corpus
     out = tmp_path_factory.mktemp("curated") / "dataset"
     return curate(root, out, CurateParams(workers=2))
+
+
+def write_deeppcb_layout(root: Path, boards: dict[str, int], rng: np.random.Generator) -> dict:
+    """groupN/N/X_{temp,test}.jpg and groupN/N_not/X.txt, with real drawn defects."""
+    from pcbforge.synth.boards import add_local_defect, draw_board
+
+    expected = {"boxes": 0, "tested": 0}
+    lines = []
+    for group, tiles in boards.items():
+        number = group.removeprefix("group")
+        (root / group / number).mkdir(parents=True)
+        (root / group / f"{number}_not").mkdir()
+        for tile in range(tiles):
+            pair = f"{number}{tile:03d}"
+            board = draw_board(rng, 160)
+            tested, (x1, y1, x2, y2) = add_local_defect(board, rng, "spur")
+            cv2.imwrite(str(root / group / number / f"{pair}_temp.jpg"), board)
+            cv2.imwrite(str(root / group / number / f"{pair}_test.jpg"), tested)
+            # Spaces as in the real files, commas as in DeepPCB's README, blank lines.
+            text = f"{x1} {y1} {x2} {y2} 4\n\n{x1},{y1},{x2},{y2},1\n"
+            (root / group / f"{number}_not" / f"{pair}.txt").write_text(text)
+            lines.append(f"{group}/{number}/{pair}.jpg {group}/{number}_not/{pair}.txt")
+            expected["boxes"] += 2
+            expected["tested"] += 1
+    (root / "trainval.txt").write_text("\n".join(lines) + "\n")
+    return expected

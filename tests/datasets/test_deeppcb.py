@@ -2,42 +2,18 @@
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, parse_annotation, read_deeppcb
-from pcbforge.synth.boards import add_local_defect, draw_board
+from tests.conftest import write_deeppcb_layout
 
 SHARED_DEEPPCB = Path(__file__).resolve().parents[2].parent / "shared/data/deeppcb-trainval"
 
 
-def _write_layout(root: Path, boards: dict[str, int], rng: np.random.Generator) -> dict:
-    """groupN/N/X_{temp,test}.jpg and groupN/N_not/X.txt, with real drawn defects."""
-    expected = {"boxes": 0, "tested": 0}
-    lines = []
-    for group, tiles in boards.items():
-        number = group.removeprefix("group")
-        (root / group / number).mkdir(parents=True)
-        (root / group / f"{number}_not").mkdir()
-        for tile in range(tiles):
-            pair = f"{number}{tile:03d}"
-            board = draw_board(rng, 160)
-            tested, (x1, y1, x2, y2) = add_local_defect(board, rng, "spur")
-            cv2.imwrite(str(root / group / number / f"{pair}_temp.jpg"), board)
-            cv2.imwrite(str(root / group / number / f"{pair}_test.jpg"), tested)
-            # Spaces as in the real files, commas as in DeepPCB's README, blank lines.
-            text = f"{x1} {y1} {x2} {y2} 4\n\n{x1},{y1},{x2},{y2},1\n"
-            (root / group / f"{number}_not" / f"{pair}.txt").write_text(text)
-            lines.append(f"{group}/{number}/{pair}.jpg {group}/{number}_not/{pair}.txt")
-            expected["boxes"] += 2
-            expected["tested"] += 1
-    (root / "trainval.txt").write_text("\n".join(lines) + "\n")
-    return expected
-
-
 def test_reads_pairs_boards_boxes_and_lists(tmp_path):
-    expected = _write_layout(tmp_path, {"group00001": 3, "group00002": 2}, np.random.default_rng(0))
+    boards = {"group00001": 3, "group00002": 2}
+    expected = write_deeppcb_layout(tmp_path, boards, np.random.default_rng(0))
     layout = read_deeppcb(tmp_path)
     tested = layout.samples[layout.samples["role"] == "tested"]
     templates = layout.samples[layout.samples["role"] == "template"]
@@ -52,7 +28,7 @@ def test_reads_pairs_boards_boxes_and_lists(tmp_path):
 
 
 def test_malformed_lines_are_reported_with_file_and_line(tmp_path):
-    _write_layout(tmp_path, {"group00001": 1}, np.random.default_rng(1))
+    write_deeppcb_layout(tmp_path, {"group00001": 1}, np.random.default_rng(1))
     annotation = tmp_path / "group00001/00001_not/00001000.txt"
     annotation.write_text("10 10 30 30 2\n10 10 30\n10 10 30 30 9\n40 40 20 20 3\nten 1 2 3 4\n")
     layout = read_deeppcb(tmp_path)
@@ -63,7 +39,7 @@ def test_malformed_lines_are_reported_with_file_and_line(tmp_path):
 
 
 def test_missing_template_and_annotation_are_reported(tmp_path):
-    _write_layout(tmp_path, {"group00001": 2}, np.random.default_rng(2))
+    write_deeppcb_layout(tmp_path, {"group00001": 2}, np.random.default_rng(2))
     (tmp_path / "group00001/00001/00001000_temp.jpg").unlink()
     (tmp_path / "group00001/00001_not/00001001.txt").unlink()
     layout = read_deeppcb(tmp_path)
