@@ -78,6 +78,9 @@ def import_deeppcb(
     report = {
         **curated.report,
         "command": "import deeppcb",
+        "groups": int(samples["group"].nunique()),
+        "groups_with_several_images": int((samples["group_size"] > 1).groupby(
+            samples["group"]).first().sum()),
         "tested_images": int((samples["role"] == "tested").sum()),
         "templates": int((samples["role"] == "template").sum()),
         "boards": int(samples.loc[samples["board"] != "", "board"].nunique()),
