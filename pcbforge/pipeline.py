@@ -7,6 +7,8 @@ lists and boxes joined onto the samples table, written as a pcbforge dataset.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from pcbforge.datasets.dataset import (
     Dataset,
     DatasetInfo,
     empty_labels,
+    load,
     sample_id_for,
     save,
     with_defaults,
@@ -116,3 +119,83 @@ def _join_pair_groups(samples: pd.DataFrame) -> pd.Series:
                 parent[max(a, b)] = min(a, b)
     # A merged group keeps the smallest of its members' group ids.
     return pd.Series([find(g) for g in groups], index=samples.index)
+
+
+EXPORT_FORMATS = ("coco", "yolo", "voc", "deeppcb")
+
+
+def export_dataset(
+    dataset_path: Path | str,
+    fmt: str,
+    out: Path | str,
+    *,
+    include_status: tuple[str, ...] = ("ok",),
+) -> dict:
+    """Write a dataset's samples of the given statuses in ``fmt``, per split.
+
+    COCO and VOC get one folder per split (``all`` when nothing is split);
+    YOLO one folder with ``images/<split>`` and a ``data.yaml`` naming every
+    split; DeepPCB one layout with ``trainval.txt``/``test.txt``. The export
+    is built in a hidden folder and renamed into place.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"--out {out} exists and is not empty")
+    dataset = load(dataset_path, check_files=True)
+    rows = dataset.samples[dataset.samples["status"].isin(include_status)]
+    labels = dataset.labels[dataset.labels["sample_id"].isin(rows["sample_id"])]
+    splits = sorted(set(rows["split"]) - {""}) or [""]
+    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        if fmt == "deeppcb":
+            from pcbforge.datasets.deeppcb import save_deeppcb
+
+            counts["all"] = save_deeppcb(rows, labels, dataset.image_root, stage)
+        else:
+            for split in splits:
+                part = rows if split == "" else rows[rows["split"] == split]
+                part_labels = labels[labels["sample_id"].isin(part["sample_id"])]
+                _save_split(fmt, part, part_labels, dataset, stage, split)
+                counts[split or "all"] = {"images": len(part), "boxes": len(part_labels)}
+            if fmt == "yolo":
+                _write_yolo_yaml(stage, dataset.info.classes, [s or "train" for s in splits])
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    report = {"command": "export", "format": fmt, "dataset": str(dataset_path), "out": str(out),
+              "include_status": list(include_status), "splits": counts}
+    write_json(out / "export_report.json", report)
+    return report
+
+
+def _save_split(fmt, samples, labels, dataset, stage: Path, split: str) -> None:
+    classes, root = dataset.info.classes, dataset.image_root
+    if fmt == "coco":
+        from pcbforge.datasets.coco import save_coco
+
+        save_coco(samples, labels, classes, root, stage / (split or "all"))
+    elif fmt == "voc":
+        from pcbforge.datasets.voc import save_voc
+
+        save_voc(samples, labels, classes, root, stage / (split or "all"))
+    else:
+        from pcbforge.datasets.yolo import save_yolo
+
+        save_yolo(samples, labels, classes, root, stage, split=split or "train")
+
+
+def _write_yolo_yaml(folder: Path, classes: list[str], splits: list[str]) -> None:
+    """One data.yaml naming every split (each save_yolo call wrote its own)."""
+    import yaml
+
+    content = {"path": ".", **{s: f"./images/{s}/" for s in splits},
+               "nc": len(classes), "names": dict(enumerate(classes))}
+    (folder / "data.yaml").write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")

@@ -45,3 +45,40 @@ def test_import_command(tmp_path):
     bad = CliRunner().invoke(app, ["import", "deeppcb", str(tmp_path), "--out",
                                    str(tmp_path / "ds2")])
     assert bad.exit_code == 2 and "no DeepPCB tested images" in bad.output
+
+
+def test_deeppcb_export_round_trip_keeps_every_box(tmp_path):
+    src = tmp_path / "deeppcb"
+    write_deeppcb_layout(src, {"group00001": 2, "group00002": 2}, np.random.default_rng(8))
+    first = import_deeppcb(src, tmp_path / "ds", CurateParams(workers=1)).dataset
+    run = CliRunner().invoke(app, ["export", str(tmp_path / "ds"), "--format", "deeppcb",
+                                   "--out", str(tmp_path / "exported")])
+    assert run.exit_code == 0, run.output
+    again = import_deeppcb(tmp_path / "exported", tmp_path / "ds2", CurateParams(workers=1)).dataset
+
+    def boxes(dataset):
+        paths = dataset.samples.set_index("sample_id")["path"]
+        table = dataset.labels.assign(path=dataset.labels["sample_id"].map(paths))
+        return table[["path", "label", "x1", "y1", "x2", "y2"]].sort_values(
+            ["path", "label", "x1", "y1"]).reset_index(drop=True)
+
+    assert boxes(again).equals(boxes(first))
+    assert (again.samples["role"] == "tested").sum() == 4
+
+
+def test_export_refuses_bad_requests(tmp_path):
+    src = tmp_path / "deeppcb"
+    write_deeppcb_layout(src, {"group00001": 1}, np.random.default_rng(9))
+    import_deeppcb(src, tmp_path / "ds", CurateParams(workers=1))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("x")
+    runner = CliRunner()
+    busy = runner.invoke(app, ["export", str(tmp_path / "ds"), "-f", "deeppcb", "-o",
+                               str(tmp_path / "busy")])
+    assert busy.exit_code == 2 and "not empty" in busy.output
+    unknown = runner.invoke(app, ["export", str(tmp_path / "ds"), "-f", "tfrecord", "-o",
+                                  str(tmp_path / "x")])
+    assert unknown.exit_code == 2
+    missing = runner.invoke(app, ["export", str(tmp_path / "nope"), "-f", "coco", "-o",
+                                  str(tmp_path / "y")])
+    assert missing.exit_code == 2 and "no samples.parquet" in missing.output

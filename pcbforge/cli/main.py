@@ -7,6 +7,7 @@ import typer
 from pcbforge import __version__
 from pcbforge.cli.curate import curate_command
 from pcbforge.cli.doctor import doctor_command
+from pcbforge.cli.export import export_command
 from pcbforge.cli.importer import import_app
 from pcbforge.cli.synth import synth_app
 from pcbforge.env import apply_offline_defaults
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("curate", no_args_is_help=True)(curate_command)
+app.command("export", no_args_is_help=True)(export_command)
 app.command("doctor")(doctor_command)
 app.add_typer(import_app, name="import")
 app.add_typer(synth_app, name="synth")

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 
 #: DeepPCB type id -> class name (type 1 is index 0).
@@ -159,3 +161,68 @@ def _read_lists(root: Path, problems: list[LayoutProblem]) -> dict[str, str]:
                 continue
             listed[fields[0]] = name
     return listed
+
+
+def save_deeppcb(
+    samples: pd.DataFrame,
+    labels: pd.DataFrame,
+    image_root: Path,
+    out: Path,
+) -> dict[str, int]:
+    """Write tested images with their templates and boxes in DeepPCB's layout.
+
+    ``samples`` are the rows to write: those with a ``template_path`` (tested
+    images) are written as ``X_test.jpg`` beside their ``X_temp.jpg``; the
+    others cannot be expressed in this layout and are counted as skipped.
+    Boxes are written as integers ``x1 y1 x2 y2 type`` (DeepPCB's own
+    boxes are integers, so an imported dataset round-trips exactly); list
+    files ``trainval.txt`` (train and val) and ``test.txt`` follow ``split``.
+    JPEG sources are copied byte for byte; other formats are encoded as JPEG
+    at quality 100, since the layout names every image ``.jpg``.
+    """
+    out = Path(out)
+    class_ids = {name: index + 1 for index, name in enumerate(DEEPPCB_CLASSES)}
+    tested = samples[samples["template_path"].astype(str) != ""]
+    boxes_by_sample = labels.groupby("sample_id")
+    lists: dict[str, list[str]] = {"trainval.txt": [], "test.txt": []}
+    written = 0
+    for position, row in enumerate(tested.itertuples(index=False)):
+        board = str(getattr(row, "board", "") or "group00000")
+        number = board.removeprefix("group") or "00000"
+        pair = str(getattr(row, "pair", "") or f"{number}{position:03d}")
+        folder = out / board / number
+        folder.mkdir(parents=True, exist_ok=True)
+        (out / board / f"{number}_not").mkdir(exist_ok=True)
+        _write_jpeg(Path(image_root) / row.path, folder / f"{pair}_test.jpg")
+        _write_jpeg(Path(image_root) / row.template_path, folder / f"{pair}_temp.jpg")
+        lines = []
+        if row.sample_id in boxes_by_sample.groups:
+            for box in boxes_by_sample.get_group(row.sample_id).itertuples(index=False):
+                if box.label not in class_ids:
+                    raise ValueError(f"class {box.label!r} of sample {row.sample_id} is not a "
+                                     f"DeepPCB class ({', '.join(DEEPPCB_CLASSES)})")
+                corners = (round(box.x1), round(box.y1), round(box.x2), round(box.y2))
+                lines.append(" ".join(str(v) for v in (*corners, class_ids[box.label])))
+        annotation = out / board / f"{number}_not" / f"{pair}.txt"
+        annotation.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        split = str(getattr(row, "split", ""))
+        if split in ("train", "val", "test"):
+            name = "test.txt" if split == "test" else "trainval.txt"
+            lists[name].append(f"{board}/{number}/{pair}.jpg {board}/{number}_not/{pair}.txt")
+        written += 1
+    for name, entries in lists.items():
+        if entries:
+            (out / name).write_text("".join(e + "\n" for e in entries), encoding="utf-8")
+    return {"written": written, "skipped": len(samples) - written}
+
+
+def _write_jpeg(source: Path, target: Path) -> None:
+    data = source.read_bytes()
+    if data[:3] == b"\xff\xd8\xff":
+        target.write_bytes(data)
+        return
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{source} cannot be decoded")
+    _, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 100])
+    target.write_bytes(encoded.tobytes())

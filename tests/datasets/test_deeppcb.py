@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, parse_annotation, read_deeppcb
@@ -81,3 +82,25 @@ def test_real_deeppcb_trainval_counts():
         "pin-hole": 1031,
     }
     assert layout.problems == []
+
+
+def test_write_then_read_gives_the_same_pairs_and_boxes(tmp_path):
+    from pcbforge.datasets.deeppcb import save_deeppcb
+
+    write_deeppcb_layout(tmp_path / "a", {"group00003": 3}, np.random.default_rng(6))
+    first = read_deeppcb(tmp_path / "a")
+    tested = first.samples[first.samples["role"] == "tested"].assign(
+        sample_id=lambda t: t["path"], split="train"
+    )
+    labels = first.labels.assign(sample_id=first.labels["path"])
+    counts = save_deeppcb(tested, labels, tmp_path / "a", tmp_path / "b")
+    assert counts == {"written": 3, "skipped": 0}
+    second = read_deeppcb(tmp_path / "b")
+    columns = ["path", "label", "x1", "y1", "x2", "y2"]
+    pd.testing.assert_frame_equal(
+        second.labels[columns].reset_index(drop=True), first.labels[columns].reset_index(drop=True)
+    )
+    assert (second.samples["listed_in"] == "trainval").all()
+    for name in ("00003000_test.jpg", "00003000_temp.jpg"):
+        source = (tmp_path / "a/group00003/00003" / name).read_bytes()
+        assert (tmp_path / "b/group00003/00003" / name).read_bytes() == source

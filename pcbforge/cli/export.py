@@ -1,0 +1,44 @@
+"""``pcbforge export DATASET --format coco|yolo|voc|deeppcb --out DIR``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pcbforge.datasets.dataset import DatasetError
+
+
+class ExportFormat(str, Enum):
+    coco = "coco"
+    yolo = "yolo"
+    voc = "voc"
+    deeppcb = "deeppcb"
+
+
+def export_command(
+    dataset: Annotated[Path, typer.Argument(help="A pcbforge dataset folder.")],
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="Format to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create (must be new).")],
+    include_status: Annotated[
+        str, typer.Option(help="Comma-separated statuses to export.")
+    ] = "ok",
+) -> None:
+    """Write the dataset for training: per split, boxes converted to the format."""
+    from pcbforge.pipeline import export_dataset
+
+    errors = Console(stderr=True)
+    statuses = tuple(s.strip() for s in include_status.split(",") if s.strip())
+    try:
+        report = export_dataset(dataset, format.value, out, include_status=statuses)
+    except (DatasetError, ValueError, FileNotFoundError) as err:
+        errors.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    parts = ", ".join(
+        f"{split}: {counts.get('images', counts.get('written'))} images"
+        for split, counts in report["splits"].items()
+    )
+    Console().print(f"exported {format.value} to {out} ({parts}); report: {out}/export_report.json")
