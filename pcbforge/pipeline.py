@@ -162,11 +162,11 @@ def export_dataset(
                 part_labels = labels[labels["sample_id"].isin(part["sample_id"])]
                 _save_split(fmt, part, part_labels, dataset, stage, split)
                 counts[split or "all"] = {"images": len(part), "boxes": len(part_labels)}
-            if fmt == "yolo":
-                _write_yolo_yaml(stage, dataset.info.classes, [s or "train" for s in splits])
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(stage, out)
+        if fmt == "yolo":
+            _point_yolo_yaml_at(out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -192,10 +192,17 @@ def _save_split(fmt, samples, labels, dataset, stage: Path, split: str) -> None:
         save_yolo(samples, labels, classes, root, stage, split=split or "train")
 
 
-def _write_yolo_yaml(folder: Path, classes: list[str], splits: list[str]) -> None:
-    """One data.yaml naming every split (each save_yolo call wrote its own)."""
+def _point_yolo_yaml_at(folder: Path) -> None:
+    """The YOLO config's absolute ``path`` was the staging folder: point it at
+    the final one (Ultralytics resolves a relative path elsewhere)."""
     import yaml
 
-    content = {"path": ".", **{s: f"./images/{s}/" for s in splits},
-               "nc": len(classes), "names": dict(enumerate(classes))}
-    (folder / "data.yaml").write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
+    from pcbforge.datasets.yolo import YAML_NAMES
+
+    for name in YAML_NAMES:
+        config_path = folder / name
+        if config_path.is_file():
+            config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+            config["path"] = str(folder.resolve())
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+                                   encoding="utf-8")

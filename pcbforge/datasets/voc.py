@@ -1,0 +1,194 @@
+"""Pascal VOC export and import.
+
+Layout written by :func:`save_voc`::
+
+    OUT/
+      JPEGImages/<file>         copies of the images (any format; nested paths flattened,
+                                "a/b.png" -> "a__b.png", as in the YOLO export)
+      Annotations/<stem>.xml    one file per image: <size>, <object><name><bndbox>
+      labels.txt                class names, one a line, in class-index order
+
+Box conventions: pcbforge boxes are float pixels ``x1, y1, x2, y2`` with ``x2``/``y2``
+exclusive. VOC ``bndbox`` corners are 1-based inclusive pixel indices, so a box covering
+pixel columns 0..9 is ``xmin=1, xmax=10``: ``xmin = x1 + 1``, ``ymin = y1 + 1``,
+``xmax = x2``, ``ymax = y2`` and back again. Integral values are written as integers, others
+as Python floats (``repr``), so non-integer boxes survive the round trip too.
+
+pcbforge values VOC has no field for live in ``<pcbforge>`` elements: on the annotation
+(sample_id, original path, split, synthetic) and on each object (synthetic, params).
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from pcbforge.datasets.dataset import sample_id_for
+from pcbforge.datasets.yolo import (
+    boxes_by_sample,
+    copy_image,
+    flat_file_names,
+    labels_frame,
+    read_image_size,
+    sample_flag,
+    sample_size,
+    text_value,
+)
+
+LABELS_TXT = "labels.txt"
+SAMPLE_COLUMNS = ["sample_id", "path", "width", "height", "split", "synthetic"]
+
+
+def save_voc(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+             image_root: Path, out_dir: Path) -> Path:
+    """Write ``samples`` and their boxes as a VOC folder ``out_dir``; returns ``out_dir``."""
+    image_root, out_dir = Path(image_root), Path(out_dir)
+    grouped = boxes_by_sample(samples, labels, classes)
+    (out_dir / "Annotations").mkdir(parents=True, exist_ok=True)
+    names = flat_file_names(samples["path"])
+    for (_, sample), name in zip(samples.iterrows(), names, strict=True):
+        source = image_root / str(sample["path"])
+        copy_image(source, out_dir / "JPEGImages" / name)
+        width, height = sample_size(sample, source)
+        root = ET.Element("annotation")
+        _add(root, "folder", "JPEGImages")
+        _add(root, "filename", name)
+        size = ET.SubElement(root, "size")
+        for tag, value in (("width", width), ("height", height), ("depth", _depth(source))):
+            _add(size, tag, str(value))
+        _add(root, "segmented", "0")
+        extra = ET.SubElement(root, "pcbforge")
+        _add(extra, "sample_id", str(sample["sample_id"]))
+        _add(extra, "path", str(sample["path"]))
+        _add(extra, "split", text_value(sample.get("split", "")))
+        _add(extra, "synthetic", _bool_text(sample_flag(sample)))
+        boxes = grouped.get(str(sample["sample_id"]), labels.iloc[:0])
+        for box in boxes.itertuples(index=False):
+            item = ET.SubElement(root, "object")
+            _add(item, "name", box.label)
+            _add(item, "pose", "Unspecified")
+            _add(item, "truncated", "0")
+            _add(item, "difficult", "0")
+            bndbox = ET.SubElement(item, "bndbox")
+            corners = (float(box.x1) + 1, float(box.y1) + 1, float(box.x2), float(box.y2))
+            for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), corners, strict=True):
+                _add(bndbox, tag, _number_text(value))
+            box_extra = ET.SubElement(item, "pcbforge")
+            _add(box_extra, "synthetic", _bool_text(bool(box.synthetic)))
+            _add(box_extra, "params", text_value(box.params))
+        ET.indent(root)
+        xml_path = out_dir / "Annotations" / f"{Path(name).stem}.xml"
+        ET.ElementTree(root).write(xml_path, encoding="utf-8", xml_declaration=True)
+    (out_dir / LABELS_TXT).write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
+    return out_dir
+
+
+def _add(parent: ET.Element, tag: str, text: str) -> ET.Element:
+    element = ET.SubElement(parent, tag)
+    element.text = text
+    return element
+
+
+def _depth(image: Path) -> int:
+    with Image.open(image) as opened:  # header only: bands are known without decoding
+        return len(opened.getbands())
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def load_voc(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Read a VOC folder: ``(samples, labels, classes)``.
+
+    Classes come from ``labels.txt`` when present (then an unknown ``<name>`` is an error),
+    else they are the sorted names found. Sizes missing from ``<size>`` are read from the
+    image header.
+    """
+    out_dir = Path(out_dir)
+    annotations_dir = out_dir / "Annotations"
+    if not annotations_dir.is_dir():
+        raise FileNotFoundError(f"{annotations_dir}: not found; is {out_dir} a VOC dataset?")
+    labels_txt = out_dir / LABELS_TXT
+    classes = ([line.strip() for line in labels_txt.read_text(encoding="utf-8").splitlines()
+                if line.strip()] if labels_txt.is_file() else None)
+    samples, rows = [], []
+    for xml_path in sorted(annotations_dir.glob("*.xml")):
+        sample, boxes = _read_annotation(xml_path, out_dir, classes)
+        samples.append(sample)
+        rows.extend(boxes)
+    if classes is None:
+        classes = sorted({row["label"] for row in rows})
+    return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
+
+
+def _read_annotation(xml_path: Path, out_dir: Path,
+                     classes: list[str] | None) -> tuple[dict, list[dict]]:
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as err:
+        line = err.position[0]
+        raise ValueError(f"{xml_path}:{line}: not valid XML ({err})") from err
+    if root.tag != "annotation":
+        raise ValueError(f"{xml_path}: root element is <{root.tag}>, expected <annotation>")
+    name = (root.findtext("filename") or "").strip() or f"{xml_path.stem}.jpg"
+    extra = root.find("pcbforge")
+    width = _int_or_zero(root.findtext("size/width"))
+    height = _int_or_zero(root.findtext("size/height"))
+    if not (width and height):
+        width, height = read_image_size(out_dir / "JPEGImages" / name)
+    path = _extra_text(extra, "path") or name
+    sample_id = _extra_text(extra, "sample_id") or sample_id_for(name, "voc")
+    sample = {"sample_id": sample_id, "path": path, "width": width, "height": height,
+              "split": _extra_text(extra, "split"),
+              "synthetic": _extra_text(extra, "synthetic") == "true"}
+    boxes = []
+    for number, item in enumerate(root.findall("object"), start=1):
+        where = f"{xml_path}: object {number}"
+        label = (item.findtext("name") or "").strip()
+        if not label:
+            raise ValueError(f"{where}: has no <name>")
+        if classes is not None and label not in classes:
+            raise ValueError(f"{where}: class {label!r} is not in {out_dir / LABELS_TXT} "
+                             f"({classes})")
+        corners = []
+        for tag in ("xmin", "ymin", "xmax", "ymax"):
+            text = item.findtext(f"bndbox/{tag}")
+            try:
+                corners.append(float(text))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{where}: bndbox {tag} is {text!r}, not a number") from err
+        xmin, ymin, xmax, ymax = corners
+        x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax
+        if not all(math.isfinite(v) for v in corners) or x2 <= x1 or y2 <= y1:
+            raise ValueError(f"{where}: empty or invalid bndbox {corners}")
+        box_extra = item.find("pcbforge")
+        boxes.append({"sample_id": sample_id, "label": label, "x1": x1, "y1": y1, "x2": x2,
+                      "y2": y2, "mask": "",
+                      "synthetic": _extra_text(box_extra, "synthetic") == "true",
+                      "params": _extra_text(box_extra, "params")})
+    return sample, boxes
+
+
+def _extra_text(element: ET.Element | None, tag: str) -> str:
+    if element is None:
+        return ""
+    return element.findtext(tag) or ""
+
+
+def _int_or_zero(text: str | None) -> int:
+    try:
+        return int(float(text))
+    except (TypeError, ValueError):
+        return 0
+
+
+__all__ = ["LABELS_TXT", "load_voc", "save_voc"]

@@ -1,0 +1,339 @@
+"""YOLO (Ultralytics / YOLOv5 layout) export and import.
+
+Layout, one split per :func:`save_yolo` call (FiftyOne's ``YOLOv5Dataset`` reads it)::
+
+    OUT/
+      data.yaml                 path, <split>: ./images/<split>/, names {0: name, ...}, nc
+      dataset.yaml              the same text: FiftyOne looks for this name by default
+      images/<split>/<file>     image copies, nested paths flattened ("a/b.png" -> "a__b.png")
+      labels/<split>/<stem>.txt one box a line: "cls cx cy w h" (normalised, %.8f); empty if none
+      pcbforge_samples.json     split -> file -> sample_id, original path, per-box extras
+
+Box conventions: pcbforge boxes are float pixels ``x1, y1, x2, y2`` with ``x2``/``y2``
+exclusive (width = x2 - x1). YOLO stores the centre and size divided by the image width
+and height: ``cx = (x1 + x2) / 2 / W``, ``w = (x2 - x1) / W``. With 8 decimals a coordinate
+is quantised to about ``W * 5e-9`` px; the side file keeps the exact pixel boxes, and they are
+used on reading whenever the text line still agrees with them to that precision (an edited
+line wins over the side file).
+
+Loaded sample paths are the original ``path`` values when the side file names them, otherwise
+the flattened file name (relative to ``OUT/images/<split>/``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from PIL import Image
+
+from pcbforge.datasets.dataset import LABEL_COLUMNS, empty_labels, sample_id_for
+
+SIDECAR = "pcbforge_samples.json"
+YAML_NAMES = ("data.yaml", "dataset.yaml")
+#: Separator that replaces "/" when nested sample paths are flattened into one folder.
+FLAT_SEPARATOR = "__"
+_DECIMALS = 8
+
+
+# --- helpers shared with the COCO and VOC modules ---------------------------------------------
+
+
+def flat_file_names(paths: Iterable[str]) -> list[str]:
+    """One unique file name per sample path, for formats that keep images in one folder.
+
+    "/" becomes ``__``; a clash (including two files that differ only in extension or case,
+    which would share a label file or collide on case-insensitive disks) gets ``-1``, ``-2``...
+    appended to its stem.
+    """
+    names, used = [], set()
+    for path in paths:
+        flat = str(path).replace("\\", "/").strip("/").replace("/", FLAT_SEPARATOR)
+        stem, suffix = _split_suffix(flat)
+        candidate, counter = stem, 0
+        while candidate.lower() in used:
+            counter += 1
+            candidate = f"{stem}-{counter}"
+        used.add(candidate.lower())
+        names.append(candidate + suffix)
+    return names
+
+
+def _split_suffix(name: str) -> tuple[str, str]:
+    suffix = Path(name).suffix
+    return (name[: -len(suffix)], suffix) if suffix else (name, "")
+
+
+def read_image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from the image header only (PIL decodes lazily)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image not found")
+    with Image.open(path) as image:
+        return image.size
+
+
+def sample_size(sample: pd.Series, image: Path) -> tuple[int, int]:
+    """The sample's width and height, read from ``image`` when the table lacks them."""
+    width, height = sample.get("width"), sample.get("height")
+    if _positive(width) and _positive(height):
+        return int(width), int(height)
+    return read_image_size(image)
+
+
+def _positive(value: object) -> bool:
+    try:
+        return float(value) > 0  # NaN compares False, so missing sizes fall through
+    except (TypeError, ValueError):
+        return False
+
+
+def copy_image(source: Path, target: Path) -> None:
+    """Copy (never move) one image, creating folders; a missing source names its path."""
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: image not found")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+
+
+def boxes_by_sample(samples: pd.DataFrame, labels: pd.DataFrame,
+                    classes: list[str]) -> dict[str, pd.DataFrame]:
+    """The labels rows of each sample (rows of other samples are ignored, so a whole
+    labels table can be passed with a subset of samples). Unknown labels raise."""
+    ids = samples["sample_id"].astype(str)
+    if ids.duplicated().any():
+        raise ValueError(f"duplicate sample_id {ids[ids.duplicated()].iloc[0]!r} in samples")
+    rows = labels[labels["sample_id"].astype(str).isin(set(ids))]
+    unknown = ~rows["label"].isin(classes)
+    if unknown.any():
+        bad = rows[unknown].iloc[0]
+        raise ValueError(f"label {bad['label']!r} of sample {bad['sample_id']!r} "
+                         f"is not one of the classes {classes}")
+    return {str(key): group for key, group in rows.groupby(rows["sample_id"].astype(str))}
+
+
+def labels_frame(rows: list[dict]) -> pd.DataFrame:
+    """A labels table with the standard columns and dtypes (also when there are no rows)."""
+    if not rows:
+        return empty_labels()
+    table = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
+    return table.astype({"x1": float, "y1": float, "x2": float, "y2": float, "synthetic": bool})
+
+
+def sample_flag(sample: pd.Series, column: str = "synthetic") -> bool:
+    value = sample.get(column, False)
+    return bool(value) if value is not None and not pd.isna(value) else False
+
+
+def text_value(value: object) -> str:
+    """A str column value, with missing values (None/NaN) as ""."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+# --- YOLO --------------------------------------------------------------------------------------
+
+
+def save_yolo(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+              image_root: Path, out_dir: Path, split: str = "train") -> Path:
+    """Write ``samples`` (and their boxes) as split ``split`` of the YOLO folder ``out_dir``.
+
+    Other splits already in ``out_dir`` are kept, so call once per split; their class
+    names must match. Returns ``out_dir``.
+    """
+    image_root, out_dir = Path(image_root), Path(out_dir)
+    if not split or "/" in split:
+        raise ValueError(f"split must be a plain folder name, got {split!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grouped = boxes_by_sample(samples, labels, classes)
+    index = {name: i for i, name in enumerate(classes)}
+    images_dir, labels_dir = out_dir / "images" / split, out_dir / "labels" / split
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    sidecar_split: dict[str, dict] = {}
+    names = flat_file_names(samples["path"])
+    for (_, sample), name in zip(samples.iterrows(), names, strict=True):
+        source = image_root / str(sample["path"])
+        copy_image(source, images_dir / name)
+        width, height = sample_size(sample, source)
+        boxes = grouped.get(str(sample["sample_id"]), labels.iloc[:0])
+        lines, extras = [], []
+        for box in boxes.itertuples(index=False):
+            x1, y1, x2, y2 = (float(v) for v in (box.x1, box.y1, box.x2, box.y2))
+            values = ((x1 + x2) / 2 / width, (y1 + y2) / 2 / height,
+                      (x2 - x1) / width, (y2 - y1) / height)
+            lines.append(f"{index[box.label]} " + " ".join(f"{v:.{_DECIMALS}f}" for v in values))
+            extras.append({"label": box.label, "box": [x1, y1, x2, y2],
+                           "synthetic": bool(box.synthetic), "params": text_value(box.params)})
+        text = "\n".join(lines) + ("\n" if lines else "")  # no boxes: an empty file, not none
+        (labels_dir / (_split_suffix(name)[0] + ".txt")).write_text(text, encoding="utf-8")
+        sidecar_split[name] = {
+            "sample_id": str(sample["sample_id"]), "path": str(sample["path"]),
+            "synthetic": sample_flag(sample), "boxes": extras,
+        }
+    _write_yaml(out_dir, split, classes)
+    sidecar = _read_sidecar(out_dir)
+    sidecar.setdefault("splits", {})[split] = sidecar_split
+    (out_dir / SIDECAR).write_text(json.dumps(sidecar, indent=1) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def _write_yaml(out_dir: Path, split: str, classes: list[str]) -> None:
+    config: dict = {}
+    existing = out_dir / YAML_NAMES[0]
+    if existing.is_file():
+        config = yaml.safe_load(existing.read_text(encoding="utf-8")) or {}
+        old = _names(config.get("names"), existing)
+        if old and old != list(classes):
+            raise ValueError(f"{existing}: has classes {old}, cannot add split {split!r} "
+                             f"with classes {list(classes)}")
+    # An absolute `path`: Ultralytics resolves a relative one against its own datasets folder.
+    config["path"] = str(out_dir.resolve())
+    config[split] = f"./images/{split}/"
+    config["nc"] = len(classes)
+    config["names"] = dict(enumerate(classes))
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    for name in YAML_NAMES:
+        (out_dir / name).write_text(text, encoding="utf-8")
+
+
+def _read_sidecar(out_dir: Path) -> dict:
+    path = out_dir / SIDECAR
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+
+
+def _names(names: object, where: Path) -> list[str]:
+    """YOLO ``names`` as a list: a list, or a dict {0: name, ...} with indices 0..K-1."""
+    if names is None:
+        return []
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    if isinstance(names, dict):
+        try:
+            keyed = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: names keys must be class indices") from err
+        if sorted(keyed) != list(range(len(keyed))):
+            raise ValueError(f"{where}: names indices must be 0..{len(keyed) - 1}, "
+                             f"got {sorted(keyed)}")
+        return [keyed[i] for i in range(len(keyed))]
+    raise ValueError(f"{where}: names must be a list or a mapping, got {type(names).__name__}")
+
+
+def load_yolo(out_dir: Path, split: str = "train") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Read split ``split`` of a YOLO folder: ``(samples, labels, classes)``.
+
+    Every image in ``images/<split>/`` is a sample (no label file: no boxes). Boxes are
+    turned back into pixels with the size from each image's header. A malformed line or
+    a class index out of range raises ``ValueError`` naming ``file:line``.
+    """
+    out_dir = Path(out_dir)
+    yaml_path = next((out_dir / n for n in YAML_NAMES if (out_dir / n).is_file()), None)
+    if yaml_path is None:
+        raise FileNotFoundError(f"{out_dir / YAML_NAMES[0]}: not found; is {out_dir} a YOLO "
+                                f"dataset?")
+    try:
+        config = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{yaml_path}: not valid YAML ({err})") from err
+    classes = _names(config.get("names"), yaml_path)
+    if split not in config:
+        raise ValueError(f"{yaml_path}: no split {split!r} (has "
+                         f"{[k for k in config if k not in ('path', 'nc', 'names')]})")
+    # The split folder is taken relative to this folder, not `path`, so a moved export loads.
+    images_dir = (out_dir / str(config[split])).resolve()
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"{yaml_path}: split {split!r} folder {images_dir} not found")
+    labels_dir = _labels_dir(images_dir)
+    known = _read_sidecar(out_dir).get("splits", {}).get(split, {})
+    samples, rows = [], []
+    for image in sorted(p for p in images_dir.rglob("*") if p.is_file()):
+        name = image.relative_to(images_dir).as_posix()
+        width, height = read_image_size(image)
+        extra = known.get(name, {})
+        path = extra.get("path", name)
+        sample_id = extra.get("sample_id") or sample_id_for(f"{split}/{name}", "yolo")
+        samples.append({"sample_id": sample_id, "path": path, "width": width, "height": height,
+                        "split": split, "synthetic": bool(extra.get("synthetic", False))})
+        txt = labels_dir / (_split_suffix(name)[0] + ".txt")
+        if txt.is_file():
+            boxes = _read_label_file(txt, classes, width, height)
+            rows.extend(_with_extras(boxes, extra.get("boxes", []), sample_id, width, height))
+    return pd.DataFrame(samples, columns=["sample_id", "path", "width", "height", "split",
+                                          "synthetic"]), labels_frame(rows), classes
+
+
+def _labels_dir(images_dir: Path) -> Path:
+    """The label folder YOLO pairs with an image folder: its last ``images`` part -> ``labels``."""
+    parts = list(images_dir.parts)
+    if "images" not in parts:
+        raise ValueError(f"{images_dir}: YOLO image folders must contain an 'images' part")
+    at = len(parts) - 1 - parts[::-1].index("images")
+    parts[at] = "labels"
+    return Path(*parts)
+
+
+def _read_label_file(txt: Path, classes: list[str], width: int,
+                     height: int) -> list[tuple[str, float, float, float, float]]:
+    boxes = []
+    for number, raw in enumerate(txt.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = raw.split()
+        if not fields:
+            continue
+        where = f"{txt}:{number}"
+        if len(fields) != 5:
+            # Segment lines ("cls x1 y1 x2 y2 ...") are not read yet: saying so beats guessing.
+            raise ValueError(f"{where}: expected 'class cx cy w h', got {raw.strip()!r}")
+        try:
+            index = int(fields[0])
+            cx, cy, w, h = (float(f) for f in fields[1:])
+        except ValueError as err:
+            raise ValueError(f"{where}: not numbers: {raw.strip()!r}") from err
+        if not 0 <= index < len(classes):
+            raise ValueError(f"{where}: class index {index} out of range "
+                             f"(names has {len(classes)} classes)")
+        if not all(math.isfinite(v) for v in (cx, cy, w, h)) or w <= 0 or h <= 0:
+            raise ValueError(f"{where}: empty or invalid box {raw.strip()!r}")
+        boxes.append((classes[index], (cx - w / 2) * width, (cy - h / 2) * height,
+                      (cx + w / 2) * width, (cy + h / 2) * height))
+    return boxes
+
+
+def _with_extras(boxes: list[tuple], extras: list[dict], sample_id: str, width: int,
+                 height: int) -> list[dict]:
+    """Label rows; a box that still matches its side-file entry (same line order, class and
+    position to the text's precision) gets that entry's exact pixels and extras."""
+    rows = []
+    for i, (label, *coords) in enumerate(boxes):
+        row = {"sample_id": sample_id, "label": label, "mask": "", "synthetic": False,
+               "params": ""}
+        extra = extras[i] if i < len(extras) else None
+        if extra and extra.get("label") == label and _same_box(coords, extra.get("box"),
+                                                               width, height):
+            coords = [float(v) for v in extra["box"]]
+            row.update(synthetic=bool(extra.get("synthetic", False)),
+                       params=str(extra.get("params", "")))
+        row.update(zip(("x1", "y1", "x2", "y2"), coords, strict=True))
+        rows.append(row)
+    return rows
+
+
+def _same_box(coords: list[float], exact: object, width: int, height: int) -> bool:
+    if not isinstance(exact, list) or len(exact) != 4:
+        return False
+    # Each of cx and w is rounded by half a unit of the last decimal: x1 = cx - w/2 moves by
+    # at most 0.75 unit; one full unit (times the size) leaves room for float error.
+    unit = 10.0 ** -_DECIMALS
+    scales = (width, height, width, height)
+    return all(abs(a - float(b)) <= unit * s + 1e-9 for a, b, s in zip(coords, exact, scales,
+                                                                        strict=True))
+
+
+__all__ = ["flat_file_names", "load_yolo", "save_yolo"]

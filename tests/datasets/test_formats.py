@@ -1,0 +1,254 @@
+"""COCO, YOLO and VOC export/import: lossless round trips, clear errors, FiftyOne reads them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pcbforge.datasets.coco import load_coco, save_coco
+from pcbforge.datasets.voc import load_voc, save_voc
+from pcbforge.datasets.yolo import flat_file_names, load_yolo, save_yolo
+
+CLASSES = ["open", "short", "spur"]
+BOX = ["x1", "y1", "x2", "y2"]
+
+
+@pytest.fixture
+def tiny(tmp_path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """Three images (nested and flat paths, PNG and JPEG), one without boxes."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "src"
+    shapes = {"a/b/img1.png": (48, 64), "img2.jpg": (80, 80), "c/empty.png": (48, 64)}
+    for path, (height, width) in shapes.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(root / path), rng.integers(0, 256, (height, width, 3), np.uint8))
+    samples = pd.DataFrame({
+        "sample_id": ["s1", "s2", "s3"], "path": list(shapes),
+        "width": [w for _, w in shapes.values()], "height": [h for h, _ in shapes.values()],
+        "split": ["train", "train", "train"], "synthetic": [False, True, False],
+    })
+    labels = pd.DataFrame({
+        "sample_id": ["s1", "s1", "s2", "s2"],
+        "label": ["open", "short", "spur", "open"],
+        "x1": [10.0, 10.5, 0.0, 12.0], "y1": [5.0, 7.25, 0.0, 14.0],
+        "x2": [30.0, 40.75, 80.0, 50.0], "y2": [20.0, 33.5, 80.0, 60.0],
+        "mask": ["", "", "", ""], "synthetic": [False, True, True, False],
+        "params": ["", '{"seed": 3, "kind": "short"}', '{"seed": 4}', ""],
+    })
+    return samples, labels, root
+
+
+def _save_load(fmt: str, samples, labels, root: Path, out: Path):
+    if fmt == "coco":
+        json_path = save_coco(samples, labels, CLASSES, root, out)
+        return load_coco(json_path, images_dir=out / "images")
+    if fmt == "yolo":
+        save_yolo(samples, labels, CLASSES, root, out, split="train")
+        return load_yolo(out, split="train")
+    save_voc(samples, labels, CLASSES, root, out)
+    return load_voc(out)
+
+
+def _sorted(labels: pd.DataFrame) -> pd.DataFrame:
+    return labels.sort_values(["sample_id", "label", "x1"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc"], ids=["coco", "yolo", "voc"])
+def test_round_trip(fmt, tiny, tmp_path):
+    samples, labels, root = tiny
+    got_samples, got_labels, got_classes = _save_load(fmt, samples, labels, root, tmp_path / fmt)
+
+    assert got_classes == CLASSES
+    assert set(got_samples["path"]) == set(samples["path"])
+    assert set(got_samples["sample_id"]) == set(samples["sample_id"])
+    by_id = got_samples.set_index("sample_id")
+    for sample in samples.itertuples():
+        assert (by_id.at[sample.sample_id, "width"], by_id.at[sample.sample_id, "height"]) == (
+            sample.width, sample.height)
+        assert by_id.at[sample.sample_id, "path"] == sample.path
+        assert bool(by_id.at[sample.sample_id, "synthetic"]) == sample.synthetic
+    assert "s3" in set(got_samples["sample_id"]) and not (got_labels["sample_id"] == "s3").any()
+
+    assert list(got_labels.columns) == list(labels.columns)
+    expected, got = _sorted(labels), _sorted(got_labels)
+    assert len(got) == len(expected)
+    assert list(got["sample_id"]) == list(expected["sample_id"])
+    assert list(got["label"]) == list(expected["label"])
+    np.testing.assert_allclose(got[BOX].to_numpy(float), expected[BOX].to_numpy(float),
+                               rtol=0, atol=1e-6)
+    assert list(got["synthetic"]) == list(expected["synthetic"])
+    assert list(got["params"]) == list(expected["params"])
+    assert (got["mask"] == "").all()
+
+
+def test_yolo_files_follow_the_ultralytics_layout(tiny, tmp_path):
+    samples, labels, root = tiny
+    out = save_yolo(samples, labels, CLASSES, root, tmp_path / "yolo")
+    import yaml
+
+    config = yaml.safe_load((out / "data.yaml").read_text())
+    assert config["train"] == "./images/train/"
+    assert config["names"] == {0: "open", 1: "short", 2: "spur"} and config["nc"] == 3
+    assert sorted(p.name for p in (out / "images" / "train").iterdir()) == [
+        "a__b__img1.png", "c__empty.png", "img2.jpg"]
+    assert (out / "labels" / "train" / "c__empty.txt").read_text() == ""
+    first = (out / "labels" / "train" / "a__b__img1.txt").read_text().splitlines()[0]
+    assert first == "0 0.31250000 0.26041667 0.31250000 0.31250000"
+    # Without the side file the boxes still load, to the 8-decimal precision, without extras.
+    (out / "pcbforge_samples.json").unlink()
+    got_samples, got_labels, _ = load_yolo(out)
+    assert set(got_samples["path"]) == {"a__b__img1.png", "c__empty.png", "img2.jpg"}
+    assert len(got_labels) == 4 and not got_labels["synthetic"].any()
+    assert got_labels[BOX].to_numpy(float).min() >= -1e-6
+
+
+def test_flat_file_names_are_unique():
+    names = flat_file_names(["a/b.png", "a__b.png", "A/B.jpg", "c.png"])
+    assert names == ["a__b.png", "a__b-1.png", "A__B-2.jpg", "c.png"]
+
+
+def test_voc_writes_one_based_inclusive_corners(tiny, tmp_path):
+    samples, labels, root = tiny
+    out = save_voc(samples, labels, CLASSES, root, tmp_path / "voc")
+    text = (out / "Annotations" / "a__b__img1.xml").read_text()
+    assert "<xmin>11</xmin>" in text and "<xmax>30</xmax>" in text  # box x1=10, x2=30
+    assert "<xmin>11.5</xmin>" in text and "<xmax>40.75</xmax>" in text
+    assert (out / "labels.txt").read_text().splitlines() == CLASSES
+
+
+def test_yolo_unknown_class_names_file_and_line(tiny, tmp_path):
+    samples, labels, root = tiny
+    out = save_yolo(samples, labels, CLASSES, root, tmp_path / "yolo")
+    txt = out / "labels" / "train" / "img2.txt"
+    txt.write_text(txt.read_text() + "7 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(ValueError, match=r"img2\.txt:3: class index 7 out of range"):
+        load_yolo(out)
+    txt.write_text("0 0.5 0.5\n")
+    with pytest.raises(ValueError, match=r"img2\.txt:1: expected"):
+        load_yolo(out)
+
+
+def test_coco_unknown_category_names_annotation(tiny, tmp_path):
+    samples, labels, root = tiny
+    json_path = save_coco(samples, labels, CLASSES, root, tmp_path / "coco")
+    data = json.loads(json_path.read_text())
+    data["annotations"][2]["category_id"] = 99
+    json_path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"annotation id 3: unknown category_id 99"):
+        load_coco(json_path)
+
+
+def test_coco_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="annotations.json"):
+        load_coco(tmp_path / "annotations.json")
+
+
+def test_unknown_label_is_refused_on_save(tiny, tmp_path):
+    samples, labels, root = tiny
+    with pytest.raises(ValueError, match="'open'"):
+        save_yolo(samples, labels, ["short", "spur"], root, tmp_path / "yolo")
+
+
+def test_missing_image_names_path(tiny, tmp_path):
+    samples, labels, root = tiny
+    (root / "img2.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="img2.jpg"):
+        save_voc(samples, labels, CLASSES, root, tmp_path / "voc")
+
+
+@pytest.fixture(scope="module")
+def fo(tmp_path_factory):
+    """FiftyOne, started against a throwaway database (must be set before the first import)."""
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    os.environ["FIFTYONE_DATABASE_DIR"] = str(tmp_path_factory.mktemp("fodb"))
+    os.environ.pop("FIFTYONE_DATABASE_URI", None)  # never a user's own database
+    import fiftyone
+
+    return fiftyone
+
+
+def _detections(sample, fo) -> list:
+    """The detections of whichever field the importer used (names differ by importer)."""
+    for _, value in sample.iter_fields():
+        if isinstance(value, fo.Detections):
+            return value.detections
+    return []
+
+
+def _fiftyone_boxes(dataset, fo, path_of) -> dict[str, list[tuple]]:
+    boxes = {}
+    for sample in dataset:
+        width, height = sample.metadata.width, sample.metadata.height
+        boxes[path_of(sample.filepath)] = sorted(
+            (d.label, *(np.array(d.bounding_box) * [width, height, width, height]))
+            for d in _detections(sample, fo)
+        )
+    return boxes
+
+
+def _our_boxes(samples: pd.DataFrame, labels: pd.DataFrame) -> dict[str, list[tuple]]:
+    paths = dict(zip(samples["sample_id"], samples["path"], strict=True))
+    boxes: dict[str, list[tuple]] = {path: [] for path in paths.values()}
+    for box in labels.itertuples():
+        boxes[paths[box.sample_id]].append((box.label, box.x1, box.y1, box.x2 - box.x1,
+                                            box.y2 - box.y1))
+    return {path: sorted(items) for path, items in boxes.items()}
+
+
+def _assert_same(theirs: dict, ours: dict) -> None:
+    assert set(theirs) == set(ours)
+    for path, items in ours.items():
+        assert [t[0] for t in theirs[path]] == [o[0] for o in items], path
+        np.testing.assert_allclose(np.array([t[1:] for t in theirs[path]], float).reshape(-1, 4),
+                                   np.array([o[1:] for o in items], float).reshape(-1, 4),
+                                   rtol=0, atol=1e-6, err_msg=path)
+
+
+def test_fiftyone_reads_yolo_and_coco_exports(fo, tiny, tmp_path):
+    samples, labels, root = tiny
+    yolo_dir = save_yolo(samples, labels, CLASSES, root, tmp_path / "yolo")
+    coco_json = save_coco(samples, labels, CLASSES, root, tmp_path / "coco")
+    yolo_samples, yolo_labels, _ = load_yolo(yolo_dir)
+    coco_samples, coco_labels, _ = load_coco(coco_json)
+    flat_to_path = dict(zip(flat_file_names(samples["path"]), samples["path"], strict=True))
+
+    datasets = []
+    try:
+        yolo = fo.Dataset.from_dir(dataset_dir=str(yolo_dir), dataset_type=fo.types.YOLOv5Dataset,
+                                   split="train")
+        datasets.append(yolo)
+        yolo.compute_metadata()
+        assert yolo.default_classes == CLASSES or yolo.info.get("classes") == CLASSES
+        _assert_same(_fiftyone_boxes(yolo, fo, lambda p: flat_to_path[Path(p).name]),
+                     _our_boxes(yolo_samples, yolo_labels))
+
+        images = tmp_path / "coco" / "images"
+        coco = fo.Dataset.from_dir(dataset_type=fo.types.COCODetectionDataset,
+                                   data_path=str(images), labels_path=str(coco_json))
+        datasets.append(coco)
+        coco.compute_metadata()
+        _assert_same(_fiftyone_boxes(coco, fo, lambda p: Path(p).relative_to(images).as_posix()),
+                     _our_boxes(coco_samples, coco_labels))
+    finally:
+        for dataset in datasets:
+            dataset.delete()
+
+
+def test_yolo_splits_accumulate_in_one_folder(tiny, tmp_path):
+    samples, labels, root = tiny
+    out = tmp_path / "yolo"
+    save_yolo(samples.iloc[:2], labels, CLASSES, root, out, split="train")
+    save_yolo(samples.iloc[2:], labels, CLASSES, root, out, split="val")
+    train, train_labels, _ = load_yolo(out, "train")
+    val, val_labels, _ = load_yolo(out, "val")
+    assert set(train["sample_id"]) == {"s1", "s2"} and len(train_labels) == 4
+    assert list(val["sample_id"]) == ["s3"] and val_labels.empty
+    assert set(val["split"]) == {"val"}
+    with pytest.raises(ValueError, match="has classes"):
+        save_yolo(samples.iloc[2:], labels, [*CLASSES, "mousebite"], root, out, split="test")
