@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from pcbforge import __version__
-from pcbforge.datasets.yolo import (
+from pcbforge.datasets.formats_common import (
+    SAMPLE_COLUMNS,
     boxes_by_sample,
     copy_image,
     labels_frame,
@@ -36,7 +37,6 @@ from pcbforge.datasets.yolo import (
 )
 
 ANNOTATIONS_JSON = "annotations.json"
-SAMPLE_COLUMNS = ["sample_id", "path", "width", "height", "split", "synthetic"]
 
 
 def save_coco(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],

@@ -28,7 +28,8 @@ import pandas as pd
 from PIL import Image
 
 from pcbforge.datasets.dataset import sample_id_for
-from pcbforge.datasets.yolo import (
+from pcbforge.datasets.formats_common import (
+    SAMPLE_COLUMNS,
     boxes_by_sample,
     copy_image,
     flat_file_names,
@@ -40,7 +41,6 @@ from pcbforge.datasets.yolo import (
 )
 
 LABELS_TXT = "labels.txt"
-SAMPLE_COLUMNS = ["sample_id", "path", "width", "height", "split", "synthetic"]
 
 
 def save_voc(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],

@@ -24,117 +24,28 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 import yaml
-from PIL import Image
 
-from pcbforge.datasets.dataset import LABEL_COLUMNS, empty_labels, sample_id_for
+from pcbforge.datasets.dataset import sample_id_for
+from pcbforge.datasets.formats_common import (
+    SAMPLE_COLUMNS,
+    boxes_by_sample,
+    copy_image,
+    flat_file_names,
+    labels_frame,
+    read_image_size,
+    sample_flag,
+    sample_size,
+    split_suffix,
+    text_value,
+)
 
 SIDECAR = "pcbforge_samples.json"
 YAML_NAMES = ("data.yaml", "dataset.yaml")
-#: Separator that replaces "/" when nested sample paths are flattened into one folder.
-FLAT_SEPARATOR = "__"
 _DECIMALS = 8
-
-
-# --- helpers shared with the COCO and VOC modules ---------------------------------------------
-
-
-def flat_file_names(paths: Iterable[str]) -> list[str]:
-    """One unique file name per sample path, for formats that keep images in one folder.
-
-    "/" becomes ``__``; a clash (including two files that differ only in extension or case,
-    which would share a label file or collide on case-insensitive disks) gets ``-1``, ``-2``...
-    appended to its stem.
-    """
-    names, used = [], set()
-    for path in paths:
-        flat = str(path).replace("\\", "/").strip("/").replace("/", FLAT_SEPARATOR)
-        stem, suffix = _split_suffix(flat)
-        candidate, counter = stem, 0
-        while candidate.lower() in used:
-            counter += 1
-            candidate = f"{stem}-{counter}"
-        used.add(candidate.lower())
-        names.append(candidate + suffix)
-    return names
-
-
-def _split_suffix(name: str) -> tuple[str, str]:
-    suffix = Path(name).suffix
-    return (name[: -len(suffix)], suffix) if suffix else (name, "")
-
-
-def read_image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` from the image header only (PIL decodes lazily)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image not found")
-    with Image.open(path) as image:
-        return image.size
-
-
-def sample_size(sample: pd.Series, image: Path) -> tuple[int, int]:
-    """The sample's width and height, read from ``image`` when the table lacks them."""
-    width, height = sample.get("width"), sample.get("height")
-    if _positive(width) and _positive(height):
-        return int(width), int(height)
-    return read_image_size(image)
-
-
-def _positive(value: object) -> bool:
-    try:
-        return float(value) > 0  # NaN compares False, so missing sizes fall through
-    except (TypeError, ValueError):
-        return False
-
-
-def copy_image(source: Path, target: Path) -> None:
-    """Copy (never move) one image, creating folders; a missing source names its path."""
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: image not found")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source, target)
-
-
-def boxes_by_sample(samples: pd.DataFrame, labels: pd.DataFrame,
-                    classes: list[str]) -> dict[str, pd.DataFrame]:
-    """The labels rows of each sample (rows of other samples are ignored, so a whole
-    labels table can be passed with a subset of samples). Unknown labels raise."""
-    ids = samples["sample_id"].astype(str)
-    if ids.duplicated().any():
-        raise ValueError(f"duplicate sample_id {ids[ids.duplicated()].iloc[0]!r} in samples")
-    rows = labels[labels["sample_id"].astype(str).isin(set(ids))]
-    unknown = ~rows["label"].isin(classes)
-    if unknown.any():
-        bad = rows[unknown].iloc[0]
-        raise ValueError(f"label {bad['label']!r} of sample {bad['sample_id']!r} "
-                         f"is not one of the classes {classes}")
-    return {str(key): group for key, group in rows.groupby(rows["sample_id"].astype(str))}
-
-
-def labels_frame(rows: list[dict]) -> pd.DataFrame:
-    """A labels table with the standard columns and dtypes (also when there are no rows)."""
-    if not rows:
-        return empty_labels()
-    table = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
-    return table.astype({"x1": float, "y1": float, "x2": float, "y2": float, "synthetic": bool})
-
-
-def sample_flag(sample: pd.Series, column: str = "synthetic") -> bool:
-    value = sample.get(column, False)
-    return bool(value) if value is not None and not pd.isna(value) else False
-
-
-def text_value(value: object) -> str:
-    """A str column value, with missing values (None/NaN) as ""."""
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-
-
-# --- YOLO --------------------------------------------------------------------------------------
 
 
 def save_yolo(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
@@ -168,7 +79,7 @@ def save_yolo(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
             extras.append({"label": box.label, "box": [x1, y1, x2, y2],
                            "synthetic": bool(box.synthetic), "params": text_value(box.params)})
         text = "\n".join(lines) + ("\n" if lines else "")  # no boxes: an empty file, not none
-        (labels_dir / (_split_suffix(name)[0] + ".txt")).write_text(text, encoding="utf-8")
+        (labels_dir / (split_suffix(name)[0] + ".txt")).write_text(text, encoding="utf-8")
         sidecar_split[name] = {
             "sample_id": str(sample["sample_id"]), "path": str(sample["path"]),
             "synthetic": sample_flag(sample), "boxes": extras,
@@ -262,12 +173,11 @@ def load_yolo(out_dir: Path, split: str = "train") -> tuple[pd.DataFrame, pd.Dat
         sample_id = extra.get("sample_id") or sample_id_for(f"{split}/{name}", "yolo")
         samples.append({"sample_id": sample_id, "path": path, "width": width, "height": height,
                         "split": split, "synthetic": bool(extra.get("synthetic", False))})
-        txt = labels_dir / (_split_suffix(name)[0] + ".txt")
+        txt = labels_dir / (split_suffix(name)[0] + ".txt")
         if txt.is_file():
             boxes = _read_label_file(txt, classes, width, height)
             rows.extend(_with_extras(boxes, extra.get("boxes", []), sample_id, width, height))
-    return pd.DataFrame(samples, columns=["sample_id", "path", "width", "height", "split",
-                                          "synthetic"]), labels_frame(rows), classes
+    return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
 
 
 def _labels_dir(images_dir: Path) -> Path:
@@ -336,4 +246,4 @@ def _same_box(coords: list[float], exact: object, width: int, height: int) -> bo
                                                                         strict=True))
 
 
-__all__ = ["flat_file_names", "load_yolo", "save_yolo"]
+__all__ = ["load_yolo", "save_yolo"]

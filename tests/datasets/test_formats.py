@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from pcbforge.datasets.coco import load_coco, save_coco
+from pcbforge.datasets.formats_common import flat_file_names
 from pcbforge.datasets.voc import load_voc, save_voc
-from pcbforge.datasets.yolo import flat_file_names, load_yolo, save_yolo
+from pcbforge.datasets.yolo import load_yolo, save_yolo
 
 CLASSES = ["open", "short", "spur"]
 BOX = ["x1", "y1", "x2", "y2"]
