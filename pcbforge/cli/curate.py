@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from pcbforge.cli._util import fail
 from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
 from pcbforge.curate.quality import QualityThresholds
@@ -63,9 +64,8 @@ def curate_command(
     ] = 230.0,
 ) -> None:
     """Find corrupt, low-quality and duplicate images; write DATASET/samples.parquet."""
-    console = Console(stderr=True)
     if copy_kept and link_kept:
-        _fail(console, "choose one of --copy-kept and --link-kept")
+        fail("choose one of --copy-kept and --link-kept")
     try:
         params = CurateParams(
             workers=workers or default_workers(),
@@ -83,11 +83,11 @@ def curate_command(
             materialize="copy" if copy_kept else "link" if link_kept else "none",
         )
     except ValidationError as err:
-        _fail(console, _first_error(err))
+        fail(_first_error(err))
     try:
         result = curate(src, out, params, progress=True)
     except CurateError as err:
-        _fail(console, str(err))
+        fail(str(err))
     print_summary(result.report, Console())
 
 
@@ -121,8 +121,3 @@ def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
     return f"invalid option {where}: {first['msg']} (got {first.get('input')!r})"
-
-
-def _fail(console: Console, message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code=2)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pcbforge.cli._util import fail
 from pcbforge.datasets.dataset import DatasetError
 
 
@@ -30,13 +31,11 @@ def export_command(
     """Write the dataset for training: per split, boxes converted to the format."""
     from pcbforge.pipeline import export_dataset
 
-    errors = Console(stderr=True)
     statuses = tuple(s.strip() for s in include_status.split(",") if s.strip())
     try:
         report = export_dataset(dataset, format.value, out, include_status=statuses)
     except (DatasetError, ValueError, FileNotFoundError) as err:
-        errors.print(f"[bold red]error:[/] {err}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        fail(err)
     parts = ", ".join(
         f"{split}: {counts.get('images', counts.get('written'))} images"
         for split, counts in report["splits"].items()

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pcbforge.cli._util import fail
 from pcbforge.cli.curate import print_summary
 from pcbforge.curate import CurateError, CurateParams
 from pcbforge.engine import default_workers
@@ -32,8 +33,7 @@ def import_deeppcb_command(
             src, out, CurateParams(workers=workers or default_workers()), progress=True
         )
     except (CurateError, FileNotFoundError) as err:
-        errors.print(f"[bold red]error:[/] {err}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        fail(err)
     console = Console()
     for problem in result.problems:
         errors.print(f"[yellow]skipped:[/] {problem}", soft_wrap=True)

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from pcbforge.cli._util import fail
+
 synth_app = typer.Typer(no_args_is_help=True, help="Generate boards, defects and test corpora.")
 
 
@@ -25,8 +27,7 @@ def messy_command(
     try:
         manifest = make_messy_corpus(out, seed=seed, n_boards=boards, n_photos=photos)
     except ValueError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        fail(err)
     counts = manifest["expected_status"].value_counts().to_dict()
     console.print(f"wrote {len(manifest)} files to {out}: " +
                   ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
