@@ -135,6 +135,13 @@ _GRID_VARIANT_INDEX = np.stack([
 ])
 
 
+def grey_levels(image: np.ndarray) -> tuple[float, float, float]:
+    """(p1, median, p99) of a uint8 image, whole grey levels from its histogram."""
+    cumulative = np.cumsum(cv2.calcHist([image], [0], None, [256], [0, 256]).ravel())
+    p1, p50, p99 = np.searchsorted(cumulative, np.array([0.01, 0.5, 0.99]) * image.size)
+    return float(p1), float(p50), float(p99)
+
+
 def content_hashes(thumb: np.ndarray) -> tuple[np.ndarray, float]:
     """Occupancy hash: which of 8x8 blocks hold content, for each dihedral variant.
 
@@ -150,9 +157,8 @@ def content_hashes(thumb: np.ndarray) -> tuple[np.ndarray, float]:
     # occupancy is about where content sits, not about the smallest specks.
     side = _GRID * 8
     small = cv2.resize(thumb, (side, side), interpolation=cv2.INTER_AREA)
-    cumulative = np.cumsum(cv2.calcHist([small], [0], None, [256], [0, 256]).ravel())
-    p1, p50, p99 = np.searchsorted(cumulative, np.array([0.01, 0.5, 0.99]) * small.size)
-    level = max(0.25 * float(p99 - p1), 8.0)
+    p1, p50, p99 = grey_levels(small)
+    level = max(0.25 * (p99 - p1), 8.0)
     content = cv2.threshold(
         cv2.absdiff(small, np.full_like(small, int(p50))), level, 255, cv2.THRESH_BINARY
     )[1]

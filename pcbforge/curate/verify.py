@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pcbforge.curate.hashing import dihedral
+from pcbforge.curate.hashing import dihedral, grey_levels
 
 
 class Relation(str, Enum):
@@ -123,10 +123,10 @@ def compare_thumbnails(
     # The larger range of the two: a blank template has none, its defect variant does.
     # Every other pixel of each row and column: the same grey levels (no
     # averaging, unlike the coarse view) for a quarter of the histogram cost.
-    levels_a, levels_b = (_grey_levels(np.ascontiguousarray(x[::2, ::2])) for x in (a, b))
+    levels_a, levels_b = (grey_levels(np.ascontiguousarray(x[::2, ::2])) for x in (a, b))
     grey_range = max(levels_a[2] - levels_a[0], levels_b[2] - levels_b[0], 1.0)
     a, b = _match_sharpness(a, b, sharpness)
-    b = _fit_grey_levels(b, a)
+    b = _fitgrey_levels(b, a)
     mean_difference = float(cv2.mean(cv2.absdiff(a, b))[0]) / grey_range
 
     tolerance = params.tolerance_px
@@ -182,7 +182,7 @@ class CoarseView:
 def coarse_view(thumb: np.ndarray) -> CoarseView:
     size = (max(thumb.shape[1] // 4, 1), max(thumb.shape[0] // 4, 1))
     small = cv2.resize(np.ascontiguousarray(thumb), size, interpolation=cv2.INTER_AREA)
-    low, median, high = _grey_levels(small)
+    low, median, high = grey_levels(small)
     energy = float(cv2.mean(cv2.absdiff(small, np.full_like(small, median)))[0])
     return CoarseView(small, max(high - low, 1.0), max(energy, 1.0))
 
@@ -190,10 +190,10 @@ def coarse_view(thumb: np.ndarray) -> CoarseView:
 def _coarse_differences(a: CoarseView, b: CoarseView) -> tuple[float, float, float]:
     """Mean |difference| of the coarse views (b fitted to a's grey levels),
     the larger grey range and the larger content energy."""
-    small_b = _fit_grey_levels(b.small, a.small)
+    small_b = _fitgrey_levels(b.small, a.small)
     difference = float(cv2.mean(cv2.absdiff(a.small, small_b))[0])
     # b's energy after the grey fit, on a's scale.
-    median_b = _grey_levels(small_b)[1]
+    median_b = grey_levels(small_b)[1]
     energy_b = float(cv2.mean(cv2.absdiff(small_b, np.full_like(small_b, median_b)))[0])
     return difference, max(a.grey_range, b.grey_range), max(a.energy, energy_b, 1.0)
 
@@ -201,13 +201,6 @@ def _coarse_differences(a: CoarseView, b: CoarseView) -> tuple[float, float, flo
 def _as_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image if image.dtype == np.uint8 else np.clip(image, 0, 255)
                                 .astype(np.uint8))
-
-
-def _grey_levels(image: np.ndarray) -> tuple[float, float, float]:
-    """(p1, median, p99) of a uint8 image, from its histogram."""
-    cumulative = np.cumsum(cv2.calcHist([image], [0], None, [256], [0, 256]).ravel())
-    p1, p50, p99 = np.searchsorted(cumulative, np.array([0.01, 0.5, 0.99]) * image.size)
-    return float(p1), float(p50), float(p99)
 
 
 def _content_pixels(a, b, median_a: float, median_b: float, grey_range: float) -> int:
@@ -262,7 +255,7 @@ def _match_sharpness(
     return (a, best) if swap else (best, b)
 
 
-def _fit_grey_levels(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _fitgrey_levels(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least-squares gain/offset mapping ``source`` onto ``target`` (uint8 out)."""
     mean_s, std_s = (float(v[0, 0]) for v in cv2.meanStdDev(source))
     mean_t = float(cv2.mean(target)[0])
