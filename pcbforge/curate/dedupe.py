@@ -28,6 +28,7 @@ from pcbforge.curate.candidates import (
     SearchConfig,
     find_candidate_pairs,
     find_candidate_pairs_exhaustive,
+    hamming,
 )
 from pcbforge.curate.hashing import dihedral
 from pcbforge.curate.verify import (
@@ -346,8 +347,7 @@ def _choose_keeper(table, members, rank, codes) -> int:
 
 def _best_variant(keeper_code: np.uint64, member_codes: np.ndarray) -> int:
     """The transform of the member whose hash is closest to the keeper's (ties: identity)."""
-    distances = [bin(int(keeper_code) ^ int(code)).count("1") for code in member_codes]
-    return int(np.argmin(distances))
+    return int(np.argmin(hamming(np.uint64(keeper_code), member_codes)))
 
 
 def _assign_groups(table: pd.DataFrame, labels: np.ndarray) -> None:
