@@ -18,6 +18,7 @@ import pandas as pd
 
 from pcbforge import __version__
 from pcbforge.curate import CurateParams, curate
+from pcbforge.curate.dedupe import UnionFind
 from pcbforge.datasets.dataset import (
     Dataset,
     DatasetInfo,
@@ -102,23 +103,15 @@ def _join_pair_groups(samples: pd.DataFrame) -> pd.Series:
     Curation groups them when it verifies the pair as one scene (96.8% of
     DeepPCB's pairs); the layout states it, so the import joins the rest.
     """
-    groups = samples["group"].astype(str).tolist()
-    parent = {g: g for g in groups}
-
-    def find(g: str) -> str:
-        while parent[g] != g:
-            parent[g] = parent[parent[g]]
-            g = parent[g]
-        return g
-
-    by_path = dict(zip(samples["path"], groups, strict=True))
+    # Sorted codes: the union's smaller root is the smallest group id.
+    codes, names = pd.factorize(samples["group"].astype(str), sort=True)
+    sets = UnionFind(len(names))
+    code_of = dict(zip(samples["path"], codes, strict=True))
     for path, template in zip(samples["path"], samples["template_path"], strict=True):
-        if template and template in by_path:
-            a, b = find(by_path[path]), find(by_path[template])
-            if a != b:
-                parent[max(a, b)] = min(a, b)
+        if template and template in code_of:
+            sets.union(int(code_of[path]), int(code_of[template]))
     # A merged group keeps the smallest of its members' group ids.
-    return pd.Series([find(g) for g in groups], index=samples.index)
+    return pd.Series(np.asarray(names)[sets.labels()[codes]], index=samples.index)
 
 
 EXPORT_FORMATS = ("coco", "yolo", "voc", "deeppcb")

@@ -77,7 +77,7 @@ class DedupeStats:
     rejected_pairs: int = 0
 
 
-class _UnionFind:
+class UnionFind:
     """Iterative union-find with path halving (no recursion limits)."""
 
     def __init__(self, size: int):
@@ -91,6 +91,7 @@ class _UnionFind:
         return int(item)
 
     def union(self, a: int, b: int) -> None:
+        """Join the sets of ``a`` and ``b``; the smaller root stays the root."""
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
@@ -145,8 +146,8 @@ def find_duplicates(
     n_rows = len(table)
     decodable = table.index[table["thumb_index"] >= 0].to_numpy()
 
-    duplicates = _UnionFind(n_rows)  # same image
-    scenes = _UnionFind(n_rows)  # same scene (duplicates + variants)
+    duplicates = UnionFind(n_rows)  # same image
+    scenes = UnionFind(n_rows)  # same scene (duplicates + variants)
 
     # 1. Exact: same bytes or same decoded pixels.
     for column in ("sha256", "pixel_hash"):
