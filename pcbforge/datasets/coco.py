@@ -9,7 +9,9 @@ Layout written by :func:`save_coco`::
 Box conventions: pcbforge boxes are float pixels ``x1, y1, x2, y2`` with ``x2``/``y2``
 exclusive. COCO ``bbox`` is ``[x, y, width, height]`` in float pixels with the same
 continuous-coordinate origin (the image's top-left corner), so ``bbox = [x1, y1, x2 - x1,
-y2 - y1]`` and ``x2 = x + width`` exactly: nothing is shifted or rounded.
+y2 - y1]`` and ``x2 = x + width`` exactly: nothing is shifted or rounded. An instance mask
+is written as the annotation's ``segmentation`` (compressed RLE, see
+:mod:`pcbforge.datasets.masks`); polygons and RLE are both read.
 
 Categories get ids 1..K in ``classes`` order. pcbforge values COCO has no field for are kept
 in a ``"pcbforge"`` dict on each image (sample_id, split, synthetic) and annotation
@@ -27,6 +29,7 @@ import pandas as pd
 from pcbforge import __version__
 from pcbforge.datasets.formats_common import (
     SAMPLE_COLUMNS,
+    box_inside,
     boxes_by_sample,
     copy_image,
     labels_frame,
@@ -35,6 +38,7 @@ from pcbforge.datasets.formats_common import (
     sample_size,
     text_value,
 )
+from pcbforge.datasets.masks import decode_mask, encode_mask, mask_from_segmentation, parse_rle
 
 ANNOTATIONS_JSON = "annotations.json"
 
@@ -68,12 +72,16 @@ def save_coco(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
         for box in boxes.itertuples(index=False):
             x1, y1, x2, y2 = (float(v) for v in (box.x1, box.y1, box.x2, box.y2))
             w, h = x2 - x1, y2 - y1
-            annotations.append({
+            annotation = {
                 "id": len(annotations) + 1, "image_id": image_id,
                 "category_id": category_ids[box.label], "bbox": [x1, y1, w, h],
                 "area": w * h, "iscrowd": 0,
                 "pcbforge": {"synthetic": bool(box.synthetic), "params": text_value(box.params)},
-            })
+            }
+            if text_value(box.mask):
+                annotation["segmentation"] = parse_rle(box.mask)
+                annotation["area"] = float(decode_mask(box.mask).sum())
+            annotations.append(annotation)
     payload = {
         "info": {"description": "exported by pcbforge", "version": __version__},
         "licenses": [],
@@ -92,8 +100,10 @@ def load_coco(json_path: Path, images_dir: Path | None = None
     """Read a COCO instances file: ``(samples, labels, classes)``.
 
     ``classes`` are the category names in category-id order. ``sample_id`` comes from the
-    ``"pcbforge"`` extra when present, else ``f"coco-{image_id}"``. With ``images_dir``
-    every image must exist there, and a missing width/height is read from its header.
+    ``"pcbforge"`` extra when present (``id_given`` True), else ``f"coco-{image_id}"``.
+    With ``images_dir`` every image must exist there (its location is the ``file`` column),
+    and a missing width/height is read from its header. Boxes must lie inside their image
+    (see ``box_inside``).
     """
     json_path = Path(json_path)
     if not json_path.is_file():
@@ -107,16 +117,16 @@ def load_coco(json_path: Path, images_dir: Path | None = None
     categories = sorted(data.get("categories", []), key=lambda c: c["id"])
     names = {c["id"]: str(c["name"]) for c in categories}
     classes = [str(c["name"]) for c in categories]
-    samples, sample_ids = [], {}
+    samples, images = [], {}
     for image in data["images"]:
         row = _read_image(image, json_path, images_dir)
-        if image["id"] in sample_ids:
+        if image["id"] in images:
             raise ValueError(f"{json_path}: image id {image['id']} appears twice")
-        sample_ids[image["id"]] = row["sample_id"]
+        images[image["id"]] = row
         samples.append(row)
     rows = []
     for annotation in data.get("annotations", []):
-        rows.append(_read_annotation(annotation, json_path, names, sample_ids))
+        rows.append(_read_annotation(annotation, json_path, names, images))
     return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
 
 
@@ -126,6 +136,7 @@ def _read_image(image: dict, json_path: Path, images_dir: Path | None) -> dict:
     extra = image.get("pcbforge") or {}
     path = str(image["file_name"]).replace("\\", "/")
     width, height = image.get("width"), image.get("height")
+    file = None
     if images_dir is not None:
         file = Path(images_dir) / path
         if not file.is_file():
@@ -135,19 +146,21 @@ def _read_image(image: dict, json_path: Path, images_dir: Path | None) -> dict:
     if not (width and height):
         raise ValueError(f"{json_path}: image id {image['id']} has no width/height "
                          f"(pass images_dir to read them from the files)")
-    return {"sample_id": str(extra.get("sample_id") or f"coco-{image['id']}"), "path": path,
+    given = str(extra.get("sample_id") or "")
+    return {"sample_id": given or f"coco-{image['id']}", "id_given": bool(given), "path": path,
+            "file": str(file) if file is not None else "",
             "width": int(width), "height": int(height), "split": str(extra.get("split", "")),
             "synthetic": bool(extra.get("synthetic", False))}
 
 
 def _read_annotation(annotation: dict, json_path: Path, names: dict,
-                     sample_ids: dict) -> dict:
+                     images: dict) -> dict:
     where = f"{json_path}: annotation id {annotation.get('id')}"
     category = annotation.get("category_id")
     if category not in names:
         raise ValueError(f"{where}: unknown category_id {category!r} "
                          f"(categories: {sorted(names)})")
-    if annotation.get("image_id") not in sample_ids:
+    if annotation.get("image_id") not in images:
         raise ValueError(f"{where}: unknown image_id {annotation.get('image_id')!r}")
     bbox = annotation.get("bbox")
     try:
@@ -156,9 +169,19 @@ def _read_annotation(annotation: dict, json_path: Path, names: dict,
         raise ValueError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}") from err
     if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
         raise ValueError(f"{where}: empty or invalid bbox {bbox!r}")
+    image = images[annotation["image_id"]]
+    x1, y1, x2, y2 = box_inside(f"{where} (image {image['path']})", (x, y, x + w, y + h),
+                                image["width"], image["height"])
     extra = annotation.get("pcbforge") or {}
-    return {"sample_id": sample_ids[annotation["image_id"]], "label": names[category],
-            "x1": x, "y1": y, "x2": x + w, "y2": y + h, "mask": "",
+    mask = ""
+    if annotation.get("segmentation"):
+        try:
+            mask = encode_mask(mask_from_segmentation(annotation["segmentation"],
+                                                      image["height"], image["width"]))
+        except ValueError as err:
+            raise ValueError(f"{where}: segmentation: {err}") from err
+    return {"sample_id": image["sample_id"], "label": names[category],
+            "x1": x1, "y1": y1, "x2": x2, "y2": y2, "mask": mask,
             "synthetic": bool(extra.get("synthetic", False)),
             "params": str(extra.get("params", ""))}
 

@@ -32,6 +32,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pcbforge import __version__
+from pcbforge.datasets.masks import parse_rle
 from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json, write_samples
 
 DATASET_JSON = "dataset.json"
@@ -195,6 +196,17 @@ def validate(dataset: Dataset, *, check_files: bool = False) -> None:
                lambda r: f"box ({r.x1}, {r.y1}, {r.x2}, {r.y2}) is outside its image "
                          f"({sizes.at[r.sample_id, 'width']:.0f}x"
                          f"{sizes.at[r.sample_id, 'height']:.0f})")
+    masked = (labels["mask"].fillna("").astype(str) != "").to_numpy()
+    for row in np.flatnonzero(masked):
+        box = labels.iloc[row]
+        try:
+            size = parse_rle(box["mask"])["size"]
+        except ValueError as err:
+            raise DatasetError(f"{file} row {row}: {err}") from err
+        expected = [int(height[row]), int(width[row])]
+        if sized[row] and size != expected:
+            raise DatasetError(f"{file} row {row}: mask size {size} is not the image's "
+                               f"{expected} (height, width)")
     if check_files:
         usable = samples[samples["status"].isin(["ok", "low_quality", "duplicate"])]
         for row, path in zip(usable.index, usable["path"], strict=True):

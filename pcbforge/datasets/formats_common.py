@@ -12,8 +12,14 @@ from PIL import Image
 
 from pcbforge.datasets.dataset import LABEL_COLUMNS, empty_labels
 
-#: Sample columns the format loaders return.
-SAMPLE_COLUMNS = ["sample_id", "path", "width", "height", "split", "synthetic"]
+#: Sample columns the format loaders return. ``id_given`` says the ``sample_id`` was stored
+#: in the files (a pcbforge export); otherwise the loader made one up that is unique within
+#: what it read. ``file`` is where the image is on disk ("" when the loader was not told).
+SAMPLE_COLUMNS = ["sample_id", "id_given", "path", "file", "width", "height", "split",
+                  "synthetic"]
+#: Float slack (pixels) for a box edge past the image border: such edges are clipped onto
+#: the border (a YOLO/COCO text rounding, not a wrong box); a larger overshoot is an error.
+BORDER_SLACK_PX = 1e-3
 #: Separator that replaces "/" when nested sample paths are flattened into one folder.
 FLAT_SEPARATOR = "__"
 
@@ -88,6 +94,21 @@ def boxes_by_sample(samples: pd.DataFrame, labels: pd.DataFrame,
         raise ValueError(f"label {bad['label']!r} of sample {bad['sample_id']!r} "
                          f"is not one of the classes {classes}")
     return {str(key): group for key, group in rows.groupby(rows["sample_id"].astype(str))}
+
+
+def box_inside(where: str, corners: tuple[float, float, float, float], width: int,
+               height: int) -> tuple[float, float, float, float]:
+    """``corners`` (``x1, y1, x2, y2``, exclusive ends) checked against a ``width`` x
+    ``height`` image: empty or outside raises ``ValueError`` naming ``where``; float
+    overshoot up to :data:`BORDER_SLACK_PX` is clipped onto the border."""
+    x1, y1, x2, y2 = corners
+    if not all(math.isfinite(v) for v in corners) or x2 <= x1 or y2 <= y1:
+        raise ValueError(f"{where}: empty or invalid box {list(corners)}")
+    slack = BORDER_SLACK_PX
+    if x1 < -slack or y1 < -slack or x2 > width + slack or y2 > height + slack:
+        raise ValueError(f"{where}: box (x1={x1:g}, y1={y1:g}, x2={x2:g}, y2={y2:g}) is outside "
+                         f"the {width}x{height} image")
+    return max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
 
 
 def labels_frame(rows: list[dict]) -> pd.DataFrame:

@@ -15,12 +15,12 @@ pixel columns 0..9 is ``xmin=1, xmax=10``: ``xmin = x1 + 1``, ``ymin = y1 + 1``,
 as Python floats (``repr``), so non-integer boxes survive the round trip too.
 
 pcbforge values VOC has no field for live in ``<pcbforge>`` elements: on the annotation
-(sample_id, original path, split, synthetic) and on each object (synthetic, params).
+(sample_id, original path, split, synthetic) and on each object (synthetic, params, and the
+instance mask as COCO RLE text when there is one).
 """
 
 from __future__ import annotations
 
-import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from PIL import Image
 from pcbforge.datasets.dataset import sample_id_for
 from pcbforge.datasets.formats_common import (
     SAMPLE_COLUMNS,
+    box_inside,
     boxes_by_sample,
     copy_image,
     flat_file_names,
@@ -80,6 +81,8 @@ def save_voc(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
             box_extra = ET.SubElement(item, "pcbforge")
             _add(box_extra, "synthetic", _bool_text(bool(box.synthetic)))
             _add(box_extra, "params", text_value(box.params))
+            if text_value(box.mask):
+                _add(box_extra, "mask", text_value(box.mask))
         ET.indent(root)
         xml_path = out_dir / "Annotations" / f"{Path(name).stem}.xml"
         ET.ElementTree(root).write(xml_path, encoding="utf-8", xml_declaration=True)
@@ -106,13 +109,19 @@ def _bool_text(value: bool) -> str:
     return "true" if value else "false"
 
 
-def load_voc(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def load_voc(out_dir: Path, *, missing_labels: str = "error"
+             ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Read a VOC folder: ``(samples, labels, classes)``.
 
     Classes come from ``labels.txt`` when present (then an unknown ``<name>`` is an error),
     else they are the sorted names found. Sizes missing from ``<size>`` are read from the
-    image header.
+    image header. The ``split`` of a sample comes from its ``<pcbforge>`` element, else from
+    ``ImageSets/Main/{train,val,test}.txt``. An image in ``JPEGImages`` without an XML file
+    raises ``FileNotFoundError`` unless ``missing_labels="empty"`` (then it has no boxes);
+    a box outside its image raises ``ValueError`` naming the XML file and object.
     """
+    if missing_labels not in ("error", "empty"):
+        raise ValueError(f"missing_labels must be 'error' or 'empty', got {missing_labels!r}")
     out_dir = Path(out_dir)
     annotations_dir = out_dir / "Annotations"
     if not annotations_dir.is_dir():
@@ -120,11 +129,28 @@ def load_voc(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     labels_txt = out_dir / LABELS_TXT
     classes = ([line.strip() for line in labels_txt.read_text(encoding="utf-8").splitlines()
                 if line.strip()] if labels_txt.is_file() else None)
+    listed = _image_sets(out_dir)
     samples, rows = [], []
     for xml_path in sorted(annotations_dir.glob("*.xml")):
         sample, boxes = _read_annotation(xml_path, out_dir, classes)
+        sample["split"] = sample["split"] or listed.get(xml_path.stem, "")
         samples.append(sample)
         rows.extend(boxes)
+    described = {Path(s["file"]).name for s in samples}
+    images_dir = out_dir / "JPEGImages"
+    unlabelled = sorted(p for p in images_dir.glob("*") if p.is_file()
+                        and p.name not in described) if images_dir.is_dir() else []
+    if unlabelled and missing_labels == "error":
+        raise FileNotFoundError(
+            f"{annotations_dir / (unlabelled[0].stem + '.xml')}: label file of {unlabelled[0]} "
+            f"not found ({len(unlabelled)} images have none; to read them as images with no "
+            f"defects, allow missing labels)")
+    for image in unlabelled:
+        width, height = read_image_size(image)
+        samples.append({"sample_id": sample_id_for(image.name, "voc"), "id_given": False,
+                        "path": image.name, "file": str(image), "width": width,
+                        "height": height, "split": listed.get(image.stem, ""),
+                        "synthetic": False})
     if classes is None:
         classes = sorted({row["label"] for row in rows})
     return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
@@ -146,8 +172,10 @@ def _read_annotation(xml_path: Path, out_dir: Path,
     if not (width and height):
         width, height = read_image_size(out_dir / "JPEGImages" / name)
     path = _extra_text(extra, "path") or name
-    sample_id = _extra_text(extra, "sample_id") or sample_id_for(name, "voc")
-    sample = {"sample_id": sample_id, "path": path, "width": width, "height": height,
+    given = _extra_text(extra, "sample_id")
+    sample_id = given or sample_id_for(name, "voc")
+    sample = {"sample_id": sample_id, "id_given": bool(given), "path": path,
+              "file": str(out_dir / "JPEGImages" / name), "width": width, "height": height,
               "split": _extra_text(extra, "split"),
               "synthetic": _extra_text(extra, "synthetic") == "true"}
     boxes = []
@@ -167,15 +195,27 @@ def _read_annotation(xml_path: Path, out_dir: Path,
             except (TypeError, ValueError) as err:
                 raise ValueError(f"{where}: bndbox {tag} is {text!r}, not a number") from err
         xmin, ymin, xmax, ymax = corners
-        x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax
-        if not all(math.isfinite(v) for v in corners) or x2 <= x1 or y2 <= y1:
-            raise ValueError(f"{where}: empty or invalid bndbox {corners}")
+        x1, y1, x2, y2 = box_inside(f"{where} ({name})", (xmin - 1, ymin - 1, xmax, ymax),
+                                    width, height)
         box_extra = item.find("pcbforge")
         boxes.append({"sample_id": sample_id, "label": label, "x1": x1, "y1": y1, "x2": x2,
-                      "y2": y2, "mask": "",
+                      "y2": y2, "mask": _extra_text(box_extra, "mask"),
                       "synthetic": _extra_text(box_extra, "synthetic") == "true",
                       "params": _extra_text(box_extra, "params")})
     return sample, boxes
+
+
+def _image_sets(out_dir: Path) -> dict[str, str]:
+    """Image stem -> split, from ``ImageSets/Main/<split>.txt`` (``trainval`` is train)."""
+    listed: dict[str, str] = {}
+    for name, split in (("trainval", "train"), ("train", "train"), ("val", "val"),
+                        ("test", "test")):
+        path = out_dir / "ImageSets" / "Main" / f"{name}.txt"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.split():
+                    listed[line.split()[0]] = split
+    return listed
 
 
 def _extra_text(element: ET.Element | None, tag: str) -> str:

@@ -8,6 +8,7 @@ Layout, one split per :func:`save_yolo` call (FiftyOne's ``YOLOv5Dataset`` reads
       images/<split>/<file>     image copies, nested paths flattened ("a/b.png" -> "a__b.png")
       labels/<split>/<stem>.txt one box a line: "cls cx cy w h" (normalised, %.8f); empty if none
       pcbforge_samples.json     split -> file -> sample_id, original path, per-box extras
+                                (exact pixel box, synthetic, params, instance mask)
 
 Box conventions: pcbforge boxes are float pixels ``x1, y1, x2, y2`` with ``x2``/``y2``
 exclusive (width = x2 - x1). YOLO stores the centre and size divided by the image width
@@ -32,6 +33,7 @@ import yaml
 from pcbforge.datasets.dataset import sample_id_for
 from pcbforge.datasets.formats_common import (
     SAMPLE_COLUMNS,
+    box_inside,
     boxes_by_sample,
     copy_image,
     flat_file_names,
@@ -77,7 +79,8 @@ def save_yolo(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
                       (x2 - x1) / width, (y2 - y1) / height)
             lines.append(f"{index[box.label]} " + " ".join(f"{v:.{_DECIMALS}f}" for v in values))
             extras.append({"label": box.label, "box": [x1, y1, x2, y2],
-                           "synthetic": bool(box.synthetic), "params": text_value(box.params)})
+                           "synthetic": bool(box.synthetic), "params": text_value(box.params),
+                           "mask": text_value(box.mask)})
         text = "\n".join(lines) + ("\n" if lines else "")  # no boxes: an empty file, not none
         (labels_dir / (split_suffix(name)[0] + ".txt")).write_text(text, encoding="utf-8")
         sidecar_split[name] = {
@@ -138,14 +141,22 @@ def _names(names: object, where: Path) -> list[str]:
     raise ValueError(f"{where}: names must be a list or a mapping, got {type(names).__name__}")
 
 
-def load_yolo(out_dir: Path, split: str = "train") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Read split ``split`` of a YOLO folder: ``(samples, labels, classes)``.
+#: Keys of a YOLO data.yaml that are not splits.
+_NOT_SPLITS = {"path", "nc", "names", "download", "kpt_shape", "flip_idx", "channels"}
 
-    Every image in ``images/<split>/`` is a sample (no label file: no boxes). Boxes are
-    turned back into pixels with the size from each image's header. A malformed line or
-    a class index out of range raises ``ValueError`` naming ``file:line``.
-    """
+
+def yaml_splits(out_dir: Path) -> list[str]:
+    """The splits a YOLO folder's data.yaml names (``train``, ``val``, ``test``...)."""
     out_dir = Path(out_dir)
+    yaml_path, config = _read_yaml(out_dir)
+    splits = [key for key, value in config.items()
+              if key not in _NOT_SPLITS and isinstance(value, str) and value]
+    if not splits:
+        raise ValueError(f"{yaml_path}: names no split folders (train: ..., val: ...)")
+    return splits
+
+
+def _read_yaml(out_dir: Path) -> tuple[Path, dict]:
     yaml_path = next((out_dir / n for n in YAML_NAMES if (out_dir / n).is_file()), None)
     if yaml_path is None:
         raise FileNotFoundError(f"{out_dir / YAML_NAMES[0]}: not found; is {out_dir} a YOLO "
@@ -154,6 +165,26 @@ def load_yolo(out_dir: Path, split: str = "train") -> tuple[pd.DataFrame, pd.Dat
         config = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"{yaml_path}: not valid YAML ({err})") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{yaml_path}: not a YOLO data.yaml (expected a mapping)")
+    return yaml_path, config
+
+
+def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "error"
+              ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Read split ``split`` of a YOLO folder: ``(samples, labels, classes)``.
+
+    Every image in ``images/<split>/`` is a sample; an image with no boxes has an empty label
+    file. A missing label file raises ``FileNotFoundError`` unless ``missing_labels="empty"``
+    (Ultralytics' reading: a background image), because a lost ``labels`` folder would
+    otherwise turn every defect image into a defect-free one. Boxes are turned back into
+    pixels with the size from each image's header. A malformed line, a class index out of
+    range or a box outside the image raises ``ValueError`` naming ``file:line``.
+    """
+    if missing_labels not in ("error", "empty"):
+        raise ValueError(f"missing_labels must be 'error' or 'empty', got {missing_labels!r}")
+    out_dir = Path(out_dir)
+    yaml_path, config = _read_yaml(out_dir)
     classes = _names(config.get("names"), yaml_path)
     if split not in config:
         raise ValueError(f"{yaml_path}: no split {split!r} (has "
@@ -170,13 +201,19 @@ def load_yolo(out_dir: Path, split: str = "train") -> tuple[pd.DataFrame, pd.Dat
         width, height = read_image_size(image)
         extra = known.get(name, {})
         path = extra.get("path", name)
-        sample_id = extra.get("sample_id") or sample_id_for(f"{split}/{name}", "yolo")
-        samples.append({"sample_id": sample_id, "path": path, "width": width, "height": height,
-                        "split": split, "synthetic": bool(extra.get("synthetic", False))})
+        given = str(extra.get("sample_id") or "")
+        sample_id = given or sample_id_for(f"{split}/{name}", "yolo")
+        samples.append({"sample_id": sample_id, "id_given": bool(given), "path": path,
+                        "file": str(image), "width": width, "height": height, "split": split,
+                        "synthetic": bool(extra.get("synthetic", False))})
         txt = labels_dir / (split_suffix(name)[0] + ".txt")
         if txt.is_file():
             boxes = _read_label_file(txt, classes, width, height)
             rows.extend(_with_extras(boxes, extra.get("boxes", []), sample_id, width, height))
+        elif missing_labels == "error":
+            raise FileNotFoundError(
+                f"{txt}: label file of {image} not found (an image with no defects has an "
+                f"empty one; to read missing files as no defects, allow missing labels)")
     return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
 
 
@@ -211,8 +248,9 @@ def _read_label_file(txt: Path, classes: list[str], width: int,
                              f"(names has {len(classes)} classes)")
         if not all(math.isfinite(v) for v in (cx, cy, w, h)) or w <= 0 or h <= 0:
             raise ValueError(f"{where}: empty or invalid box {raw.strip()!r}")
-        boxes.append((classes[index], (cx - w / 2) * width, (cy - h / 2) * height,
-                      (cx + w / 2) * width, (cy + h / 2) * height))
+        corners = ((cx - w / 2) * width, (cy - h / 2) * height,
+                   (cx + w / 2) * width, (cy + h / 2) * height)
+        boxes.append((classes[index], *box_inside(where, corners, width, height)))
     return boxes
 
 
@@ -229,7 +267,7 @@ def _with_extras(boxes: list[tuple], extras: list[dict], sample_id: str, width: 
                                                                width, height):
             coords = [float(v) for v in extra["box"]]
             row.update(synthetic=bool(extra.get("synthetic", False)),
-                       params=str(extra.get("params", "")))
+                       params=str(extra.get("params", "")), mask=str(extra.get("mask", "")))
         row.update(zip(("x1", "y1", "x2", "y2"), coords, strict=True))
         rows.append(row)
     return rows
@@ -246,4 +284,4 @@ def _same_box(coords: list[float], exact: object, width: int, height: int) -> bo
                                                                         strict=True))
 
 
-__all__ = ["load_yolo", "save_yolo"]
+__all__ = ["load_yolo", "save_yolo", "yaml_splits"]

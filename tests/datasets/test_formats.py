@@ -13,6 +13,7 @@ import pytest
 
 from pcbforge.datasets.coco import load_coco, save_coco
 from pcbforge.datasets.formats_common import flat_file_names
+from pcbforge.datasets.masks import decode_mask, encode_mask
 from pcbforge.datasets.voc import load_voc, save_voc
 from pcbforge.datasets.yolo import load_yolo, save_yolo
 
@@ -22,7 +23,7 @@ BOX = ["x1", "y1", "x2", "y2"]
 
 @pytest.fixture
 def tiny(tmp_path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
-    """Three images (nested and flat paths, PNG and JPEG), one without boxes."""
+    """Three images (nested and flat paths, PNG and JPEG), one without boxes, one mask."""
     rng = np.random.default_rng(0)
     root = tmp_path / "src"
     shapes = {"a/b/img1.png": (48, 64), "img2.jpg": (80, 80), "c/empty.png": (48, 64)}
@@ -34,12 +35,15 @@ def tiny(tmp_path) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
         "width": [w for _, w in shapes.values()], "height": [h for h, _ in shapes.values()],
         "split": ["train", "train", "train"], "synthetic": [False, True, False],
     })
+    disc = np.zeros((48, 64), np.uint8)
+    cv2.circle(disc, (20, 12), 6, 1, -1)  # inside the first box (10, 5, 30, 20)
     labels = pd.DataFrame({
         "sample_id": ["s1", "s1", "s2", "s2"],
         "label": ["open", "short", "spur", "open"],
         "x1": [10.0, 10.5, 0.0, 12.0], "y1": [5.0, 7.25, 0.0, 14.0],
         "x2": [30.0, 40.75, 80.0, 50.0], "y2": [20.0, 33.5, 80.0, 60.0],
-        "mask": ["", "", "", ""], "synthetic": [False, True, True, False],
+        "mask": [encode_mask(disc.astype(bool)), "", "", ""],
+        "synthetic": [False, True, True, False],
         "params": ["", '{"seed": 3, "kind": "short"}', '{"seed": 4}', ""],
     })
     return samples, labels, root
@@ -85,7 +89,7 @@ def test_round_trip(fmt, tiny, tmp_path):
                                rtol=0, atol=1e-6)
     assert list(got["synthetic"]) == list(expected["synthetic"])
     assert list(got["params"]) == list(expected["params"])
-    assert (got["mask"] == "").all()
+    assert list(got["mask"]) == list(expected["mask"])  # masks survive every format
 
 
 def test_yolo_files_follow_the_ultralytics_layout(tiny, tmp_path):
@@ -253,3 +257,32 @@ def test_yolo_splits_accumulate_in_one_folder(tiny, tmp_path):
     assert set(val["split"]) == {"val"}
     with pytest.raises(ValueError, match="has classes"):
         save_yolo(samples.iloc[2:], labels, [*CLASSES, "mousebite"], root, out, split="test")
+
+
+def test_coco_export_writes_the_mask_as_rle_segmentation(tiny, tmp_path):
+    samples, labels, root = tiny
+    data = json.loads(save_coco(samples, labels, CLASSES, root, tmp_path / "coco").read_text())
+    first = data["annotations"][0]
+    assert set(first["segmentation"]) == {"size", "counts"}
+    assert first["segmentation"]["size"] == [48, 64]
+    assert first["area"] == decode_mask(labels["mask"][0]).sum()
+    assert "segmentation" not in data["annotations"][1]
+
+
+def test_coco_polygons_are_read_as_masks(tmp_path):
+    image = tmp_path / "images" / "a.png"
+    image.parent.mkdir()
+    cv2.imwrite(str(image), np.zeros((20, 30, 3), np.uint8))
+    # Corners in continuous coordinates: pycocotools fills pixels 2..11 x 3..8 (10 x 6), as
+    # the box (2, 3, 12, 9) with exclusive ends covers.
+    square = [[2, 3, 12, 3, 12, 9, 2, 9]]
+    (tmp_path / "annotations.json").write_text(json.dumps({
+        "images": [{"id": 7, "file_name": "a.png", "width": 30, "height": 20}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 1, "bbox": [2, 3, 10, 6],
+                         "segmentation": square}],
+        "categories": [{"id": 1, "name": "short"}],
+    }))
+    samples, labels, _ = load_coco(tmp_path / "annotations.json", tmp_path / "images")
+    mask = decode_mask(labels["mask"][0])
+    assert mask.shape == (20, 30) and mask.sum() == 10 * 6 and mask[3:9, 2:12].all()
+    assert samples["sample_id"][0] == "coco-7" and not samples["id_given"][0]
