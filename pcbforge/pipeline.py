@@ -7,6 +7,7 @@ lists and boxes joined onto the samples table, written as a pcbforge dataset.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -19,6 +20,7 @@ import pandas as pd
 from pcbforge import __version__
 from pcbforge.curate import CurateParams, curate
 from pcbforge.curate.dedupe import UnionFind
+from pcbforge.curate.runner import status_counts
 from pcbforge.datasets.dataset import (
     Dataset,
     DatasetInfo,
@@ -45,14 +47,20 @@ class ImportResult:
 def import_deeppcb(
     src: Path | str, out: Path | str, params: CurateParams | None = None, *, progress: bool = False
 ) -> ImportResult:
-    """Import a DeepPCB-layout folder into the dataset folder ``out``."""
+    """Import a DeepPCB-layout folder into the dataset folder ``out``.
+
+    A tested image whose annotation file is missing or has a line that cannot be read gets
+    status ``skipped`` (reason ``missing_label_file`` / ``bad_label_line``): its labels
+    cannot be trusted, and as an image without boxes it would teach a model that its
+    defects are clean board. So does one with a box outside the image (``box_outside``).
+    """
     started = time.perf_counter()
     src = Path(src)
     layout = read_deeppcb(src)  # raises FileNotFoundError when it is not that layout
     curated = curate(src, out, params, progress=progress)
     out = curated.out
     samples = curated.samples.merge(layout.samples, on="path", how="left")
-    for column in ("role", "template_path", "board", "pair", "listed_in"):
+    for column in ("role", "template_path", "board", "pair", "listed_in", "label_problem"):
         samples[column] = samples[column].fillna("")
     samples["source"] = "deeppcb"
     samples["split"] = samples["listed_in"].map(_LIST_SPLITS).fillna("")
@@ -61,40 +69,275 @@ def import_deeppcb(
     samples = samples.rename(columns={"listed_in": "deeppcb_list"})
     samples["sample_id"] = [sample_id_for(p, "deeppcb") for p in samples["path"]]
 
+    problems = list(layout.problems)
+    boxes = layout.labels
+    if len(boxes):
+        # DeepPCB states no image size: check the boxes against the decoded one.
+        size = samples.set_index("path")[["width", "height"]]
+        width = boxes["path"].map(size["width"]).to_numpy(dtype=np.float64)
+        height = boxes["path"].map(size["height"]).to_numpy(dtype=np.float64)
+        outside = (boxes["x2"].to_numpy() > width) | (boxes["y2"].to_numpy() > height)
+        for box in boxes[outside].itertuples():
+            problems.append(LayoutProblem(box.annotation, box.annotation_line,
+                                          f"box ({box.x1}, {box.y1}, {box.x2}, {box.y2}) is "
+                                          f"outside the image"))
+        bad = samples["path"].isin(set(boxes.loc[outside, "path"]))
+        samples.loc[bad & (samples["label_problem"] == ""), "label_problem"] = "box_outside"
+        boxes = boxes[~outside]
     ids = dict(zip(samples["path"], samples["sample_id"], strict=True))
     labels = empty_labels()
-    if len(layout.labels):
+    if len(boxes):
         labels = pd.DataFrame({
-            "sample_id": layout.labels["path"].map(ids),
-            "label": layout.labels["label"],
-            **{c: layout.labels[c].astype(np.float64) for c in ("x1", "y1", "x2", "y2")},
+            "sample_id": boxes["path"].map(ids),
+            "label": boxes["label"],
+            **{c: boxes[c].astype(np.float64) for c in ("x1", "y1", "x2", "y2")},
             "mask": "", "synthetic": False, "params": "",
         })
+    samples = _hold_back(samples, samples["label_problem"], "the image's defect labels")
+    samples = samples.drop(columns=["label_problem"])
+    dataset, report = _save_import(
+        out, samples, labels, list(DEEPPCB_CLASSES), src.resolve(), "import deeppcb",
+        curated.report, problems,
+    )
+    report.update({
+        "tested_images": int((samples["role"] == "tested").sum()),
+        "templates": int((samples["role"] == "template").sum()),
+        "boards": int(samples.loc[samples["board"] != "", "board"].nunique()),
+        "import_s": round(time.perf_counter() - started, 3),
+    })
+    write_json(out / "report.json", report)
+    return ImportResult(dataset, problems, report)
+
+
+def _hold_back(samples: pd.DataFrame, problem: pd.Series, what: str) -> pd.DataFrame:
+    """Samples with a label problem become ``skipped`` with that reason (corrupt stays
+    corrupt: it is the stronger fact); the curation status goes into ``detail``."""
+    samples = samples.copy()
+    held = (problem != "") & (samples["status"] != "corrupt")
+    for row in np.flatnonzero(held.to_numpy()):
+        index = samples.index[row]
+        before = f"{samples.at[index, 'status']}/{samples.at[index, 'reason']}".rstrip("/")
+        samples.at[index, "detail"] = f"{what}: {problem.iloc[row]} (curation: {before})"
+    samples.loc[held, "status"] = "skipped"
+    samples.loc[held, "reason"] = problem[held]
+    return samples
+
+
+def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+                 image_root: Path, command: str, curate_report: dict,
+                 problems: list) -> tuple[Dataset, dict]:
+    """Write the dataset and a report whose counts follow the final table."""
     samples, labels = with_defaults(samples, labels)
     info = DatasetInfo(
-        classes=list(DEEPPCB_CLASSES),
-        image_root=str(src.resolve()),
-        provenance=[{"command": "import deeppcb", "source": str(src.resolve()),
+        classes=classes,
+        image_root=str(image_root),
+        provenance=[{"command": command, "source": str(image_root),
                      "pcbforge_version": __version__}],
     )
     dataset = Dataset(out, samples, labels, info)
     save(dataset)
     report = {
-        **curated.report,
-        "command": "import deeppcb",
-        "groups": int(samples["group"].nunique()),
-        "groups_with_several_images": int((samples["group_size"] > 1).groupby(
-            samples["group"]).first().sum()),
-        "tested_images": int((samples["role"] == "tested").sum()),
-        "templates": int((samples["role"] == "template").sum()),
-        "boards": int(samples.loc[samples["board"] != "", "board"].nunique()),
+        **curate_report,
+        **status_counts(samples),
+        "command": command,
         "labels": len(labels),
         "labels_per_class": {k: int(v) for k, v in labels["label"].value_counts().items()},
-        "layout_problems": [str(p) for p in layout.problems],
-        "import_s": round(time.perf_counter() - started, 3),
+        "layout_problems": [str(p) for p in problems],
     }
     write_json(out / "report.json", report)
-    return ImportResult(dataset, layout.problems, report)
+    return dataset, report
+
+
+LABELLED_FORMATS = ("coco", "yolo", "voc")
+#: Folder names that mean a split, as export tools spell them.
+_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                "validation": "val", "test": "test", "testing": "test"}
+#: JSON files in a COCO folder that are not annotations.
+_NOT_COCO_JSON = {"export_report.json", "report.json", "dataset.json", "pcbforge_samples.json"}
+
+
+class SourceError(ValueError):
+    """The source is not the format named, or breaks it: the message names file and place."""
+
+
+def read_labelled(fmt: str, src: Path | str, *, images: Path | str | None = None,
+                  missing_labels: str = "error") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Read a COCO, YOLO or VOC source (every split in it): ``(samples, labels, classes)``.
+
+    ``samples`` has the loaders' columns (``file`` is each image's location on disk).
+    Sources:
+
+    - ``coco``: an instances JSON file (images in ``--images``, else ``images/`` or
+      ``data/`` beside it, else its own folder), or a folder holding one such JSON, or a
+      folder of split folders (``train/``, ``val/``...) each holding one (a pcbforge export).
+    - ``yolo``: a folder with ``data.yaml`` (or ``dataset.yaml``); every split it names.
+    - ``voc``: a folder with ``Annotations/`` and ``JPEGImages/``, or a folder of split
+      folders each holding one.
+
+    A split folder's name (train/val/valid/test...) becomes the ``split`` unless the files
+    say otherwise.
+    """
+    if fmt not in LABELLED_FORMATS:
+        raise SourceError(f"unknown format {fmt!r}; choose one of "
+                           f"{', '.join(('deeppcb', *LABELLED_FORMATS))}")
+    src = Path(src)
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: not found")
+    parts = []
+    if fmt == "coco":
+        from pcbforge.datasets.coco import load_coco
+
+        for json_path, split in _coco_files(src):
+            folder = _coco_images(json_path, Path(images) if images else None)
+            parts.append((load_coco(json_path, images_dir=folder), split))
+    elif fmt == "yolo":
+        from pcbforge.datasets.yolo import YAML_NAMES, load_yolo, yaml_splits
+
+        if not any((src / name).is_file() for name in YAML_NAMES):
+            raise FileNotFoundError(f"{src / YAML_NAMES[0]}: not found; is {src} a YOLO "
+                                    f"dataset folder?")
+        for split in yaml_splits(src):
+            parts.append((load_yolo(src, split, missing_labels=missing_labels),
+                          _SPLIT_NAMES.get(split, "")))
+    else:
+        from pcbforge.datasets.voc import load_voc
+
+        for folder, split in _split_folders(src, lambda f: (f / "Annotations").is_dir(),
+                                            "Annotations/"):
+            parts.append((load_voc(folder, missing_labels=missing_labels), split))
+    return _combine(fmt, parts)
+
+
+def _split_folders(src: Path, holds, what: str) -> list[tuple[Path, str]]:
+    """``[(src, "")]`` when ``src`` itself holds the format, else its split sub-folders."""
+    if holds(src):
+        return [(src, "")]
+    found = [(folder, _SPLIT_NAMES.get(folder.name.lower(), ""))
+             for folder in sorted(p for p in src.iterdir() if p.is_dir()) if holds(folder)]
+    if not found:
+        raise FileNotFoundError(f"{src}: no {what} here or in its sub-folders")
+    return found
+
+
+def _coco_json_in(folder: Path) -> Path | None:
+    candidates = sorted(p for p in folder.glob("*.json") if p.name not in _NOT_COCO_JSON)
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise SourceError(f"{folder}: several JSON files ({names}); pass the COCO "
+                           f"annotations file itself")
+    return candidates[0] if candidates else None
+
+
+def _coco_files(src: Path) -> list[tuple[Path, str]]:
+    if src.is_file():
+        return [(src, "")]
+    return [(_coco_json_in(folder), split) for folder, split in
+            _split_folders(src, lambda f: _coco_json_in(f) is not None, "COCO annotations JSON")]
+
+
+def _coco_images(json_path: Path, images: Path | None) -> Path:
+    """Where the images of a COCO file are: ``images`` when given, else the first of
+    ``images/``, ``data/`` and the JSON's folder that holds its first image."""
+    if images is not None:
+        return images
+    candidates = [json_path.parent / "images", json_path.parent / "data", json_path.parent]
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    first = next(iter(data.get("images") or []), None) if isinstance(data, dict) else None
+    if first is None:
+        return candidates[-1]
+    for folder in candidates:
+        if (folder / str(first.get("file_name", ""))).is_file():
+            return folder
+    raise FileNotFoundError(f"{json_path}: image {first.get('file_name')!r} is not in "
+                            f"{', '.join(str(c) for c in candidates)}; pass --images")
+
+
+def _combine(fmt: str, parts: list) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """One table from the parts (splits) of a source; ids made up by a loader are only
+    unique within their part, so they are re-derived from the image's path later."""
+    classes: list[str] = []
+    samples, labels = [], []
+    for number, ((part_samples, part_labels, part_classes), split) in enumerate(parts):
+        classes += [c for c in part_classes if c not in classes]
+        part_samples = part_samples.assign(part=number)
+        if split:
+            part_samples["split"] = part_samples["split"].where(part_samples["split"] != "", split)
+        samples.append(part_samples)
+        labels.append(part_labels.assign(part=number))
+    samples_table = pd.concat(samples, ignore_index=True)
+    labels_table = pd.concat(labels, ignore_index=True)
+    files = samples_table["file"]
+    twice = files[files.duplicated(keep=False)]
+    if len(twice):
+        raise SourceError(f"{fmt}: image {twice.iloc[0]} is listed {len(twice)} times "
+                           f"(duplicate samples)")
+    return samples_table, labels_table, classes
+
+
+def import_labelled(
+    fmt: str, src: Path | str, out: Path | str, params: CurateParams | None = None, *,
+    images: Path | str | None = None, missing_labels: str = "error", progress: bool = False,
+) -> ImportResult:
+    """Import a COCO, YOLO or VOC source (see :func:`read_labelled`) into ``out``.
+
+    The annotations are read and checked first (a broken file raises before any work);
+    then every image under the images' common folder is curated. Images the annotations
+    do not list keep a row with status ``skipped`` (reason ``not_in_annotations``): they
+    are not known to be defect-free, so they are never used as such.
+    """
+    started = time.perf_counter()
+    table, boxes, classes = read_labelled(fmt, src, images=images,
+                                          missing_labels=missing_labels)
+    files = [Path(f).resolve() for f in table["file"]]
+    image_root = Path(os.path.commonpath([f.parent for f in files]))
+    table["path"] = [f.relative_to(image_root).as_posix() for f in files]
+    # Ids a loader made up are unique only within their part: derive them from the path.
+    keys = list(zip(table["part"], table["sample_id"], strict=True))
+    ids = [given if use else sample_id_for(path, fmt) for given, use, path in
+           zip(table["sample_id"], table["id_given"], table["path"], strict=True)]
+    new_ids = dict(zip(keys, ids, strict=True))
+    table["sample_id"] = ids
+    boxes["sample_id"] = [new_ids[key] for key in
+                          zip(boxes["part"], boxes["sample_id"], strict=True)]
+    repeated = table["sample_id"][table["sample_id"].duplicated(keep=False)]
+    if len(repeated):
+        paths = table.loc[repeated.index, "path"].tolist()
+        raise SourceError(f"{fmt}: duplicate sample id {repeated.iloc[0]!r} "
+                           f"(images {', '.join(paths[:3])})")
+
+    curated = curate(image_root, out, params, progress=progress)
+    out = curated.out
+    listed = table[["path", "sample_id", "split", "synthetic", "width", "height"]].rename(
+        columns={"width": "label_width", "height": "label_height"})
+    samples = curated.samples.merge(listed, on="path", how="left", indicator=True)
+    unlisted = samples["_merge"] == "left_only"
+    samples = samples.drop(columns="_merge")
+    samples["split"] = samples["split"].fillna("")
+    samples["synthetic"] = samples["synthetic"].fillna(False).astype(bool)
+    samples["sample_id"] = samples["sample_id"].fillna("")
+    samples["source"] = fmt
+    problem = pd.Series("", index=samples.index)
+    unlisted_images = unlisted & (samples["status"] != "skipped")
+    problem[unlisted_images] = "not_in_annotations"
+    # Boxes were checked against the size the annotations state: it must be the real one.
+    decoded = samples["width"].notna() & samples["label_width"].notna()
+    wrong_size = decoded & ((samples["width"] != samples["label_width"])
+                            | (samples["height"] != samples["label_height"]))
+    problem[wrong_size] = "label_size_mismatch"
+    samples = _hold_back(samples, problem, "annotations")
+    samples = samples.drop(columns=["label_width", "label_height"])
+    labels = boxes.drop(columns="part")
+    dataset, report = _save_import(out, samples, labels, classes, image_root, f"import {fmt}",
+                                   curated.report, [])
+    report.update({
+        "source": str(Path(src).resolve()),
+        "annotated_images": len(table),
+        "images_not_in_annotations": int(unlisted_images.sum()),
+        "splits": {k or "none": int(v) for k, v in table["split"].value_counts().items()},
+        "import_s": round(time.perf_counter() - started, 3),
+    })
+    write_json(out / "report.json", report)
+    return ImportResult(dataset, [], report)
 
 
 def _join_pair_groups(samples: pd.DataFrame) -> pd.Series:

@@ -276,26 +276,34 @@ def _swap_into_place(stage: Path, out: Path) -> None:
         os.replace(stage, out)
 
 
-def _report(src, out, table, params, timings, stats, scan) -> dict:
-    status_counts = table["status"].value_counts()
+def status_counts(table: pd.DataFrame) -> dict:
+    """``counts`` (per status), ``reasons`` (per ``status/reason``) and group counts of a
+    samples table: the parts of a report that follow the table when it changes."""
+    counts = table["status"].value_counts()
     reasons = (
         table.loc[table["reason"] != ""]
         .groupby(["status", "reason"]).size()
         .reset_index(name="count")
     )
+    return {
+        "files": len(table),
+        "counts": {status: int(counts.get(status, 0)) for status in STATUSES},
+        "reasons": {
+            f"{row.status}/{row.reason}": int(row.count) for row in reasons.itertuples()
+        },
+        "groups": int(table["group"].nunique()),
+        "groups_with_several_images": int((table.groupby("group").size() > 1).sum()),
+    }
+
+
+def _report(src, out, table, params, timings, stats, scan) -> dict:
     images = int((table["status"] != "skipped").sum())
     return {
         "command": "curate",
         "pcbforge_version": __version__,
         "source": str(src),
         "dataset": str(out),
-        "files": len(table),
-        "counts": {status: int(status_counts.get(status, 0)) for status in STATUSES},
-        "reasons": {
-            f"{row.status}/{row.reason}": int(row.count) for row in reasons.itertuples()
-        },
-        "groups": int(table["group"].nunique()),
-        "groups_with_several_images": int((table.groupby("group").size() > 1).sum()),
+        **status_counts(table),
         "duplicate_search": {
             "candidate_search": stats.search,
             "candidate_pairs": stats.candidate_pairs,

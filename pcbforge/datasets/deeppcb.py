@@ -96,8 +96,9 @@ def read_deeppcb(root: Path | str) -> DeepPCBLayout:
     ``template``), ``template_path`` (for tested images), ``board`` (the
     ``groupN`` folder: one scanned board), ``pair`` (the tile id shared by an
     image and its template), ``listed_in`` (``trainval``/``test`` when a list
-    file names it). Labels columns: ``path`` of the tested image, ``label``,
-    ``x1, y1, x2, y2``, ``annotation`` and ``annotation_line``.
+    file names it), ``label_problem`` (``missing_label_file`` or ``bad_label_line`` for a
+    tested image whose labels cannot all be trusted, else ""). Labels columns: ``path`` of
+    the tested image, ``label``, ``x1, y1, x2, y2``, ``annotation`` and ``annotation_line``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -115,22 +116,26 @@ def read_deeppcb(root: Path | str) -> DeepPCBLayout:
             problems.append(LayoutProblem(relative, 0, f"template {template} is missing"))
         annotation = f"{group_dir}/{tile_dir}_not/{pair}.txt"
         listed_in = listed.get(f"{group_dir}/{tile_dir}/{pair}.jpg", "")
-        samples.append({
+        tested_row = {
             "path": relative, "role": "tested", "template_path": template if has_template else "",
-            "board": group_dir, "pair": pair, "listed_in": listed_in,
-        })
+            "board": group_dir, "pair": pair, "listed_in": listed_in, "label_problem": "",
+        }
+        samples.append(tested_row)
         if has_template:
             samples.append({
                 "path": template, "role": "template", "template_path": "",
-                "board": group_dir, "pair": pair, "listed_in": listed_in,
+                "board": group_dir, "pair": pair, "listed_in": listed_in, "label_problem": "",
             })
         try:
             text = (root / annotation).read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             problems.append(LayoutProblem(relative, 0, f"annotation {annotation} is missing"))
+            tested_row["label_problem"] = "missing_label_file"
             continue
         boxes, found = parse_annotation(text, annotation)
         problems.extend(found)
+        if found:
+            tested_row["label_problem"] = "bad_label_line"
         labels.extend({"path": relative, **box} for box in boxes)
     if not samples:
         raise FileNotFoundError(
