@@ -24,8 +24,10 @@ from pcbforge.curate.runner import status_counts
 from pcbforge.datasets.dataset import (
     Dataset,
     DatasetInfo,
+    apply_previous_splits,
     empty_labels,
     load,
+    previous_splits,
     sample_id_for,
     save,
     with_defaults,
@@ -57,6 +59,7 @@ def import_deeppcb(
     started = time.perf_counter()
     src = Path(src)
     layout = read_deeppcb(src)  # raises FileNotFoundError when it is not that layout
+    earlier = previous_splits(out)
     curated = curate(src, out, params, progress=progress)
     out = curated.out
     samples = curated.samples.merge(layout.samples, on="path", how="left")
@@ -97,7 +100,7 @@ def import_deeppcb(
     samples = samples.drop(columns=["label_problem"])
     dataset, report = _save_import(
         out, samples, labels, list(DEEPPCB_CLASSES), src.resolve(), "import deeppcb",
-        curated.report, problems,
+        curated.report, problems, earlier,
     )
     report.update({
         "tested_images": int((samples["role"] == "tested").sum()),
@@ -125,14 +128,25 @@ def _hold_back(samples: pd.DataFrame, problem: pd.Series, what: str) -> pd.DataF
 
 def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
                  image_root: Path, command: str, curate_report: dict,
-                 problems: list) -> tuple[Dataset, dict]:
-    """Write the dataset and a report whose counts follow the final table."""
+                 problems: list, earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
+    """Write the dataset and a report whose counts follow the final table.
+
+    ``earlier`` is what :func:`previous_splits` read from ``out`` before it was rebuilt:
+    when ``out`` had been split, every known sample keeps its split and new samples wait
+    for the next ``split`` (a split their source states goes to ``source_split``).
+    """
     samples, labels = with_defaults(samples, labels)
+    record, assigned = earlier
+    if record is not None:
+        samples["source_split"] = samples["split"]
+        samples["split"] = ""
+        samples = apply_previous_splits(samples, assigned)
     info = DatasetInfo(
         classes=classes,
         image_root=str(image_root),
         provenance=[{"command": command, "source": str(image_root),
                      "pcbforge_version": __version__}],
+        split=record,
     )
     dataset = Dataset(out, samples, labels, info)
     save(dataset)
@@ -305,6 +319,7 @@ def import_labelled(
         raise SourceError(f"{fmt}: duplicate sample id {repeated.iloc[0]!r} "
                            f"(images {', '.join(paths[:3])})")
 
+    earlier = previous_splits(out)
     curated = curate(image_root, out, params, progress=progress)
     out = curated.out
     listed = table[["path", "sample_id", "split", "synthetic", "width", "height"]].rename(
@@ -328,7 +343,7 @@ def import_labelled(
     samples = samples.drop(columns=["label_width", "label_height"])
     labels = boxes.drop(columns="part")
     dataset, report = _save_import(out, samples, labels, classes, image_root, f"import {fmt}",
-                                   curated.report, [])
+                                   curated.report, [], earlier)
     report.update({
         "source": str(Path(src).resolve()),
         "annotated_images": len(table),

@@ -46,8 +46,10 @@ def curated(messy_corpus, tmp_path_factory):
     return curate(root, out, CurateParams(workers=2))
 
 
-def write_deeppcb_layout(root: Path, boards: dict[str, int], rng: np.random.Generator) -> dict:
-    """groupN/N/X_{temp,test}.jpg and groupN/N_not/X.txt, with real drawn defects."""
+def write_deeppcb_layout(root: Path, boards: dict[str, int], rng: np.random.Generator,
+                         list_name: str = "trainval") -> dict:
+    """groupN/N/X_{temp,test}.jpg and groupN/N_not/X.txt, with real drawn defects, listed
+    in ``<list_name>.txt``."""
     from pcbforge.synth.boards import add_local_defect, draw_board
 
     expected = {"boxes": 0, "tested": 0}
@@ -68,5 +70,5 @@ def write_deeppcb_layout(root: Path, boards: dict[str, int], rng: np.random.Gene
             lines.append(f"{group}/{number}/{pair}.jpg {group}/{number}_not/{pair}.txt")
             expected["boxes"] += 2
             expected["tested"] += 1
-    (root / "trainval.txt").write_text("\n".join(lines) + "\n")
+    (root / f"{list_name}.txt").write_text("\n".join(lines) + "\n")
     return expected

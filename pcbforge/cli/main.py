@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 
 from pcbforge import __version__
+from pcbforge.cli.audit import audit_command
 from pcbforge.cli.curate import curate_command
 from pcbforge.cli.doctor import doctor_command
 from pcbforge.cli.export import export_command
 from pcbforge.cli.importer import import_app
+from pcbforge.cli.split import split_command
 from pcbforge.cli.synth import synth_app
 from pcbforge.env import apply_offline_defaults
 
@@ -20,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("curate", no_args_is_help=True)(curate_command)
+app.command("split", no_args_is_help=True)(split_command)
+app.command("audit", no_args_is_help=True)(audit_command)
 app.command("export", no_args_is_help=True)(export_command)
 app.command("doctor")(doctor_command)
 app.add_typer(import_app, name="import")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -75,6 +75,10 @@ class DedupeStats:
     duplicate_edges: int = 0
     variant_edges: int = 0
     rejected_pairs: int = 0
+    #: Every pair found to show one scene: (row_i, row_j, reason, pHash distance, dihedral
+    #: variant of j matched to i), reason ``exact``, ``duplicate`` or ``variant`` (a defect
+    #: variant); a distance of -1: found by the occupancy hash.
+    edges: list[tuple[int, int, str, int, int]] = field(default_factory=list)
 
 
 class UnionFind:
@@ -157,6 +161,7 @@ def find_duplicates(
             for other in members[1:]:
                 duplicates.union(members[0], other)
                 scenes.union(members[0], other)
+                stats.edges.append((int(members[0]), int(other), "exact", 0, 0))
 
     # 2. Near and transformed: one representative per exact class, no blank frames.
     blank = (table["low_quality_reason"] == "blank").to_numpy()
@@ -168,7 +173,8 @@ def find_duplicates(
         rows_j = np.asarray(searchable, dtype=np.int64)[pairs.j]
         relations = _verify(table, thumbs, rows_i, rows_j, pairs.variant, params.verify,
                             thumbs_path, engine, progress)
-        for row_i, row_j, relation in zip(rows_i, rows_j, relations, strict=True):
+        for row_i, row_j, relation, variant, distance in zip(
+                rows_i, rows_j, relations, pairs.variant, pairs.distance, strict=True):
             if relation is Relation.DUPLICATE:
                 stats.duplicate_edges += 1
                 duplicates.union(int(row_i), int(row_j))
@@ -178,6 +184,9 @@ def find_duplicates(
                 scenes.union(int(row_i), int(row_j))
             else:
                 stats.rejected_pairs += 1
+                continue
+            stats.edges.append((int(row_i), int(row_j), relation.name.lower(), int(distance),
+                                int(variant)))
 
     _assign_duplicates(table, duplicates.labels(), decodable, hashes.codes)
     _assign_groups(table, scenes.labels())

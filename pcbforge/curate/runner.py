@@ -24,7 +24,13 @@ from pcbforge.curate.dedupe import DedupeParams, ImageHashes, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
 from pcbforge.curate.inspect import InspectParams, inspect_into_store
 from pcbforge.curate.scan import FoundFile, scan_folder
-from pcbforge.datasets.dataset import DATASET_JSON, DatasetInfo
+from pcbforge.datasets.dataset import (
+    DATASET_JSON,
+    DatasetInfo,
+    apply_previous_splits,
+    previous_splits,
+    sample_id_for,
+)
 from pcbforge.datasets.samples import STATUSES, write_json, write_samples
 from pcbforge.engine import LocalEngine
 
@@ -80,6 +86,7 @@ def curate(
 
     stage = out_path.parent / f".{out_path.name}.partial-{os.getpid()}"
     _remove_stale_stages(out_path)
+    split_record, assigned = previous_splits(out_path)
     try:
         stage.mkdir(parents=True)
     except OSError as err:
@@ -112,6 +119,10 @@ def curate(
         np.save(stage / CACHE_DIR / HASHES_FILE, hashes.codes)
         del thumbs
         table = table.drop(columns=["thumb_index"])
+        if split_record is not None:  # re-curating a split dataset keeps its assignments
+            table["sample_id"] = [sample_id_for(path) for path in table["path"]]
+            table["split"] = ""
+            table = apply_previous_splits(table, assigned)
         write_samples(table, stage)
         timings["write_s"] = time.perf_counter() - tick
         timings["total_s"] = time.perf_counter() - started
@@ -119,7 +130,7 @@ def curate(
         report = _report(src_path, out_path, table, params, timings, stats, scan)
         write_json(stage / REPORT_JSON, report)
         # The images stay where they are: the dataset records where that is.
-        info = DatasetInfo(image_root=str(src_path), provenance=[{
+        info = DatasetInfo(image_root=str(src_path), split=split_record, provenance=[{
             "command": "curate", "source": str(src_path),
             "parameters": params.model_dump(mode="json"),
         }])

@@ -69,6 +69,9 @@ class DatasetInfo(BaseModel):
     image_root: str = "."
     pcbforge_version: str = __version__
     provenance: list[dict] = Field(default_factory=list)
+    #: Set by ``pcbforge split``: its parameters. While set, the ``split`` column holds
+    #: assignments that later splits and re-imports keep (the test set only grows).
+    split: dict | None = None
 
 
 @dataclass
@@ -215,6 +218,34 @@ def validate(dataset: Dataset, *, check_files: bool = False) -> None:
                                    f"{dataset.image_path(path)} does not exist")
 
 
+def previous_splits(root: Path | str) -> tuple[dict | None, dict[str, str]]:
+    """The ``split`` record and ``{sample_id: split}`` of a dataset folder about to be
+    rebuilt, when an earlier ``pcbforge split`` made them (else ``(None, {})``), so that a
+    re-import or re-curation keeps every assignment (the test set only grows)."""
+    root = Path(root)
+    try:
+        info = _read_info(root)
+        if info.split is None or not (root / SAMPLES_PARQUET).is_file():
+            return None, {}
+        old = pd.read_parquet(root / SAMPLES_PARQUET)
+    except (DatasetError, OSError, ValueError):
+        return None, {}
+    ids = (old["sample_id"] if "sample_id" in old.columns
+           else pd.Series([sample_id_for(path) for path in old["path"]]))
+    split = old["split"].fillna("").astype(str) if "split" in old.columns else ""
+    return info.split, {i: s for i, s in zip(ids, split, strict=True) if s}
+
+
+def apply_previous_splits(samples: pd.DataFrame, earlier: dict[str, str]) -> pd.DataFrame:
+    """``samples`` with the earlier split of every sample id found in ``earlier``."""
+    if not earlier:
+        return samples
+    samples = samples.copy()
+    found = samples["sample_id"].map(earlier).fillna("")
+    samples["split"] = found.where(found != "", samples["split"].fillna(""))
+    return samples
+
+
 def _first_bad(mask: np.ndarray, table: pd.DataFrame, file: Path, describe) -> None:
     if mask.any():
         row = int(np.flatnonzero(mask)[0])
@@ -236,6 +267,7 @@ def _read_info(root: Path) -> DatasetInfo:
 
 
 __all__ = [
-    "Dataset", "DatasetError", "DatasetInfo", "LABEL_COLUMNS", "SAMPLE_DEFAULTS", "empty_labels",
-    "load", "sample_id_for", "save", "validate",
+    "Dataset", "DatasetError", "DatasetInfo", "LABEL_COLUMNS", "SAMPLE_DEFAULTS",
+    "apply_previous_splits",
+    "empty_labels", "load", "previous_splits", "sample_id_for", "save", "validate",
 ]
