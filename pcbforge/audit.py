@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pcbforge.curate.dedupe import VARIANT_NAMES, DedupeParams, find_duplicates
-from pcbforge.curate.runner import CurateParams, _inspect_all
+from pcbforge.curate.runner import CACHE_DIR, THUMBS_FILE, CurateParams, inspect_files
 from pcbforge.curate.scan import FoundFile
 from pcbforge.datasets.dataset import Dataset, load
 from pcbforge.datasets.samples import write_json
@@ -92,8 +92,9 @@ def _pixel_leaks(rows: pd.DataFrame, workers: int, progress: bool) -> list[dict]
     params = CurateParams(workers=workers)
     with tempfile.TemporaryDirectory(prefix="pcbforge-audit-") as stage, \
             LocalEngine(workers) as engine:
-        table, thumbs, hashes = _inspect_all(files, params, Path(stage), engine, progress)
-        _, stats = find_duplicates(table, thumbs, hashes, DedupeParams(), engine=None)
+        table, thumbs, hashes = inspect_files(files, params, Path(stage), engine, progress)
+        _, stats = find_duplicates(table, thumbs, hashes, DedupeParams(), engine=engine,
+                                   thumbs_path=Path(stage) / CACHE_DIR / THUMBS_FILE)
         del thumbs
     side = rows["side"].to_numpy()
     leaks = []

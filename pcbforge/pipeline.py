@@ -7,7 +7,6 @@ lists and boxes joined onto the samples table, written as a pcbforge dataset.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -19,7 +18,6 @@ import pandas as pd
 
 from pcbforge import __version__
 from pcbforge.curate import CurateParams, curate
-from pcbforge.curate.dedupe import UnionFind
 from pcbforge.curate.runner import status_counts
 from pcbforge.datasets.dataset import (
     Dataset,
@@ -34,6 +32,7 @@ from pcbforge.datasets.dataset import (
 )
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, LayoutProblem, read_deeppcb
 from pcbforge.datasets.samples import write_json
+from pcbforge.split import leakage_groups
 
 #: DeepPCB list files -> pcbforge split (DeepPCB's train/val part is one list).
 _LIST_SPLITS = {"trainval": "train", "test": "test", "": ""}
@@ -129,7 +128,7 @@ def _hold_back(samples: pd.DataFrame, problem: pd.Series, what: str) -> pd.DataF
 def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
                  image_root: Path, command: str, curate_report: dict,
                  problems: list, earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
-    """Write the dataset and a report whose counts follow the final table.
+    """Write the dataset; return it with a report whose counts follow the final table.
 
     ``earlier`` is what :func:`previous_splits` read from ``out`` before it was rebuilt:
     when ``out`` had been split, every known sample keeps its split and new samples wait
@@ -158,8 +157,7 @@ def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame, classes
         "labels_per_class": {k: int(v) for k, v in labels["label"].value_counts().items()},
         "layout_problems": [str(p) for p in problems],
     }
-    write_json(out / "report.json", report)
-    return dataset, report
+    return dataset, report  # the caller adds its own counts, then writes report.json
 
 
 LABELLED_FORMATS = ("coco", "yolo", "voc")
@@ -202,15 +200,14 @@ def read_labelled(fmt: str, src: Path | str, *, images: Path | str | None = None
         from pcbforge.datasets.coco import load_coco
 
         for json_path, split in _coco_files(src):
-            folder = _coco_images(json_path, Path(images) if images else None)
-            parts.append((load_coco(json_path, images_dir=folder), split))
+            # Given, else images/ or data/ beside the JSON, else its own folder.
+            folders = [Path(images)] if images else [json_path.parent / "images",
+                                                     json_path.parent / "data", json_path.parent]
+            parts.append((load_coco(json_path, images_dir=folders), split))
     elif fmt == "yolo":
-        from pcbforge.datasets.yolo import YAML_NAMES, load_yolo, yaml_splits
+        from pcbforge.datasets.yolo import load_yolo, yaml_splits
 
-        if not any((src / name).is_file() for name in YAML_NAMES):
-            raise FileNotFoundError(f"{src / YAML_NAMES[0]}: not found; is {src} a YOLO "
-                                    f"dataset folder?")
-        for split in yaml_splits(src):
+        for split in yaml_splits(src):  # FileNotFoundError when there is no data.yaml
             parts.append((load_yolo(src, split, missing_labels=missing_labels),
                           _SPLIT_NAMES.get(split, "")))
     else:
@@ -247,23 +244,6 @@ def _coco_files(src: Path) -> list[tuple[Path, str]]:
         return [(src, "")]
     return [(_coco_json_in(folder), split) for folder, split in
             _split_folders(src, lambda f: _coco_json_in(f) is not None, "COCO annotations JSON")]
-
-
-def _coco_images(json_path: Path, images: Path | None) -> Path:
-    """Where the images of a COCO file are: ``images`` when given, else the first of
-    ``images/``, ``data/`` and the JSON's folder that holds its first image."""
-    if images is not None:
-        return images
-    candidates = [json_path.parent / "images", json_path.parent / "data", json_path.parent]
-    data = json.loads(json_path.read_text(encoding="utf-8"))
-    first = next(iter(data.get("images") or []), None) if isinstance(data, dict) else None
-    if first is None:
-        return candidates[-1]
-    for folder in candidates:
-        if (folder / str(first.get("file_name", ""))).is_file():
-            return folder
-    raise FileNotFoundError(f"{json_path}: image {first.get('file_name')!r} is not in "
-                            f"{', '.join(str(c) for c in candidates)}; pass --images")
 
 
 def _combine(fmt: str, parts: list) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -359,17 +339,13 @@ def _join_pair_groups(samples: pd.DataFrame) -> pd.Series:
     """A tested image and its template share a group, whatever pixels said.
 
     Curation groups them when it verifies the pair as one scene (96.8% of
-    DeepPCB's pairs); the layout states it, so the import joins the rest.
+    DeepPCB's pairs); the layout states it, so the import joins the rest: the
+    split's leakage groups without extra columns are exactly these unions. A
+    merged group keeps the smallest of its members' group ids.
     """
-    # Sorted codes: the union's smaller root is the smallest group id.
-    codes, names = pd.factorize(samples["group"].astype(str), sort=True)
-    sets = UnionFind(len(names))
-    code_of = dict(zip(samples["path"], codes, strict=True))
-    for path, template in zip(samples["path"], samples["template_path"], strict=True):
-        if template and template in code_of:
-            sets.union(int(code_of[path]), int(code_of[template]))
-    # A merged group keeps the smallest of its members' group ids.
-    return pd.Series(np.asarray(names)[sets.labels()[codes]], index=samples.index)
+    components = leakage_groups(samples.reset_index(drop=True))
+    joined = samples["group"].astype(str).groupby(components).transform("min")
+    return pd.Series(joined.to_numpy(), index=samples.index)
 
 
 EXPORT_FORMATS = ("coco", "yolo", "voc", "deeppcb")

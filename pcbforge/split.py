@@ -28,14 +28,18 @@ splits furthest below their targets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pcbforge import __version__
 from pcbforge.curate.dedupe import UnionFind
+from pcbforge.datasets.dataset import SPLITS, load, save
+from pcbforge.datasets.samples import write_json
 
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = SPLITS[1:]  # ("train", "val", "test"): SPLITS also allows "" (unassigned)
 #: Statuses that are assigned a split; duplicates then follow their group.
 ASSIGNED_STATUS = "ok"
 
@@ -133,7 +137,6 @@ class _Scorer:
         self.other_weight = other_weight
         self.totals = counts.sum(axis=0)
         self.ratios = ratios
-        self.used = self.totals > 0
         self.is_class = np.zeros(counts.shape[1], dtype=bool)
         self.is_class[:n_classes] = True
         # A class can be in every split with a ratio when it is in enough groups.
@@ -143,9 +146,7 @@ class _Scorer:
         self.positive = ratios > 0
 
     def __call__(self, split_totals: np.ndarray) -> np.ndarray:
-        safe = np.where(self.used, self.totals, 1.0)
-        deviation = np.abs(split_totals / safe - self.ratios[:, None])
-        deviation = np.where(self.used, deviation, 0.0)
+        deviation = _deviation(split_totals, self.totals, self.ratios)
         class_dev = np.where(self.is_class, deviation, 0.0).max(axis=(-2, -1))
         other_dev = np.where(self.is_class, 0.0, deviation).max(axis=(-2, -1))
         rms = np.sqrt((deviation**2).mean(axis=(-2, -1)))
@@ -154,13 +155,18 @@ class _Scorer:
                 + missing.sum(axis=(-2, -1)))
 
 
+def _deviation(split_totals: np.ndarray, overall: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+    """``|share - ratio|`` of split totals ``(..., S, K)`` (columns with no count: 0)."""
+    used = overall > 0
+    share = split_totals / np.where(used, overall, 1.0)
+    return np.where(used, np.abs(share - ratios[:, None]), 0.0)
+
+
 def deviations(counts: np.ndarray, split_of_group: np.ndarray, ratios) -> np.ndarray:
     """``|share - ratio|`` per split and count column (columns with no count: 0)."""
     ratios = np.asarray(ratios, dtype=np.float64)
     totals = _split_totals(counts, split_of_group, len(ratios))
-    overall = counts.sum(axis=0)
-    share = totals / np.where(overall > 0, overall, 1.0)
-    return np.where(overall > 0, np.abs(share - ratios[:, None]), 0.0)
+    return _deviation(totals, counts.sum(axis=0), ratios)
 
 
 def _split_totals(counts: np.ndarray, split_of_group: np.ndarray, n_splits: int) -> np.ndarray:
@@ -355,11 +361,9 @@ def split_samples(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str
                          f"splits ({', '.join(open_splits)}): nothing can be held out without "
                          f"leaking")
     split_column = samples["split"].fillna("").astype(str)
-    keep = previous is not None and not params.reshuffle
-    if not keep and (split_column != "").any() and previous is None:
-        if "source_split" not in samples.columns:
-            samples["source_split"] = split_column
-    if keep:
+    if previous is None and (split_column != "").any() and "source_split" not in samples:
+        samples["source_split"] = split_column  # values that came with the data
+    if previous is not None and not params.reshuffle:
         pinned_all, conflicts = _pinned_groups(samples, groups, n_groups)
     else:
         pinned_all, conflicts = np.full(n_groups, -1, dtype=np.int64), []
@@ -377,12 +381,12 @@ def split_samples(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str
     names = np.array(SPLIT_NAMES, dtype=object)
     samples["split"] = np.where(follows, names[np.maximum(split_of_row, 0)], "")
     report = _report(samples, counts[eligible], result, columns, classes, params, eligible,
-                     pinned, conflicts, groups)
+                     pinned, conflicts)
     return SplitResult(samples, report)
 
 
-def _report(samples, counts, result, columns, classes, params, eligible, pinned, conflicts,
-            groups) -> dict:
+def _report(samples, counts, result, columns, classes, params, eligible, pinned,
+            conflicts) -> dict:
     dev = deviations(counts, result.split_of_group, params.ratios)
     totals = _split_totals(counts, result.split_of_group, len(SPLIT_NAMES))
     n_classes = len(classes)
@@ -425,12 +429,6 @@ SPLIT_REPORT = "split_report.json"
 def split_dataset(path, params: SplitParams) -> dict:
     """Assign the ``split`` column of the dataset folder ``path`` (files written
     atomically) and write ``split_report.json``; returns the report."""
-    from pathlib import Path
-
-    from pcbforge import __version__
-    from pcbforge.datasets.dataset import load, save
-    from pcbforge.datasets.samples import write_json
-
     dataset = load(path)
     result = split_samples(dataset.samples, dataset.labels, dataset.info.classes, params,
                            previous=dataset.info.split)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from pcbforge.cli._util import fail
+from pcbforge.cli._util import fail, validation_message
 from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
 from pcbforge.curate.quality import QualityThresholds
@@ -83,7 +83,7 @@ def curate_command(
             materialize="copy" if copy_kept else "link" if link_kept else "none",
         )
     except ValidationError as err:
-        fail(_first_error(err))
+        fail(validation_message(err))
     try:
         result = curate(src, out, params, progress=True)
     except CurateError as err:
@@ -115,9 +115,3 @@ def print_summary(report: dict, console: Console) -> None:
         f"{report['images_per_second']} images/s in {report['timings']['total_s']} s | "
         f"report: {report['dataset']}/report.json"
     )
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"invalid option {where}: {first['msg']} (got {first.get('input')!r})"

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from pcbforge.cli._util import fail
+from pcbforge.cli._util import fail, validation_message
 
 
 def split_command(
@@ -38,7 +38,7 @@ def split_command(
         params = SplitParams(ratios=values, seed=seed, group_by=tuple(group_by or ()),
                              reshuffle=reshuffle)
     except ValidationError as err:
-        fail(err.errors()[0]["msg"].removeprefix("Value error, "))
+        fail(validation_message(err))
     try:
         report = split_dataset(dataset, params)
     except (SplitError, DatasetError) as err:

@@ -101,7 +101,7 @@ def curate(
 
         with LocalEngine(params.workers, preload=_WORKER_MODULES) as engine:
             tick = time.perf_counter()
-            table, thumbs, hashes = _inspect_all(scan.files, params, stage, engine, progress)
+            table, thumbs, hashes = inspect_files(scan.files, params, stage, engine, progress)
             timings["inspect_s"] = time.perf_counter() - tick
 
             tick = time.perf_counter()
@@ -192,7 +192,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _inspect_all(files, params: CurateParams, stage: Path, engine: LocalEngine, progress: bool):
+def inspect_files(files, params: CurateParams, stage: Path, engine: LocalEngine, progress: bool):
     """Inspect every file; thumbnails go to a store with one slot per image file."""
     size = params.inspect.thumb_size
     (stage / CACHE_DIR).mkdir()

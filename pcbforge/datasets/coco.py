@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -95,15 +96,15 @@ def save_coco(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
     return json_path
 
 
-def load_coco(json_path: Path, images_dir: Path | None = None
+def load_coco(json_path: Path, images_dir: Path | Sequence[Path] | None = None
               ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Read a COCO instances file: ``(samples, labels, classes)``.
 
     ``classes`` are the category names in category-id order. ``sample_id`` comes from the
     ``"pcbforge"`` extra when present (``id_given`` True), else ``f"coco-{image_id}"``.
     With ``images_dir`` every image must exist there (its location is the ``file`` column),
-    and a missing width/height is read from its header. Boxes must lie inside their image
-    (see ``box_inside``).
+    and a missing width/height is read from its header; a list of folders means the first
+    one that holds the first image. Boxes must lie inside their image (see ``box_inside``).
     """
     json_path = Path(json_path)
     if not json_path.is_file():
@@ -114,6 +115,8 @@ def load_coco(json_path: Path, images_dir: Path | None = None
         raise ValueError(f"{json_path}: not valid JSON ({err.msg} at line {err.lineno})") from err
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{json_path}: not a COCO instances file (no 'images' list)")
+    if images_dir is not None and not isinstance(images_dir, str | Path):
+        images_dir = _images_folder(json_path, data["images"], [Path(f) for f in images_dir])
     categories = sorted(data.get("categories", []), key=lambda c: c["id"])
     names = {c["id"]: str(c["name"]) for c in categories}
     classes = [str(c["name"]) for c in categories]
@@ -128,6 +131,18 @@ def load_coco(json_path: Path, images_dir: Path | None = None
     for annotation in data.get("annotations", []):
         rows.append(_read_annotation(annotation, json_path, names, images))
     return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
+
+
+def _images_folder(json_path: Path, images: list, candidates: list[Path]) -> Path:
+    """The first of ``candidates`` that holds the file of the first image."""
+    if not images:
+        return candidates[-1]
+    name = str(images[0].get("file_name", "")) if isinstance(images[0], dict) else ""
+    for folder in candidates:
+        if (folder / name).is_file():
+            return folder
+    raise FileNotFoundError(f"{json_path}: image {name!r} is not in "
+                            f"{', '.join(str(c) for c in candidates)}; pass --images")
 
 
 def _read_image(image: dict, json_path: Path, images_dir: Path | None) -> dict:

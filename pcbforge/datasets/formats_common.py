@@ -111,6 +111,12 @@ def box_inside(where: str, corners: tuple[float, float, float, float], width: in
     return max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
 
 
+def check_missing_labels(missing_labels: str) -> None:
+    """The loaders' ``missing_labels`` choice: ``error`` or ``empty`` (no boxes)."""
+    if missing_labels not in ("error", "empty"):
+        raise ValueError(f"missing_labels must be 'error' or 'empty', got {missing_labels!r}")
+
+
 def labels_frame(rows: list[dict]) -> pd.DataFrame:
     """A labels table with the standard columns and dtypes (also when there are no rows)."""
     if not rows:

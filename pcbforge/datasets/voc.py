@@ -32,6 +32,7 @@ from pcbforge.datasets.formats_common import (
     SAMPLE_COLUMNS,
     box_inside,
     boxes_by_sample,
+    check_missing_labels,
     copy_image,
     flat_file_names,
     labels_frame,
@@ -120,8 +121,7 @@ def load_voc(out_dir: Path, *, missing_labels: str = "error"
     raises ``FileNotFoundError`` unless ``missing_labels="empty"`` (then it has no boxes);
     a box outside its image raises ``ValueError`` naming the XML file and object.
     """
-    if missing_labels not in ("error", "empty"):
-        raise ValueError(f"missing_labels must be 'error' or 'empty', got {missing_labels!r}")
+    check_missing_labels(missing_labels)
     out_dir = Path(out_dir)
     annotations_dir = out_dir / "Annotations"
     if not annotations_dir.is_dir():

@@ -35,6 +35,7 @@ from pcbforge.datasets.formats_common import (
     SAMPLE_COLUMNS,
     box_inside,
     boxes_by_sample,
+    check_missing_labels,
     copy_image,
     flat_file_names,
     labels_frame,
@@ -181,8 +182,7 @@ def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "err
     pixels with the size from each image's header. A malformed line, a class index out of
     range or a box outside the image raises ``ValueError`` naming ``file:line``.
     """
-    if missing_labels not in ("error", "empty"):
-        raise ValueError(f"missing_labels must be 'error' or 'empty', got {missing_labels!r}")
+    check_missing_labels(missing_labels)
     out_dir = Path(out_dir)
     yaml_path, config = _read_yaml(out_dir)
     classes = _names(config.get("names"), yaml_path)
