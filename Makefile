@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/pcbforge synth messy --out $(DEMO)/messy --seed 0
+	# Same seed, same bytes: a corpus from an earlier run is reused, so `make demo` re-runs.
+	test -d $(DEMO)/messy || $(VENV)/bin/pcbforge synth messy --out $(DEMO)/messy --seed 0
 	$(VENV)/bin/pcbforge curate $(DEMO)/messy --out $(DEMO)/curated --workers 2
 
 test: install
