@@ -27,6 +27,11 @@ demo: install
 	# Same seed, same bytes: a corpus from an earlier run is reused, so `make demo` re-runs.
 	test -d $(DEMO)/messy || $(VENV)/bin/pcbforge synth messy --out $(DEMO)/messy --seed 0
 	$(VENV)/bin/pcbforge curate $(DEMO)/messy --out $(DEMO)/curated --workers 2
+	# Defect samples with no user data: procedural good boards, then labelled defects on them.
+	$(VENV)/bin/pcbforge synth boards --out $(DEMO)/boards --count 20 --seed 0 --workers 2
+	$(VENV)/bin/pcbforge synth --boards $(DEMO)/boards --out $(DEMO)/synth --count 60 --seed 0 --workers 2
+	$(VENV)/bin/pcbforge split $(DEMO)/synth
+	$(VENV)/bin/pcbforge audit $(DEMO)/synth
 
 test: install
 	$(VENV)/bin/pytest -q

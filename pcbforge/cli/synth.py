@@ -1,4 +1,4 @@
-"""``pcbforge synth ...``: generated data."""
+"""``pcbforge synth ...``: defects on good boards, procedural boards, messy test corpora."""
 
 from __future__ import annotations
 
@@ -6,11 +6,121 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
-from pcbforge.cli._util import fail
+from pcbforge.cli._util import fail, validation_message
 
-synth_app = typer.Typer(no_args_is_help=True, help="Generate boards, defects and test corpora.")
+synth_app = typer.Typer(
+    no_args_is_help=True,
+    invoke_without_command=True,
+    help="Draw labelled defects on good boards: `pcbforge synth --boards SRC --out DATASET`. "
+         "Subcommands make procedural boards and messy test corpora.",
+)
+
+
+def _range(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.split("-")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        fail(f"--defects-per-image must be N or MIN-MAX (e.g. 3-12), got {text!r}")
+    return parts[0], parts[1]
+
+
+@synth_app.callback()
+def synth_command(
+    ctx: typer.Context,
+    boards: Annotated[Path | None, typer.Option(
+        help="Good boards: a folder of images, or a pcbforge dataset (its templates, or its "
+             "ok unlabelled images).", exists=True, file_okay=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Dataset folder to write.")
+                   ] = None,
+    count: Annotated[int, typer.Option(help="Defective images to make.")] = 100,
+    defects_per_image: Annotated[str, typer.Option(help="N or MIN-MAX per image.")] = "3-12",
+    classes: Annotated[str, typer.Option(
+        help="Comma-separated classes: open, short, mousebite, spur, copper, pin-hole.")] = (
+        "open,short,mousebite,spur,copper,pin-hole"),
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    px_per_mm: Annotated[float | None, typer.Option(
+        help="Board resolution; defect sizes scale with it [default: the dataset's, else "
+             "48, DeepPCB's].")] = None,
+    box: Annotated[str, typer.Option(
+        help="padded: defect plus DeepPCB's 10 px margin; tight: the defect's extent.")] = (
+        "padded"),
+    copper: Annotated[str, typer.Option(help="dark: copper darker than substrate (DeepPCB); "
+                                             "light: the opposite.")] = "dark",
+    nuisance: Annotated[bool, typer.Option(
+        help="Acquisition nuisance (misregistration, rough edges, JPEG) in tested images.")
+    ] = True,
+    augment: Annotated[str | None, typer.Option(
+        help="albumentations preset for the pair: light, geometric, or a YAML file.")] = None,
+    image_format: Annotated[str, typer.Option("--format", help="png or jpg.")] = "png",
+) -> None:
+    """Draw defects on good boards and label them exactly (boxes, masks, params)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if boards is None or out is None:
+        fail("give --boards SRC and --out DATASET (or a subcommand; see --help)")
+    from pcbforge.datasets.dataset import DatasetError
+    from pcbforge.synth.compose import SynthConfig
+    from pcbforge.synth.pipeline import SynthError, list_boards, synthesize
+
+    try:
+        found, dataset_px = list_boards(boards)
+        config = SynthConfig.model_validate({
+            "classes": classes, "defects_per_image": _range(defects_per_image),
+            "px_per_mm": px_per_mm or dataset_px or 48.0, "box": box, "copper": copper,
+            "nuisance": {"enabled": nuisance}, "augment": {"preset": augment},
+        })
+        report = synthesize(boards, out, count=count, seed=seed, config=config,
+                            workers=workers, image_format=image_format)
+    except ValidationError as err:
+        fail(validation_message(err))
+    except (SynthError, DatasetError, ValueError) as err:
+        fail(err)
+    print_synth_summary(report, Console())
+
+
+def print_synth_summary(report: dict, console: Console) -> None:
+    table = Table(title=f"synth: {report['images']} images from {report['boards_used']} boards")
+    for column in ("class", "defects", "dropped"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    names = sorted(set(report["defects"]) | set(report["dropped"]))
+    for name in names:
+        table.add_row(name, str(report["defects"].get(name, 0)),
+                      str(report["dropped"].get(name, 0)))
+    table.add_row("total", str(report["defects_total"]), str(sum(report["dropped"].values())))
+    console.print(table)
+    console.print(f"{report['redrawn']} redrawn spots; {len(report['failed_images'])} boards "
+                  f"could not be used; {report['images_per_second']} images/s")
+    for failure in report["failed_images"][:5]:
+        console.print(f"[yellow]failed:[/] image {failure['index']} from {failure['board']}: "
+                      f"{failure['reason']}")
+    console.print(f"report: {report['dataset']}/synth_report.json")
+
+
+@synth_app.command("boards", no_args_is_help=True)
+def boards_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the boards into.")],
+    count: Annotated[int, typer.Option(help="Boards to draw.")] = 20,
+    seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
+    size: Annotated[int, typer.Option(help="Tile side in px.")] = 640,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Draw defect-free procedural boards (binarized DeepPCB-like tiles)."""
+    from pcbforge.synth.pipeline import SynthError, write_boards
+
+    try:
+        names = write_boards(out, count=count, seed=seed, size=size, workers=workers)
+    except SynthError as err:
+        fail(err)
+    Console().print(f"wrote {len(names)} boards ({size}x{size} PNG) to {out}")
 
 
 @synth_app.command("messy", no_args_is_help=True)

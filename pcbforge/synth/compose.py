@@ -1,0 +1,290 @@
+"""One defective board from one good board: place, check, draw, disturb, label.
+
+:func:`synthesize_image` is pure: board pixels and a ``numpy.random.Generator``
+in, the tested image, its template and exact labels out. Every defect is
+checked twice against its class's topology rule (:mod:`pcbforge.synth.topology`):
+on the clean drawing (a failure is redrawn elsewhere) and on the final pair
+after acquisition nuisance (a failure is taken out of the image again, never
+kept with a wrong label).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pcbforge.synth.analysis import DEEPPCB_PX_PER_MM, BoardAnalysis, analyze_board
+from pcbforge.synth.augment import AugmentConfig
+from pcbforge.synth.defects import GENERATORS, Params, defect_region
+from pcbforge.synth.nuisance import NuisanceParams, apply_nuisance, sample_nuisance, warp_mask
+from pcbforge.synth.topology import ADDS_COPPER, DefectClass, check_topology, defect_class
+
+#: DeepPCB's boxes are the defect plus about this margin on each side (at 48 px/mm).
+DEEPPCB_BOX_MARGIN_PX = 10.0
+
+
+class SynthConfig(BaseModel):
+    """What to generate on each board."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    classes: tuple[DefectClass, ...] = tuple(DefectClass)
+    defects_per_image: tuple[int, int] = (3, 12)  # min, max (at most 255: instance ids)
+    px_per_mm: float = Field(DEEPPCB_PX_PER_MM, gt=0)
+    #: ``padded``: the defect's extent plus DeepPCB's margin; ``tight``: the extent.
+    box: Literal["padded", "tight"] = "padded"
+    #: Margin of padded boxes in mm (DeepPCB: 10 px at 48 px/mm).
+    box_margin_mm: float = Field(DEEPPCB_BOX_MARGIN_PX / DEEPPCB_PX_PER_MM, ge=0)
+    #: ``dark``: copper darker than substrate (DeepPCB); ``light``: the opposite.
+    copper: Literal["dark", "light"] = "dark"
+    #: Spots tried for one defect before it is dropped.
+    tries: int = Field(6, ge=1, le=100)
+    nuisance: NuisanceParams = Field(default_factory=NuisanceParams)
+    #: Optional albumentations stage on the finished pair (``preset=None``: off).
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not value:
+            raise ValueError("at least one defect class is needed")
+        return tuple(defect_class(v) for v in value)  # type: ignore[union-attr]
+
+    @field_validator("defects_per_image")
+    @classmethod
+    def _range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = value
+        if not 1 <= lo <= hi <= 255:
+            raise ValueError(f"must be 1 <= min <= max <= 255, got {lo}-{hi}")
+        return value
+
+    @property
+    def margin_px(self) -> float:
+        return self.box_margin_mm * self.px_per_mm
+
+
+@dataclass
+class Defect:
+    """One placed defect: its class, sampled parameters and changed pixels."""
+
+    name: DefectClass
+    params: Params
+    region: np.ndarray  # uint8 0/1, in a window at ``origin``
+    origin: tuple[int, int]  # x, y of the window's top-left pixel
+    box: tuple[int, int, int, int]  # padded box on the clean drawing, exclusive ends
+
+
+@dataclass
+class SynthImage:
+    """The outcome for one board."""
+
+    image: np.ndarray
+    template: np.ndarray
+    binary: bool
+    labels: list[dict] = field(default_factory=list)  # class, box, tight, mask, params
+    nuisance: dict = field(default_factory=dict)
+    requested: int = 0
+    redrawn: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # class -> count
+
+
+def _tight(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def pad_box(box: tuple[int, int, int, int], margin: float, shape: tuple[int, int]
+         ) -> tuple[int, int, int, int]:
+    m = int(round(margin))
+    h, w = shape
+    return max(box[0] - m, 0), max(box[1] - m, 0), min(box[2] + m, w), min(box[3] + m, h)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: int) -> bool:
+    return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1]
+                or b[3] + gap <= a[1])
+
+
+def _nets_near(a: BoardAnalysis, region: np.ndarray, origin: tuple[int, int],
+               reach: float) -> set[int]:
+    """Conductors within ``reach`` px of the region."""
+    r = max(1, int(round(reach)))
+    x, y = origin
+    h, w = region.shape
+    y0, x0 = max(y - r, 0), max(x - r, 0)
+    y1, x1 = min(y + h + r, a.shape[0]), min(x + w + r, a.shape[1])
+    padded = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    padded[y - y0:y - y0 + h, x - x0:x - x0 + w] = region
+    near = cv2.dilate(padded, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+    ids = np.unique(a.nets[y0:y1, x0:x1][near > 0])
+    return {int(i) for i in ids if i}
+
+
+def _clearance_ok(a: BoardAnalysis, name: DefectClass, params: Params, region: np.ndarray,
+                  origin: tuple[int, int]) -> bool:
+    """Class rules that need the whole board: which conductors a defect comes near."""
+    s = a.scale
+    if name is DefectClass.copper:
+        return not _nets_near(a, region, origin, 6.0 * s)
+    if name is DefectClass.spur:
+        return len(_nets_near(a, region, origin, 4.0 * s)) == 1
+    if name is DefectClass.short:
+        return _nets_near(a, region, origin, 3.0 * s) == set(params["nets"])  # type: ignore
+    if name is DefectClass.pin_hole:
+        x, y = origin
+        h, w = region.shape
+        return bool((a.dist_copper[y:y + h, x:x + w][region > 0] >= 2.5 * s).all())
+    return True
+
+
+def _place(a: BoardAnalysis, name: DefectClass, rng: np.random.Generator,
+           boxes: list[tuple[int, int, int, int]], margin: float) -> Defect | None:
+    params = GENERATORS[name](a, rng)
+    if params is None:
+        return None
+    drawn = defect_region(a, name, params)
+    if drawn is None:
+        return None
+    region, (x0, y0) = drawn
+    tight = _tight(region)
+    if tight is None or int(region.sum()) < 12 * a.scale ** 2:
+        return None
+    region = region[tight[1]:tight[3], tight[0]:tight[2]]
+    x0, y0 = x0 + tight[0], y0 + tight[1]
+    tight = (x0, y0, x0 + region.shape[1], y0 + region.shape[0])
+    box = pad_box(tight, margin, a.shape)
+    # Boxes keep apart by a few px more than misregistration can move them.
+    if any(_overlap(box, other, 4) for other in boxes):
+        return None
+    if not _clearance_ok(a, name, params, region, (x0, y0)):
+        return None
+    bx0, by0, bx1, by1 = box
+    before = a.copper[by0:by1, bx0:bx1]
+    after = before.copy()
+    h, w = region.shape
+    window = after[y0 - by0:y0 - by0 + h, x0 - bx0:x0 - bx0 + w]
+    if name in ADDS_COPPER:
+        window |= region
+    else:
+        window &= 1 - region
+    if not check_topology(name, before, after)[0]:
+        return None
+    return Defect(name, params, region, (x0, y0), box)
+
+
+def _render(a: BoardAnalysis, defects: list[Defect]) -> np.ndarray:
+    """The board with every defect drawn in the board's own colours."""
+    out = a.image.copy()
+    for d in defects:
+        x, y = d.origin
+        h, w = d.region.shape
+        target = a.copper_colour if d.name in ADDS_COPPER else a.substrate_colour
+        if a.binary:
+            out[y:y + h, x:x + w][d.region > 0] = np.uint8(np.clip(round(float(target[0])),
+                                                                   0, 255))
+            continue
+        # Grey or colour: the colour of the other side with its texture, blended over a
+        # pixel so the edge looks like the board's own edges, not pasted.
+        noise_sd = a.copper_noise if d.name in ADDS_COPPER else a.substrate_noise
+        seed = int(d.params["texture_seed"])  # type: ignore[arg-type]
+        # The blend reaches ~3 px past the region, so every edge of it is soft.
+        x0, y0, x1, y1 = pad_box((x, y, x + w, y + h), 3, a.shape)
+        region = np.zeros((y1 - y0, x1 - x0), np.float32)
+        region[y - y0:y - y0 + h, x - x0:x - x0 + w] = d.region
+        texture = np.random.default_rng(seed).standard_normal(region.shape + (1,)) * noise_sd
+        alpha = np.maximum(cv2.GaussianBlur(region, (0, 0), 0.8), region)[..., None]
+        patch = out[y0:y1, x0:x1].astype(np.float32)
+        patch = patch if patch.ndim == 3 else patch[..., None]
+        fill = target.reshape(1, 1, -1) + texture
+        blended = np.clip(np.round(patch * (1 - alpha) + fill * alpha), 0, 255).astype(np.uint8)
+        out[y0:y1, x0:x1] = blended if out.ndim == 3 else blended[..., 0]
+    return out
+
+
+def _copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
+    """Copper of a tested image, thresholded halfway between the board's two colours."""
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if a.image.ndim == 3:
+        cu = cv2.cvtColor(a.copper_colour.reshape(1, 1, 3).astype(np.uint8), cv2.COLOR_BGR2GRAY)
+        sub = cv2.cvtColor(a.substrate_colour.reshape(1, 1, 3).astype(np.uint8),
+                           cv2.COLOR_BGR2GRAY)
+        cu_v, sub_v = float(cu[0, 0]), float(sub[0, 0])
+    else:
+        cu_v, sub_v = float(a.copper_colour[0]), float(a.substrate_colour[0])
+    threshold = 0.5 * (cu_v + sub_v)
+    return ((gray < threshold) if cu_v < sub_v else (gray > threshold)).astype(np.uint8)
+
+
+def synthesize_image(board: np.ndarray, rng: np.random.Generator,
+                     config: SynthConfig | None = None) -> SynthImage:
+    """Draw defects on ``board`` (a good board, uint8 gray or BGR) and label them exactly."""
+    config = config or SynthConfig()
+    a = analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper)
+    lo, hi = config.defects_per_image
+    wanted = [config.classes[int(i)] for i in rng.integers(0, len(config.classes),
+                                                           int(rng.integers(lo, hi + 1)))]
+    result = SynthImage(image=a.image, template=a.image, binary=a.binary, requested=len(wanted))
+    defects: list[Defect] = []
+    margin = config.margin_px
+    for name in wanted:
+        placed = None
+        for attempt in range(config.tries):
+            placed = _place(a, name, rng, [d.box for d in defects], margin)
+            if placed is not None:
+                result.redrawn += attempt
+                break
+        if placed is None:
+            result.redrawn += config.tries - 1
+            result.dropped[name.value] = result.dropped.get(name.value, 0) + 1
+            continue
+        placed.params["texture_seed"] = int(rng.integers(2**31))
+        defects.append(placed)
+    nuisance = sample_nuisance(rng, config.nuisance, a.shape)
+    result.nuisance = nuisance
+    # Nuisance can, rarely, undo a defect's topology (a thin bridge lost to re-binarizing):
+    # such a defect is taken out and the image drawn again without it.
+    while True:
+        tested = apply_nuisance(_render(a, defects), nuisance, binary=a.binary)
+        copper = _copper_of(a, tested)
+        # Every mask moves with the warp in one pass: an instance-id image.
+        ids = np.zeros(a.shape, np.uint8)
+        for k, d in enumerate(defects, 1):
+            x, y = d.origin
+            h, w = d.region.shape
+            ids[y:y + h, x:x + w][d.region > 0] = k
+        warped = warp_mask(ids, nuisance)
+        labels, failed = [], None
+        for k, d in enumerate(defects, 1):
+            wx0, wy0, wx1, wy1 = pad_box(d.box, 4, a.shape)  # the warp moves < 2.5 px
+            local = warped[wy0:wy1, wx0:wx1] == k
+            tight = _tight(local)
+            if tight is None:
+                failed = d
+                break
+            tight = (tight[0] + wx0, tight[1] + wy0, tight[2] + wx0, tight[3] + wy0)
+            box = pad_box(tight, margin, a.shape)
+            bx0, by0, bx1, by1 = box
+            ok, _ = check_topology(d.name, a.copper[by0:by1, bx0:bx1], copper[by0:by1, bx0:bx1])
+            if not ok:
+                failed = d
+                break
+            mask = np.zeros(a.shape, bool, order="F")  # column-major, as COCO RLE wants
+            mask[wy0:wy1, wx0:wx1] = local
+            labels.append({"label": d.name.value, "box": box if config.box == "padded" else tight,
+                           "tight": tight, "mask": mask, "params": d.params,
+                           "changed_px": int(local.sum())})
+        if failed is None:
+            break
+        defects.remove(failed)
+        result.dropped[failed.name.value] = result.dropped.get(failed.name.value, 0) + 1
+    result.image = tested
+    result.labels = labels
+    return result

@@ -1,0 +1,391 @@
+"""Defect generators: sample where and how (random), then draw (deterministic).
+
+Each class has one generator in :data:`GENERATORS`, keyed by
+:class:`~pcbforge.synth.topology.DefectClass`. A generator reads the board's
+:class:`~pcbforge.synth.analysis.BoardAnalysis`, draws every random number it
+needs from the caller's ``numpy.random.Generator`` and returns a plain dict of
+parameters (JSON-ready, written with the label), or ``None`` when it found no
+fitting spot. :func:`draw_defect` turns parameters into pixels without any
+randomness, so a label's ``params`` reproduce its defect exactly.
+
+Defects are round-brush strokes (DeepPCB's were drawn that way): a polyline of
+points, each with a brush radius, jittered so no two look alike. Sizes default
+to those measured on DeepPCB (48 px/mm) and scale with the board's px/mm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from pcbforge.synth.analysis import BoardAnalysis
+from pcbforge.synth.topology import ADDS_COPPER, DefectClass
+
+#: Spots a generator tries before it gives up on a board.
+SPOT_TRIES = 24
+#: Sub-pixel bits for cv2 drawing (1/16 px).
+_SHIFT = 4
+
+Params = dict[str, object]
+
+
+def _lognormal(rng: np.random.Generator, median: float, sigma: float, lo: float,
+               hi: float) -> float:
+    return float(np.clip(median * math.exp(sigma * rng.standard_normal()), lo, hi))
+
+
+def _unit(v: np.ndarray) -> np.ndarray | None:
+    norm = float(np.hypot(v[0], v[1]))
+    return None if norm < 1e-6 else v / norm
+
+
+def _gradient(field: np.ndarray, y: int, x: int) -> np.ndarray | None:
+    """Direction of increase of ``field`` at (y, x) as a unit (x, y) vector."""
+    h, w = field.shape
+    if not (1 <= y < h - 1 and 1 <= x < w - 1):
+        return None
+    gx = (field[y - 1:y + 2, x + 1].sum() - field[y - 1:y + 2, x - 1].sum())
+    gy = (field[y + 1, x - 1:x + 2].sum() - field[y - 1, x - 1:x + 2].sum())
+    return _unit(np.array([gx, gy], np.float64))
+
+
+def _perp(u: np.ndarray) -> np.ndarray:
+    return np.array([-u[1], u[0]])
+
+
+def _rotate(u: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([c * u[0] - s * u[1], s * u[0] + c * u[1]])
+
+
+def _stroke(points: list[np.ndarray], radii: list[float]) -> Params:
+    return {
+        "points": [[round(float(p[0]), 2), round(float(p[1]), 2)] for p in points],
+        "radii": [round(float(r), 2) for r in radii],
+    }
+
+
+def _inside(a: BoardAnalysis, points: list[np.ndarray], margin: float) -> bool:
+    h, w = a.shape
+    return all(margin <= p[0] < w - margin and margin <= p[1] < h - margin for p in points)
+
+
+def _pick(rng: np.random.Generator, candidates: np.ndarray, a: BoardAnalysis
+          ) -> tuple[int, int] | None:
+    """A random (y, x) among ``candidates`` (flat pixel indices)."""
+    if len(candidates) == 0:
+        return None
+    y, x = divmod(int(candidates[int(rng.integers(len(candidates)))]), a.shape[1])
+    return y, x
+
+
+def _random_where(rng: np.random.Generator, a: BoardAnalysis, field: np.ndarray,
+                  least: float) -> tuple[int, int] | None:
+    """A uniformly random pixel with ``field >= least`` (rejection sampling, no full scan)."""
+    h, w = a.shape
+    ys = rng.integers(0, h, 512)
+    xs = rng.integers(0, w, 512)
+    hits = np.flatnonzero(field[ys, xs] >= least)
+    if len(hits) == 0:
+        return None
+    return int(ys[hits[0]]), int(xs[hits[0]])
+
+
+# --------------------------------------------------------------------------- generators
+
+
+def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A protrusion growing out of a conductor edge into clear substrate."""
+    s = a.scale
+    for _ in range(SPOT_TRIES):
+        spot = _pick(rng, a.edge_out, a)
+        if spot is None:
+            return None
+        y, x = spot
+        n = _gradient(a.dist_substrate, y, x)
+        if n is None:
+            continue
+        length = _lognormal(rng, 11.5 * s, 0.3, 5.0 * s, 22.0 * s)
+        u = _rotate(n, float(rng.uniform(-0.6, 0.6)))
+        r0 = float(rng.uniform(2.6, 4.4)) * s
+        r1 = float(rng.uniform(1.2, 2.6)) * s
+        p = np.array([x, y], np.float64)
+        tip = p + u * length
+        # Clear substrate past the tip: the spur must not reach a neighbour.
+        ty, tx = int(round(tip[1])), int(round(tip[0]))
+        if not _inside(a, [tip], 2) or a.dist_substrate[ty, tx] < r1 + 4.0 * s:
+            continue
+        mid = p + u * (0.5 * length) + _perp(u) * float(rng.uniform(-1.5, 1.5)) * s
+        base = p - n * (0.8 * r0)
+        return {"strokes": [_stroke([base, mid, tip], [r0, 0.5 * (r0 + r1), r1])],
+                "host": [int(y), int(x)]}
+    return None
+
+
+def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A bridge of copper across the gap between two different conductors."""
+    s = a.scale
+    h, w = a.shape
+    ts = np.arange(1.0, 36.0 * s + 1.0, 0.5)
+    for _ in range(SPOT_TRIES):
+        spot = _pick(rng, a.edge_out, a)
+        if spot is None:
+            return None
+        y, x = spot
+        n = _gradient(a.dist_substrate, y, x)
+        if n is None:
+            continue
+        p = np.array([x, y], np.float64)
+        back = np.round(p - n * 1.5).astype(int)
+        if not (0 <= back[0] < w and 0 <= back[1] < h):
+            continue
+        net_a = int(a.nets[back[1], back[0]])
+        # Walk across the gap (slightly askew) to the first copper: another conductor?
+        u = _rotate(n, float(rng.uniform(-0.3, 0.3)))
+        xs = np.round(x + u[0] * ts).astype(int)
+        ys = np.round(y + u[1] * ts).astype(int)
+        inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+        hits = np.flatnonzero(inside & (a.copper[ys.clip(0, h - 1), xs.clip(0, w - 1)] > 0))
+        if not len(hits) or not inside[: hits[0] + 1].all():
+            continue
+        gap = float(ts[hits[0]])
+        net_b = int(a.nets[ys[hits[0]], xs[hits[0]]])
+        if net_a == 0 or net_b in (0, net_a) or not 6.0 * s <= gap <= 36.0 * s:
+            continue
+        into = 2.0 * s
+        pa = p - u * into
+        pb = p + u * (gap + into)
+        span = pb - pa
+        length = float(np.hypot(*span))
+        wiggle = _perp(u) * float(rng.uniform(-0.45, 0.45)) * length
+        mid1 = pa + span * float(rng.uniform(0.3, 0.45)) + wiggle
+        mid2 = pa + span * float(rng.uniform(0.55, 0.7)) + wiggle * float(rng.uniform(-0.5, 1.0))
+        r = float(rng.uniform(2.0, 3.8)) * s
+        radii = [r * float(rng.uniform(0.8, 1.2)) for _ in range(4)]
+        if not _inside(a, [pa, pb, mid1, mid2], 2):
+            continue
+        return {"strokes": [_stroke([pa, mid1, mid2, pb], radii)], "nets": [net_a, net_b],
+                "host": [int(y), int(x)]}
+    return None
+
+
+def _blob(rng: np.random.Generator, centre: np.ndarray, length: float,
+          radius: float) -> tuple[list[np.ndarray], list[float]]:
+    """A short wobbly round-brush stroke centred on ``centre``."""
+    u = _rotate(np.array([1.0, 0.0]), float(rng.uniform(0, math.pi)))
+    n = int(rng.integers(2, 5))
+    ts = np.linspace(-0.5, 0.5, n) * length
+    points = [centre + u * t + _perp(u) * float(rng.uniform(-0.2, 0.2)) * length for t in ts]
+    radii = [radius * float(rng.uniform(0.7, 1.2)) for _ in range(n)]
+    return points, radii
+
+
+def sample_copper(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """An isolated island of copper in clear substrate (spurious copper)."""
+    s = a.scale
+    length = _lognormal(rng, 11.0 * s, 0.35, 2.0 * s, 28.0 * s)
+    radius = float(rng.uniform(3.2, 5.5)) * s
+    clear = length / 2 + 1.2 * radius + 8.0 * s
+    for _ in range(4):
+        spot = _random_where(rng, a, a.dist_substrate, clear)
+        if spot is None:
+            continue
+        y, x = spot
+        points, radii = _blob(rng, np.array([x, y], np.float64), length, radius)
+        if _inside(a, points, radius + 2):
+            return {"strokes": [_stroke(points, radii)], "host": [y, x]}
+    return None
+
+
+def sample_pin_hole(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A void strictly inside copper."""
+    s = a.scale
+    length = _lognormal(rng, 12.0 * s, 0.4, 1.0 * s, 28.0 * s)
+    radius = float(rng.uniform(2.5, 4.0)) * s
+    for _ in range(4):
+        # The hole keeps ~3 px of copper round it, more than misregistration can eat.
+        spot = _random_where(rng, a, a.dist_copper, length / 2 + 1.2 * radius + 3.0 * s)
+        if spot is None:
+            # Narrow boards: a smaller hole is still a pin-hole.
+            length, radius = 0.5 * length, max(2.0 * s, 0.75 * radius)
+            continue
+        y, x = spot
+        points, radii = _blob(rng, np.array([x, y], np.float64), length, radius)
+        if _inside(a, points, radius + 2):
+            return {"strokes": [_stroke(points, radii)], "host": [y, x]}
+    return None
+
+
+def _half_width(a: BoardAnalysis, p: np.ndarray, inward: np.ndarray, reach: float) -> float:
+    """Largest copper distance met walking from edge point ``p`` into the conductor."""
+    h, w = a.shape
+    ts = np.arange(0.0, reach, 1.0)
+    xs = np.clip(np.round(p[0] + inward[0] * ts).astype(int), 0, w - 1)
+    ys = np.clip(np.round(p[1] + inward[1] * ts).astype(int), 0, h - 1)
+    values = a.dist_copper[ys, xs]
+    out = np.flatnonzero(values == 0)
+    if len(out):
+        values = values[: out[0]]
+    return float(values.max()) if len(values) else 0.0
+
+
+def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A bite out of a conductor edge that leaves the conductor whole."""
+    s = a.scale
+    for _ in range(SPOT_TRIES):
+        spot = _pick(rng, a.edge_in, a)
+        if spot is None:
+            return None
+        y, x = spot
+        n = _gradient(a.dist_copper, y, x)
+        if n is None:
+            continue
+        p = np.array([x, y], np.float64)
+        half = _half_width(a, p, n, 40.0 * s)
+        width = 2.0 * half
+        if width < 9.0 * s:
+            continue
+        radius = float(rng.uniform(2.8, 4.6)) * s
+        # At least ~4 px of the conductor stays, so it is bitten, not cut.
+        # The brush's near side stays outside the edge (a bite, not a hole).
+        depth = min(float(rng.uniform(0.35, 0.7)) * width, width - 4.5 * s,
+                    2.0 * radius - 2.5 * s)
+        if depth < 2.0 * s:
+            continue
+        t = _perp(n)
+        centre = p + n * (depth - radius)
+        along = float(rng.uniform(4.0, 13.0)) * s
+        points = [centre - t * along / 2 + n * float(rng.uniform(-1, 1)) * s,
+                  centre + t * float(rng.uniform(-1, 1)) * s,
+                  centre + t * along / 2 + n * float(rng.uniform(-1, 1)) * s]
+        radii = [radius * float(rng.uniform(0.75, 1.15)) for _ in range(3)]
+        if _inside(a, points, radius + 2):
+            return {"strokes": [_stroke(points, radii)], "host": [y, x]}
+    return None
+
+
+_ANGLES = np.linspace(0.0, math.pi, 16, endpoint=False)
+
+
+def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A cut straight through a trace (not a pad or a pour)."""
+    s = a.scale
+    h, w = a.shape
+    for _ in range(SPOT_TRIES):
+        spot = _pick(rng, a.ridge, a)
+        if spot is None:
+            return None
+        y, x = spot
+        half = float(a.dist_copper[y, x])
+        if not 2.5 * s <= half <= 9.0 * s:
+            continue
+        rad = int(half + 5)
+        if not (rad <= y < h - rad and rad <= x < w - rad):
+            continue
+        if a.dist_copper[y - rad:y + rad + 1, x - rad:x + rad + 1].max() > half + 2.0:
+            continue  # a pad or a pour nearby, not a plain trace
+        # Cross-section: the direction in which the conductor is narrowest.
+        ts = np.arange(-3.0 * half - 2, 3.0 * half + 3, 1.0)
+        dirs = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1)
+        xs = np.clip(np.round(x + dirs[:, :1] * ts).astype(int), 0, w - 1)
+        ys = np.clip(np.round(y + dirs[:, 1:] * ts).astype(int), 0, h - 1)
+        inside = a.copper[ys, xs] > 0
+        centre = len(ts) // 2
+        reach = [
+            (np.argmin(row[centre:]) if not row[centre:].all() else len(ts))
+            + (np.argmin(row[centre::-1]) if not row[centre::-1].all() else len(ts))
+            for row in inside
+        ]
+        k = int(np.argmin(reach))
+        across = dirs[k]
+        if reach[k] > 2.6 * half + 4 or reach[(k + 8) % 16] < 2.0 * reach[k]:
+            continue  # no clear cross-section: a corner, a junction or a blob
+        along = _perp(across)
+        radius = float(rng.uniform(2.2, 5.0)) * s
+        # Cuts are seldom square to the trace: slant the stroke by up to ~50 degrees.
+        slant = float(rng.uniform(-1.3, 1.3))
+        cut = _unit(across + along * slant)
+        reach_px = (half + radius + 2.0 * s) / math.cos(math.atan(slant))
+        c = np.array([x, y], np.float64) + along * float(rng.uniform(-1.0, 1.0)) * s
+        points = [c - cut * reach_px,
+                  c + along * float(rng.uniform(-1.5, 1.5)) * s,
+                  c + cut * reach_px + along * float(rng.uniform(-2.0, 2.0)) * s]
+        radii = [radius * float(rng.uniform(0.8, 1.2)) for _ in range(3)]
+        strokes = [_stroke(points, radii)]
+        if rng.random() < 0.15:
+            # A missing stretch, not just a cut: the brush also runs along the trace.
+            stretch = float(rng.uniform(6.0, 24.0)) * s
+            wide = half + float(rng.uniform(1.0, 2.0)) * s
+            strokes.append(_stroke([c, c + along * stretch], [wide, wide]))
+        return {"strokes": strokes, "host": [y, x]}
+    return None
+
+
+#: One generator per class.
+GENERATORS: dict[DefectClass, Callable[[BoardAnalysis, np.random.Generator], Params | None]] = {
+    DefectClass.open: sample_open,
+    DefectClass.short: sample_short,
+    DefectClass.mousebite: sample_mousebite,
+    DefectClass.spur: sample_spur,
+    DefectClass.copper: sample_copper,
+    DefectClass.pin_hole: sample_pin_hole,
+}
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def stroke_bounds(params: Params) -> tuple[int, int, int, int]:
+    """Integer ``x0, y0, x1, y1`` (exclusive) around every brush dab of ``params``."""
+    xs, ys = [], []
+    for stroke in params["strokes"]:  # type: ignore[union-attr]
+        for (px, py), r in zip(stroke["points"], stroke["radii"], strict=True):
+            xs += [px - r, px + r]
+            ys += [py - r, py + r]
+    return (int(math.floor(min(xs))) - 1, int(math.floor(min(ys))) - 1,
+            int(math.ceil(max(xs))) + 2, int(math.ceil(max(ys))) + 2)
+
+
+def draw_strokes(params: Params, origin: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """The brush mask (uint8 0/1) of ``params`` in a window of ``size`` (h, w) whose top-left
+    pixel is ``origin`` (x, y) in board coordinates. Deterministic.
+
+    A round brush: a disc at every point, and between two points a band as wide as the
+    mean of their discs (sub-pixel coordinates, 1/16 px).
+    """
+    mask = np.zeros(size, np.uint8)
+    scale = 1 << _SHIFT
+    offset = np.array(origin, np.float64)
+    for stroke in params["strokes"]:  # type: ignore[union-attr]
+        pts = np.round((np.asarray(stroke["points"], np.float64) - offset) * scale).astype(int)
+        radii = np.asarray(stroke["radii"], np.float64)
+        for i, (p, r) in enumerate(zip(pts, radii, strict=True)):
+            cv2.circle(mask, (int(p[0]), int(p[1])), int(round(r * scale)), 1, -1, cv2.LINE_8,
+                       _SHIFT)
+            if i:
+                q = pts[i - 1]
+                # cv2.line's thickness has no sub-pixel part: round the band's width.
+                width = max(1, int(round(r + radii[i - 1])))
+                cv2.line(mask, (int(q[0]), int(q[1])), (int(p[0]), int(p[1])), 1, width,
+                         cv2.LINE_8, _SHIFT)
+    return mask
+
+
+def defect_region(a: BoardAnalysis, name: DefectClass, params: Params
+                  ) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Pixels the defect changes, as (mask, (x0, y0)) clipped to the board; ``None`` if
+    it changes nothing. Copper is added over substrate or removed from copper only."""
+    h, w = a.shape
+    x0, y0, x1, y1 = stroke_bounds(params)
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return None
+    brush = draw_strokes(params, (cx0, cy0), (cy1 - cy0, cx1 - cx0))
+    copper = a.copper[cy0:cy1, cx0:cx1]
+    region = brush & ((1 - copper) if name in ADDS_COPPER else copper)
+    if not region.any():
+        return None
+    return region, (cx0, cy0)

@@ -1,0 +1,366 @@
+"""``pcbforge synth``: defective boards and their labels, written as a pcbforge dataset.
+
+::
+
+    DATASET/
+      templates/<board path>     each good board used, copied byte for byte
+      images/syn_000000.png      the tested (defective) boards
+      samples.parquet, labels.parquet, dataset.json, synth_report.json
+
+Image ``i`` is made from board ``i mod len(boards)`` with a generator seeded by
+``(seed, i)`` only, so the bytes do not depend on the number of workers, and a
+larger ``count`` with the same seed keeps every earlier image. Templates are
+samples too (defect-free, ``role`` = ``template``); each tested image names its
+template in ``template_path`` and shares its ``group``, so ``pcbforge split``
+keeps a board and all its synthetic variants on one side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pcbforge import __version__
+from pcbforge.curate.runner import _progress_bar
+from pcbforge.curate.scan import scan_folder
+from pcbforge.datasets.dataset import (
+    DATASET_JSON,
+    Dataset,
+    DatasetInfo,
+    apply_previous_splits,
+    load,
+    previous_splits,
+    sample_id_for,
+    save,
+    with_defaults,
+)
+from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
+from pcbforge.datasets.masks import encode_mask, mask_box
+from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json
+from pcbforge.engine import LocalEngine
+from pcbforge.synth.compose import SynthConfig, SynthImage, pad_box, synthesize_image
+
+REPORT_JSON = "synth_report.json"
+IMAGE_FORMATS = ("png", "jpg")
+_WORKER_MODULES = ("numpy", "cv2", "pcbforge.synth.compose")
+
+
+class SynthError(ValueError):
+    """Synthesis cannot start: no boards, an output folder that is not ours..."""
+
+
+@dataclass(frozen=True)
+class Board:
+    """A good board to draw on."""
+
+    file: str  # where to read it
+    path: str  # its samples-table path in the output (under templates/)
+    group: str  # leakage group the board and its variants share
+
+
+def _safe_relative(path: str, index: int) -> str:
+    parts = PurePosixPath(path.replace("\\", "/")).parts
+    if not parts or PurePosixPath(path).is_absolute() or ".." in parts:
+        return f"{index:05d}_{PurePosixPath(path).name or 'board'}"
+    return "/".join(parts)
+
+
+def _template_path(path: str, index: int) -> str:
+    relative = _safe_relative(path, index)
+    return relative if relative.startswith("templates/") else f"templates/{relative}"
+
+
+def list_boards(src: Path | str) -> tuple[list[Board], float | None]:
+    """The good boards in ``src`` and the px/mm it records (``None`` when unknown).
+
+    A pcbforge dataset gives the templates of its inspection pairs, or else its ``ok``
+    images that have no labels; any other folder gives every image file in it.
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise SynthError(f"--boards {src}: not a folder")
+    if (src / SAMPLES_PARQUET).is_file():
+        dataset = load(src)
+        samples = dataset.samples
+        ok = samples[samples["status"] == "ok"]
+        templates = set(ok["template_path"].fillna("").astype(str)) - {""}
+        if templates:
+            chosen = ok[ok["path"].isin(templates)]
+        else:
+            labelled = set(dataset.labels["sample_id"])
+            synthetic = ok["synthetic"].fillna(False).astype(bool)
+            chosen = ok[~ok["sample_id"].isin(labelled) & ~synthetic]
+        boards = [
+            Board(str(dataset.image_path(row.path)), _template_path(str(row.path), i),
+                  str(row.group or row.sample_id))
+            for i, row in enumerate(chosen.sort_values("path").itertuples())
+        ]
+        where = f"dataset {src} (no ok template or unlabelled image)"
+        px_per_mm = dataset.info.px_per_mm
+    else:
+        found = [f for f in scan_folder(src).files if not f.skip_reason]
+        boards = [Board(f.fs_path, _template_path(f.path, i),
+                        "b" + hashlib.blake2b(f.path.encode(), digest_size=5).hexdigest())
+                  for i, f in enumerate(found)]
+        where = f"folder {src} (no image file)"
+        px_per_mm = None
+    if not boards:
+        raise SynthError(f"no good boards to draw on in {where}")
+    return boards, px_per_mm
+
+
+def read_board(file: str) -> np.ndarray:
+    """A board image as uint8 gray or BGR; ``ValueError`` when it cannot be decoded."""
+    data = np.fromfile(file, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise ValueError("cannot decode the image")
+    if image.dtype != np.uint8:
+        image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    return image
+
+
+def _encode(image: np.ndarray, fmt: str) -> bytes:
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, data = cv2.imencode(f".{fmt}", image, params)
+    if not ok:
+        raise ValueError(f"cannot encode {fmt}")
+    return data.tobytes()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+@lru_cache(maxsize=4)
+def _config(config_json: str) -> SynthConfig:
+    return SynthConfig.model_validate_json(config_json)
+
+
+@lru_cache(maxsize=4)
+def _transform(config_json: str):
+    return _config(config_json).augment.build()
+
+
+def _augment(made: SynthImage, config: SynthConfig, transform,
+             rng: np.random.Generator) -> None:
+    """Run the albumentations stage on the finished pair; labels follow their masks."""
+    from pcbforge.synth.augment import augment_pair
+
+    result = augment_pair(transform, made.image, made.template,
+                          [label["mask"].astype(np.uint8) for label in made.labels],
+                          [label["box"] for label in made.labels],
+                          [label["label"] for label in made.labels], rng, binary=made.binary)
+    labels = []
+    for mask, index in zip(result.masks, result.kept, strict=True):
+        label = dict(made.labels[int(index)])
+        tight = tuple(int(v) for v in mask_box(mask))
+        label.update(mask=mask > 0, tight=tight, changed_px=int(mask.sum()),
+                     box=tight if config.box == "tight"
+                     else pad_box(tight, config.margin_px, mask.shape))
+        labels.append(label)
+    made.image, made.template, made.labels = result.image, result.template, labels
+
+
+def synth_one(task: tuple) -> dict:
+    """Make and write synthetic image ``index`` (a pure per-item function for any engine)."""
+    index, board_file, out, seed, config_json, fmt = task
+    config = _config(config_json)
+    name = f"images/syn_{index:06d}.{fmt}"
+    template_name = ""
+    try:
+        board = read_board(board_file)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+        made = synthesize_image(board, rng, config)
+        transform = _transform(config_json)
+        if transform is not None:
+            _augment(made, config, transform, rng)
+            # The template moved with the tested image: it is this image's own template.
+            template_name = f"templates/augmented/syn_{index:06d}.png"
+            _write_bytes(Path(out) / template_name, _encode(made.template, "png"))
+    except ValueError as err:
+        return {"index": index, "error": str(err)}
+    _write_bytes(Path(out) / name, _encode(made.image, fmt))
+    height, width = made.image.shape[:2]
+    labels = []
+    for label in made.labels:
+        x1, y1, x2, y2 = label["box"]
+        params = {"class": label["label"], "tight_box": list(label["tight"]),
+                  "changed_px": label["changed_px"], **label["params"]}
+        labels.append({"label": label["label"], "x1": float(x1), "y1": float(y1),
+                       "x2": float(x2), "y2": float(y2), "mask": encode_mask(label["mask"]),
+                       "synthetic": True,
+                       "params": json.dumps(params, separators=(",", ":"), sort_keys=True)})
+    return {
+        "index": index, "path": name, "template": template_name, "width": width,
+        "height": height, "labels": labels,
+        "binary": made.binary, "requested": made.requested, "redrawn": made.redrawn,
+        "dropped": made.dropped,
+        "synth": json.dumps({"seed": seed, "index": index, "nuisance": made.nuisance},
+                            separators=(",", ":"), sort_keys=True),
+    }
+
+
+def _template_row(path: str, board: Board, width: int, height: int) -> dict:
+    return {
+        "sample_id": sample_id_for(path, "synth"), "path": path, "status": "ok", "reason": "",
+        "synthetic": False, "template_path": "", "group": board.group, "role": "template",
+        "source": "synth", "board": board.file, "width": width, "height": height, "synth": "",
+    }
+
+
+def _check_out(out: Path, boards: Path) -> None:
+    if out.resolve() == boards.resolve() or boards.resolve() in out.resolve().parents:
+        raise SynthError(f"--out {out} must not be inside --boards {boards}")
+    if out.exists() and any(out.iterdir()):
+        try:
+            info = json.loads((out / DATASET_JSON).read_text())
+            ours = any(p.get("step") == "synth" for p in info.get("provenance", []))
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise SynthError(f"--out {out} exists and is not an earlier `pcbforge synth` output; "
+                             f"give a new folder")
+
+
+def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0,
+               config: SynthConfig | None = None, workers: int = 1, image_format: str = "png",
+               progress: bool = True) -> dict:
+    """Write ``count`` defective boards made from the good boards in ``boards`` as the
+    pcbforge dataset ``out``; return the report (also written to ``synth_report.json``).
+
+    Re-running into an earlier output (same or larger ``count``) rewrites it; with the same
+    seed the images are the same bytes and earlier split assignments are kept.
+    """
+    boards, out = Path(boards), Path(out)
+    config = config or SynthConfig()
+    if count < 1:
+        raise SynthError(f"count must be >= 1, got {count}")
+    if workers < 1:
+        raise SynthError(f"workers must be >= 1, got {workers}")
+    if image_format not in IMAGE_FORMATS:
+        raise SynthError(f"image format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+    board_list, _ = list_boards(boards)
+    _check_out(out, boards)
+    earlier_split, earlier = previous_splits(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    config_json = config.model_dump_json()
+    tasks = [(i, board_list[i % len(board_list)].file, str(out), seed, config_json, image_format)
+             for i in range(count)]
+    results = []
+    with _progress_bar(progress, "synth", count) as advance, \
+            LocalEngine(workers, preload=_WORKER_MODULES) as engine:
+        for result in engine.map(synth_one, tasks):
+            results.append(result)
+            advance()
+    seconds = time.perf_counter() - start
+
+    used: dict[int, Board] = {}
+    tested_rows, template_rows, label_rows, failed = [], [], [], []
+    placed, dropped = Counter(), Counter()
+    redrawn = requested = 0
+    for result in results:
+        board = board_list[result["index"] % len(board_list)]
+        if "error" in result:
+            failed.append({"index": result["index"], "board": board.file,
+                           "reason": result["error"]})
+            continue
+        sample_id = sample_id_for(result["path"], "synth")
+        if result["template"]:
+            template_rows.append(_template_row(result["template"], board, result["width"],
+                                               result["height"]))
+        else:
+            used[result["index"] % len(board_list)] = board
+        tested_rows.append({
+            "sample_id": sample_id, "path": result["path"], "status": "ok", "reason": "",
+            "synthetic": True, "template_path": result["template"] or board.path,
+            "group": board.group,
+            "role": "tested", "source": "synth", "board": board.file, "width": result["width"],
+            "height": result["height"], "synth": result["synth"],
+        })
+        for label in result["labels"]:
+            label_rows.append({"sample_id": sample_id, **label})
+            placed[label["label"]] += 1
+        dropped.update(result["dropped"])
+        redrawn += result["redrawn"]
+        requested += result["requested"]
+    for board in sorted(used.values(), key=lambda b: b.path):
+        atomic_write(out / board.path, lambda tmp, src=board.file: shutil.copyfile(src, tmp))
+        height, width = read_board(board.file).shape[:2]
+        template_rows.append(_template_row(board.path, board, width, height))
+    samples = pd.DataFrame(sorted(template_rows, key=lambda r: r["path"]) + tested_rows)
+    samples["split"] = ""
+    samples = apply_previous_splits(samples, earlier)
+    labels = pd.DataFrame(label_rows) if label_rows else None
+    samples, labels = with_defaults(samples, labels)
+    info = DatasetInfo(
+        classes=list(DEEPPCB_CLASSES), px_per_mm=config.px_per_mm, image_root=".",
+        split=earlier_split,
+        provenance=[{"step": "synth", "boards": str(boards), "count": count, "seed": seed,
+                     "image_format": image_format, "config": config.model_dump(mode="json"),
+                     "pcbforge_version": __version__}],
+    )
+    save(Dataset(out, samples, labels, info))
+    # Images of an earlier, larger run that this one did not make are ours to remove.
+    keep = set(samples["path"])
+    for folder in (out / "images", out / "templates" / "augmented"):
+        for stale in sorted(folder.glob("syn_*")) if folder.is_dir() else []:
+            if stale.relative_to(out).as_posix() not in keep:
+                stale.unlink()
+    report = {
+        "dataset": str(out), "boards": str(boards), "boards_found": len(board_list),
+        "boards_used": len(used), "images": len(tested_rows), "requested_images": count,
+        "failed_images": failed, "defects": dict(sorted(placed.items())),
+        "defects_total": int(sum(placed.values())), "defects_requested": requested,
+        "dropped": dict(sorted(dropped.items())), "redrawn": redrawn,
+        "binary_boards": int(sum(1 for r in results if r.get("binary"))),
+        "seconds": round(seconds, 3), "images_per_second": round(len(tested_rows) / seconds, 2)
+        if seconds > 0 else None, "seed": seed, "config": config.model_dump(mode="json"),
+    }
+    write_json(out / REPORT_JSON, report)
+    return report
+
+
+def _board_one(task: tuple) -> str:
+    from pcbforge.synth.boards import draw_board
+
+    index, out, seed, size = task
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 0xB0A2D]))
+    name = f"board_{index:06d}.png"
+    _write_bytes(Path(out) / name, _encode(draw_board(rng, size), "png"))
+    return name
+
+
+def write_boards(out: Path | str, *, count: int, seed: int = 0, size: int = 640,
+                 workers: int = 1, progress: bool = True) -> list[str]:
+    """Write ``count`` procedural defect-free boards (binarized, DeepPCB-like tiles) into the
+    folder ``out`` as ``board_NNNNNN.png``; board ``i`` depends on ``(seed, i)`` only."""
+    if count < 1:
+        raise SynthError(f"count must be >= 1, got {count}")
+    if size < 64:
+        raise SynthError(f"size must be >= 64, got {size}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = [(i, str(out), seed, size) for i in range(count)]
+    names = []
+    with _progress_bar(progress, "boards", count) as advance, \
+            LocalEngine(workers, preload=("numpy", "cv2")) as engine:
+        for name in engine.map(_board_one, tasks):
+            names.append(name)
+            advance()
+    return names

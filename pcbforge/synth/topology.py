@@ -1,0 +1,162 @@
+"""What each defect class does to the copper inside its box, checked from the pixels.
+
+A label is only right if the pair says so: a short must join two conductors that
+were separate, an open must cut one in two, and so on. :func:`check_topology`
+compares the binarized template (``before``) and tested image (``after``) inside
+a box, the same check for generated defects and for hand-labelled real ones.
+
+Acquisition nuisance (a pixel or two of misregistration, rough edges) changes
+edges everywhere, so changes are counted only where they are more than 2 px
+thick (or connected to such a part), and conductors are matched by overlap,
+which a small shift does not break.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import cv2
+import numpy as np
+
+
+class DefectClass(str, Enum):
+    """The six defect classes of bare-board inspection (DeepPCB's names)."""
+
+    open = "open"
+    short = "short"
+    mousebite = "mousebite"
+    spur = "spur"
+    copper = "copper"
+    pin_hole = "pin-hole"
+
+
+#: Classes that add copper; the others remove it.
+ADDS_COPPER = frozenset({DefectClass.short, DefectClass.spur, DefectClass.copper})
+
+#: Pixels two regions must share to count as overlapping (more than nuisance contact).
+MIN_OVERLAP = 4
+#: Pixels a piece of a cut conductor must keep to count as a piece: the copper crumbs a
+#: ragged bite leaves behind do not make it an open.
+MIN_PIECE = 25
+
+_KERNEL3 = np.ones((3, 3), np.uint8)
+
+
+def defect_class(name: str | DefectClass) -> DefectClass:
+    """The class called ``name``; an unknown name raises and lists the valid ones."""
+    try:
+        return DefectClass(name)
+    except ValueError:
+        valid = ", ".join(c.value for c in DefectClass)
+        raise ValueError(f"unknown defect class {name!r}; valid classes: {valid}") from None
+
+
+def significant(change: np.ndarray) -> np.ndarray:
+    """Parts of a 0/1 change mask that are more than 2 px thick, with whatever thin
+    parts are connected to them (a thin short stays whole, an edge band goes)."""
+    # Outside the crop counts as unchanged: a band along the crop's edge is still thin.
+    core = cv2.morphologyEx(change, cv2.MORPH_OPEN, _KERNEL3, borderType=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+    if not core.any():
+        return core
+    n, labels = cv2.connectedComponents(change, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[np.unique(labels[core > 0])] = True
+    keep[0] = False
+    return keep[labels].astype(np.uint8)
+
+
+def _overlaps(a_labels: np.ndarray, na: int, b_labels: np.ndarray, nb: int) -> np.ndarray:
+    """(na, nb) pixel counts shared by component i of a and component j of b."""
+    both = (a_labels > 0) & (b_labels > 0)
+    pairs = a_labels[both].astype(np.int64) * nb + b_labels[both]
+    return np.bincount(pairs, minlength=na * nb).reshape(na, nb)
+
+
+def _max_partners(table: np.ndarray, least: int = MIN_OVERLAP) -> int:
+    """Most components of one side that a single component of the other side meets
+    with at least ``least`` pixels."""
+    if table.shape[0] <= 1 or table.shape[1] <= 1:
+        return 0
+    return int((table[1:, 1:] >= least).sum(axis=1).max())
+
+
+def _joins(after: np.ndarray, lb: np.ndarray, nb: int) -> bool:
+    na, la = cv2.connectedComponents(after, connectivity=8)
+    return _max_partners(_overlaps(la, na, lb, nb)) >= 2
+
+
+def _cuts(after: np.ndarray, lb: np.ndarray, nb: int) -> bool:
+    na, la = cv2.connectedComponents(after, connectivity=8)
+    return _max_partners(_overlaps(la, na, lb, nb).T, MIN_PIECE) >= 2
+
+
+def describe_change(before: np.ndarray, after: np.ndarray) -> dict[str, object]:
+    """Topology facts of the change from ``before`` to ``after`` (0/1 copper crops)."""
+    before = (np.asarray(before) > 0).astype(np.uint8)
+    after = (np.asarray(after) > 0).astype(np.uint8)
+    if before.shape != after.shape or before.ndim != 2:
+        raise ValueError(f"before and after must be 2-D crops of one shape, got {before.shape} "
+                         f"and {after.shape}")
+    added = significant(after & (1 - before))
+    removed = significant(before & (1 - after))
+    nb, lb = cv2.connectedComponents(before, connectivity=8)
+    na, la = cv2.connectedComponents(after, connectivity=8)
+    table = _overlaps(la, na, lb, nb)  # after x before
+    # A join or a cut counts when the significant change makes it: nuisance alone can
+    # sever a sliver at the crop's edge, and that must not turn a bite into an open.
+    merges = _max_partners(table) >= 2 and not _joins(after & (1 - added), lb, nb)
+    splits = _max_partners(table.T, MIN_PIECE) >= 2 and not _cuts(after | removed, lb, nb)
+    # An island: a copper component of the tested crop that meets no conductor of the
+    # template and is not nuisance-sized.
+    sizes = np.bincount(la.ravel(), minlength=na)
+    island = bool(na > 1 and ((table[1:, 1:] < MIN_OVERLAP).all(axis=1)
+                              & (sizes[1:] >= 2 * MIN_OVERLAP)).any())
+    # A hole: a substrate component of the tested crop that meets no substrate of the
+    # template (4-connected, the dual of 8-connected copper).
+    ns_b, sb = cv2.connectedComponents(1 - before, connectivity=4)
+    ns_a, sa = cv2.connectedComponents(1 - after, connectivity=4)
+    stable = _overlaps(sa, ns_a, sb, ns_b)
+    hole_sizes = np.bincount(sa.ravel(), minlength=ns_a)
+    hole = bool(ns_a > 1 and ((stable[1:, 1:] < MIN_OVERLAP).all(axis=1)
+                              & (hole_sizes[1:] >= 2 * MIN_OVERLAP)).any())
+    return {
+        "added": int(added.sum()), "removed": int(removed.sum()), "merges": merges,
+        "splits": splits, "island": island, "hole": hole,
+    }
+
+
+def check_facts(name: str | DefectClass, facts: dict[str, object]) -> tuple[bool, str]:
+    """Whether ``facts`` (from :func:`describe_change`) show a defect of class ``name``."""
+    cls = defect_class(name)
+    if cls in ADDS_COPPER and not facts["added"]:
+        return False, "no copper added"
+    if cls not in ADDS_COPPER and not facts["removed"]:
+        return False, "no copper removed"
+    if cls is DefectClass.short:
+        return (True, "") if facts["merges"] else (False, "joins no two conductors")
+    if cls is DefectClass.open:
+        return (True, "") if facts["splits"] else (False, "cuts no conductor in two")
+    if cls is DefectClass.copper:
+        if facts["merges"]:
+            return False, "joins two conductors"
+        return (True, "") if facts["island"] else (False, "no isolated copper island")
+    if cls is DefectClass.spur:
+        if facts["merges"]:
+            return False, "joins two conductors"
+        return (False, "isolated island, not attached") if facts["island"] else (True, "")
+    if cls is DefectClass.pin_hole:
+        # A ring-shaped hole leaves copper inside it: that is still a pin-hole, and a hole
+        # enclosed by copper cannot cut a conductor through.
+        return (True, "") if facts["hole"] else (False, "no hole enclosed by copper")
+    # mousebite
+    if facts["splits"]:
+        return False, "cuts a conductor"
+    return (False, "hole enclosed by copper, not a bite") if facts["hole"] else (True, "")
+
+
+def check_topology(name: str | DefectClass, before: np.ndarray,
+                   after: np.ndarray) -> tuple[bool, str]:
+    """Check one box: ``before`` and ``after`` are the template's and the tested image's
+    copper (non-zero = copper) inside it. Returns ``(ok, reason)``."""
+    return check_facts(name, describe_change(before, after))

@@ -1,0 +1,180 @@
+"""Tests for ``pcbforge synth`` (defects on good boards) and ``pcbforge synth boards``."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pcbforge.cli.main import app
+from pcbforge.datasets import load
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def boards(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli") / "boards"
+    result = runner.invoke(app, ["synth", "boards", "--out", str(folder), "--count", "2",
+                                 "--size", "320", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 boards" in result.output
+    return folder
+
+
+def _one_error_line(output: str) -> str:
+    lines = output.strip().splitlines()
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error:") and "Traceback" not in output
+    return lines[0]
+
+
+def test_boards_command_writes_seeded_boards(boards, tmp_path) -> None:
+    assert sorted(p.name for p in boards.iterdir()) == ["board_000000.png", "board_000001.png"]
+    again = tmp_path / "again"
+    result = runner.invoke(app, ["synth", "boards", "-o", str(again), "--count", "1",
+                                 "--size", "320", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    assert (again / "board_000000.png").read_bytes() == (boards / "board_000000.png"
+                                                         ).read_bytes()
+
+
+def test_synth_writes_a_dataset_and_its_report(boards, tmp_path) -> None:
+    out = tmp_path / "dataset"
+    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+                                 "--count", "4", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "synth: 4 images from 2 boards" in result.output
+    assert "report:" in result.output
+    report = json.loads((out / "synth_report.json").read_text())
+    assert report["images"] == 4 and report["seed"] == 1 and report["failed_images"] == []
+    dataset = load(out, check_files=True)
+    assert (dataset.samples["role"] == "tested").sum() == 4
+    assert len(dataset.labels) == report["defects_total"] > 0
+    # Same command, same seed: the same bytes (re-running into its own output is allowed).
+    images = {p.name: p.read_bytes() for p in (out / "images").iterdir()}
+    again = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+                                "--count", "4", "--seed", "1"])
+    assert again.exit_code == 0, again.output
+    assert {p.name: p.read_bytes() for p in (out / "images").iterdir()} == images
+
+
+def test_options_reach_the_config(boards, tmp_path) -> None:
+    out = tmp_path / "dataset"
+    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+                                 "--count", "2", "--seed", "2", "--classes", "spur, short",
+                                 "--defects-per-image", "4", "--box", "tight",
+                                 "--no-nuisance", "--format", "jpg"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "synth_report.json").read_text())
+    config = report["config"]
+    assert config["classes"] == ["spur", "short"]
+    assert config["defects_per_image"] == [4, 4]
+    assert config["box"] == "tight" and config["nuisance"]["enabled"] is False
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert set(labels["label"]) <= {"spur", "short"} and len(labels) > 0
+    for label in labels.itertuples():
+        assert [label.x1, label.y1, label.x2, label.y2] == json.loads(label.params)["tight_box"]
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert samples.loc[samples["role"] == "tested", "path"].str.endswith(".jpg").all()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--classes", "foo"], r"unknown defect class 'foo'"),
+        (["--classes", "spur,foo"], r"valid classes: open, short, mousebite, spur, copper"),
+        (["--defects-per-image", "5-2"], r"defects.per.image.*5-2"),
+        (["--defects-per-image", "0"], r"defects.per.image"),
+        (["--defects-per-image", "three"], r"--defects-per-image must be N or MIN-MAX"),
+        (["--defects-per-image", "1-2-3"], r"--defects-per-image must be N or MIN-MAX"),
+        (["--box", "loose"], r"box.*loose"),
+        (["--copper", "shiny"], r"copper.*shiny"),
+        (["--px-per-mm", "-3"], r"px.per.mm"),
+        (["--augment", "nope"], r"unknown augment preset 'nope'"),
+        (["--format", "bmp"], r"png.*bmp"),
+        (["--count", "0"], r"count must be >= 1"),
+    ],
+    ids=["unknown_class", "one_unknown_class", "min_above_max", "zero_defects",
+         "not_a_number", "three_parts", "bad_box", "bad_copper", "negative_px_per_mm",
+         "unknown_augment", "bad_format", "zero_count"],
+)
+def test_bad_option_is_one_clear_line_and_exit_2(boards, tmp_path, extra, message) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+                                 "--count", "2", *extra])
+    assert result.exit_code == 2, result.output
+    assert re.search(message, _one_error_line(result.output))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "option"),
+    [(["--defects-per-image", "5-2"], "defects_per_image"), (["--box", "loose"], "box")],
+    ids=["defects_per_image", "box"],
+)
+def test_range_error_names_its_option_not_the_whole_config(boards, tmp_path, extra,
+                                                           option) -> None:
+    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out",
+                                 str(tmp_path / "out"), *extra])
+    line = _one_error_line(result.output)
+    assert f"invalid option {option}:" in line
+    assert "'nuisance'" not in line and "'augment'" not in line
+
+
+def test_bad_workers_is_one_clear_line_and_writes_nothing(boards, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+                                 "--count", "1", "--workers", "0"])
+    assert result.exit_code == 2, result.output
+    assert "workers" in _one_error_line(result.output)
+    assert not out.exists()
+
+
+def test_refuses_an_output_that_is_not_ours(boards, tmp_path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("keep")
+    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+                                 "--count", "1"])
+    assert result.exit_code == 2, result.output
+    assert "not an earlier `pcbforge synth` output" in _one_error_line(result.output)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_missing_boards_or_out(boards, tmp_path) -> None:
+    result = runner.invoke(app, ["synth", "--boards", str(boards)])
+    assert result.exit_code == 2
+    assert "give --boards SRC and --out DATASET" in _one_error_line(result.output)
+    result = runner.invoke(app, ["synth", "--boards", str(tmp_path / "nowhere"), "--out",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "Invalid value for '--boards'" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_boards_folder_is_one_clear_line(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["synth", "--boards", str(tmp_path / "empty"), "--out",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "no good boards" in _one_error_line(result.output)
+
+
+@pytest.mark.parametrize("args", [["synth"], ["synth", "boards"]], ids=["synth", "boards"])
+def test_no_arguments_shows_help(args) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code in (0, 2)
+    assert "Usage" in result.output and "--out" in result.output
+    assert "error:" not in result.output
+
+
+def test_synth_help_lists_its_subcommands() -> None:
+    result = runner.invoke(app, ["synth", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for word in ("boards", "messy", "--boards", "--classes", "--defects-per-image"):
+        assert word in result.output

