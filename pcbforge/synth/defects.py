@@ -155,6 +155,10 @@ def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         net_b = int(a.nets[ys[hits[0]], xs[hits[0]]])
         if net_a == 0 or net_b in (0, net_a) or not 6.0 * s <= gap <= 36.0 * s:
             continue
+        # Real shorts favour the wider gaps (median extent ~23 px): narrow ones are kept
+        # only part of the time.
+        if gap < 12.0 * s and rng.random() < 0.5:
+            continue
         into = 2.0 * s
         pa = p - u * into
         pb = p + u * (gap + into)
@@ -304,7 +308,10 @@ def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         if reach[k] > 2.6 * half + 4 or reach[(k + 8) % 16] < 2.0 * reach[k]:
             continue  # no clear cross-section: a corner, a junction or a blob
         along = _perp(across)
-        radius = float(rng.uniform(2.2, 5.0)) * s
+        # The gap's length follows the trace's width, so the copper removed keeps to
+        # DeepPCB's size (median ~107 px at 48 px/mm) on thin and wide traces alike.
+        area = _lognormal(rng, 65.0 * s * s, 0.35, 20.0 * s * s, 300.0 * s * s)
+        radius = float(np.clip(area / (4.0 * half + 1e-6), 1.8 * s, 6.0 * s))
         # Cuts are seldom square to the trace: slant the stroke by up to ~50 degrees.
         slant = float(rng.uniform(-1.3, 1.3))
         cut = _unit(across + along * slant)

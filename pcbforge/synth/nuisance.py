@@ -302,12 +302,30 @@ def _shift_taps(shift: float, sigma: float) -> np.ndarray:
     return (taps / taps.sum()).astype(np.float32).reshape(-1, 1)
 
 
+def _shift_rows(image: np.ndarray, shift: float) -> np.ndarray:
+    """Move content down by ``shift`` px: linear interpolation of two row-shifted views of a
+    replicate-padded copy (OpenCV's column filter is slow for asymmetric kernels)."""
+    whole = math.floor(shift)
+    frac = shift - whole
+    pad = abs(whole) + 1
+    padded = cv2.copyMakeBorder(image, pad, pad, 0, 0, cv2.BORDER_REPLICATE)
+    top = pad - whole  # dst(y) = (1 - frac) src(y - whole) + frac src(y - whole - 1)
+    height = image.shape[0]
+    return cv2.addWeighted(padded[top : top + height], 1.0 - frac,
+                           padded[top - 1 : top - 1 + height], frac, 0.0)
+
+
 def _resample(image: np.ndarray, s: _Sampled, sigma: float) -> np.ndarray:
-    """Blur by ``sigma`` (0: none) and warp, border replicated. A pure translation is one
-    separable filter with shifted taps: exact sub-pixel and ~3x cheaper than warpAffine."""
+    """Blur by ``sigma`` (0: none) and warp, border replicated.
+
+    A pure translation avoids ``cv2.warpAffine`` (3x slower): the row filter takes the
+    blur and the sub-pixel x shift in one kernel, the y shift blends two row views.
+    """
     if s.angle_deg == 0.0:
-        return cv2.sepFilter2D(image, -1, _shift_taps(s.dx, sigma), _shift_taps(s.dy, sigma),
-                               borderType=cv2.BORDER_REPLICATE)
+        column = _shift_taps(0.0, sigma) if sigma > 0 else np.ones((1, 1), np.float32)
+        moved = cv2.sepFilter2D(image, -1, _shift_taps(s.dx, sigma), column,
+                                borderType=cv2.BORDER_REPLICATE)
+        return _shift_rows(moved, s.dy)
     if sigma > 0:
         taps = _shift_taps(0.0, sigma)
         image = cv2.sepFilter2D(image, -1, taps, taps, borderType=cv2.BORDER_REPLICATE)
@@ -416,5 +434,11 @@ def warp_mask(mask: np.ndarray, sampled: dict[str, Any]) -> np.ndarray:
         return mask.copy()
     _check_shape("mask", mask, s)
     src = mask.view(np.uint8) if mask.dtype == np.bool_ else mask
-    out = _warp(src, s, cv2.INTER_NEAREST)
+    if s.angle_deg == 0.0:  # a whole-pixel shift: the rounded translation, as nearest does
+        dx, dy = math.floor(s.dx + 0.5), math.floor(s.dy + 0.5)
+        pad = max(abs(dx), abs(dy))
+        padded = cv2.copyMakeBorder(src, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        out = padded[pad - dy : pad - dy + s.height, pad - dx : pad - dx + s.width].copy()
+    else:
+        out = _warp(src, s, cv2.INTER_NEAREST)
     return out.astype(bool) if mask.dtype == np.bool_ else out

@@ -190,17 +190,9 @@ def changed_px(boards) -> dict[str, list[int]]:
     return sizes
 
 
-_OPEN_TOO_BIG = pytest.mark.xfail(
-    strict=True,
-    reason="known: opens on procedural boards (8-14 px traces, wider than DeepPCB's) remove "
-           "more copper than DeepPCB's median 107 px (1.3-1.5x here); on DeepPCB templates "
-           "the median is 1.12x (benchmarks/synth_realism.py)",
-)
-
-
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=_OPEN_TOO_BIG) if n == "open" else n for n in DEEPPCB_MEDIAN_PX],
+    list(DEEPPCB_MEDIAN_PX),
 )
 def test_changed_pixel_median_is_within_40_percent_of_deeppcb(changed_px, name) -> None:
     sizes = changed_px[name]

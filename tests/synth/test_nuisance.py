@@ -225,12 +225,16 @@ def test_non_square_image() -> None:
 # --- masks follow the image ---------------------------------------------------------------
 
 
-def test_copper_mask_follows_copper(boards: dict[int, np.ndarray]) -> None:
+@pytest.mark.parametrize("rotation_prob", [0.0, 1.0], ids=["translation", "rotation"])
+def test_copper_mask_follows_copper(boards: dict[int, np.ndarray], rotation_prob: float) -> None:
     board = boards[5]
     copper = board < 128
+    rotated = 0
     for seed in range(6):
         sampled = _sample(seed, offset_min_px=0, offset_max_px=0, roughness_px=0,
-                          bias_std_px=0, shift_std_x_px=1, shift_std_y_px=1)
+                          bias_std_px=0, shift_std_x_px=0.7, shift_std_y_px=0.7,
+                          rotation_prob=rotation_prob, rotation_std_deg=0.1)
+        rotated += sampled["angle_deg"] != 0.0
         out_copper = apply_nuisance(board, sampled, binary=True) < 128
         moved = warp_mask(copper, sampled)
         assert moved.dtype == np.bool_
@@ -241,6 +245,19 @@ def test_copper_mask_follows_copper(boards: dict[int, np.ndarray]) -> None:
         assert not cv2.morphologyEx(mismatch.view(np.uint8), cv2.MORPH_OPEN, K3).any()
         if max(abs(sampled["dx"]), abs(sampled["dy"])) > 0.6:
             assert (copper != out_copper).mean() > 2 * mismatch.mean()
+    assert (rotated > 0) == (rotation_prob > 0)
+
+
+def test_translation_fast_path_matches_warp(boards: dict[int, np.ndarray]) -> None:
+    """Unrotated images skip warpAffine; a negligible rotation takes it: same result."""
+    board = boards[1]
+    for seed in range(4):
+        sampled = {**_sample(seed), "angle_deg": 0.0, "jpeg_quality": None}
+        fast = apply_nuisance(board, sampled, binary=True)
+        slow = apply_nuisance(board, {**sampled, "angle_deg": 1e-9}, binary=True)
+        assert np.mean(fast != slow) < 2e-3
+        fast_mask = warp_mask(board, sampled)
+        assert np.array_equal(fast_mask, warp_mask(board, {**sampled, "angle_deg": 1e-9}))
 
 
 def test_instance_mask_moves_by_the_shift() -> None:
