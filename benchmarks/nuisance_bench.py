@@ -3,9 +3,8 @@
     python benchmarks/nuisance_bench.py DATASET_DIR [--limit N] [--seed S]
                                         [--set FIELD=VALUE ...]
 
-DATASET_DIR is any folder in DeepPCB layout: pairs are read from ``trainval.txt``,
-``test.txt`` or any other ``*.txt`` list in it (lines ``group/N/X.jpg group/N_not/X.txt``),
-or else found by globbing ``**/*_temp.jpg`` (labels in the sibling ``N_not`` folder).
+DATASET_DIR is any folder in DeepPCB layout (``groupN/N/X_test.jpg``, ``X_temp.jpg`` and
+``groupN/N_not/X.txt``), read by ``pcbforge.datasets.deeppcb.deeppcb_pairs``.
 
 For every pair, outside the labelled boxes and binarized at 128, it measures the real
 tested image against its template, and a synthetic tested image
@@ -27,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pcbforge.datasets.deeppcb import deeppcb_pairs
 from pcbforge.synth.nuisance import NuisanceParams, apply_nuisance, sample_nuisance
 
 PERCENTILES = (0, 5, 25, 50, 75, 95, 100)
@@ -34,43 +34,10 @@ MAX_BAND = 12
 _K3 = np.ones((3, 3), np.uint8)
 
 
-def find_pairs(root: Path) -> list[tuple[Path, Path, Path | None]]:
-    """(template, tested, label file or None) for every pair in a DeepPCB-layout folder."""
-    pairs: list[tuple[Path, Path, Path | None]] = []
-    lists = [root / "trainval.txt", root / "test.txt"]
-    lists += sorted(p for p in root.glob("*.txt") if p not in lists)
-    for listing in lists:
-        if not listing.is_file():
-            continue
-        for line in listing.read_text().splitlines():
-            parts = line.split()
-            if len(parts) < 2 or not parts[0].endswith(".jpg"):
-                continue
-            stem = root / parts[0][: -len(".jpg")]
-            temp, test = Path(f"{stem}_temp.jpg"), Path(f"{stem}_test.jpg")
-            if temp.is_file() and test.is_file():
-                pairs.append((temp, test, root / parts[1]))
-        if pairs:
-            return pairs
-    for temp in sorted(root.glob("**/*_temp.jpg")):
-        test = temp.with_name(temp.name.replace("_temp.jpg", "_test.jpg"))
-        stem = temp.name[: -len("_temp.jpg")]
-        label = temp.parent.parent / f"{temp.parent.name}_not" / f"{stem}.txt"
-        if test.is_file():
-            pairs.append((temp, test, label if label.is_file() else None))
-    return pairs
-
-
-def outside_boxes(label: Path | None, shape: tuple[int, int]) -> np.ndarray:
-    """True outside every labelled ``x1,y1,x2,y2,type`` box."""
+def outside_boxes(boxes: list, shape: tuple[int, int]) -> np.ndarray:
+    """True outside every labelled box."""
     keep = np.ones(shape, bool)
-    if label is None or not label.is_file():
-        return keep
-    for line in label.read_text().splitlines():
-        values = line.replace(",", " ").split()
-        if len(values) < 4:
-            continue
-        x1, y1, x2, y2 = (int(float(v)) for v in values[:4])
+    for x1, y1, x2, y2, _ in boxes:
         keep[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = False
     return keep
 
@@ -126,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a NuisanceParams field")
     args = parser.parse_args(argv)
-    pairs = find_pairs(args.dataset)
+    pairs = deeppcb_pairs(args.dataset)
     if not pairs:
-        print(f"no *_temp.jpg / *_test.jpg pairs under {args.dataset}", file=sys.stderr)
+        print(f"no template/tested pairs under {args.dataset}", file=sys.stderr)
         return 1
     if 0 < args.limit < len(pairs):
         pick = np.linspace(0, len(pairs) - 1, args.limit).round().astype(int)
@@ -138,13 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     real: list[dict[str, float]] = []
     synth: list[dict[str, float]] = []
     seconds: list[float] = []
-    for temp_path, test_path, label in pairs:
+    for temp_path, test_path, boxes in pairs:
         template = cv2.imread(str(temp_path), cv2.IMREAD_GRAYSCALE)
         tested = cv2.imread(str(test_path), cv2.IMREAD_GRAYSCALE)
         if template is None or tested is None or template.shape != tested.shape:
             print(f"skipped unreadable or mismatched pair {temp_path}", file=sys.stderr)
             continue
-        keep = outside_boxes(label, template.shape)
+        keep = outside_boxes(boxes, template.shape)
         real.append(pair_stats(template, tested, keep))
         # DeepPCB templates are q95 JPEGs: binarize first, as the synthesis does.
         board = np.where(template >= 128, np.uint8(255), np.uint8(0))

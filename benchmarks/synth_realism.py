@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES  # noqa: E402
+from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, deeppcb_pairs  # noqa: E402
 from pcbforge.synth.topology import check_topology  # noqa: E402
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
@@ -44,27 +44,6 @@ _KERNEL3 = np.ones((3, 3), np.uint8)
 #: The issue's reference medians (DeepPCB train/val): changed px, tight size.
 TABLE = {"open": (107, 19), "short": (147, 23), "mousebite": (74, 15), "spur": (83, 14),
          "copper": (170, 20), "pin-hole": (112, 18)}
-
-
-def read_pairs(root: Path, groups: set[str] | None) -> list[tuple[Path, Path, list]]:
-    """(template, tested, boxes) of every pair under ``root`` in DeepPCB layout."""
-    pairs = []
-    for test in sorted(root.glob("group*/*/*_test.jpg")):
-        if groups and test.parts[-3] not in groups:
-            continue
-        stem = test.name[: -len("_test.jpg")]
-        template = test.with_name(f"{stem}_temp.jpg")
-        label = test.parent.parent / f"{test.parent.name}_not" / f"{stem}.txt"
-        boxes = []
-        if label.is_file():
-            for line in label.read_text().split("\n"):
-                values = line.replace(",", " ").split()
-                if len(values) == 5:
-                    x1, y1, x2, y2, kind = (int(float(v)) for v in values)
-                    boxes.append((x1, y1, x2, y2, DEEPPCB_CLASSES[kind - 1]))
-        if template.is_file():
-            pairs.append((template, test, boxes))
-    return pairs
 
 
 def copper(path: Path) -> np.ndarray:
@@ -117,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
 
     groups = {g for g in args.groups.split(",") if g} or None
-    pairs = read_pairs(args.deeppcb, groups)
+    pairs = deeppcb_pairs(args.deeppcb, groups)
     if args.limit:
         pairs = pairs[: args.limit]
     if not pairs:

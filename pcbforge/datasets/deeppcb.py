@@ -148,6 +148,24 @@ def read_deeppcb(root: Path | str) -> DeepPCBLayout:
     return DeepPCBLayout(sample_table, label_table, problems)
 
 
+def deeppcb_pairs(root: Path | str, boards: set[str] | None = None
+                  ) -> list[tuple[Path, Path, list[tuple[int, int, int, int, str]]]]:
+    """``(template, tested, boxes)`` of every pair under ``root`` (of the ``boards``
+    groups only, when given), boxes as ``(x1, y1, x2, y2, label)``: what benchmarks walk."""
+    root = Path(root)
+    layout = read_deeppcb(root)
+    tested = layout.samples[(layout.samples["role"] == "tested")
+                            & (layout.samples["template_path"] != "")]
+    if boards:
+        tested = tested[tested["board"].isin(boards)]
+    boxes: dict[str, list] = {}
+    for row in layout.labels.itertuples():
+        boxes.setdefault(row.path, []).append(
+            (int(row.x1), int(row.y1), int(row.x2), int(row.y2), row.label))
+    return [(root / row.template_path, root / row.path, boxes.get(row.path, []))
+            for row in tested.itertuples()]
+
+
 def _read_lists(root: Path, problems: list[LayoutProblem]) -> dict[str, str]:
     """Image -> list name, from trainval.txt / test.txt when present."""
     listed: dict[str, str] = {}

@@ -6,10 +6,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, parse_annotation, read_deeppcb
+from pcbforge.datasets.deeppcb import (
+    DEEPPCB_CLASSES,
+    deeppcb_pairs,
+    parse_annotation,
+    read_deeppcb,
+)
 from tests.conftest import write_deeppcb_layout
 
 SHARED_DEEPPCB = Path(__file__).resolve().parents[2].parent / "shared/data/deeppcb-trainval"
+
+
+def test_pairs_for_benchmarks_hold_template_tested_and_boxes(tmp_path):
+    write_deeppcb_layout(tmp_path, {"group00001": 2, "group00002": 1}, np.random.default_rng(2))
+    pairs = deeppcb_pairs(tmp_path)
+    assert len(pairs) == 3
+    for template, tested, boxes in pairs:
+        assert template.name.endswith("_temp.jpg") and template.is_file()
+        assert tested.name == template.name.replace("_temp", "_test") and tested.is_file()
+        assert [b[4] for b in boxes] == ["spur", "open"]
+        assert all(b[0] < b[2] and b[1] < b[3] for b in boxes)
+    only = deeppcb_pairs(tmp_path, {"group00002"})
+    assert [p[1].parts[-3] for p in only] == ["group00002"]
 
 
 def test_reads_pairs_boards_boxes_and_lists(tmp_path):
