@@ -4,8 +4,8 @@ Defects are placed where their class really occurs, so every generator starts
 from one :class:`BoardAnalysis`: the copper mask, its conductors (connected
 components), distance transforms on both sides of every edge, the candidate
 spots of each kind (conductor edges seen from either side, trace
-centrelines; clear substrate and deep copper come from the distances), the
-typical conductor width and the board's own colours.
+centrelines; clear substrate and deep copper come from the distances) and the
+board's own colours.
 
 Everything here is a pure function of the image.
 """
@@ -34,7 +34,6 @@ class BoardAnalysis:
     ridge: np.ndarray  # flat indices of trace centreline pixels (not pads or pours)
     edge_out: np.ndarray  # flat indices of substrate pixels touching copper
     edge_in: np.ndarray  # flat indices of copper pixels touching substrate
-    trace_width: float  # median conductor width (px), from the centreline
     copper_colour: np.ndarray  # float32 (C,) median colour of copper
     substrate_colour: np.ndarray  # float32 (C,) median colour of substrate
     copper_noise: float  # std of copper pixels around their median (texture)
@@ -114,7 +113,6 @@ def analyze_board(image: np.ndarray, *, px_per_mm: float = DEEPPCB_PX_PER_MM,
     # not pads or pours, whose maxima sit far from any edge).
     local_max = dist_cu >= cv2.dilate(dist_cu, np.ones((3, 3), np.uint8))
     ridge_mask = local_max & (dist_cu >= 2.0)
-    widths = 2.0 * dist_cu[ridge_mask & (dist_cu <= 12.0 * scale)]
     # Trace centreline: no wider copper (pad, pour) within a few px either.
     k = 2 * int(round(7 * scale)) + 1
     nearby = cv2.dilate(dist_cu, np.ones((k, k), np.uint8))
@@ -122,7 +120,6 @@ def analyze_board(image: np.ndarray, *, px_per_mm: float = DEEPPCB_PX_PER_MM,
         nearby <= dist_cu + 2.0)
     border = int(round(15 * scale))
     trace[:border], trace[-border:], trace[:, :border], trace[:, -border:] = (False,) * 4
-    trace_width = float(np.median(widths)) if len(widths) else 0.0
     edge_out = (dist_sub > 0) & (dist_sub <= 1.5)
     edge_in = (dist_cu > 0) & (dist_cu <= 1.5)
     cu_colour, cu_noise = _colour_stats(image, cu)
@@ -130,7 +127,7 @@ def analyze_board(image: np.ndarray, *, px_per_mm: float = DEEPPCB_PX_PER_MM,
     return BoardAnalysis(
         image=image, binary=binary, copper=cu, nets=nets, dist_copper=dist_cu,
         dist_substrate=dist_sub, ridge=np.flatnonzero(trace),
-        edge_out=np.flatnonzero(edge_out), edge_in=np.flatnonzero(edge_in), trace_width=trace_width,
+        edge_out=np.flatnonzero(edge_out), edge_in=np.flatnonzero(edge_in),
         copper_colour=cu_colour, substrate_colour=sub_colour, copper_noise=cu_noise,
         substrate_noise=sub_noise, px_per_mm=float(px_per_mm),
     )

@@ -82,6 +82,14 @@ def _pick(rng: np.random.Generator, candidates: np.ndarray, a: BoardAnalysis
     return y, x
 
 
+def _edge_spot(rng: np.random.Generator, a: BoardAnalysis, candidates: np.ndarray,
+               field: np.ndarray) -> tuple[int, int, np.ndarray | None]:
+    """A random edge pixel (y, x) among ``candidates`` (non-empty, flat indices) and the unit
+    (x, y) direction in which ``field`` grows there (None where it is flat)."""
+    y, x = divmod(int(candidates[int(rng.integers(len(candidates)))]), a.shape[1])
+    return y, x, _gradient(field, y, x)
+
+
 def _random_where(rng: np.random.Generator, a: BoardAnalysis, field: np.ndarray,
                   least: float) -> tuple[int, int] | None:
     """A uniformly random pixel with ``field >= least`` (rejection sampling, no full scan)."""
@@ -100,12 +108,10 @@ def _random_where(rng: np.random.Generator, a: BoardAnalysis, field: np.ndarray,
 def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     """A protrusion growing out of a conductor edge into clear substrate."""
     s = a.scale
+    if not len(a.edge_out):
+        return None
     for _ in range(SPOT_TRIES):
-        spot = _pick(rng, a.edge_out, a)
-        if spot is None:
-            return None
-        y, x = spot
-        n = _gradient(a.dist_substrate, y, x)
+        y, x, n = _edge_spot(rng, a, a.edge_out, a.dist_substrate)
         if n is None:
             continue
         length = _lognormal(rng, 11.5 * s, 0.3, 5.0 * s, 22.0 * s)
@@ -130,12 +136,10 @@ def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     s = a.scale
     h, w = a.shape
     ts = np.arange(1.0, 36.0 * s + 1.0, 0.5)
+    if not len(a.edge_out):
+        return None
     for _ in range(SPOT_TRIES):
-        spot = _pick(rng, a.edge_out, a)
-        if spot is None:
-            return None
-        y, x = spot
-        n = _gradient(a.dist_substrate, y, x)
+        y, x, n = _edge_spot(rng, a, a.edge_out, a.dist_substrate)
         if n is None:
             continue
         p = np.array([x, y], np.float64)
@@ -239,12 +243,10 @@ def _half_width(a: BoardAnalysis, p: np.ndarray, inward: np.ndarray, reach: floa
 def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     """A bite out of a conductor edge that leaves the conductor whole."""
     s = a.scale
+    if not len(a.edge_in):
+        return None
     for _ in range(SPOT_TRIES):
-        spot = _pick(rng, a.edge_in, a)
-        if spot is None:
-            return None
-        y, x = spot
-        n = _gradient(a.dist_copper, y, x)
+        y, x, n = _edge_spot(rng, a, a.edge_in, a.dist_copper)
         if n is None:
             continue
         p = np.array([x, y], np.float64)
