@@ -69,10 +69,10 @@ def synth_command(
         fail("give --boards SRC and --out DATASET (or a subcommand; see --help)")
     from pcbforge.datasets.dataset import DatasetError
     from pcbforge.synth.compose import SynthConfig
-    from pcbforge.synth.pipeline import SynthError, list_boards, synthesize
+    from pcbforge.synth.pipeline import SynthError, source_px_per_mm, synthesize
 
     try:
-        found, dataset_px = list_boards(boards)
+        dataset_px = source_px_per_mm(boards)
         config = SynthConfig.model_validate({
             "classes": classes, "defects_per_image": _range(defects_per_image),
             "px_per_mm": px_per_mm or dataset_px or 48.0, "box": box, "copper": copper,

@@ -144,7 +144,7 @@ def load(path: Path | str, *, check_files: bool = False) -> Dataset:
     root = Path(path)
     if not (root / SAMPLES_PARQUET).is_file():
         raise DatasetError(f"{root}: no {SAMPLES_PARQUET}; is this a pcbforge dataset?")
-    info = _read_info(root)
+    info = read_info(root)
     samples = pd.read_parquet(root / SAMPLES_PARQUET)
     labels = pd.read_parquet(root / LABELS_PARQUET) if (root / LABELS_PARQUET).is_file() else None
     samples, labels = with_defaults(samples, labels)
@@ -224,7 +224,7 @@ def previous_splits(root: Path | str) -> tuple[dict | None, dict[str, str]]:
     re-import or re-curation keeps every assignment (the test set only grows)."""
     root = Path(root)
     try:
-        info = _read_info(root)
+        info = read_info(root)
         if info.split is None or not (root / SAMPLES_PARQUET).is_file():
             return None, {}
         old = pd.read_parquet(root / SAMPLES_PARQUET)
@@ -252,7 +252,8 @@ def _first_bad(mask: np.ndarray, table: pd.DataFrame, file: Path, describe) -> N
         raise DatasetError(f"{file} row {row}: {describe(table.iloc[row])}")
 
 
-def _read_info(root: Path) -> DatasetInfo:
+def read_info(root: Path) -> DatasetInfo:
+    """The ``dataset.json`` header of the folder ``root`` (defaults when it has none)."""
     path = root / DATASET_JSON
     if not path.is_file():
         return DatasetInfo()

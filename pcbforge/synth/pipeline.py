@@ -40,11 +40,13 @@ from pcbforge.datasets.dataset import (
     apply_previous_splits,
     load,
     previous_splits,
+    read_info,
     sample_id_for,
     save,
     with_defaults,
 )
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
+from pcbforge.datasets.formats_common import read_image_size
 from pcbforge.datasets.masks import encode_mask, mask_box
 from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json
 from pcbforge.engine import LocalEngine
@@ -78,6 +80,13 @@ def _safe_relative(path: str, index: int) -> str:
 def _template_path(path: str, index: int) -> str:
     relative = _safe_relative(path, index)
     return relative if relative.startswith("templates/") else f"templates/{relative}"
+
+
+def source_px_per_mm(src: Path | str) -> float | None:
+    """The px/mm a board source records: a pcbforge dataset's ``dataset.json``, else None.
+    Reads the header only, not the folder."""
+    src = Path(src)
+    return read_info(src).px_per_mm if (src / SAMPLES_PARQUET).is_file() else None
 
 
 def list_boards(src: Path | str) -> tuple[list[Board], float | None]:
@@ -301,7 +310,7 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
         requested += result["requested"]
     for board in sorted(used.values(), key=lambda b: b.path):
         atomic_write(out / board.path, lambda tmp, src=board.file: shutil.copyfile(src, tmp))
-        height, width = read_board(board.file).shape[:2]
+        width, height = read_image_size(Path(board.file))  # header only: no decode
         template_rows.append(_template_row(board.path, board, width, height))
     samples = pd.DataFrame(sorted(template_rows, key=lambda r: r["path"]) + tested_rows)
     samples["split"] = ""
