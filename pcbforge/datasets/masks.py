@@ -21,6 +21,33 @@ def encode_mask(mask: np.ndarray) -> str:
                        "counts": rle["counts"].decode("ascii")}, separators=(",", ":"))
 
 
+def encode_mask_window(window: np.ndarray, x: int, y: int, height: int, width: int) -> str:
+    """:func:`encode_mask` of an image-sized mask that is zero outside ``window`` (placed
+    with its top-left pixel at column ``x``, row ``y``): the same text, without building
+    the image-sized mask."""
+    window = np.asarray(window, dtype=bool)
+    x, y, height, width = int(x), int(y), int(height), int(width)
+    h, w = window.shape
+    if x < 0 or y < 0 or x + w > width or y + h > height:
+        raise ValueError(f"window {w}x{h} at ({x}, {y}) is outside a {width}x{height} image")
+    # Column-major positions of the set pixels, as COCO orders them.
+    columns, rows = np.nonzero(window.T)
+    positions = (x + columns).astype(np.int64) * height + (y + rows)
+    if not len(positions):
+        counts = [height * width]
+    else:
+        starts = np.flatnonzero(np.diff(positions, prepend=-2) != 1)
+        run_starts = positions[starts]
+        run_ends = positions[np.r_[starts[1:] - 1, len(positions) - 1]] + 1
+        gaps = run_starts - np.r_[0, run_ends[:-1]]
+        counts = np.column_stack([gaps, run_ends - run_starts]).ravel().tolist()
+        if run_ends[-1] < height * width:  # no trailing zero run, as pycocotools writes it
+            counts.append(height * width - int(run_ends[-1]))
+    rle = coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return json.dumps({"size": [height, width], "counts": rle["counts"].decode("ascii")},
+                      separators=(",", ":"))
+
+
 def parse_rle(text: str) -> dict:
     """The RLE dict of a ``mask`` column text; ``ValueError`` when it is not one."""
     try:
@@ -70,4 +97,7 @@ def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
 
 
-__all__ = ["decode_mask", "encode_mask", "mask_box", "mask_from_segmentation", "parse_rle"]
+__all__ = [
+    "decode_mask", "encode_mask", "encode_mask_window", "mask_box", "mask_from_segmentation",
+    "parse_rle",
+]
