@@ -91,42 +91,88 @@ def _cuts(after: np.ndarray, lb: np.ndarray, nb: int) -> bool:
     return _max_partners(_overlaps(la, na, lb, nb).T, MIN_PIECE) >= 2
 
 
-def describe_change(before: np.ndarray, after: np.ndarray) -> dict[str, object]:
-    """Topology facts of the change from ``before`` to ``after`` (0/1 copper crops)."""
-    before = (np.asarray(before) > 0).astype(np.uint8)
-    after = (np.asarray(after) > 0).astype(np.uint8)
-    if before.shape != after.shape or before.ndim != 2:
-        raise ValueError(f"before and after must be 2-D crops of one shape, got {before.shape} "
-                         f"and {after.shape}")
-    added = significant(after & (1 - before))
-    removed = significant(before & (1 - after))
-    nb, lb = cv2.connectedComponents(before, connectivity=8)
-    na, la = cv2.connectedComponents(after, connectivity=8)
-    table = _overlaps(la, na, lb, nb)  # after x before
+class _Facts:
+    """Topology facts of one change, each computed when first asked for (a check of one
+    class needs only some of them)."""
+
+    def __init__(self, before: np.ndarray, after: np.ndarray) -> None:
+        before = (np.asarray(before) > 0).astype(np.uint8)
+        after = (np.asarray(after) > 0).astype(np.uint8)
+        if before.shape != after.shape or before.ndim != 2:
+            raise ValueError(f"before and after must be 2-D crops of one shape, got "
+                             f"{before.shape} and {after.shape}")
+        self.before, self.after = before, after
+        self._cache: dict[str, object] = {}
+
+    def __getitem__(self, key: str) -> object:
+        if key not in self._cache:
+            self._cache[key] = getattr(self, f"_{key}")()
+        return self._cache[key]
+
+    def _added_mask(self) -> np.ndarray:
+        return significant(self.after & (1 - self.before))
+
+    def _removed_mask(self) -> np.ndarray:
+        return significant(self.before & (1 - self.after))
+
+    def _added(self) -> int:
+        return int(self["added_mask"].sum())
+
+    def _removed(self) -> int:
+        return int(self["removed_mask"].sum())
+
+    def _copper_before(self) -> tuple[int, np.ndarray]:
+        return cv2.connectedComponents(self.before, connectivity=8)
+
+    def _copper_after(self) -> tuple[int, np.ndarray]:
+        return cv2.connectedComponents(self.after, connectivity=8)
+
+    def _table(self) -> np.ndarray:
+        (nb, lb), (na, la) = self["copper_before"], self["copper_after"]
+        return _overlaps(la, na, lb, nb)  # after x before
+
     # A join or a cut counts when the significant change makes it: nuisance alone can
     # sever a sliver at the crop's edge, and that must not turn a bite into an open.
-    merges = _max_partners(table) >= 2 and not _joins(after & (1 - added), lb, nb)
-    splits = _max_partners(table.T, MIN_PIECE) >= 2 and not _cuts(after | removed, lb, nb)
-    # An island: a copper component of the tested crop that meets no conductor of the
-    # template and is not nuisance-sized.
-    sizes = np.bincount(la.ravel(), minlength=na)
-    island = bool(na > 1 and ((table[1:, 1:] < MIN_OVERLAP).all(axis=1)
-                              & (sizes[1:] >= 2 * MIN_OVERLAP)).any())
-    # A hole: a substrate component of the tested crop that meets no substrate of the
-    # template (4-connected, the dual of 8-connected copper).
-    ns_b, sb = cv2.connectedComponents(1 - before, connectivity=4)
-    ns_a, sa = cv2.connectedComponents(1 - after, connectivity=4)
-    stable = _overlaps(sa, ns_a, sb, ns_b)
-    hole_sizes = np.bincount(sa.ravel(), minlength=ns_a)
-    hole = bool(ns_a > 1 and ((stable[1:, 1:] < MIN_OVERLAP).all(axis=1)
-                              & (hole_sizes[1:] >= 2 * MIN_OVERLAP)).any())
-    return {
-        "added": int(added.sum()), "removed": int(removed.sum()), "merges": merges,
-        "splits": splits, "island": island, "hole": hole,
-    }
+    def _merges(self) -> bool:
+        nb, lb = self["copper_before"]
+        return bool(_max_partners(self["table"]) >= 2
+                    and not _joins(self.after & (1 - self["added_mask"]), lb, nb))
+
+    def _splits(self) -> bool:
+        nb, lb = self["copper_before"]
+        return bool(_max_partners(self["table"].T, MIN_PIECE) >= 2
+                    and not _cuts(self.after | self["removed_mask"], lb, nb))
+
+    def _island(self) -> bool:
+        # A copper component of the tested crop that meets no conductor of the template
+        # and is not nuisance-sized.
+        na, la = self["copper_after"]
+        table = self["table"]
+        sizes = np.bincount(la.ravel(), minlength=na)
+        return bool(na > 1 and ((table[1:, 1:] < MIN_OVERLAP).all(axis=1)
+                                & (sizes[1:] >= 2 * MIN_OVERLAP)).any())
+
+    def _hole(self) -> bool:
+        # A substrate component of the tested crop that meets no substrate of the template
+        # (4-connected, the dual of 8-connected copper).
+        ns_b, sb = cv2.connectedComponents(1 - self.before, connectivity=4)
+        ns_a, sa = cv2.connectedComponents(1 - self.after, connectivity=4)
+        stable = _overlaps(sa, ns_a, sb, ns_b)
+        hole_sizes = np.bincount(sa.ravel(), minlength=ns_a)
+        return bool(ns_a > 1 and ((stable[1:, 1:] < MIN_OVERLAP).all(axis=1)
+                                  & (hole_sizes[1:] >= 2 * MIN_OVERLAP)).any())
 
 
-def check_facts(name: str | DefectClass, facts: dict[str, object]) -> tuple[bool, str]:
+FACTS = ("added", "removed", "merges", "splits", "island", "hole")
+
+
+def describe_change(before: np.ndarray, after: np.ndarray) -> dict[str, object]:
+    """Topology facts of the change from ``before`` to ``after`` (0/1 copper crops)."""
+    facts = _Facts(before, after)
+    return {key: facts[key] for key in FACTS}
+
+
+def check_facts(name: str | DefectClass, facts: dict[str, object] | _Facts) -> tuple[bool, str]:
     """Whether ``facts`` (from :func:`describe_change`) show a defect of class ``name``."""
     cls = defect_class(name)
     if cls in ADDS_COPPER and not facts["added"]:
@@ -159,4 +205,4 @@ def check_topology(name: str | DefectClass, before: np.ndarray,
                    after: np.ndarray) -> tuple[bool, str]:
     """Check one box: ``before`` and ``after`` are the template's and the tested image's
     copper (non-zero = copper) inside it. Returns ``(ok, reason)``."""
-    return check_facts(name, describe_change(before, after))
+    return check_facts(name, _Facts(before, after))

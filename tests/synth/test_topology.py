@@ -13,6 +13,7 @@ import pytest
 
 from pcbforge.synth.topology import (
     DefectClass,
+    check_facts,
     check_topology,
     defect_class,
     describe_change,
@@ -211,6 +212,20 @@ def test_describe_change_reports_the_facts() -> None:
     assert facts["added"] == 6 * 14 and facts["removed"] == 0
     facts = describe_change(_PAD, _disc(_PAD, (32, 32), 5, 0))
     assert facts["hole"] is True and facts["added"] == 0 and facts["removed"] > 0
+
+
+def test_lazy_check_agrees_with_all_facts_on_random_changes() -> None:
+    """check_topology computes only the facts a class needs; the verdict must be the one
+    the full fact list gives."""
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        before = (cv2.GaussianBlur(rng.random((40, 40)), (0, 0), 3) > 0.5).astype(np.uint8)
+        after = before.copy()
+        x, y, r = (int(v) for v in rng.integers(4, 36, 3) % [40, 40, 7] + [0, 0, 2])
+        cv2.circle(after, (x, y), r, int(rng.integers(0, 2)), -1)
+        facts = describe_change(before, after)
+        for name in ALL_CLASSES:
+            assert check_topology(name, before, after) == check_facts(name, facts)
 
 
 def test_crops_of_other_dtypes_are_read_as_copper_where_nonzero() -> None:
