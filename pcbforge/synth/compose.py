@@ -224,10 +224,15 @@ def _copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
 
 
 def synthesize_image(board: np.ndarray, rng: np.random.Generator,
-                     config: SynthConfig | None = None) -> SynthImage:
-    """Draw defects on ``board`` (a good board, uint8 gray or BGR) and label them exactly."""
+                     config: SynthConfig | None = None, *,
+                     analysis: BoardAnalysis | None = None) -> SynthImage:
+    """Draw defects on ``board`` (a good board, uint8 gray or BGR) and label them exactly.
+
+    ``analysis``: ``analyze_board(board, ...)`` with the config's px/mm and copper side,
+    when the caller already has it (several images from one board); never modified.
+    """
     config = config or SynthConfig()
-    a = analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper)
+    a = analysis or analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper)
     lo, hi = config.defects_per_image
     wanted = [config.classes[int(i)] for i in rng.integers(0, len(config.classes),
                                                            int(rng.integers(lo, hi + 1)))]

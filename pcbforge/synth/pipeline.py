@@ -22,6 +22,7 @@ import json
 import shutil
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
@@ -47,14 +48,16 @@ from pcbforge.datasets.dataset import (
 )
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
 from pcbforge.datasets.formats_common import read_image_size
-from pcbforge.datasets.masks import encode_mask, mask_box
+from pcbforge.datasets.masks import encode_mask_window, mask_box
 from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json
 from pcbforge.engine import LocalEngine
+from pcbforge.synth.analysis import BoardAnalysis, analyze_board
 from pcbforge.synth.compose import SynthConfig, SynthImage, pad_box, synthesize_image
 
 REPORT_JSON = "synth_report.json"
 IMAGE_FORMATS = ("png", "jpg")
-_WORKER_MODULES = ("numpy", "cv2", "pcbforge.synth.compose")
+#: What worker processes import before their first task.
+WORKER_MODULES = ("numpy", "cv2", "pcbforge.synth.compose")
 
 
 class SynthError(ValueError):
@@ -185,6 +188,17 @@ def _augment(made: SynthImage, config: SynthConfig, transform,
     made.image, made.template, made.labels = result.image, result.template, labels
 
 
+@lru_cache(maxsize=2)
+def _analysed_board(board_file: str, px_per_mm: float, copper: str) -> BoardAnalysis:
+    """A board read and analysed once per worker: tasks come grouped by board, so every
+    image after the first from one board skips both (the analysis is read-only)."""
+    analysis = analyze_board(read_board(board_file), px_per_mm=px_per_mm, copper=copper)
+    for value in vars(analysis).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return analysis
+
+
 def synth_one(task: tuple) -> dict:
     """Make and write synthetic image ``index`` (a pure per-item function for any engine)."""
     index, board_file, out, seed, config_json, fmt = task
@@ -192,9 +206,9 @@ def synth_one(task: tuple) -> dict:
     name = f"images/syn_{index:06d}.{fmt}"
     template_name = ""
     try:
-        board = read_board(board_file)
+        analysis = _analysed_board(board_file, config.px_per_mm, config.copper)
         rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-        made = synthesize_image(board, rng, config)
+        made = synthesize_image(analysis.image, rng, config, analysis=analysis)
         transform = _transform(config_json)
         if transform is not None:
             _augment(made, config, transform, rng)
@@ -208,10 +222,12 @@ def synth_one(task: tuple) -> dict:
     labels = []
     for label in made.labels:
         x1, y1, x2, y2 = label["box"]
+        tx1, ty1, tx2, ty2 = label["tight"]  # holds the whole mask: encode just that window
+        mask = encode_mask_window(label["mask"][ty1:ty2, tx1:tx2], tx1, ty1, height, width)
         params = {"class": label["label"], "tight_box": list(label["tight"]),
                   "changed_px": label["changed_px"], **label["params"]}
         labels.append({"label": label["label"], "x1": float(x1), "y1": float(y1),
-                       "x2": float(x2), "y2": float(y2), "mask": encode_mask(label["mask"]),
+                       "x2": float(x2), "y2": float(y2), "mask": mask,
                        "synthetic": True,
                        "params": json.dumps(params, separators=(",", ":"), sort_keys=True)})
     return {
@@ -248,9 +264,12 @@ def _check_out(out: Path, boards: Path) -> None:
 
 def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0,
                config: SynthConfig | None = None, workers: int = 1, image_format: str = "png",
-               progress: bool = True) -> dict:
+               progress: bool = True, engine: LocalEngine | None = None) -> dict:
     """Write ``count`` defective boards made from the good boards in ``boards`` as the
     pcbforge dataset ``out``; return the report (also written to ``synth_report.json``).
+
+    ``engine``: a started engine to map the per-image work on (``workers`` is then unused);
+    by default a :class:`LocalEngine` with ``workers`` processes is started and stopped.
 
     Re-running into an earlier output (same or larger ``count``) rewrites it; with the same
     seed the images are the same bytes and earlier split assignments are kept.
@@ -269,14 +288,18 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     config_json = config.model_dump_json()
+    # Grouped by board, so a worker reads and analyses each board once (see
+    # _analysed_board); the seeds follow the image index, so the order changes no byte.
+    order = sorted(range(count), key=lambda i: (i % len(board_list), i))
     tasks = [(i, board_list[i % len(board_list)].file, str(out), seed, config_json, image_format)
-             for i in range(count)]
+             for i in order]
     results = []
     with _progress_bar(progress, "synth", count) as advance, \
-            LocalEngine(workers, preload=_WORKER_MODULES) as engine:
-        for result in engine.map(synth_one, tasks):
+            nullcontext(engine) if engine else LocalEngine(workers, preload=WORKER_MODULES) as run:
+        for result in run.map(synth_one, tasks):
             results.append(result)
             advance()
+    results.sort(key=lambda r: r["index"])
     seconds = time.perf_counter() - start
 
     used: dict[int, Board] = {}

@@ -168,6 +168,15 @@ def test_same_seed_same_bytes_and_labels(boards) -> None:
     assert [lab["box"] for lab in other.labels] != [lab["box"] for lab in first.labels]
 
 
+def test_a_given_analysis_gives_the_same_result_and_stays_unchanged(boards) -> None:
+    analysis = analyze_board(boards[2])
+    for value in vars(analysis).values():
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False  # any write into it would raise
+    shared = synthesize_image(boards[2], np.random.default_rng(42), analysis=analysis)
+    assert _same(shared, synthesize_image(boards[2], np.random.default_rng(42)))
+
+
 def test_board_is_not_modified(boards) -> None:
     board = boards[3].copy()
     synthesize_image(board, np.random.default_rng(0))
