@@ -1,0 +1,162 @@
+"""DeepPCB's detection protocol: per-class AP, mAP and the best F-score.
+
+A detection is correct when its IoU with a not yet matched ground-truth box of the
+same class and image exceeds 0.33 (strictly). Detections are taken in decreasing
+score order; each ground-truth box is matched at most once, so a second detection of
+one defect is a false positive. AP is the area under the precision-recall curve
+with precision made monotone (all points, as PASCAL VOC 2010+ and DeepPCB's
+evaluation compute it). The F-score is taken over all classes together, at the
+score threshold where it is best.
+
+Pure functions on plain tuples; no image I/O.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: DeepPCB's correctness threshold: IoU must be greater than this.
+DEEPPCB_IOU = 0.33
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2, exclusive ends
+
+
+@dataclass(frozen=True)
+class Detection:
+    image: str
+    label: str
+    score: float
+    box: Box
+
+
+@dataclass(frozen=True)
+class Truth:
+    image: str
+    label: str
+    box: Box
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` found."""
+
+    ap: dict[str, float | None]  # per class; None where the class has no ground truth
+    mean_ap: float
+    f_score: float
+    threshold: float  # score threshold of the best F-score
+    precision: float  # at that threshold
+    recall: float
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # class -> truths, dets
+
+    def as_dict(self) -> dict:
+        return {"ap": self.ap, "mAP": self.mean_ap, "f_score": self.f_score,
+                "threshold": self.threshold, "precision": self.precision,
+                "recall": self.recall, "counts": self.counts}
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``x1, y1, x2, y2`` boxes (0 when either is empty)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def match(detections: Sequence[Detection], truths: Sequence[Truth],
+          iou_threshold: float = DEEPPCB_IOU) -> np.ndarray:
+    """Whether each detection (in the given order) is a true positive.
+
+    Detections are visited by decreasing score (stable for ties, so input order
+    breaks them); each one takes the unmatched same-class, same-image truth of
+    highest IoU, if that IoU exceeds ``iou_threshold``.
+    """
+    by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for k, truth in enumerate(truths):
+        by_key[(truth.image, truth.label)].append(k)
+    taken = np.zeros(len(truths), bool)
+    correct = np.zeros(len(detections), bool)
+    order = sorted(range(len(detections)), key=lambda i: -detections[i].score)
+    for i in order:
+        det = detections[i]
+        best, best_iou = -1, iou_threshold
+        for k in by_key.get((det.image, det.label), ()):
+            if taken[k]:
+                continue
+            overlap = iou(det.box, truths[k].box)
+            if overlap > best_iou:
+                best, best_iou = k, overlap
+        if best >= 0:
+            taken[best] = True
+            correct[i] = True
+    return correct
+
+
+def average_precision(correct_by_score: np.ndarray, n_truths: int) -> float:
+    """All-point AP of detections already sorted by decreasing score."""
+    if n_truths == 0:
+        raise ValueError("average precision needs at least one ground-truth box")
+    if len(correct_by_score) == 0:
+        return 0.0
+    tp = np.cumsum(correct_by_score)
+    fp = np.cumsum(~correct_by_score)
+    # PASCAL VOC's form: sentinels at both ends, the monotone precision envelope, then
+    # the area under the step curve wherever recall moves.
+    recall = np.concatenate([[0.0], tp / n_truths, [1.0]])
+    precision = np.concatenate([[0.0], tp / (tp + fp), [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
+    return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
+
+
+def evaluate(detections: Iterable[Detection], truths: Iterable[Truth],
+             classes: Sequence[str], iou_threshold: float = DEEPPCB_IOU) -> Evaluation:
+    """Per-class AP, mAP over the classes that have ground truth, and the best F-score."""
+    detections, truths = list(detections), list(truths)
+    unknown = {d.label for d in detections} - set(classes)
+    if unknown:
+        raise ValueError(f"detections of unknown classes {sorted(unknown)}; "
+                         f"classes are {list(classes)}")
+    # Stable sort by score: equal scores keep the caller's order, so results are exact.
+    detections = sorted(detections, key=lambda d: -d.score)
+    correct = match(detections, truths, iou_threshold)
+    ap: dict[str, float | None] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for name in classes:
+        picked = np.array([d.label == name for d in detections], bool)
+        n_truths = sum(t.label == name for t in truths)
+        counts[name] = {"truths": int(n_truths), "detections": int(picked.sum())}
+        ap[name] = average_precision(correct[picked], n_truths) if n_truths else None
+    scored = [v for v in ap.values() if v is not None]
+    mean_ap = float(np.mean(scored)) if scored else 0.0
+    f_score, threshold, precision, recall = _best_f(detections, correct, len(truths))
+    return Evaluation(ap, mean_ap, f_score, threshold, precision, recall, counts)
+
+
+def _best_f(detections: list[Detection], correct: np.ndarray, n_truths: int
+            ) -> tuple[float, float, float, float]:
+    """Best F-score over score thresholds (keeping every detection scored >= it)."""
+    if not detections or n_truths == 0:
+        return 0.0, 1.0, 0.0, 0.0
+    scores = np.array([d.score for d in detections])
+    tp = np.cumsum(correct)
+    kept = np.arange(1, len(detections) + 1)
+    # A threshold keeps all detections of equal score: evaluate at the last of each run.
+    ends = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), len(scores) - 1]
+    precision = tp[ends] / kept[ends]
+    recall = tp[ends] / n_truths
+    f = np.where(precision + recall > 0, 2 * precision * recall
+                 / np.maximum(precision + recall, 1e-12), 0.0)
+    best = int(np.argmax(f))
+    return (float(f[best]), float(scores[ends[best]]), float(precision[best]),
+            float(recall[best]))
+
+
+__all__ = ["DEEPPCB_IOU", "Detection", "Evaluation", "Truth", "average_precision", "evaluate",
+           "iou", "match"]
