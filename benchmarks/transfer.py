@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--synth-per-template", type=int, default=1)
     parser.add_argument("--no-negatives", action="store_true",
                         help="synthetic regimes without defect-free misregistered pairs")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--workers", type=int, default=2)

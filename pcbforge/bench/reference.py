@@ -199,7 +199,7 @@ class TrainReport:
     seconds: float
 
 
-def train(samples: Samples, *, epochs: int = 12, seed: int = 0, device: str = "cpu",
+def train(samples: Samples, *, epochs: int = 8, seed: int = 0, device: str = "cpu",
           batch: int = 128, log: Callable[[str], None] = print):
     """Train a fresh :func:`build_network` on ``samples``; return ``(model, report)``."""
     import torch

@@ -63,7 +63,7 @@ class TransferConfig:
     #: Add defect-free synthetic pairs (each template against a misregistered copy of
     #: itself) so the synthetic regimes see what is not a defect too.
     negatives: bool = True
-    epochs: int = 12
+    epochs: int = 8
     seed: int = 0
     device: str = "cpu"
     workers: int = 2
