@@ -69,6 +69,18 @@ def iou(a: Box, b: Box) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+def best_truth(box: Box, truths: Sequence[Sequence], iou_threshold: float = DEEPPCB_IOU
+               ) -> int:
+    """Index of the box in ``truths`` (``x1, y1, x2, y2, ...`` each) that ``box`` overlaps
+    most, if that IoU exceeds ``iou_threshold``; else -1. Ties go to the first."""
+    best, best_iou = -1, iou_threshold
+    for k, truth in enumerate(truths):
+        overlap = iou(box, tuple(truth[:4]))  # type: ignore[arg-type]
+        if overlap > best_iou:
+            best, best_iou = k, overlap
+    return best
+
+
 def match(detections: Sequence[Detection], truths: Sequence[Truth],
           iou_threshold: float = DEEPPCB_IOU) -> np.ndarray:
     """Whether each detection (in the given order) is a true positive.
@@ -158,5 +170,5 @@ def _best_f(detections: list[Detection], correct: np.ndarray, n_truths: int
             float(recall[best]))
 
 
-__all__ = ["DEEPPCB_IOU", "Detection", "Evaluation", "Truth", "average_precision", "evaluate",
-           "iou", "match"]
+__all__ = ["DEEPPCB_IOU", "Detection", "Evaluation", "Truth", "average_precision",
+           "best_truth", "evaluate", "iou", "match"]

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from pcbforge.bench.candidates import CandidateParams, find_candidates
-from pcbforge.bench.metrics import DEEPPCB_IOU, Detection, iou
+from pcbforge.bench.metrics import Detection, best_truth
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
 
 CLASSES: tuple[str, ...] = (*DEEPPCB_CLASSES, "background")
@@ -100,12 +100,8 @@ def pair_samples(task: tuple[str, str, list[tuple[int, int, int, int, str]]]) ->
     for x1, y1, x2, y2, name in truths:
         add((x1, y1, x2, y2), DEEPPCB_CLASSES.index(name))
     for box in candidates:
-        overlaps = [iou(box, t[:4]) for t in truths]
-        best = int(np.argmax(overlaps)) if overlaps else -1
-        if best >= 0 and overlaps[best] > DEEPPCB_IOU:
-            add(box, DEEPPCB_CLASSES.index(truths[best][4]))
-        else:
-            add(box, BACKGROUND)
+        best = best_truth(box, truths)
+        add(box, DEEPPCB_CLASSES.index(truths[best][4]) if best >= 0 else BACKGROUND)
     if not labels:
         return Samples.empty()
     return Samples(np.stack(crops), np.asarray(sizes, np.float32), np.asarray(labels, np.int64))

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pcbforge.bench.metrics import Truth, evaluate
+from pcbforge.bench.metrics import DEEPPCB_IOU, Truth, best_truth, evaluate, iou
 from pcbforge.bench.reference import (
+    CLASSES,
     Samples,
     classify,
     detections,
@@ -211,17 +212,12 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
 def confusion(test_pairs: list[Pair], tests: list, probs: np.ndarray) -> dict[str, dict]:
     """Truth class (``background`` for a candidate matching no defect) -> predicted class
     (argmax, background included) -> count, over the test candidates."""
-    from pcbforge.bench.metrics import DEEPPCB_IOU, iou
-    from pcbforge.bench.reference import CLASSES
-
     table: dict[str, dict[str, int]] = {}
     at = 0
     for (_, _, boxes), (candidates, _) in zip(test_pairs, tests, strict=True):
         for k, box in enumerate(candidates):
-            overlaps = [iou(box, t[:4]) for t in boxes]
-            best = int(np.argmax(overlaps)) if overlaps else -1
-            truth = boxes[best][4] if best >= 0 and overlaps[best] > DEEPPCB_IOU \
-                else "background"
+            best = best_truth(box, boxes)
+            truth = boxes[best][4] if best >= 0 else "background"
             predicted = CLASSES[int(np.argmax(probs[at + k]))]
             row = table.setdefault(truth, {})
             row[predicted] = row.get(predicted, 0) + 1
@@ -232,8 +228,6 @@ def confusion(test_pairs: list[Pair], tests: list, probs: np.ndarray) -> dict[st
 def _candidate_recall(test_pairs: list[Pair], tests: list) -> float:
     """Share of test defects some candidate box overlaps with IoU > 0.33 (an upper bound
     on what the classifier can find)."""
-    from pcbforge.bench.metrics import DEEPPCB_IOU, iou
-
     hit = total = 0
     for (_, _, boxes), (candidates, _) in zip(test_pairs, tests, strict=True):
         for box in boxes:

@@ -95,3 +95,12 @@ def test_unknown_detection_class_raises() -> None:
 def test_average_precision_needs_truths() -> None:
     with pytest.raises(ValueError, match="at least one"):
         average_precision(np.array([True]), 0)
+
+
+def test_best_truth_takes_the_largest_overlap_above_the_threshold() -> None:
+    from pcbforge.bench.metrics import best_truth
+
+    truths = [(0, 0, 50, 100, "open"), (0, 0, 100, 100, "short"), (0, 0, 100, 100, "spur")]
+    assert best_truth(GT, truths) == 1  # IoU 1.0; the tie with index 2 goes to the first
+    assert best_truth((0, 0, 33, 100), truths[1:]) == -1  # IoU exactly 0.33
+    assert best_truth(GT, []) == -1
