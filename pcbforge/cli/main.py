@@ -12,6 +12,7 @@ from pcbforge.cli.export import export_command
 from pcbforge.cli.importer import import_app
 from pcbforge.cli.split import split_command
 from pcbforge.cli.synth import synth_app
+from pcbforge.cli.view import view_command
 from pcbforge.env import apply_offline_defaults
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.command("curate", no_args_is_help=True)(curate_command)
 app.command("split", no_args_is_help=True)(split_command)
 app.command("audit", no_args_is_help=True)(audit_command)
 app.command("export", no_args_is_help=True)(export_command)
+app.command("view", no_args_is_help=True)(view_command)
 app.command("doctor")(doctor_command)
 app.add_typer(import_app, name="import")
 app.add_typer(synth_app, name="synth")

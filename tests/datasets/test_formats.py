@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -168,14 +167,9 @@ def test_missing_image_names_path(tiny, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def fo(tmp_path_factory):
-    """FiftyOne, started against a throwaway database (must be set before the first import)."""
-    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-    os.environ["FIFTYONE_DATABASE_DIR"] = str(tmp_path_factory.mktemp("fodb"))
-    os.environ.pop("FIFTYONE_DATABASE_URI", None)  # never a user's own database
-    import fiftyone
-
-    return fiftyone
+def fo(fiftyone_db):
+    """FiftyOne on a throwaway database (see ``fiftyone_db`` in conftest.py)."""
+    return fiftyone_db
 
 
 def _detections(sample, fo) -> list:

@@ -1,0 +1,153 @@
+"""``pcbforge view DATASET``: the dataset in the FiftyOne App, until Ctrl-C.
+
+``pcbforge view --from-fiftyone NAME --out DATASET`` brings the labels and tags edited in
+FiftyOne back into a pcbforge dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pcbforge.cli._util import fail
+
+VIEW_REPORT = "view_report.json"
+
+
+class _QuietBundledMongo(logging.Filter):
+    """FiftyOne warns that the MongoDB it bundles (6.0) is its oldest supported one: not
+    something a pcbforge user can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "oldest supported major version of MongoDB" not in record.getMessage()
+
+
+def view_command(
+    dataset: Annotated[Path | None, typer.Argument(
+        help="A pcbforge dataset folder.", exists=True, file_okay=False)] = None,
+    name: Annotated[str | None, typer.Option(
+        help="FiftyOne dataset name (default: the folder's name).")] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="App port.")] = 5151,
+    address: Annotated[str, typer.Option(help="Address the App listens on.")] = "127.0.0.1",
+    remote: Annotated[bool, typer.Option(
+        "--remote", help="Open no browser here: serve the App to another machine "
+                         "(e.g. through ssh -L).")] = False,
+    launch: Annotated[bool, typer.Option(
+        "--launch/--no-launch", help="Start the App; --no-launch only loads or updates the "
+                                     "FiftyOne dataset and prints the summary.")] = True,
+    from_fiftyone: Annotated[str | None, typer.Option(
+        "--from-fiftyone", metavar="NAME",
+        help="Bring the labels and tags of the FiftyOne dataset NAME back into --out.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="With --from-fiftyone: the dataset folder to write (the source "
+                            "dataset, or a new folder).")] = None,
+) -> None:
+    """Look at every sample, box, duplicate cluster, quality issue and split in the
+    FiftyOne App; bring edits made there back with --from-fiftyone."""
+    logging.getLogger("fiftyone.core.odm.database").addFilter(_QuietBundledMongo())
+    if from_fiftyone is not None:
+        if dataset is not None:
+            fail("give DATASET to view it, or --from-fiftyone NAME --out DATASET, not both")
+        if out is None:
+            fail("--from-fiftyone needs --out DATASET (the source dataset or a new folder)")
+        _bring_back(from_fiftyone, out)
+        return
+    if dataset is None:
+        fail("give a dataset folder: pcbforge view DATASET")
+    if out is not None:
+        fail("--out is for --from-fiftyone; pcbforge view DATASET writes nothing but its report")
+    _view(dataset, name, port, address, remote, launch)
+
+
+def _view(dataset: Path, name: str | None, port: int, address: str, remote: bool,
+          launch: bool) -> None:
+    from pcbforge.datasets.dataset import DatasetError, load
+    from pcbforge.datasets.fiftyone_io import (
+        database_description,
+        launch_app,
+        shutdown,
+        table_view_counts,
+        to_fiftyone,
+        view_counts,
+        view_urls,
+    )
+    from pcbforge.datasets.samples import write_json
+
+    console = Console()
+    try:
+        fo_dataset = to_fiftyone(dataset, name)
+        expected = table_view_counts(load(dataset))
+    except (DatasetError, ValueError, FileNotFoundError) as err:
+        fail(err)
+    counts = view_counts(fo_dataset)
+    table = Table()
+    table.add_column("saved view")
+    table.add_column("samples", justify="right")
+    for view, count in counts.items():
+        mark = "" if count == expected.get(view) else f" (table: {expected.get(view)})"
+        table.add_row(view, f"{count}{mark}")
+    console.print(f"FiftyOne dataset {fo_dataset.name!r}: {len(fo_dataset)} samples, "
+                  f"{len(counts)} saved views", soft_wrap=True)
+    console.print(table)
+    report = {
+        "command": "view", "dataset": str(dataset), "fiftyone_dataset": fo_dataset.name,
+        "samples": len(fo_dataset), "views": counts, "table_counts": expected,
+        "counts_match": all(counts[v] == expected.get(v) for v in counts),
+        "database": database_description(), "url": None, "view_urls": {},
+    }
+    if not report["counts_match"]:
+        console.print("[yellow]warning:[/] some view counts differ from the samples table")
+    if launch:
+        try:
+            session, report["url"] = launch_app(fo_dataset, port=port, address=address,
+                                                remote=remote)
+        except (ValueError, OSError) as err:
+            fail(err)
+        report["view_urls"] = view_urls(fo_dataset, report["url"])
+    write_json(dataset / VIEW_REPORT, report)
+    console.print(f"database: {report['database']} | report: {dataset / VIEW_REPORT}",
+                  soft_wrap=True)
+    if not launch:
+        return
+    console.print(f"App: {report['url']}  (Ctrl-C to stop)", soft_wrap=True)
+    sys.stdout.flush()
+    # Ctrl-C even where the shell started us with SIGINT ignored (a background job), and
+    # SIGTERM (a service manager, a test) takes the same clean way out.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        session.wait(-1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        console.print(shutdown(session))
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _bring_back(name: str, out: Path) -> None:
+    from pcbforge.datasets.dataset import DatasetError
+    from pcbforge.datasets.fiftyone_io import FROM_FIFTYONE_REPORT, from_fiftyone
+
+    try:
+        report = from_fiftyone(name, out)
+    except (DatasetError, ValueError, FileNotFoundError) as err:
+        fail(err)
+    tags = ", ".join(f"{tag} {count}" for tag, count in report["sample_tags"].items()) or "none"
+    Console().print(
+        f"brought FiftyOne dataset {name!r} back into {out}: {report['samples_in_fiftyone']} "
+        f"samples, boxes {report['boxes_before']} -> {report['boxes_after']} "
+        f"({report['boxes_unchanged']} unchanged, {report['boxes_added']} added, "
+        f"{report['boxes_removed']} removed; a moved box is both); sample tags: {tags} | "
+        f"report: {out / FROM_FIFTYONE_REPORT}",
+        soft_wrap=True)
