@@ -59,7 +59,8 @@ def import_deeppcb(
     src = Path(src)
     layout = read_deeppcb(src)  # raises FileNotFoundError when it is not that layout
     earlier = previous_splits(out)
-    curated = curate(src, out, params, progress=progress)
+    # The layout's images are kept before any copy of them: they carry the boxes.
+    curated = curate(src, out, params, progress=progress, prefer=layout.samples["path"])
     out = curated.out
     samples = curated.samples.merge(layout.samples, on="path", how="left")
     for column in ("role", "template_path", "board", "pair", "listed_in", "label_problem"):
@@ -300,7 +301,7 @@ def import_labelled(
                            f"(images {', '.join(paths[:3])})")
 
     earlier = previous_splits(out)
-    curated = curate(image_root, out, params, progress=progress)
+    curated = curate(image_root, out, params, progress=progress, prefer=table["path"])
     out = curated.out
     listed = table[["path", "sample_id", "split", "synthetic", "width", "height"]].rename(
         columns={"width": "label_width", "height": "label_height"})

@@ -193,6 +193,24 @@ def test_a_corrupt_listed_image_is_recorded_not_fatal(tmp_path):
     assert samples.loc["good.png", "status"] == "ok"
 
 
+def test_a_labelled_image_is_kept_before_its_unlabelled_copies(tmp_path, rng):
+    """A lossless copy that sorts first (and wins every other keeper rule) must not make
+    the annotated image a duplicate: the boxes belong to the annotated one."""
+    src = tmp_path / "deeppcb"
+    write_deeppcb_layout(src, {"group10": 2}, rng)
+    tested = src / "group10" / "10" / "10000_test.jpg"
+    copies = src / "aaa-copies"
+    copies.mkdir()
+    cv2.imwrite(str(copies / "first.png"), cv2.imread(str(tested)))  # lossless, more rank
+    (copies / "second.jpg").write_bytes(tested.read_bytes())
+    import_deeppcb(src, tmp_path / "ds", CurateParams(workers=1))
+    samples = load(tmp_path / "ds").samples.set_index("path")
+    assert samples.loc["group10/10/10000_test.jpg", "status"] == "ok"
+    for copy in ("aaa-copies/first.png", "aaa-copies/second.jpg"):
+        assert samples.loc[copy, "status"] == "duplicate"
+        assert samples.loc[copy, "duplicate_of"] == "group10/10/10000_test.jpg"
+
+
 def _cli_import(*args: str):
     return CliRunner().invoke(app, ["import", *args, "--workers", "1"])
 

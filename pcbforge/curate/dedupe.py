@@ -107,12 +107,16 @@ class UnionFind:
 def keeper_order(table: pd.DataFrame) -> pd.Series:
     """Rank for choosing the kept copy of a duplicate cluster (lower is kept).
 
-    Not low quality, then more pixels, then lossless over lossy, then path
+    A file the caller prefers first (``preferred`` column, e.g. the image an
+    annotation file names: its copy must not take its labels' place), then
+    not low quality, then more pixels, then lossless over lossy, then path
     order. Corrupt files never enter a cluster. The keeper is the first in
     this order among the members in the orientation most members share.
     """
+    preferred = table["preferred"] if "preferred" in table.columns else False
     key = pd.DataFrame(
         {
+            "not_preferred": (~pd.Series(preferred, index=table.index).astype(bool)).astype(int),
             "low_quality": (table["status"] == "low_quality").astype(int),
             "pixels": -(table["width"].astype(np.int64) * table["height"].astype(np.int64)),
             "lossy": (~table["lossless"].astype(bool)).astype(int),
@@ -120,7 +124,8 @@ def keeper_order(table: pd.DataFrame) -> pd.Series:
         },
         index=table.index,
     )
-    order = key.sort_values(["low_quality", "pixels", "lossy", "path"], kind="stable").index
+    order = key.sort_values(["not_preferred", "low_quality", "pixels", "lossy", "path"],
+                            kind="stable").index
     return pd.Series(np.arange(len(order)), index=order).reindex(table.index)
 
 

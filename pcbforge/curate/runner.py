@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -72,8 +73,13 @@ def curate(
     params: CurateParams | None = None,
     *,
     progress: bool = False,
+    prefer: Collection[str] = (),
 ) -> CurateResult:
     """Curate the image folder ``src`` into the dataset folder ``out``.
+
+    ``prefer``: paths (relative to ``src``, ``/``-separated) kept before their copies
+    whatever the other keeper rules say; importers pass the images their annotations
+    name, so a labelled image is never marked a duplicate of an unlabelled copy.
 
     Raises :class:`CurateError` for unusable arguments (missing or empty
     source, output inside the source, unwritable output...). Bad files never
@@ -102,6 +108,7 @@ def curate(
         with LocalEngine(params.workers, preload=_WORKER_MODULES) as engine:
             tick = time.perf_counter()
             table, thumbs, hashes = inspect_files(scan.files, params, stage, engine, progress)
+            table["preferred"] = table["path"].isin(set(prefer))
             timings["inspect_s"] = time.perf_counter() - tick
 
             tick = time.perf_counter()
@@ -118,7 +125,7 @@ def curate(
             _materialize(table, scan.files, stage / "images", params.materialize)
         np.save(stage / CACHE_DIR / HASHES_FILE, hashes.codes)
         del thumbs
-        table = table.drop(columns=["thumb_index"])
+        table = table.drop(columns=["thumb_index", "preferred"])
         if split_record is not None:  # re-curating a split dataset keeps its assignments
             table["sample_id"] = [sample_id_for(path) for path in table["path"]]
             table["split"] = ""
