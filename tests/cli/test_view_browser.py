@@ -158,9 +158,19 @@ def _save(shot: Path, name: str) -> None:
     shutil.copyfile(shot, ARTIFACTS / name)
 
 
-def test_the_app_shows_samples_boxes_and_saved_views(chromium_path, inspection_dataset,
-                                                      tmp_path):
-    root = shutil.copytree(inspection_dataset, tmp_path / "ds")  # view_report.json goes there
+@pytest.fixture
+def view_dataset(request) -> Path:
+    """The generated inspection dataset, or any pcbforge dataset named by
+    ``PCBFORGE_VIEW_DATASET`` (the same checks on held-out data; keep it under ~100
+    samples so that every tile fits on the page)."""
+    given = os.environ.get("PCBFORGE_VIEW_DATASET")
+    if given:
+        return Path(given)
+    return request.getfixturevalue("inspection_dataset")
+
+
+def test_the_app_shows_samples_boxes_and_saved_views(chromium_path, view_dataset, tmp_path):
+    root = shutil.copytree(view_dataset, tmp_path / "ds")  # view_report.json goes there
     dataset = load(root)
     samples = dataset.samples
     expected_views = table_view_counts(dataset)
@@ -174,7 +184,9 @@ def test_the_app_shows_samples_boxes_and_saved_views(chromium_path, inspection_d
         report = json.loads((root / "view_report.json").read_text())
         assert report["url"] == url and report["counts_match"]
 
-        browser = Chromium(tmp_path / "chromium", executable=chromium_path)
+        # Tall enough for every tile: the grid only renders the tiles in view.
+        browser = Chromium(tmp_path / "chromium", executable=chromium_path,
+                           height=max(900, 40 * len(samples)))
         browser.before_each_page(NO_POPUP)
         browser.goto(url)
         # The dataset's name, its sample count, the label field and pcbforge's fields.
