@@ -209,7 +209,7 @@ def _render(a: BoardAnalysis, defects: list[Defect]) -> np.ndarray:
     return out
 
 
-def _copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
+def copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
     """Copper of a tested image, thresholded halfway between the board's two colours."""
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if a.image.ndim == 3:
@@ -258,7 +258,7 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
     # such a defect is taken out and the image drawn again without it.
     while True:
         tested = apply_nuisance(_render(a, defects), nuisance, binary=a.binary)
-        copper = _copper_of(a, tested)
+        copper = copper_of(a, tested)
         # Every mask moves with the warp in one pass: an instance-id image.
         ids = np.zeros(a.shape, np.uint8)
         for k, d in enumerate(defects, 1):

@@ -52,7 +52,14 @@ from pcbforge.datasets.masks import encode_mask_window, mask_box
 from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json
 from pcbforge.engine import LocalEngine
 from pcbforge.synth.analysis import BoardAnalysis, analyze_board
-from pcbforge.synth.compose import SynthConfig, SynthImage, pad_box, synthesize_image
+from pcbforge.synth.compose import (
+    SynthConfig,
+    SynthImage,
+    copper_of,
+    pad_box,
+    synthesize_image,
+)
+from pcbforge.synth.topology import check_topology
 
 REPORT_JSON = "synth_report.json"
 IMAGE_FORMATS = ("png", "jpg")
@@ -168,24 +175,44 @@ def _transform(config_json: str):
     return _config(config_json).augment.build()
 
 
-def _augment(made: SynthImage, config: SynthConfig, transform,
-             rng: np.random.Generator) -> None:
-    """Run the albumentations stage on the finished pair; labels follow their masks."""
+#: Draws of the albumentations stage tried before an image is kept un-augmented.
+AUGMENT_TRIES = 3
+
+
+def _augment(made: SynthImage, config: SynthConfig, transform, rng: np.random.Generator,
+             analysis: BoardAnalysis) -> bool:
+    """Run the albumentations stage on the finished pair; labels follow their masks.
+
+    A geometric transform resamples the pair: a thin cut can close, a bridge can break.
+    Every label is checked against its class's topology rule again; when one fails, the
+    stage is drawn again (``AUGMENT_TRIES`` in all) and then left out, so no label is
+    ever kept on a defect it no longer describes. Returns whether the pair was changed.
+    """
     from pcbforge.synth.augment import augment_pair
 
-    result = augment_pair(transform, made.image, made.template,
-                          [label["mask"].astype(np.uint8) for label in made.labels],
-                          [label["box"] for label in made.labels],
-                          [label["label"] for label in made.labels], rng, binary=made.binary)
-    labels = []
-    for mask, index in zip(result.masks, result.kept, strict=True):
-        label = dict(made.labels[int(index)])
-        tight = tuple(int(v) for v in mask_box(mask))
-        label.update(mask=mask > 0, tight=tight, changed_px=int(mask.sum()),
-                     box=tight if config.box == "tight"
-                     else pad_box(tight, config.margin_px, mask.shape))
-        labels.append(label)
-    made.image, made.template, made.labels = result.image, result.template, labels
+    for _ in range(AUGMENT_TRIES):
+        result = augment_pair(transform, made.image, made.template,
+                              [label["mask"].astype(np.uint8) for label in made.labels],
+                              [label["box"] for label in made.labels],
+                              [label["label"] for label in made.labels], rng,
+                              binary=made.binary)
+        before, after = copper_of(analysis, result.template), copper_of(analysis, result.image)
+        labels = []
+        for mask, index in zip(result.masks, result.kept, strict=True):
+            label = dict(made.labels[int(index)])
+            tight = tuple(int(v) for v in mask_box(mask))
+            padded = pad_box(tight, config.margin_px, mask.shape)
+            x1, y1, x2, y2 = padded
+            ok, _ = check_topology(label["label"], before[y1:y2, x1:x2], after[y1:y2, x1:x2])
+            if not ok:
+                break
+            label.update(mask=mask > 0, tight=tight, changed_px=int(mask.sum()),
+                         box=tight if config.box == "tight" else padded)
+            labels.append(label)
+        else:
+            made.image, made.template, made.labels = result.image, result.template, labels
+            return True
+    return False
 
 
 @lru_cache(maxsize=2)
@@ -210,8 +237,7 @@ def synth_one(task: tuple) -> dict:
         rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
         made = synthesize_image(analysis.image, rng, config, analysis=analysis)
         transform = _transform(config_json)
-        if transform is not None:
-            _augment(made, config, transform, rng)
+        if transform is not None and _augment(made, config, transform, rng, analysis):
             # The template moved with the tested image: it is this image's own template.
             template_name = f"templates/augmented/syn_{index:06d}.png"
             _write_bytes(Path(out) / template_name, _encode(made.template, "png"))
