@@ -207,15 +207,8 @@ def _examples(dataset: Dataset, ok: pd.DataFrame, labels: pd.DataFrame, classes:
               per_class: int, folder: Path, advance) -> dict:
     """Up to ``per_class`` boxes of each class (real first, then synthetic; one per image),
     cut out with some context and the box drawn in red."""
-    path_of = ok.set_index("sample_id")["path"]
     examples = {}
-    for cls in classes:
-        mine = labels[labels["label"] == cls].assign(path=lambda t: t["sample_id"].map(path_of))
-        mine = mine.sort_values(["image_synthetic", "path", "y1", "x1"], kind="stable")
-        mine = mine.drop_duplicates("sample_id")
-        real, synthetic = mine[~mine["image_synthetic"]], mine[mine["image_synthetic"]]
-        take_real = min(len(real), max(per_class - len(synthetic), (per_class + 1) // 2))
-        chosen = pd.concat([real.head(take_real), synthetic.head(per_class - take_real)])
+    for cls, chosen in _example_boxes(ok, labels, classes, per_class).items():
         entries = []
         for number, row in enumerate(chosen.itertuples()):
             image = _read(dataset.image_path(row.path))
@@ -231,19 +224,40 @@ def _examples(dataset: Dataset, ok: pd.DataFrame, labels: pd.DataFrame, classes:
     return examples
 
 
+def _example_boxes(ok: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+                   per_class: int) -> dict[str, pd.DataFrame]:
+    """The boxes shown for each class: real ones first (half, or more when there are too
+    few synthetic ones), one per image, in path order."""
+    path_of = ok.set_index("sample_id")["path"]
+    chosen = {}
+    for cls in classes:
+        mine = labels[labels["label"] == cls].assign(path=lambda t: t["sample_id"].map(path_of))
+        mine = mine.sort_values(["image_synthetic", "path", "y1", "x1"], kind="stable")
+        mine = mine.drop_duplicates("sample_id")
+        real, synthetic = mine[~mine["image_synthetic"]], mine[mine["image_synthetic"]]
+        take_real = min(len(real), max(per_class - len(synthetic), (per_class + 1) // 2))
+        chosen[cls] = pd.concat([real.head(take_real), synthetic.head(per_class - take_real)])
+    return chosen
+
+
+def _rejected_rows(samples: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """Files that are not ``ok`` (not the side-car files), one of each status/reason
+    first, then a second of each..., at most ``limit``."""
+    rows = samples[samples["status"] != "ok"].copy()
+    rows["reason"] = rows["reason"].fillna("").astype(str)
+    rows = rows[~((rows["status"] == "skipped") & rows["reason"].isin(_NOT_IMAGES))]
+    rows = rows.sort_values(["status", "reason", "path"], kind="stable")
+    rows["rank"] = rows.groupby(["status", "reason"]).cumcount()
+    return rows.sort_values(["rank", "status", "reason", "path"], kind="stable").head(limit)
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
 def _rejected(dataset: Dataset, limit: int, folder: Path, advance) -> list[dict]:
     """Up to ``limit`` files that are not ``ok``: one of each status/reason first."""
-    samples = dataset.samples
-    rows = samples[samples["status"] != "ok"].copy()
-    rows["reason"] = rows["reason"].fillna("").astype(str)
-    rows = rows[~((rows["status"] == "skipped") & rows["reason"].isin(_NOT_IMAGES))]
-    rows = rows.sort_values(["status", "reason", "path"], kind="stable")
-    rows["rank"] = rows.groupby(["status", "reason"]).cumcount()
-    rows = rows.sort_values(["rank", "status", "reason", "path"], kind="stable").head(limit)
+    rows = _rejected_rows(dataset.samples, limit)
     entries = []
     for number, row in enumerate(rows.itertuples()):
         image = None
@@ -381,7 +395,10 @@ def build_report(root: Path | str, settings: ReportSettings | None = None, *,
         exported = _read_json(report_file) or {}
         exports[report_file.parent.name] = {"folder": f"export/{report_file.parent.name}",
                                             "splits": exported.get("splits", {})}
-    with _progress_bar(progress, "report", None) as advance:
+    thumbs = (sum(len(c) for c in _example_boxes(ok, labels, classes,
+                                                  settings.examples_per_class).values())
+              + len(_rejected_rows(samples, settings.rejected_examples)))
+    with _progress_bar(progress, "report", thumbs) as advance:
         examples = _examples(dataset, ok, labels, classes, settings.examples_per_class,
                              folder, advance)
         rejected = _rejected(dataset, settings.rejected_examples, folder, advance)
