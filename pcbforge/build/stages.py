@@ -68,8 +68,6 @@ SPLIT_REPORT = "split_report.json"
 AUDIT_JSON = "audit.json"
 MERGE_REPORT = "merge_report.json"
 RECIPE_COPY = "recipe.yaml"
-#: Files of the published dataset (copied from the audit stage into the build folder).
-PUBLISHED = (SAMPLES_PARQUET, SAMPLES_CSV, LABELS_PARQUET, LABELS_CSV, SPLIT_REPORT, AUDIT_JSON)
 
 
 def _curate_params(ctx: BuildContext) -> CurateParams:
@@ -354,7 +352,7 @@ def run_merge(ctx: BuildContext, folder: Path) -> dict:
     samples = table.merge(info, on="path", how="left")
     for column in ("source_kind", "role", "template_path", "board", "pair", "source_split",
                    "source_group", "src_status", "src_reason", "src_detail", "synth"):
-        samples[column] = samples[column].fillna("")
+        samples[column] = samples[column].fillna("") if column in samples else ""
     samples["source"] = samples["source"].fillna(samples["path"].str.split("/").str[0])
     samples["synthetic"] = samples["synthetic"].fillna(False).astype(bool)
     # A source that held an image back (labels it cannot trust, not in the annotations)

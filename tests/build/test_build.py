@@ -197,3 +197,32 @@ def test_cli_build_prints_stages_summary_and_where_to_look(small_build, tmp_path
     assert f"pcbforge view {moved}" in text
     frame = pd.read_parquet(moved / "samples.parquet")
     assert len(frame) == 16
+
+
+def test_labelled_sources_without_synthesis_share_groups_across_sources(small_build, tmp_path):
+    """The small build's COCO and YOLO exports as two sources: every image is in both,
+    so the merged curation makes one copy of each a duplicate in the other's group (a
+    board's group: it and the images drawn on it), and the split keeps a group on one
+    side."""
+    _, small = small_build
+    recipe_file = tmp_path / "labelled.yaml"
+    recipe_file.write_text(f"""
+sources:
+  - {{name: c, kind: coco, path: {small / 'export' / 'coco'}}}
+  - {{name: y, kind: yolo, path: {small / 'export' / 'yolo'}}}
+synth: {{enabled: false}}
+export: {{formats: [voc]}}
+""")
+    result = build(tmp_path / "out", load_recipe(recipe_file), workers=1)
+    assert result.ran == ["source-c", "source-y", "merge", "split", "audit", "export",
+                          "report"]
+    dataset = load(tmp_path / "out")
+    images = dataset.samples[dataset.samples["status"].isin(["ok", "duplicate"])]
+    assert (images["status"] == "duplicate").sum() == 16 and len(images) == 32
+    assert images.groupby("group")["split"].nunique().max() == 1
+    per_source = images.groupby(["group", "source"]).size().unstack()
+    assert (per_source["c"] == per_source["y"]).all()  # a board's images, once from each
+    assert images["synthetic"].all()  # the exports say so, and the import keeps it
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["audit"]["clean"] and report["status"]["duplicate"] == 16
+    assert "synth" not in report["sources"]
