@@ -77,6 +77,9 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
     stages = plan(recipe)
     out.mkdir(parents=True, exist_ok=True)
     with BuildLock(out):
+        # Temporary files of atomic writes that a killed build left in the build folder.
+        for leftover in out.glob(".*.part"):
+            leftover.unlink()
         removed = remove_unplanned(context, stages)
         write_recipe_copy(context)
         results = run_stages(context, stages, on_stage)

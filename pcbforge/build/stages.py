@@ -583,8 +583,9 @@ def plan(recipe: Recipe) -> list[Stage]:
               inputs=("audit",), config=recipe.export.model_dump(mode="json"), staged=False,
               also=(SAMPLES_PARQUET, LABELS_PARQUET, DATASET_JSON, AUDIT_JSON,
                     *(f"export/{fmt}" for fmt in recipe.export.formats))),
+        # The report shows the whole recipe (its name, every section).
         Stage(name="report", title="report", output="report", run=run_report,
-              inputs=("export",), config=recipe.report.model_dump(mode="json"),
+              inputs=("export",), config=recipe.model_dump(mode="json"),
               staged=False, also=("report.html", "report.json")),
     ]
     return stages
