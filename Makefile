@@ -24,14 +24,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: install
-	# Same seed, same bytes: a corpus from an earlier run is reused, so `make demo` re-runs.
-	test -d $(DEMO)/messy || $(VENV)/bin/pcbforge synth messy --out $(DEMO)/messy --seed 0
-	$(VENV)/bin/pcbforge curate $(DEMO)/messy --out $(DEMO)/curated --workers 2
-	# Defect samples with no user data: procedural good boards, then labelled defects on them.
-	$(VENV)/bin/pcbforge synth boards --out $(DEMO)/boards --count 20 --seed 0 --workers 2
-	$(VENV)/bin/pcbforge synth --boards $(DEMO)/boards --out $(DEMO)/synth --count 60 --seed 0 --workers 2
-	$(VENV)/bin/pcbforge split $(DEMO)/synth
-	$(VENV)/bin/pcbforge audit $(DEMO)/synth
+	# The embedded default recipe, no user data: procedural good boards -> labelled synthetic
+	# defects -> curate -> split -> audit -> COCO and YOLO exports -> report. Running it again
+	# skips every stage whose inputs did not change.
+	$(VENV)/bin/pcbforge build --out $(DEMO)/dataset --workers 2
+	@echo
+	@echo "dataset: $(DEMO)/dataset (COCO: $(DEMO)/dataset/export/coco, YOLO: $(DEMO)/dataset/export/yolo)"
+	@echo "report:  open $(DEMO)/dataset/report.html in a browser"
+	@echo "FiftyOne: $(VENV)/bin/pcbforge view $(DEMO)/dataset"
 
 test: install
 	$(VENV)/bin/pytest -q

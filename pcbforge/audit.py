@@ -40,7 +40,9 @@ def _sides(dataset: Dataset, name: str, every_row: bool) -> pd.DataFrame:
     return pd.DataFrame({
         "dataset": name, "sample_id": rows["sample_id"].to_numpy(),
         "path": rows["path"].to_numpy(), "split": rows["split"].to_numpy(),
-        "file": [str(dataset.image_path(p)) for p in rows["path"]],
+        # object, not str: a file name that is not UTF-8 maps back to surrogate escapes,
+        # which an Arrow string column cannot hold.
+        "file": pd.Series([str(dataset.image_path(p)) for p in rows["path"]], dtype=object),
         "index": rows.index.to_numpy(),
     })
 

@@ -301,3 +301,15 @@ def test_deeppcb_label_problems_hold_the_image_back(tmp_path):
     assert any(p.startswith("group00003/00003_not/00003000.txt:1: not integers") for p in problems)
     assert any(p.startswith("group00003/00003_not/00003002.txt:1: box (100, 100, 170, 120) is "
                             "outside") for p in problems)
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc"])
+def test_export_finds_images_whose_names_are_not_utf8(fmt, curated, tmp_path):
+    """The samples table spells such a name with ``\\xNN`` escapes; the export reads the
+    file by its real name (as ``Dataset.image_path`` does)."""
+    odd = curated.samples[curated.samples["path"].str.contains("\\x", regex=False)
+                          & (curated.samples["status"] == "ok")]
+    assert len(odd) == 1
+    report = export_dataset(curated.out, fmt, tmp_path / fmt)
+    assert sum(part["images"] for part in report["splits"].values()) == int(
+        (curated.samples["status"] == "ok").sum())

@@ -6,10 +6,12 @@ import typer
 
 from pcbforge import __version__
 from pcbforge.cli.audit import audit_command
+from pcbforge.cli.build import build_command
 from pcbforge.cli.curate import curate_command
 from pcbforge.cli.doctor import doctor_command
 from pcbforge.cli.export import export_command
 from pcbforge.cli.importer import import_app
+from pcbforge.cli.report import report_command
 from pcbforge.cli.split import split_command
 from pcbforge.cli.synth import synth_app
 from pcbforge.cli.view import view_command
@@ -22,11 +24,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("build")(build_command)
 app.command("curate", no_args_is_help=True)(curate_command)
 app.command("split", no_args_is_help=True)(split_command)
 app.command("audit", no_args_is_help=True)(audit_command)
 app.command("export", no_args_is_help=True)(export_command)
 app.command("view", no_args_is_help=True)(view_command)
+app.command("report", no_args_is_help=True)(report_command)
 app.command("doctor")(doctor_command)
 app.add_typer(import_app, name="import")
 app.add_typer(synth_app, name="synth")

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from pcbforge import __version__
+from pcbforge.datasets.dataset import image_file
 from pcbforge.datasets.formats_common import (
     SAMPLE_COLUMNS,
     box_inside,
@@ -60,7 +61,7 @@ def save_coco(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
             # The copy goes to images/<path>: it must stay inside out_dir.
             raise ValueError(f"sample {sample['sample_id']!r}: path {path!r} must be relative "
                              f"and stay inside the image root")
-        source = image_root / path
+        source = image_file(image_root, path)
         copy_image(source, out_dir / "images" / path)
         width, height = sample_size(sample, source)
         images.append({

@@ -87,16 +87,21 @@ class Dataset:
         return root if root.is_absolute() else (self.root / root)
 
     def image_path(self, path: str) -> Path:
-        """Where the image with samples-table ``path`` is on disk.
+        """Where the image with samples-table ``path`` is on disk (see :func:`image_file`)."""
+        return image_file(self.image_root, path)
 
-        File names that are not UTF-8 are stored with ``\\xNN`` escapes (see
-        :func:`pcbforge.curate.scan.printable_path`); they are mapped back.
-        """
-        candidate = self.image_root / path
-        if "\\x" in path and not candidate.exists():
-            raw = codecs.escape_decode(path.encode("utf-8"))[0]
-            return Path(os.fsdecode(os.fsencode(self.image_root) + b"/" + raw))
-        return candidate
+
+def image_file(image_root: Path | str, path: str) -> Path:
+    """Where the image with samples-table ``path`` under ``image_root`` is on disk.
+
+    File names that are not UTF-8 are stored with ``\\xNN`` escapes (see
+    :func:`pcbforge.curate.scan.printable_path`); they are mapped back.
+    """
+    candidate = Path(image_root) / path
+    if "\\x" in path and not candidate.exists():
+        raw = codecs.escape_decode(path.encode("utf-8"))[0]
+        return Path(os.fsdecode(os.fsencode(image_root) + b"/" + raw))
+    return candidate
 
 
 def sample_id_for(path: str, source: str = "") -> str:
@@ -269,6 +274,6 @@ def read_info(root: Path) -> DatasetInfo:
 
 __all__ = [
     "Dataset", "DatasetError", "DatasetInfo", "LABEL_COLUMNS", "SAMPLE_DEFAULTS",
-    "apply_previous_splits",
-    "empty_labels", "load", "previous_splits", "sample_id_for", "save", "validate",
+    "apply_previous_splits", "empty_labels", "image_file", "load", "previous_splits",
+    "sample_id_for", "save", "validate",
 ]

@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from pcbforge.datasets.dataset import image_file
+
 #: DeepPCB type id -> class name (type 1 is index 0).
 DEEPPCB_CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 
@@ -216,8 +218,8 @@ def save_deeppcb(
         folder = out / board / number
         folder.mkdir(parents=True, exist_ok=True)
         (out / board / f"{number}_not").mkdir(exist_ok=True)
-        _write_jpeg(Path(image_root) / row.path, folder / f"{pair}_test.jpg")
-        _write_jpeg(Path(image_root) / row.template_path, folder / f"{pair}_temp.jpg")
+        _write_jpeg(image_file(image_root, row.path), folder / f"{pair}_test.jpg")
+        _write_jpeg(image_file(image_root, row.template_path), folder / f"{pair}_temp.jpg")
         lines = []
         if row.sample_id in boxes_by_sample.groups:
             for box in boxes_by_sample.get_group(row.sample_id).itertuples(index=False):

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from pcbforge.datasets.dataset import sample_id_for
+from pcbforge.datasets.dataset import image_file, sample_id_for
 from pcbforge.datasets.formats_common import (
     SAMPLE_COLUMNS,
     box_inside,
@@ -53,7 +53,7 @@ def save_voc(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
     (out_dir / "Annotations").mkdir(parents=True, exist_ok=True)
     names = flat_file_names(samples["path"])
     for (_, sample), name in zip(samples.iterrows(), names, strict=True):
-        source = image_root / str(sample["path"])
+        source = image_file(image_root, str(sample["path"]))
         copy_image(source, out_dir / "JPEGImages" / name)
         width, height = sample_size(sample, source)
         root = ET.Element("annotation")

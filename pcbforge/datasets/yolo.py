@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pcbforge.datasets.dataset import sample_id_for
+from pcbforge.datasets.dataset import image_file, sample_id_for
 from pcbforge.datasets.formats_common import (
     SAMPLE_COLUMNS,
     box_inside,
@@ -69,7 +69,7 @@ def save_yolo(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
     sidecar_split: dict[str, dict] = {}
     names = flat_file_names(samples["path"])
     for (_, sample), name in zip(samples.iterrows(), names, strict=True):
-        source = image_root / str(sample["path"])
+        source = image_file(image_root, str(sample["path"]))
         copy_image(source, images_dir / name)
         width, height = sample_size(sample, source)
         boxes = grouped.get(str(sample["sample_id"]), labels.iloc[:0])

@@ -15,7 +15,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pcbforge.synth.analysis import DEEPPCB_PX_PER_MM, BoardAnalysis, analyze_board
 from pcbforge.synth.augment import AugmentConfig
@@ -33,6 +33,9 @@ class SynthConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     classes: tuple[DefectClass, ...] = tuple(DefectClass)
+    #: Relative weight of each class in ``classes`` when a defect's class is drawn
+    #: (``None``: every class alike, the original draw, so earlier seeds keep their bytes).
+    class_weights: tuple[float, ...] | None = None
     defects_per_image: tuple[int, int] = (3, 12)  # min, max (at most 255: instance ids)
     px_per_mm: float = Field(DEEPPCB_PX_PER_MM, gt=0)
     #: ``padded``: the defect's extent plus DeepPCB's margin; ``tight``: the extent.
@@ -55,6 +58,18 @@ class SynthConfig(BaseModel):
         if not value:
             raise ValueError("at least one defect class is needed")
         return tuple(defect_class(v) for v in value)  # type: ignore[union-attr]
+
+    @model_validator(mode="after")
+    def _weights(self) -> SynthConfig:
+        weights = self.class_weights
+        if weights is not None:
+            if len(weights) != len(self.classes):
+                raise ValueError(f"class_weights has {len(weights)} values for "
+                                 f"{len(self.classes)} classes")
+            if any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+                raise ValueError(f"class_weights must be >= 0 with a positive sum, got "
+                                 f"{list(weights)}")
+        return self
 
     @field_validator("defects_per_image")
     @classmethod
@@ -234,8 +249,13 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
     config = config or SynthConfig()
     a = analysis or analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper)
     lo, hi = config.defects_per_image
-    wanted = [config.classes[int(i)] for i in rng.integers(0, len(config.classes),
-                                                           int(rng.integers(lo, hi + 1)))]
+    if config.class_weights is None:
+        drawn = rng.integers(0, len(config.classes), int(rng.integers(lo, hi + 1)))
+    else:
+        weights = np.asarray(config.class_weights, dtype=np.float64)
+        drawn = rng.choice(len(config.classes), size=int(rng.integers(lo, hi + 1)),
+                           p=weights / weights.sum())
+    wanted = [config.classes[int(i)] for i in drawn]
     result = SynthImage(image=a.image, template=a.image, binary=a.binary, requested=len(wanted))
     defects: list[Defect] = []
     margin = config.margin_px

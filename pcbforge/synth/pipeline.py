@@ -274,8 +274,9 @@ def _template_row(path: str, board: Board, width: int, height: int) -> dict:
     }
 
 
-def _check_out(out: Path, boards: Path) -> None:
-    if out.resolve() == boards.resolve() or boards.resolve() in out.resolve().parents:
+def _check_out(out: Path, boards: Path | None) -> None:
+    if boards is not None and (out.resolve() == boards.resolve()
+                               or boards.resolve() in out.resolve().parents):
         raise SynthError(f"--out {out} must not be inside --boards {boards}")
     if out.exists() and any(out.iterdir()):
         try:
@@ -290,12 +291,15 @@ def _check_out(out: Path, boards: Path) -> None:
 
 def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0,
                config: SynthConfig | None = None, workers: int = 1, image_format: str = "png",
-               progress: bool = True, engine: LocalEngine | None = None) -> dict:
+               progress: bool = True, engine: LocalEngine | None = None,
+               board_list: list[Board] | None = None) -> dict:
     """Write ``count`` defective boards made from the good boards in ``boards`` as the
     pcbforge dataset ``out``; return the report (also written to ``synth_report.json``).
 
     ``engine``: a started engine to map the per-image work on (``workers`` is then unused);
     by default a :class:`LocalEngine` with ``workers`` processes is started and stopped.
+    ``board_list``: the good boards, already listed (several sources: ``pcbforge build``);
+    ``boards`` then only names them in the report and provenance.
 
     Re-running into an earlier output (same or larger ``count``) rewrites it; with the same
     seed the images are the same bytes and earlier split assignments are kept.
@@ -308,8 +312,13 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
         raise SynthError(f"workers must be >= 1, got {workers}")
     if image_format not in IMAGE_FORMATS:
         raise SynthError(f"image format must be one of {IMAGE_FORMATS}, got {image_format!r}")
-    board_list, _ = list_boards(boards)
-    _check_out(out, boards)
+    if board_list is None:
+        board_list, _ = list_boards(boards)
+        _check_out(out, boards)
+    elif not board_list:
+        raise SynthError("no good boards to draw on")
+    else:
+        _check_out(out, None)
     earlier_split, earlier = previous_splits(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

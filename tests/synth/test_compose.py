@@ -225,6 +225,34 @@ def test_only_the_configured_classes(boards) -> None:
     assert seen == {"spur", "short"}
 
 
+def test_class_weights_set_the_share_of_each_class(boards) -> None:
+    config = SynthConfig(classes="spur,short,open", class_weights=(1.0, 0.0, 3.0),
+                         defects_per_image=(8, 8), nuisance={"enabled": False})
+    wanted = {"spur": 0, "short": 0, "open": 0}
+    for k in range(4):
+        result = synthesize_image(boards[k], np.random.default_rng(k), config)
+        for label in result.labels:
+            wanted[label["label"]] += 1
+        for name, count in result.dropped.items():
+            wanted[name] += count
+    assert wanted["short"] == 0
+    assert wanted["open"] > 2 * wanted["spur"] > 0
+
+
+def test_no_class_weights_keeps_the_uniform_draw(boards) -> None:
+    """``class_weights=None`` is the original draw: the same seed, the same bytes."""
+    plain = synthesize_image(boards[0], np.random.default_rng(5), SynthConfig())
+    uniform = synthesize_image(boards[0], np.random.default_rng(5),
+                               SynthConfig(class_weights=None))
+    assert np.array_equal(plain.image, uniform.image)
+
+
+@pytest.mark.parametrize("weights", [(1.0,), (1.0, -1.0, 1.0, 1.0, 1.0, 1.0), (0.0,) * 6])
+def test_bad_class_weights_are_refused(weights) -> None:
+    with pytest.raises(pydantic.ValidationError, match="class_weights"):
+        SynthConfig(class_weights=weights)
+
+
 def _coloured(board: np.ndarray, seed: int, kind: str) -> np.ndarray:
     """A procedural board as a textured, blurred gray or BGR image."""
     rng = np.random.default_rng(seed)

@@ -1,0 +1,94 @@
+"""``pcbforge build``: the whole pipeline from one recipe, resumable, with a report.
+
+``build(out, recipe)`` runs sources -> synth -> merge (curate) -> split -> audit ->
+export -> report (see :mod:`pcbforge.build.stages`), skipping every stage whose inputs
+did not change since it last finished (see :mod:`pcbforge.build.runner`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pcbforge.build.recipe import Recipe, RecipeError, load_recipe
+from pcbforge.build.runner import (
+    BUILD_DIR,
+    BuildContext,
+    BuildError,
+    BuildLock,
+    StageResult,
+    remove_unplanned,
+    run_stages,
+    write_last_run,
+)
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    stages: list[StageResult]
+    report: dict = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def ran(self) -> list[str]:
+        return [s.name for s in self.stages if s.ran]
+
+
+def _check_out(out: Path, recipe: Recipe) -> None:
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out {out} is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / BUILD_DIR).is_dir():
+        raise BuildError(f"--out {out} exists, is not empty and is not a pcbforge build; "
+                         f"refusing to write into it")
+    for source in recipe.sources:
+        path = getattr(source, "path", None)
+        if path is None:
+            continue
+        path = Path(path).resolve()
+        real = out.resolve()
+        if real == path or path in real.parents:
+            raise BuildError(f"--out {out} is inside source {source.name} ({path}); "
+                             f"choose another place")
+        if real in path.parents:
+            raise BuildError(f"source {source.name} ({path}) is inside --out {out}; "
+                             f"choose another place")
+
+
+def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
+          progress: bool = False, console=None, on_stage=None) -> BuildResult:
+    """Build the dataset folder ``out`` from ``recipe`` (default: the embedded one).
+
+    ``workers``: processes for the per-image work. ``on_stage(number, stage, event,
+    result)`` is told when each stage starts, is skipped or is done.
+    """
+    import json
+
+    from pcbforge.build.stages import plan, write_recipe_copy
+
+    out = Path(out).absolute()
+    recipe = recipe if recipe is not None else load_recipe()
+    if workers < 1:
+        raise BuildError(f"workers must be >= 1, got {workers}")
+    _check_out(out, recipe)
+    context = BuildContext(out, recipe, workers=workers, progress=progress)
+    if console is not None:
+        context.console = console
+    stages = plan(recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    with BuildLock(out):
+        # Temporary files of atomic writes that a killed build left in the build folder.
+        for leftover in out.glob(".*.part"):
+            leftover.unlink()
+        removed = remove_unplanned(context, stages)
+        write_recipe_copy(context)
+        results = run_stages(context, stages, on_stage)
+        write_last_run(context, results)
+    try:
+        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        report = {}
+    return BuildResult(out, results, report, removed)
+
+
+__all__ = ["BuildError", "BuildResult", "Recipe", "RecipeError", "build", "load_recipe"]

@@ -1,0 +1,474 @@
+"""``report.json`` and ``report.html`` of a dataset folder (a build's, or any pcbforge
+dataset): what is in it, where it went, what was rejected and whether the split leaks.
+
+Static: the HTML page references PNG files in ``report/`` beside it (plots drawn with
+matplotlib, thumbnails cut with OpenCV), no server and no script. Everything is computed
+from the dataset's files (samples, labels, ``split_report.json``, ``audit.json``,
+``export/*/export_report.json``, ``recipe.yaml``), so ``pcbforge report DATASET``
+regenerates the same bytes, and nothing in it depends on when or how fast it was made.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import yaml
+
+from pcbforge import __version__
+from pcbforge.curate.runner import _progress_bar, _remove_stale_stages, _swap_into_place
+from pcbforge.datasets.dataset import Dataset, load
+from pcbforge.datasets.samples import STATUSES, atomic_write, write_json
+from pcbforge.split import SPLIT_NAMES
+
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
+REPORT_DIR = "report"
+TEMPLATE = "report.html.j2"
+THUMB = 160
+#: Rejected files whose pixels are shown (corrupt files are never decoded again).
+_DECODABLE = ("low_quality", "duplicate", "skipped")
+#: Skip reasons of files that are not images at all (no thumbnail is tried).
+_NOT_IMAGES = ("not_an_image_file", "hidden_file")
+_REAL, _SYNTH = "#1f77b4", "#ff7f0e"
+
+
+class ReportSettings:
+    """The report section's values (a recipe's ``report``, or the defaults)."""
+
+    def __init__(self, examples_per_class: int = 6, rejected_examples: int = 12,
+                 histogram_bins: int = 20):
+        self.examples_per_class = examples_per_class
+        self.rejected_examples = rejected_examples
+        self.histogram_bins = histogram_bins
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _usable_labels(dataset: Dataset) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``ok`` samples (what the exports hold) and their labels, with split and origin."""
+    samples = dataset.samples
+    ok = samples[samples["status"] == "ok"].copy()
+    ok["synthetic"] = ok["synthetic"].fillna(False).astype(bool)
+    labels = dataset.labels[dataset.labels["sample_id"].isin(ok["sample_id"])].copy()
+    by_id = ok.set_index("sample_id")
+    labels["split"] = labels["sample_id"].map(by_id["split"]).fillna("")
+    labels["image_synthetic"] = labels["sample_id"].map(by_id["synthetic"]).astype(bool)
+    labels["width"] = labels["x2"] - labels["x1"]
+    labels["height"] = labels["y2"] - labels["y1"]
+    labels["side"] = np.sqrt(labels["width"] * labels["height"])
+    return ok, labels
+
+
+def _origin(flags: pd.Series) -> pd.Series:
+    return np.where(flags.astype(bool), "synthetic", "real")
+
+
+def _status_section(samples: pd.DataFrame) -> tuple[dict, dict]:
+    counts = samples["status"].value_counts()
+    status = {s: int(counts.get(s, 0)) for s in STATUSES}
+    reasons = (samples.loc[samples["reason"].fillna("") != ""]
+               .groupby(["status", "reason"]).size())
+    return status, {f"{s}/{r}": int(n) for (s, r), n in sorted(reasons.items())}
+
+
+def _split_section(ok: pd.DataFrame, labels: pd.DataFrame, classes: list[str]) -> dict:
+    splits = {}
+    labelled = set(labels["sample_id"])
+    for name in (*SPLIT_NAMES, ""):
+        rows = ok[ok["split"] == name]
+        if name == "" and rows.empty:
+            continue
+        part = labels[labels["split"] == name]
+        entry = {"images": {}, "defect_free_images": {}, "boxes": {}}
+        for origin, flag in (("real", False), ("synthetic", True)):
+            mine = rows[rows["synthetic"] == flag]
+            entry["images"][origin] = len(mine)
+            entry["defect_free_images"][origin] = int((~mine["sample_id"].isin(labelled)).sum())
+        for cls in classes:
+            mine = part[part["label"] == cls]
+            entry["boxes"][cls] = {"real": int((~mine["image_synthetic"]).sum()),
+                                   "synthetic": int(mine["image_synthetic"].sum())}
+        splits[name or "unassigned"] = entry
+    return splits
+
+
+def _class_section(labels: pd.DataFrame, classes: list[str], bins: int) -> dict:
+    section = {}
+    for cls in classes:
+        mine = labels[labels["label"] == cls]
+        entry = {"boxes": {"real": int((~mine["image_synthetic"]).sum()),
+                           "synthetic": int(mine["image_synthetic"].sum())},
+                 "images": {"real": int(mine.loc[~mine["image_synthetic"], "sample_id"]
+                                        .nunique()),
+                            "synthetic": int(mine.loc[mine["image_synthetic"], "sample_id"]
+                                             .nunique())}}
+        if len(mine):
+            top = float(np.ceil(mine["side"].max()))
+            edges = np.linspace(0.0, max(top, 1.0), bins + 1)
+            entry["size_px"] = {
+                "measure": "sqrt(box width * box height)",
+                "median": round(float(mine["side"].median()), 2),
+                "median_width": round(float(mine["width"].median()), 2),
+                "median_height": round(float(mine["height"].median()), 2),
+                "histogram": {
+                    "edges": [round(float(e), 3) for e in edges],
+                    "real": np.histogram(mine.loc[~mine["image_synthetic"], "side"],
+                                         edges)[0].tolist(),
+                    "synthetic": np.histogram(mine.loc[mine["image_synthetic"], "side"],
+                                              edges)[0].tolist(),
+                },
+            }
+        section[cls] = entry
+    return section
+
+
+def _source_section(samples: pd.DataFrame) -> dict:
+    if "source" not in samples:
+        return {}
+    section = {}
+    for name, rows in samples.groupby(samples["source"].fillna("").astype(str), sort=True):
+        counts = rows["status"].value_counts()
+        section[name or "(none)"] = {
+            "files": len(rows),
+            "synthetic": int(rows["synthetic"].fillna(False).astype(bool).sum()),
+            **{s: int(counts.get(s, 0)) for s in STATUSES if counts.get(s, 0)}}
+    return section
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def _tile(image: np.ndarray) -> np.ndarray:
+    image = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    h, w = image.shape[:2]
+    scale = THUMB / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1
+                       else cv2.INTER_NEAREST)
+    tile = np.full((THUMB, THUMB, 3), 255, np.uint8)
+    y, x = (THUMB - small.shape[0]) // 2, (THUMB - small.shape[1]) // 2
+    tile[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return tile
+
+
+def _placeholder(lines: list[str]) -> np.ndarray:
+    tile = np.full((THUMB, THUMB, 3), 235, np.uint8)
+    cv2.rectangle(tile, (0, 0), (THUMB - 1, THUMB - 1), (150, 150, 150), 1)
+    for number, line in enumerate(lines[:6]):
+        cv2.putText(tile, line[:24], (6, 24 + 20 * number), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
+                    (40, 40, 40), 1, cv2.LINE_AA)
+    return tile
+
+
+def _read(path: Path) -> np.ndarray | None:
+    data = np.fromfile(str(path), np.uint8) if path.is_file() else np.zeros(0, np.uint8)
+    if not data.size:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return image
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise ValueError(f"cannot encode {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.tobytes())
+
+
+def _crop_with_box(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    side = int(max(96, 3 * max(x2 - x1, y2 - y1)))
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    left = int(np.clip(round(cx - side / 2), 0, max(w - side, 0)))
+    top = int(np.clip(round(cy - side / 2), 0, max(h - side, 0)))
+    crop = image[top:top + side, left:left + side].copy()
+    thickness = max(1, round(crop.shape[0] / THUMB))
+    cv2.rectangle(crop, (round(x1) - left, round(y1) - top),
+                  (round(x2) - left - 1, round(y2) - top - 1), (0, 0, 230), thickness)
+    return _tile(crop)
+
+
+def _examples(dataset: Dataset, ok: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+              per_class: int, folder: Path, advance) -> dict:
+    """Up to ``per_class`` boxes of each class (real first, then synthetic; one per image),
+    cut out with some context and the box drawn in red."""
+    examples = {}
+    for cls, chosen in _example_boxes(ok, labels, classes, per_class).items():
+        entries = []
+        for number, row in enumerate(chosen.itertuples()):
+            image = _read(dataset.image_path(row.path))
+            tile = (_crop_with_box(image, (row.x1, row.y1, row.x2, row.y2)) if image is not None
+                    else _placeholder(["cannot read", row.path[-24:]]))
+            name = f"{REPORT_DIR}/examples/{_safe(cls)}_{number}.png"
+            _write_png(folder / Path(name).relative_to(REPORT_DIR), tile)
+            entries.append({"thumb": name, "path": row.path, "split": row.split or "",
+                            "origin": "synthetic" if row.image_synthetic else "real",
+                            "box": [float(row.x1), float(row.y1), float(row.x2), float(row.y2)]})
+            advance()
+        examples[cls] = entries
+    return examples
+
+
+def _example_boxes(ok: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+                   per_class: int) -> dict[str, pd.DataFrame]:
+    """The boxes shown for each class: real ones first (half, or more when there are too
+    few synthetic ones), one per image, in path order."""
+    path_of = ok.set_index("sample_id")["path"]
+    chosen = {}
+    for cls in classes:
+        mine = labels[labels["label"] == cls].assign(path=lambda t: t["sample_id"].map(path_of))
+        mine = mine.sort_values(["image_synthetic", "path", "y1", "x1"], kind="stable")
+        mine = mine.drop_duplicates("sample_id")
+        real, synthetic = mine[~mine["image_synthetic"]], mine[mine["image_synthetic"]]
+        take_real = min(len(real), max(per_class - len(synthetic), (per_class + 1) // 2))
+        chosen[cls] = pd.concat([real.head(take_real), synthetic.head(per_class - take_real)])
+    return chosen
+
+
+def _rejected_rows(samples: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """Files that are not ``ok`` (not the side-car files), one of each status/reason
+    first, then a second of each..., at most ``limit``."""
+    rows = samples[samples["status"] != "ok"].copy()
+    rows["reason"] = rows["reason"].fillna("").astype(str)
+    rows = rows[~((rows["status"] == "skipped") & rows["reason"].isin(_NOT_IMAGES))]
+    rows = rows.sort_values(["status", "reason", "path"], kind="stable")
+    rows["rank"] = rows.groupby(["status", "reason"]).cumcount()
+    return rows.sort_values(["rank", "status", "reason", "path"], kind="stable").head(limit)
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def _rejected(dataset: Dataset, limit: int, folder: Path, advance) -> list[dict]:
+    """Up to ``limit`` files that are not ``ok``: one of each status/reason first."""
+    rows = _rejected_rows(dataset.samples, limit)
+    entries = []
+    for number, row in enumerate(rows.itertuples()):
+        image = None
+        if row.status in _DECODABLE:
+            width = float(getattr(row, "width", 0) or 0)
+            height = float(getattr(row, "height", 0) or 0)
+            if 0 < width * height <= 64e6:
+                image = _read(dataset.image_path(row.path))
+        detail = str(getattr(row, "detail", "") or "")
+        tile = _tile(image) if image is not None else _placeholder(
+            [row.status, row.reason, "(not shown)", row.path[-24:]])
+        name = f"{REPORT_DIR}/rejected/{number:03d}.png"
+        _write_png(folder / Path(name).relative_to(REPORT_DIR), tile)
+        entries.append({"thumb": name, "path": row.path, "status": row.status,
+                        "reason": row.reason, "detail": detail,
+                        "duplicate_of": str(getattr(row, "duplicate_of", "") or "")})
+        advance()
+    return entries
+
+
+# --- plots -------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _save(figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", metadata={"Software": None})
+
+
+def _plot_status(status: dict, reasons: dict, path: Path) -> None:
+    labels = [k for k, v in status.items() if v] or ["(empty)"]
+    figure = _figure(9, 3.2)
+    left, right = figure.subplots(1, 2, width_ratios=[1, 2])
+    colors = {"ok": "#2ca02c", "duplicate": "#9467bd", "low_quality": "#bcbd22",
+              "corrupt": "#d62728", "skipped": "#7f7f7f"}
+    left.barh(labels, [status.get(k, 0) for k in labels],
+              color=[colors.get(k, "#999999") for k in labels])
+    left.set_title("files per status")
+    left.invert_yaxis()
+    right.set_title("files per status/reason")
+    if reasons:
+        names = list(reasons)
+        right.barh(names, [reasons[k] for k in names],
+                   color=[colors.get(k.split("/")[0], "#999999") for k in names])
+        right.invert_yaxis()
+        right.tick_params(axis="y", labelsize=7)
+    else:
+        right.text(0.5, 0.5, "no file was rejected", ha="center", va="center",
+                   transform=right.transAxes)
+        right.set_axis_off()
+    _save(figure, path)
+
+
+def _plot_splits(splits: dict, classes: list[str], path: Path) -> None:
+    names = list(splits)
+    figure = _figure(11, 3.6)
+    left, right = figure.subplots(1, 2, width_ratios=[1, 2.5])
+    real = [splits[n]["images"]["real"] for n in names]
+    synthetic = [splits[n]["images"]["synthetic"] for n in names]
+    left.bar(names, real, color=_REAL, label="real")
+    left.bar(names, synthetic, bottom=real, color=_SYNTH, label="synthetic")
+    left.set_title("ok images per split")
+    left.legend(fontsize=8)
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(classes))
+    hatches = ["", "//", "..", "xx"]
+    for k, name in enumerate(names):
+        boxes = splits[name]["boxes"]
+        r = [boxes[c]["real"] for c in classes]
+        s = [boxes[c]["synthetic"] for c in classes]
+        offset = x - 0.4 + width * (k + 0.5)
+        right.bar(offset, r, width, color=_REAL, hatch=hatches[k % 4], edgecolor="white",
+                  label=f"{name} real")
+        right.bar(offset, s, width, bottom=r, color=_SYNTH, hatch=hatches[k % 4],
+                  edgecolor="white", label=f"{name} synthetic")
+    right.set_xticks(x, classes)
+    right.set_title("defect boxes per class and split (bars: " + ", ".join(names) + ")")
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save(figure, path)
+
+
+def _plot_sizes(section: dict, classes: list[str], path: Path) -> None:
+    shown = [c for c in classes if "size_px" in section[c]] or classes[:1] or ["(none)"]
+    cols = min(3, len(shown))
+    rows = int(np.ceil(len(shown) / cols))
+    figure = _figure(4 * cols, 2.6 * rows)
+    axes = np.atleast_1d(figure.subplots(rows, cols)).ravel()
+    for ax, cls in zip(axes, shown, strict=False):
+        size = section.get(cls, {}).get("size_px")
+        ax.set_title(cls)
+        if not size:
+            ax.text(0.5, 0.5, "no boxes", ha="center", va="center", transform=ax.transAxes)
+            continue
+        edges = np.array(size["histogram"]["edges"])
+        for origin, color in (("real", _REAL), ("synthetic", _SYNTH)):
+            counts = size["histogram"][origin]
+            if sum(counts):
+                ax.stairs(counts, edges, color=color, fill=False, linewidth=1.6, label=origin)
+        ax.set_xlabel("defect size: sqrt(box area), px", fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in axes[len(shown):]:
+        ax.set_visible(False)
+    _save(figure, path)
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+def build_report(root: Path | str, settings: ReportSettings | None = None, *,
+                 folder: Path | None = None, progress: bool = False) -> dict:
+    """The report of the dataset folder ``root``; images and plots go into ``folder``
+    (``root/report`` by default) and are named in the report relative to ``root``."""
+    root = Path(root)
+    settings = settings or ReportSettings()
+    folder = Path(folder) if folder is not None else root / REPORT_DIR
+    dataset = load(root)
+    samples = dataset.samples
+    classes = list(dataset.info.classes) or sorted(dataset.labels["label"].unique())
+    ok, labels = _usable_labels(dataset)
+    status, reasons = _status_section(samples)
+    splits = _split_section(ok, labels, classes)
+    per_class = _class_section(labels, classes, settings.histogram_bins)
+    split_report = _read_json(root / "split_report.json") or {}
+    audit = _read_json(root / "audit.json")
+    recipe = None
+    if (root / "recipe.yaml").is_file():
+        recipe = yaml.safe_load((root / "recipe.yaml").read_text(encoding="utf-8"))
+    exports = {}
+    for report_file in sorted((root / "export").glob("*/export_report.json")):
+        exported = _read_json(report_file) or {}
+        exports[report_file.parent.name] = {"folder": f"export/{report_file.parent.name}",
+                                            "splits": exported.get("splits", {})}
+    thumbs = (sum(len(c) for c in _example_boxes(ok, labels, classes,
+                                                  settings.examples_per_class).values())
+              + len(_rejected_rows(samples, settings.rejected_examples)))
+    with _progress_bar(progress, "report", thumbs) as advance:
+        examples = _examples(dataset, ok, labels, classes, settings.examples_per_class,
+                             folder, advance)
+        rejected = _rejected(dataset, settings.rejected_examples, folder, advance)
+        plots = {"status": f"{REPORT_DIR}/status.png", "splits": f"{REPORT_DIR}/splits.png",
+                 "defect_sizes": f"{REPORT_DIR}/defect_sizes.png"}
+        _plot_status(status, reasons, folder / "status.png")
+        _plot_splits(splits, classes, folder / "splits.png")
+        _plot_sizes(per_class, classes, folder / "defect_sizes.png")
+    return {
+        "title": (recipe or {}).get("name") or root.name,
+        "pcbforge_version": __version__,
+        "dataset": root.name,
+        "files": len(samples),
+        "classes": classes,
+        "status": status,
+        "reasons": reasons,
+        "sources": _source_section(samples),
+        "splits": splits,
+        "per_class": per_class,
+        "split": {k: split_report[k] for k in ("method", "parameters", "max_class_deviation",
+                                               "worst_class", "classes_missing")
+                  if k in split_report},
+        "synthetic_policy": split_report.get("synthetic_policy"),
+        "audit": None if audit is None else {
+            "clean": audit.get("clean"), "leaks": audit.get("leaks"),
+            "images_checked": audit.get("images_checked"),
+            "leaks_by_reason": audit.get("leaks_by_reason", {}),
+            "pairs": (audit.get("pairs") or [])[:20]},
+        "exports": exports,
+        "recipe": recipe,
+        "plots": plots,
+        "examples": examples,
+        "rejected": rejected,
+    }
+
+
+def render_html(report: dict) -> str:
+    import jinja2
+
+    template = resources.files("pcbforge.build").joinpath(TEMPLATE).read_text("utf-8")
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                                     trim_blocks=True, lstrip_blocks=True)
+    environment.filters["yaml"] = lambda value: yaml.safe_dump(value, sort_keys=False)
+    return environment.from_string(template).render(r=report, escape=html.escape)
+
+
+def write_report(root: Path | str, settings=None, *, progress: bool = False) -> dict:
+    """Write ``report/`` (plots, thumbnails), ``report.json`` and ``report.html`` into the
+    dataset folder ``root`` and return the report. ``settings``: a recipe's ``report``
+    section or :class:`ReportSettings`."""
+    root = Path(root)
+    if settings is not None and not isinstance(settings, ReportSettings):
+        settings = ReportSettings(settings.examples_per_class, settings.rejected_examples,
+                                  settings.histogram_bins)
+    final = root / REPORT_DIR
+    _remove_stale_stages(final)
+    staging = root / f".{REPORT_DIR}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        report = build_report(root, settings, folder=staging, progress=progress)
+        _swap_into_place(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    write_json(root / REPORT_JSON, report)
+    page = render_html(report)
+    atomic_write(root / REPORT_HTML, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    return report
+
+
+__all__ = ["REPORT_HTML", "REPORT_JSON", "ReportSettings", "build_report", "render_html",
+           "write_report"]

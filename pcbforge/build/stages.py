@@ -1,0 +1,598 @@
+"""The stages of ``pcbforge build``, composed from the other parts (none imports this).
+
+::
+
+    source-<name>   one per source: a pcbforge dataset of it (curate, import deeppcb/
+                    coco/yolo/voc, or procedural boards drawn, then curated)
+    synth           labelled defects on the good boards of the board sources
+    merge           every source and the synthetic images under one image folder
+                    (links, ``stages/merge/images/<source>/...``), curated together so
+                    duplicates across sources share a group, joined with each source's
+                    labels, roles, templates and groups
+    split           train/val/test by leakage group; synthetic images to train only when
+                    real defects exist (see :func:`assign_splits`)
+    audit           the leak audit of that split
+    export          the dataset published in the build folder, and its exports
+    report          report.json, report.html and its plots
+
+The build folder::
+
+    DATASET/
+      samples.parquet, labels.parquet, dataset.json   the dataset (pcbforge view/export it)
+      split_report.json, audit.json, recipe.yaml
+      export/coco/, export/yolo/ ...                   one folder per format
+      report.html, report.json, report/                 the report and its images
+      stages/                                           each stage's output
+      .build/                                           stage markers, lock, last run
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pcbforge import __version__
+from pcbforge.build.recipe import Recipe, recipe_yaml
+from pcbforge.build.runner import (
+    STAGES_DIR,
+    BuildContext,
+    BuildError,
+    Stage,
+    copy_file,
+    files_digest,
+)
+from pcbforge.curate import CurateParams, curate
+from pcbforge.datasets.dataset import (
+    DATASET_JSON,
+    LABELS_CSV,
+    LABELS_PARQUET,
+    Dataset,
+    DatasetInfo,
+    empty_labels,
+    load,
+    read_info,
+    sample_id_for,
+    save,
+    with_defaults,
+)
+from pcbforge.datasets.samples import SAMPLES_CSV, SAMPLES_PARQUET, write_json
+from pcbforge.split import SPLIT_NAMES, SplitParams, leakage_groups, split_samples
+
+MERGED_IMAGES = f"{STAGES_DIR}/merge/images"
+SPLIT_REPORT = "split_report.json"
+AUDIT_JSON = "audit.json"
+MERGE_REPORT = "merge_report.json"
+RECIPE_COPY = "recipe.yaml"
+
+
+def _curate_params(ctx: BuildContext) -> CurateParams:
+    recipe: Recipe = ctx.recipe
+    return CurateParams(workers=ctx.workers, inspect=recipe.curate.inspect,
+                        dedupe=recipe.curate.dedupe)
+
+
+def _relocate(dataset_dir: Path, image_root: Path) -> None:
+    """Point a dataset at ``image_root`` by a relative path (the build folder can move)."""
+    info = read_info(dataset_dir)
+    info.image_root = os.path.relpath(image_root, dataset_dir)
+    write_json(dataset_dir / DATASET_JSON, info.model_dump(mode="json"))
+
+
+def _link(link: Path, target: Path, inside: Path) -> None:
+    """A folder link; relative when the target is inside the build folder ``inside``."""
+    target = Path(os.path.abspath(target))
+    if inside == target or inside in target.parents:
+        os.symlink(os.path.relpath(target, link.parent), link)
+    else:
+        os.symlink(target, link)
+
+
+def _summary(report: dict, **more) -> dict:
+    counts = report.get("counts", {})
+    return {"files": report.get("files", 0), **{k: v for k, v in counts.items() if v}, **more}
+
+
+# --- sources -----------------------------------------------------------------------------
+
+
+def _deeppcb_view(src: Path, groups: list[str], view: Path) -> None:
+    """A DeepPCB-layout folder with only ``groups``: links to the group folders and the
+    list files cut down to their lines."""
+    view.mkdir()
+    for group in groups:
+        if not (src / group).is_dir():
+            found = sorted(p.name for p in src.iterdir() if p.is_dir() and
+                           p.name.startswith("group"))
+            raise BuildError(f"DeepPCB group {group} is not in {src} (groups there: "
+                             f"{', '.join(found) or 'none'})")
+        os.symlink(src / group, view / group)
+    for name in ("trainval.txt", "test.txt"):
+        if (src / name).is_file():
+            lines = [line for line in (src / name).read_text(encoding="utf-8").splitlines()
+                     if line.split("/", 1)[0] in groups]
+            if lines:
+                (view / name).write_text("".join(line + "\n" for line in lines),
+                                         encoding="utf-8")
+
+
+def run_source(source, ctx: BuildContext, folder: Path) -> dict:
+    from pcbforge.pipeline import import_deeppcb, import_labelled
+
+    dataset = folder / "dataset"
+    params = _curate_params(ctx)
+    if source.kind == "procedural":
+        from pcbforge.synth.pipeline import write_boards
+
+        recipe: Recipe = ctx.recipe
+        names = write_boards(folder / "images", count=source.count,
+                             seed=recipe.seed_of(source.seed), size=source.size,
+                             workers=ctx.workers, progress=ctx.progress)
+        report = curate(folder / "images", dataset, params, progress=ctx.progress).report
+        _relocate(dataset, folder / "images")
+        return _summary(report, boards=len(names))
+    if source.kind == "folder":
+        report = curate(source.path, dataset, params, progress=ctx.progress).report
+        return _summary(report)
+    if source.kind == "deeppcb":
+        src = source.path
+        if source.groups:
+            _deeppcb_view(source.path, source.groups, folder / "layout")
+            src = folder / "layout"
+        result = import_deeppcb(src, dataset, params, progress=ctx.progress)
+        if source.groups:
+            _relocate(dataset, folder / "layout")
+        return _summary(result.report, labels=result.report.get("labels", 0),
+                        layout_problems=len(result.problems))
+    result = import_labelled(source.kind, source.path, dataset, params, images=source.images,
+                             missing_labels=source.missing_labels, progress=ctx.progress)
+    return _summary(result.report, labels=result.report.get("labels", 0))
+
+
+def _source_digest(source) -> str:
+    """Digest of the user files a source stage reads (a DeepPCB group filter: only those
+    groups and the list files)."""
+    if source.kind == "deeppcb" and source.groups:
+        lists = [n for n in ("trainval.txt", "test.txt") if (source.path / n).is_file()]
+        return files_digest(source.path, [*source.groups, *lists])
+    return files_digest(source.path)
+
+
+def source_dataset(ctx: BuildContext, name: str) -> Path:
+    return ctx.stage_dir(f"source-{name}") / "dataset"
+
+
+# --- synth -------------------------------------------------------------------------------
+
+
+def class_weights(recipe: Recipe, real_counts: dict[str, int]) -> list[float] | None:
+    """Weights of the synthetic defects' classes (``None``: uniform); see
+    :class:`~pcbforge.build.recipe.SynthSection`'s ``balance``."""
+    synth = recipe.synth
+    if synth.balance == "uniform":
+        return None
+    if isinstance(synth.balance, dict):
+        return [float(synth.balance.get(c, 0.0)) for c in synth.classes]
+    lo, hi = synth.defects_per_image
+    expected = synth.total_images * (lo + hi) / 2.0
+    real = [real_counts.get(c, 0) for c in synth.classes]
+    target = (sum(real) + expected) / len(synth.classes)
+    weights = [max(target - r, 0.0) for r in real]
+    return weights if sum(weights) > 0 else None
+
+
+def real_label_counts(ctx: BuildContext) -> dict[str, int]:
+    """Boxes per class on the usable real images of the labelled sources."""
+    counts: dict[str, int] = {}
+    for source in ctx.recipe.sources:
+        if source.kind in ("procedural", "folder"):
+            continue
+        dataset = load(source_dataset(ctx, source.name))
+        ok = dataset.samples.loc[dataset.samples["status"] == "ok", "sample_id"]
+        labels = dataset.labels[dataset.labels["sample_id"].isin(ok)]
+        for name, value in labels["label"].value_counts().items():
+            counts[name] = counts.get(name, 0) + int(value)
+    return counts
+
+
+def board_list(ctx: BuildContext):
+    """The good boards of every board source, with build-wide template paths and groups."""
+    from pcbforge.synth.pipeline import Board, SynthError, list_boards
+
+    boards, resolutions = [], set()
+    for name in ctx.recipe.board_sources():
+        try:
+            found, px_per_mm = list_boards(source_dataset(ctx, name))
+        except SynthError as err:
+            raise BuildError(f"synth: source {name}: {err}") from err
+        resolutions.add(px_per_mm)
+        for board in found:
+            boards.append(Board(board.file,
+                                f"templates/{name}/{board.path.removeprefix('templates/')}",
+                                f"{name}:{board.group}"))
+    known = resolutions - {None}
+    return boards, (known.pop() if len(known) == 1 else None)
+
+
+def run_synth(ctx: BuildContext, folder: Path) -> dict:
+    from pcbforge.synth.compose import SynthConfig
+    from pcbforge.synth.pipeline import WORKER_MODULES, synthesize
+
+    recipe: Recipe = ctx.recipe
+    synth = recipe.synth
+    boards, px_per_mm = board_list(ctx)
+    weights = class_weights(recipe, real_label_counts(ctx) if synth.balance == "fill" else {})
+    config = SynthConfig.model_validate({
+        "classes": synth.classes, "class_weights": weights,
+        "defects_per_image": synth.defects_per_image,
+        "px_per_mm": synth.px_per_mm or px_per_mm or 48.0, "box": synth.box,
+        "copper": synth.copper, "nuisance": {"enabled": synth.nuisance},
+        "augment": {"preset": synth.augment},
+    })
+    with ctx.engine(WORKER_MODULES) as engine:
+        report = synthesize(f"build sources: {', '.join(recipe.board_sources())}", folder,
+                            count=synth.total_images, seed=recipe.seed_of(synth.seed),
+                            config=config, image_format=synth.format, progress=ctx.progress,
+                            engine=engine, board_list=boards)
+    return {"images": report["images"], "boards": report["boards_used"],
+            "defects": report["defects_total"], "failed": len(report["failed_images"]),
+            "class_weights": weights}
+
+
+# --- merge -------------------------------------------------------------------------------
+
+
+def _prefixed(name: str, values: pd.Series) -> pd.Series:
+    values = values.fillna("").astype(str)
+    return values.where(values == "", name + "/" + values)
+
+
+def _source_rows(name: str, kind: str, dataset: Dataset) -> pd.DataFrame:
+    samples = dataset.samples
+
+    def column(name: str) -> pd.Series:
+        if name not in samples:
+            return pd.Series("", index=samples.index, dtype=object)
+        return samples[name].fillna("").astype(str)
+
+    board = column("board")
+    source_split = column("source_split") if "source_split" in samples else column("split")
+    return pd.DataFrame({
+        "path": name + "/" + samples["path"].astype(str),
+        "old_id": samples["sample_id"].astype(str),
+        "source": name, "source_kind": kind,
+        "role": column("role"),
+        "template_path": _prefixed(name, samples["template_path"]),
+        "board": board.where(board == "", name + ":" + board),
+        "pair": column("pair"),
+        "source_split": source_split,
+        "source_group": name + ":" + samples["group"].fillna("").astype(str),
+        "synthetic": (samples["synthetic"].fillna(False).astype(bool) | (kind == "procedural")),
+        "src_status": samples["status"].astype(str),
+        "src_reason": column("reason"),
+        "src_detail": column("detail"),
+    })
+
+
+def _synth_rows(dataset: Dataset, board_paths: dict[str, str]) -> pd.DataFrame:
+    """The synthetic images (and any augmented templates); the copies of the boards are
+    left out: the boards' own rows are their templates."""
+    samples = dataset.samples
+    own = samples["path"].str.startswith(("images/", "templates/augmented/"))
+    samples = samples[own]
+    template = samples["template_path"].fillna("").astype(str)
+    board_file = samples["board"].fillna("").astype(str)
+    missing = sorted(set(board_file[board_file != ""]) - set(board_paths))
+    if missing:
+        raise BuildError(f"merge: synthetic images name a board that no source has: "
+                         f"{missing[0]}")
+    board = board_file.map(board_paths).fillna("")
+    return pd.DataFrame({
+        "path": "synth/" + samples["path"].astype(str),
+        "old_id": samples["sample_id"].astype(str),
+        "source": "synth", "source_kind": "synth",
+        "role": samples["role"].fillna("").astype(str),
+        "template_path": np.where(template.str.startswith("templates/augmented/"),
+                                  "synth/" + template, board.where(template != "", "")),
+        "board": board,
+        "pair": "",
+        "source_split": "",
+        "source_group": samples["group"].fillna("").astype(str),
+        "synthetic": True,
+        "src_status": samples["status"].astype(str),
+        "src_reason": samples["reason"].fillna("").astype(str),
+        "src_detail": "",
+        "synth": samples["synth"].fillna("").astype(str) if "synth" in samples else "",
+    })
+
+
+def run_merge(ctx: BuildContext, folder: Path) -> dict:
+    recipe: Recipe = ctx.recipe
+    farm = folder / "images"
+    farm.mkdir()
+    parts, classes, board_paths, resolutions = [], [], {}, set()
+    boards_of = set(recipe.board_sources())
+    for source in recipe.sources:
+        dataset = load(source_dataset(ctx, source.name))
+        _link(farm / source.name, dataset.image_root, ctx.out)
+        parts.append((source.name, source.kind, dataset))
+        classes += [c for c in dataset.info.classes if c not in classes]
+        if source.name in boards_of:
+            board_paths.update({str(dataset.image_path(p)): f"{source.name}/{p}"
+                                for p in dataset.samples["path"]})
+        resolutions.add(dataset.info.px_per_mm)
+    synth = None
+    if recipe.synth.enabled:
+        synth = load(ctx.stage_dir("synth"))
+        (farm / "synth").mkdir()
+        _link(farm / "synth" / "images", synth.root / "images", ctx.out)
+        augmented = synth.root / "templates" / "augmented"
+        if augmented.is_dir():
+            (farm / "synth" / "templates").mkdir()
+            _link(farm / "synth" / "templates" / "augmented", augmented, ctx.out)
+        classes += [c for c in synth.info.classes if c not in classes]
+        resolutions.add(synth.info.px_per_mm)
+
+    curated = curate(farm, folder / "curated", _curate_params(ctx), progress=ctx.progress)
+    shutil.rmtree(folder / "curated")  # its table is joined below; its report is kept
+    table = curated.samples.drop(columns=["sample_id", "split"], errors="ignore")
+
+    rows = [_source_rows(name, kind, dataset) for name, kind, dataset in parts]
+    if synth is not None:
+        rows.append(_synth_rows(synth, board_paths))
+    info = pd.concat(rows, ignore_index=True)
+    unknown = sorted(set(info["path"]) - set(table["path"]))
+    if unknown:
+        raise BuildError(f"merge: {len(unknown)} source images were not found in the merged "
+                         f"folder (first: {unknown[0]})")
+    samples = table.merge(info, on="path", how="left")
+    for column in ("source_kind", "role", "template_path", "board", "pair", "source_split",
+                   "source_group", "src_status", "src_reason", "src_detail", "synth"):
+        samples[column] = samples[column].fillna("") if column in samples else ""
+    samples["source"] = samples["source"].fillna(samples["path"].str.split("/").str[0])
+    samples["synthetic"] = samples["synthetic"].fillna(False).astype(bool)
+    # A source that held an image back (labels it cannot trust, not in the annotations)
+    # said so with ``skipped``: that wins over the pixels' verdict.
+    held = (samples["src_status"] == "skipped").to_numpy()
+    for column in ("status", "reason", "detail"):
+        samples.loc[held, column] = samples.loc[held, f"src_{column}"]
+    samples["sample_id"] = [sample_id_for(p, "build") for p in samples["path"]]
+    samples["split"] = ""
+
+    new_id = {(s, o): n for s, o, n in zip(samples["source"], samples["old_id"],
+                                           samples["sample_id"], strict=True) if o == o and o}
+    label_parts = []
+    for name, _, dataset in parts + ([("synth", "synth", synth)] if synth is not None else []):
+        labels = dataset.labels.copy()
+        labels["sample_id"] = [new_id.get((name, i), "") for i in labels["sample_id"]]
+        label_parts.append(labels[labels["sample_id"] != ""])
+    labels = pd.concat(label_parts, ignore_index=True) if label_parts else empty_labels()
+    samples = samples.drop(columns=["old_id", "src_status", "src_reason", "src_detail"])
+    samples, labels = with_defaults(samples, labels)
+    known = resolutions - {None}
+    dataset_info = DatasetInfo(
+        classes=classes, px_per_mm=known.pop() if len(known) == 1 else None,
+        image_root="images",
+        provenance=[{"command": "build", "recipe": recipe.name,
+                     "sources": [s.name for s in recipe.sources],
+                     "synthetic": recipe.synth.enabled, "pcbforge_version": __version__}],
+    )
+    save(Dataset(folder, samples, labels, dataset_info))
+    report = {k: v for k, v in curated.report.items() if k not in ("source", "dataset")}
+    report["per_source"] = {name: int(n) for name, n in samples["source"].value_counts()
+                            .sort_index().items()}
+    write_json(folder / MERGE_REPORT, report)
+    return _summary(curated.report, labels=len(labels),
+                    sources=len(parts) + (synth is not None))
+
+
+# --- split -------------------------------------------------------------------------------
+
+
+def split_params(recipe: Recipe) -> SplitParams:
+    return SplitParams(ratios=recipe.split.ratios, seed=recipe.seed_of(recipe.split.seed),
+                       group_by=("source_group", *recipe.split.group_by))
+
+
+def assign_splits(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+                  recipe: Recipe) -> tuple[pd.DataFrame, dict]:
+    """The samples with ``split`` set, and the split report with the synthetic policy.
+
+    ``synthetic: auto`` (the default): when real images carry defect labels, only the real
+    images are split (val and test stay real) and each synthetic image goes to train,
+    unless its leakage group (its board) has a real image in val or test: then it is left
+    out of every split (counted as ``synthetic_held_back``), never put beside its own board.
+    With no real defects, everything is split by leakage group (board), so no board is on
+    two sides. ``train`` always does the former, ``all`` always the latter.
+    """
+    params = split_params(recipe)
+    samples = samples.reset_index(drop=True)
+    synthetic = samples["synthetic"].fillna(False).astype(bool).to_numpy()
+    real_ok = (~synthetic) & (samples["status"] == "ok").to_numpy()
+    real_defects = bool(labels["sample_id"].isin(samples.loc[real_ok, "sample_id"]).any())
+    setting = recipe.split.synthetic
+    mode = setting if setting != "auto" else ("train" if real_defects else "all")
+    held_back = 0
+    if mode == "all" or not synthetic.any():
+        result = split_samples(samples, labels, classes, params)
+        samples = result.samples
+        note = ("no real defect labels: real and synthetic images are split together, by "
+                "leakage group (each board with every image drawn on it stays on one side)"
+                if not real_defects else "real and synthetic images are split together, by "
+                "leakage group")
+    elif not real_ok.any():
+        samples = samples.copy()
+        usable = synthetic & samples["status"].isin(["ok", "duplicate"]).to_numpy()
+        samples["split"] = np.where(usable, "train", "")
+        result = None
+        note = "no real images: every synthetic image is in train; val and test are empty"
+    else:
+        real = samples[~synthetic]
+        real_labels = labels[labels["sample_id"].isin(real["sample_id"])]
+        result = split_samples(real, real_labels, classes, params)
+        split_of = dict(zip(result.samples["sample_id"], result.samples["split"], strict=True))
+        samples = samples.copy()
+        samples["split"] = samples["sample_id"].map(split_of).fillna("")
+        groups = leakage_groups(samples, params.group_by)
+        evaluation = set(groups[samples["split"].isin(["val", "test"]).to_numpy()])
+        usable = synthetic & samples["status"].isin(["ok", "duplicate"]).to_numpy()
+        blocked = usable & np.isin(groups, list(evaluation))
+        samples.loc[usable & ~blocked, "split"] = "train"
+        held_back = int(blocked.sum())
+        note = ("real defect labels exist: real images are split by leakage group and "
+                "synthetic images go to train only (val and test stay real)")
+        if held_back:
+            note += (f"; {held_back} synthetic images drawn on boards held out for val/test "
+                     f"are in no split")
+    report = dict(result.report) if result is not None else {
+        "command": "split", "parameters": params.model_dump(mode="json"),
+        "method": "synthetic images to train", "splits": {}}
+    report["synthetic_policy"] = {"setting": setting, "applied": mode,
+                                  "real_defects": real_defects, "note": note,
+                                  "synthetic_held_back": held_back}
+    if mode == "train" and result is not None:
+        report["counts_cover"] = "real images only (synthetic images are all in train)"
+    return samples, report
+
+
+def _copy_dataset(src: Path, folder: Path, image_root: str, extra: tuple[str, ...] = ()) -> None:
+    for name in (SAMPLES_PARQUET, SAMPLES_CSV, LABELS_PARQUET, LABELS_CSV, *extra):
+        if (src / name).is_file():
+            copy_file(src / name, folder / name)
+    info = read_info(src)
+    info.image_root = image_root
+    write_json(folder / DATASET_JSON, info.model_dump(mode="json"))
+
+
+def run_split(ctx: BuildContext, folder: Path) -> dict:
+    recipe: Recipe = ctx.recipe
+    dataset = load(ctx.stage_dir("merge"))
+    try:
+        samples, report = assign_splits(dataset.samples, dataset.labels, dataset.info.classes,
+                                        recipe)
+    except ValueError as err:
+        raise BuildError(f"split: {err} (recipe: split.ratios, split.group_by, or more "
+                         f"images/boards)") from err
+    info = dataset.info.model_copy()
+    info.image_root = "../merge/images"
+    info.split = {**split_params(recipe).model_dump(mode="json", exclude={"reshuffle"}),
+                  "method": report["method"],
+                  "synthetic": report["synthetic_policy"]["applied"],
+                  "pcbforge_version": __version__}
+    save(Dataset(folder, samples, dataset.labels, info))
+    write_json(folder / SPLIT_REPORT, {**report, "dataset": "."})
+    counts = samples.loc[samples["split"] != "", "split"].value_counts()
+    return {name: int(counts.get(name, 0)) for name in SPLIT_NAMES} | {
+        "synthetic": report["synthetic_policy"]["applied"],
+        "held_back": report["synthetic_policy"]["synthetic_held_back"]}
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+def run_audit(ctx: BuildContext, folder: Path) -> dict:
+    from pcbforge.audit import audit
+
+    _copy_dataset(ctx.stage_dir("split"), folder, "../merge/images", (SPLIT_REPORT,))
+    report = audit(folder, group_by=split_params(ctx.recipe).group_by, workers=ctx.workers,
+                   progress=ctx.progress)
+    return {"clean": report["clean"], "leaks": report["leaks"],
+            "images_checked": report["images_checked"]}
+
+
+# --- export ------------------------------------------------------------------------------
+
+
+def run_export(ctx: BuildContext, folder: Path) -> dict:
+    """Publish the dataset into the build folder, then write each export format."""
+    from pcbforge.curate.runner import _progress_bar
+    from pcbforge.pipeline import export_dataset
+
+    recipe: Recipe = ctx.recipe
+    _copy_dataset(ctx.stage_dir("audit"), ctx.out, MERGED_IMAGES, (SPLIT_REPORT, AUDIT_JSON))
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in sorted(folder.iterdir()):  # every format is written afresh
+        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    written = {}
+    with _progress_bar(ctx.progress, "export", len(recipe.export.formats)) as advance:
+        for fmt in recipe.export.formats:
+            report = export_dataset(ctx.out, fmt, folder / fmt,
+                                    include_status=tuple(recipe.export.include_status))
+            written[fmt] = sum(part.get("images", part.get("written", 0))
+                               for part in report["splits"].values())
+            advance()
+    return {"formats": written}
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def run_report(ctx: BuildContext, folder: Path) -> dict:
+    from pcbforge.build.report import write_report
+
+    report = write_report(ctx.out, ctx.recipe.report, progress=ctx.progress)
+    return {"plots": len(report["plots"]), "clean": (report.get("audit") or {}).get("clean")}
+
+
+# --- the plan ----------------------------------------------------------------------------
+
+
+def plan(recipe: Recipe) -> list[Stage]:
+    """The stages of a build, in order, with what each reads and what shapes it."""
+    curate_config = recipe.curate.model_dump(mode="json")
+    stages = []
+    for source in recipe.sources:
+        files = None
+        if source.kind != "procedural":
+            files = partial(_source_digest, source)
+        config = {"source": source.model_dump(mode="json"),
+                  "seed": recipe.seed_of(getattr(source, "seed", None)),
+                  "curate": curate_config}
+        stages.append(Stage(
+            name=f"source-{source.name}", title=f"source {source.name} ({source.kind})",
+            output=f"{STAGES_DIR}/source-{source.name}",
+            run=lambda ctx, folder, s=source: run_source(s, ctx, folder),
+            config=config, files=files))
+    names = [f"source-{s.name}" for s in recipe.sources]
+    synth_inputs: tuple[str, ...] = ()
+    if recipe.synth.enabled:
+        synth_inputs = tuple(f"source-{n}" for n in recipe.board_sources())
+        if recipe.synth.balance == "fill":
+            synth_inputs += tuple(f"source-{s.name}" for s in recipe.sources
+                                  if s.kind not in ("procedural", "folder")
+                                  and f"source-{s.name}" not in synth_inputs)
+        stages.append(Stage(
+            name="synth", title="synthetic defects", output=f"{STAGES_DIR}/synth",
+            run=run_synth, inputs=synth_inputs,
+            config={"synth": recipe.synth.model_dump(mode="json"),
+                    "seed": recipe.seed_of(recipe.synth.seed)}))
+    merge_inputs = tuple(names) + (("synth",) if recipe.synth.enabled else ())
+    stages += [
+        Stage(name="merge", title="merge and curate", output=f"{STAGES_DIR}/merge",
+              run=run_merge, inputs=merge_inputs, config={"curate": curate_config}),
+        Stage(name="split", title="split", output=f"{STAGES_DIR}/split", run=run_split,
+              inputs=("merge",), config={"split": recipe.split.model_dump(mode="json"),
+                                         "seed": recipe.seed_of(recipe.split.seed)}),
+        Stage(name="audit", title="audit", output=f"{STAGES_DIR}/audit", run=run_audit,
+              inputs=("split",), config={}),
+        Stage(name="export", title="export", output="export", run=run_export,
+              inputs=("audit",), config=recipe.export.model_dump(mode="json"), staged=False,
+              also=(SAMPLES_PARQUET, LABELS_PARQUET, DATASET_JSON, AUDIT_JSON,
+                    *(f"export/{fmt}" for fmt in recipe.export.formats))),
+        # The report shows the whole recipe (its name, every section).
+        Stage(name="report", title="report", output="report", run=run_report,
+              inputs=("export",), config=recipe.model_dump(mode="json"),
+              staged=False, also=("report.html", "report.json")),
+    ]
+    return stages
+
+
+def write_recipe_copy(ctx: BuildContext) -> None:
+    from pcbforge.datasets.samples import atomic_write
+
+    text = recipe_yaml(ctx.recipe)
+    atomic_write(ctx.out / RECIPE_COPY, lambda tmp: Path(tmp).write_text(text, "utf-8"))

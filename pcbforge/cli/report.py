@@ -1,0 +1,44 @@
+"""``pcbforge report DATASET``: (re)write report.html and report.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pcbforge.cli._util import fail
+
+
+def report_command(
+    dataset: Annotated[Path, typer.Argument(help="A pcbforge dataset folder (a build's, or "
+                                                 "any other).", file_okay=False)],
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Write DATASET/report.html, report.json and the plots in report/ from the dataset's
+    files (counts, splits, defect sizes, examples, rejected files, audit)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from pcbforge.build.recipe import ReportSection
+    from pcbforge.build.report import REPORT_HTML, write_report
+    from pcbforge.datasets.dataset import DatasetError
+
+    settings = ReportSection()
+    recipe = dataset / "recipe.yaml"
+    if recipe.is_file():  # a build's: the report section it was built with
+        try:
+            section = (yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get("report")
+            settings = ReportSection.model_validate(section or {})
+        except (yaml.YAMLError, ValidationError, AttributeError) as err:
+            fail(f"{recipe}: {err}")
+    try:
+        report = write_report(dataset, settings, progress=not quiet)
+    except (DatasetError, OSError, ValueError) as err:
+        fail(err)
+    audit = report.get("audit")
+    verdict = "no audit" if audit is None else ("audit clean" if audit["clean"] else
+                                               f"audit: {audit['leaks']} leaks")
+    Console().print(f"{report['files']} files, {len(report['plots'])} plots, {verdict}; "
+                    f"report: {dataset / REPORT_HTML}")

@@ -1,0 +1,228 @@
+"""``pcbforge build`` end to end on small counts: the dataset, its split and audit, the
+report's numbers, re-runs that skip, and exports that FiftyOne loads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pcbforge.build import BuildError, build
+from pcbforge.build.recipe import load_recipe
+from pcbforge.cli.main import app
+from pcbforge.datasets import load
+from tests.build.conftest import SMALL_RECIPE, output_hashes
+
+CLASSES = ["open", "short", "mousebite", "spur", "copper", "pin-hole"]
+
+
+def test_small_default_build_gives_every_class_a_clean_split_and_exports(small_build):
+    result, out = small_build
+    assert result.ran == ["source-boards", "synth", "merge", "split", "audit", "export",
+                          "report"]
+    dataset = load(out, check_files=True)
+    samples, labels = dataset.samples, dataset.labels
+    assert dataset.info.classes == CLASSES
+    assert set(labels["label"]) == set(CLASSES)
+    assert len(samples) == 4 + 12  # the boards (templates) and the synthetic images
+    assert set(samples["status"]) == {"ok"}
+    assert samples["synthetic"].all()
+    assert set(samples["split"]) == {"train", "val", "test"}
+    # Every image drawn on a board is on that board's side.
+    tested = samples[samples["template_path"] != ""]
+    split_of = samples.set_index("path")["split"]
+    assert (tested["split"].to_numpy() == split_of[tested["template_path"]].to_numpy()).all()
+    audit = json.loads((out / "audit.json").read_text())
+    assert audit["clean"] and audit["images_checked"] == 16
+    for fmt in ("coco", "yolo"):
+        exported = json.loads((out / "export" / fmt / "export_report.json").read_text())
+        assert sum(p["images"] for p in exported["splits"].values()) == 16
+        assert sum(p["boxes"] for p in exported["splits"].values()) == len(labels)
+    assert (out / "report.html").is_file() and (out / "recipe.yaml").is_file()
+    assert load_recipe(out / "recipe.yaml").name == "small"
+
+
+def test_report_json_counts_follow_the_dataset(small_build):
+    _, out = small_build
+    report = json.loads((out / "report.json").read_text())
+    dataset = load(out)
+    samples, labels = dataset.samples, dataset.labels
+    assert report["files"] == len(samples)
+    assert report["status"] == {"corrupt": 0, "low_quality": 0, "duplicate": 0,
+                                "skipped": 0, "ok": 16}
+    assert report["classes"] == CLASSES
+    split_of = samples.set_index("sample_id")["split"]
+    for name in ("train", "val", "test"):
+        part = report["splits"][name]
+        assert part["images"] == {"real": 0, "synthetic": int((samples["split"] == name).sum())}
+        boxes = labels[labels["sample_id"].map(split_of) == name]
+        for cls in CLASSES:
+            assert part["boxes"][cls] == {"real": 0,
+                                          "synthetic": int((boxes["label"] == cls).sum())}
+    for cls in CLASSES:
+        entry = report["per_class"][cls]
+        assert entry["boxes"]["synthetic"] == int((labels["label"] == cls).sum())
+        histogram = entry["size_px"]["histogram"]
+        assert sum(histogram["synthetic"]) == entry["boxes"]["synthetic"]
+        assert len(histogram["edges"]) == 21 and sum(histogram["real"]) == 0
+        assert 1 <= len(report["examples"][cls]) <= 2
+        for example in report["examples"][cls]:
+            assert (out / example["thumb"]).is_file()
+    policy = report["synthetic_policy"]
+    assert policy["applied"] == "all" and not policy["real_defects"]
+    assert "no real defect labels" in policy["note"] and "board" in policy["note"]
+    assert report["audit"]["clean"] is True
+    assert set(report["exports"]) == {"coco", "yolo"}
+    for plot in report["plots"].values():
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["rejected"] == []
+    html = (out / "report.html").read_text()
+    assert "Clean: no leak between splits" in html
+    for plot in report["plots"].values():
+        assert f'src="{plot}"' in html
+
+
+def test_rerun_skips_every_stage_and_changes_no_byte(small_build, small_recipe):
+    result, out = small_build
+    before = output_hashes(out)
+    again = build(out, small_recipe, workers=1)
+    assert again.ran == []
+    assert [s.summary for s in again.stages] == [s.summary for s in result.stages]
+    assert output_hashes(out) == before
+
+
+def test_report_command_regenerates_the_same_report(small_build, tmp_path):
+    _, out = small_build
+    copy = tmp_path / out.name  # the report names its folder
+    shutil.copytree(out, copy, symlinks=True)
+    (copy / "report.html").unlink()
+    shutil.rmtree(copy / "report")
+    result = CliRunner().invoke(app, ["report", str(copy), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "audit clean" in result.output
+    for name in ("report.json", "report.html"):
+        assert (copy / name).read_bytes() == (out / name).read_bytes()
+    assert output_hashes(copy / "report") == output_hashes(out / "report")
+
+
+def test_a_moved_build_is_still_complete_and_only_changed_stages_run(small_build, tmp_path):
+    """The build folder holds no absolute path of its own: moved elsewhere, every stage
+    is still done; a new export format runs the export and report stages only."""
+    _, out = small_build
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, symlinks=True)
+    load(moved, check_files=True)
+    recipe = load_recipe(text=SMALL_RECIPE + "export: {formats: [coco, yolo, voc]}\n")
+    result = build(moved, recipe, workers=1)
+    assert result.ran == ["export", "report"]
+    assert (moved / "export" / "voc").is_dir()
+    assert set(json.loads((moved / "report.json").read_text())["exports"]) == {
+        "coco", "yolo", "voc"}
+    assert (moved / "samples.parquet").read_bytes() == (out / "samples.parquet").read_bytes()
+
+
+def test_a_failed_stage_is_not_marked_done_and_the_rerun_starts_there(
+        small_recipe, tmp_path, monkeypatch):
+    import pcbforge.build.stages as stages
+
+    out = tmp_path / "ds"
+    real_split = stages.run_split
+
+    def broken(ctx, folder):
+        (folder / "half-written").write_text("x")
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(stages, "run_split", broken)
+    with pytest.raises(BuildError, match="stage split failed: injected failure"):
+        build(out, small_recipe, workers=1)
+    state = out / ".build" / "state"
+    assert sorted(p.stem for p in state.glob("*.json")) == ["merge", "source-boards", "synth"]
+    assert not (out / "stages" / "split").exists()
+    assert not list((out / "stages").glob(".split.partial-*"))
+    monkeypatch.setattr(stages, "run_split", real_split)
+    result = build(out, small_recipe, workers=1)
+    assert result.ran == ["split", "audit", "export", "report"]
+
+
+def test_build_refuses_a_folder_that_is_not_a_build(tmp_path, small_recipe):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(BuildError, match="is not a pcbforge build"):
+        build(tmp_path, small_recipe)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_fiftyone_loads_the_coco_and_yolo_exports(small_build, fiftyone_db):
+    fo = fiftyone_db
+    _, out = small_build
+    dataset = load(out)
+    created = []
+    try:
+        for split in ("train", "val", "test"):
+            rows = dataset.samples[dataset.samples["split"] == split]
+            boxes = int(dataset.labels["sample_id"].isin(rows["sample_id"]).sum())
+            coco = fo.Dataset.from_dir(
+                dataset_type=fo.types.COCODetectionDataset,
+                data_path=str(out / "export" / "coco" / split / "images"),
+                labels_path=str(out / "export" / "coco" / split / "annotations.json"))
+            created.append(coco)
+            yolo = fo.Dataset.from_dir(dataset_dir=str(out / "export" / "yolo"),
+                                       dataset_type=fo.types.YOLOv5Dataset, split=split)
+            created.append(yolo)
+            for loaded in (coco, yolo):
+                assert len(loaded) == len(rows)
+                field = next(name for name, kind in loaded.get_field_schema().items()
+                             if "Detections" in str(kind))
+                assert loaded.count(f"{field}.detections") == boxes
+                assert set(loaded.distinct(f"{field}.detections.label")) <= set(CLASSES)
+    finally:
+        for item in created:
+            item.delete()
+
+
+def test_cli_build_prints_stages_summary_and_where_to_look(small_build, tmp_path):
+    _, out = small_build
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(SMALL_RECIPE)
+    moved = tmp_path / "ds"
+    shutil.copytree(out, moved, symlinks=True)
+    result = CliRunner().invoke(app, ["build", str(recipe), "--out", str(moved), "--quiet"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "[2/7] synthetic defects: skipped (inputs unchanged)" in text
+    assert "audit: clean (16 images checked)" in text
+    assert f"report: {moved / 'report.html'}" in text
+    assert f"pcbforge view {moved}" in text
+    frame = pd.read_parquet(moved / "samples.parquet")
+    assert len(frame) == 16
+
+
+def test_labelled_sources_without_synthesis_share_groups_across_sources(small_build, tmp_path):
+    """The small build's COCO and YOLO exports as two sources: every image is in both,
+    so the merged curation makes one copy of each a duplicate in the other's group (a
+    board's group: it and the images drawn on it), and the split keeps a group on one
+    side."""
+    _, small = small_build
+    recipe_file = tmp_path / "labelled.yaml"
+    recipe_file.write_text(f"""
+sources:
+  - {{name: c, kind: coco, path: {small / 'export' / 'coco'}}}
+  - {{name: y, kind: yolo, path: {small / 'export' / 'yolo'}}}
+synth: {{enabled: false}}
+export: {{formats: [voc]}}
+""")
+    result = build(tmp_path / "out", load_recipe(recipe_file), workers=1)
+    assert result.ran == ["source-c", "source-y", "merge", "split", "audit", "export",
+                          "report"]
+    dataset = load(tmp_path / "out")
+    images = dataset.samples[dataset.samples["status"].isin(["ok", "duplicate"])]
+    assert (images["status"] == "duplicate").sum() == 16 and len(images) == 32
+    assert images.groupby("group")["split"].nunique().max() == 1
+    per_source = images.groupby(["group", "source"]).size().unstack()
+    assert (per_source["c"] == per_source["y"]).all()  # a board's images, once from each
+    assert images["synthetic"].all()  # the exports say so, and the import keeps it
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["audit"]["clean"] and report["status"]["duplicate"] == 16
+    assert "synth" not in report["sources"]

@@ -1,0 +1,125 @@
+"""The recipe: defaults, validation, and errors that name the key and the valid keys."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from pcbforge.build.recipe import (
+    DeepPCBSource,
+    FolderSource,
+    RecipeError,
+    default_recipe_text,
+    load_recipe,
+    recipe_yaml,
+)
+from pcbforge.cli.main import app
+
+ONE_SOURCE = "sources: [{name: boards, kind: procedural}]\n"
+
+
+def _error(text: str) -> str:
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(text=text)
+    return str(caught.value)
+
+
+def test_the_embedded_default_makes_every_class_from_procedural_boards():
+    recipe = load_recipe()
+    assert [s.kind for s in recipe.sources] == ["procedural"]
+    assert recipe.synth.classes == ["open", "short", "mousebite", "spur", "copper", "pin-hole"]
+    assert recipe.synth.total_images == 60
+    assert recipe.board_sources() == ["boards"]
+    assert recipe.export.formats == ["coco", "yolo"]
+    assert recipe.split.synthetic == "auto"
+    assert "procedural" in default_recipe_text()
+
+
+def test_a_filled_in_recipe_loads_back_the_same():
+    recipe = load_recipe()
+    assert load_recipe(text=recipe_yaml(recipe)) == recipe
+
+
+def test_unknown_top_level_key_is_named_with_the_valid_keys():
+    message = _error(ONE_SOURCE + "splt: {ratios: [0.8, 0.1, 0.1]}\n")
+    assert "unknown key 'splt' at the top level" in message
+    assert "did you mean 'split'?" in message
+    assert "valid keys: version, name, seed, sources, curate, synth, split, audit, export, " \
+           "report" in message
+
+
+def test_unknown_key_in_a_source_lists_that_kind_s_keys():
+    message = _error("sources:\n  - {name: boards, kind: procedural}\n"
+                     "  - {name: real, kind: deeppcb, path: /data, group: [group1]}\n")
+    assert "unknown key 'group' in sources[1] (did you mean 'groups'?)" in message
+    assert message.endswith("valid keys: kind, name, path, groups")
+
+
+def test_unknown_key_deep_in_curation_thresholds():
+    message = _error(ONE_SOURCE + "curate: {inspect: {quality: {min_sid: 3}}}\n")
+    assert "unknown key 'min_sid' in curate.inspect.quality" in message
+    assert "valid keys: min_side," in message
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("sources: [{name: b, kind: pascal}]\n", "sources[0].kind: unknown source kind 'pascal'; "
+                                             "valid kinds: procedural, folder, deeppcb"),
+    ("sources: [{name: b}]\n", "sources[0]: a source needs a kind"),
+    ("name: x\n", "sources: Field required"),
+    (ONE_SOURCE + "split: {ratios: [0.5, 0.5, 0.5]}\n", "split.ratios: ratios must sum to 1"),
+    (ONE_SOURCE + "synth: {images: 5, images_per_class: 2}\n",
+     "give images or images_per_class, not both"),
+    (ONE_SOURCE + "synth: {boards: [real]}\n", "synth.boards names 'real', which is not a "
+                                               "source (sources: boards)"),
+    (ONE_SOURCE + "synth: {classes: [open, scratch]}\n",
+     "synth.classes: unknown defect class 'scratch'"),
+    (ONE_SOURCE + "export: {formats: [coco, tfrecord]}\n", "export.formats[1]"),
+    ("sources: [{name: m, kind: folder, path: /x}]\n", "synth needs good boards"),
+    ("sources: [{name: synth, kind: procedural}]\n", "'synth' is reserved"),
+    ("sources: [{name: a, kind: procedural}, {name: a, kind: procedural}]\n",
+     "source name 'a' is used twice"),
+    ("sources: [{name: B, kind: procedural}]\n", "sources[0].name: source names are"),
+    ("sources: [{name: b, kind: procedural}\nsplit: x\n", "not valid YAML (line 2"),
+    ("- just\n- a list\n", "a recipe is a mapping of sections"),
+    ("sources: [{name: y, kind: yolo, path: /x, images: /y}]\nsynth: {enabled: false}\n",
+     "images is a COCO option"),
+])
+def test_invalid_recipes_say_what_and_where(text, expected):
+    assert expected in _error(text)
+
+
+def test_paths_are_relative_to_the_recipe_file(tmp_path):
+    recipe_file = tmp_path / "recipes" / "mine.yaml"
+    recipe_file.parent.mkdir()
+    recipe_file.write_text("sources:\n  - {name: real, kind: deeppcb, path: ../data, "
+                           "groups: [group00041]}\n  - {name: messy, kind: folder, path: "
+                           "messy}\nsynth: {balance: fill}\n")
+    recipe = load_recipe(recipe_file)
+    real, messy = recipe.sources
+    assert isinstance(real, DeepPCBSource) and isinstance(messy, FolderSource)
+    assert real.path == tmp_path / "recipes" / ".." / "data"
+    assert messy.path == tmp_path / "recipes" / "messy"
+    assert recipe.board_sources() == ["real"]  # deeppcb templates by default, not the folder
+
+
+def test_balance_weights_name_known_classes_that_are_drawn():
+    recipe = load_recipe(text=ONE_SOURCE + "synth: {classes: [open, short], "
+                                           "balance: {open: 3, short: 1}}\n")
+    assert recipe.synth.balance == {"open": 3, "short": 1}
+    assert "balance names 'spur'" in _error(
+        ONE_SOURCE + "synth: {classes: [open, short], balance: {spur: 1}}\n")
+
+
+def test_cli_prints_the_recipe_error_and_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(ONE_SOURCE + "export: {format: [coco]}\n")
+    result = CliRunner().invoke(app, ["build", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "unknown key 'format' in export (did you mean 'formats'?)" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_shows_the_filled_in_default_recipe():
+    result = CliRunner().invoke(app, ["build", "--show-recipe"])
+    assert result.exit_code == 0, result.output
+    assert load_recipe(text=result.output) == load_recipe()
