@@ -74,14 +74,29 @@ def write_json(path: Path, payload: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file under the current umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: Read once: changing the umask is process-wide, so it is not done per file.
+_FILE_MODE = _file_mode()
+
+
 def atomic_write(path: Path, writer) -> None:
-    """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file."""
+    """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file.
+
+    The file gets the usual mode for the user's umask (``mkstemp`` alone would leave it
+    readable by its owner only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
     try:
         writer(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

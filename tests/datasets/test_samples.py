@@ -1,0 +1,30 @@
+import os
+import stat
+
+import pytest
+
+from pcbforge.datasets.samples import atomic_write
+
+
+def test_atomic_write_gives_the_usual_mode_and_leaves_nothing_behind(tmp_path):
+    mask = os.umask(0o022)
+    os.umask(mask)
+    target = tmp_path / "out" / "table.csv"
+    atomic_write(target, lambda tmp: open(tmp, "w").write("a,b\n"))
+    assert target.read_text() == "a,b\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask  # not mkstemp's 0600
+    assert [p.name for p in target.parent.iterdir()] == ["table.csv"]
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("old\n")
+
+    def broken(tmp):
+        open(tmp, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, broken)
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
