@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pcbforge.synth.analysis import DEEPPCB_PX_PER_MM, BoardAnalysis, analyze_board
+from pcbforge.synth.analysis import DEEPPCB_PX_PER_MM, BoardAnalysis, analyze_board, copper_mask
 from pcbforge.synth.augment import AugmentConfig
 from pcbforge.synth.defects import GENERATORS, Params, defect_region
 from pcbforge.synth.nuisance import NuisanceParams, apply_nuisance, sample_nuisance, warp_mask
@@ -279,6 +279,12 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
     while True:
         tested = apply_nuisance(_render(a, defects), nuisance, binary=a.binary)
         copper = copper_of(a, tested)
+        # A grey or colour board has blended edges: a label must hold under Otsu's
+        # threshold as well as under the halfway one, or another reader of the pair
+        # would see a different defect.
+        views = [(a.copper, copper)] if a.binary else [
+            (a.copper, copper), (copper_mask(a.image, config.copper),
+                                 copper_mask(tested, config.copper))]
         # Every mask moves with the warp in one pass: an instance-id image.
         ids = np.zeros(a.shape, np.uint8)
         for k, d in enumerate(defects, 1):
@@ -297,7 +303,8 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
             tight = (tight[0] + wx0, tight[1] + wy0, tight[2] + wx0, tight[3] + wy0)
             box = pad_box(tight, margin, a.shape)
             bx0, by0, bx1, by1 = box
-            ok, _ = check_topology(d.name, a.copper[by0:by1, bx0:bx1], copper[by0:by1, bx0:bx1])
+            ok = all(check_topology(d.name, before[by0:by1, bx0:bx1],
+                                    after[by0:by1, bx0:bx1])[0] for before, after in views)
             if not ok:
                 failed = d
                 break

@@ -342,8 +342,27 @@ def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | Non
 _ANGLES = np.linspace(0.0, math.pi, 16, endpoint=False)
 
 
+def _open_scratch(rng: np.random.Generator, centre: np.ndarray, across: np.ndarray,
+                  along: np.ndarray, half: float, s: float, binary: bool) -> Params:
+    """A thin, slanted, slightly bent scratch through a trace (half-width ``half``) that
+    runs on past both edges: most of DeepPCB's opens look like this. On a grey or colour
+    board the edges are blended, so the scratch is kept wide enough to stay a cut."""
+    radius = float(rng.uniform(1.6, 2.4) if binary else rng.uniform(2.4, 3.2)) * s
+    slant = float(rng.uniform(-1.6, 1.6))
+    cut = _unit(across + along * slant)
+    reach = (half + radius + float(rng.uniform(2.0, 8.0)) * s) / math.cos(math.atan(slant))
+    bend = float(rng.uniform(-0.25, 0.25)) * reach
+    side = _perp(cut)
+    ts = np.linspace(-1.0, 1.0, 5)
+    points = [centre + cut * (t * reach) + side * (bend * (1.0 - t * t))
+              + side * float(rng.normal(0.0, 0.4)) * s for t in ts]
+    radii = [radius * float(rng.uniform(0.8, 1.2)) for _ in ts]
+    return _stroke(points, radii)
+
+
 def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
-    """A cut straight through a trace (not a pad or a pour)."""
+    """A cut through a trace (not a pad or a pour): a thin slanted scratch or a wider
+    gap."""
     s = a.scale
     h, w = a.shape
     for _ in range(SPOT_TRIES):
@@ -376,6 +395,10 @@ def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         if reach[k] > 2.6 * half + 4 or reach[(k + 8) % 16] < 2.0 * reach[k]:
             continue  # no clear cross-section: a corner, a junction or a blob
         along = _perp(across)
+        if rng.random() < 0.5:
+            scratch = _open_scratch(rng, np.array([x, y], np.float64), across, along, half, s,
+                                    a.binary)
+            return {"strokes": [scratch], "host": [y, x]}
         # The gap's length follows the trace's width, so the copper removed keeps to
         # DeepPCB's size (median ~107 px at 48 px/mm) on thin and wide traces alike.
         area = _lognormal(rng, 65.0 * s * s, 0.35, 20.0 * s * s, 300.0 * s * s)
