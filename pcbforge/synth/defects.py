@@ -106,10 +106,7 @@ def _random_where(rng: np.random.Generator, a: BoardAnalysis, field: np.ndarray,
 
 
 def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
-    """A protrusion growing out of a conductor edge into clear substrate.
-
-    DeepPCB's spurs are fingers, fingers with a rounded head, and ragged ones with
-    side fingers; all three are drawn (each keeps clear of every neighbour)."""
+    """A protrusion growing out of a conductor edge into clear substrate."""
     s = a.scale
     if not len(a.edge_out):
         return None
@@ -120,12 +117,7 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         length = _lognormal(rng, 11.5 * s, 0.3, 5.0 * s, 22.0 * s)
         u = _rotate(n, float(rng.uniform(-0.6, 0.6)))
         r0 = float(rng.uniform(2.6, 4.4)) * s
-        style = float(rng.uniform())
-        if style < 0.35:  # a rounded head on a thinner neck
-            r1 = float(rng.uniform(2.6, 4.2)) * s
-            length *= 0.85
-        else:
-            r1 = float(rng.uniform(1.2, 2.6)) * s
+        r1 = float(rng.uniform(1.2, 2.6)) * s
         p = np.array([x, y], np.float64)
         tip = p + u * length
         # Clear substrate past the tip: the spur must not reach a neighbour.
@@ -134,19 +126,8 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             continue
         mid = p + u * (0.5 * length) + _perp(u) * float(rng.uniform(-1.5, 1.5)) * s
         base = p - n * (0.8 * r0)
-        neck = 0.5 * (r0 + r1) if style >= 0.35 else min(r0, r1) * 0.7
-        strokes = [_stroke([base, mid, tip], [r0, neck, r1])]
-        if style >= 0.7:  # ragged: one to three side fingers off the main one
-            for _ in range(int(rng.integers(1, 4))):
-                at = p + u * (float(rng.uniform(0.2, 0.8)) * length)
-                side = float(rng.choice([-1.0, 1.0]))
-                v = _rotate(u, side * float(rng.uniform(0.5, 1.3)))
-                end = at + v * float(rng.uniform(0.3, 0.6)) * length
-                r2 = float(rng.uniform(1.0, 2.0)) * s
-                ey, ex = int(round(end[1])), int(round(end[0]))
-                if _inside(a, [end], 2) and a.dist_substrate[ey, ex] >= r2 + 4.0 * s:
-                    strokes.append(_stroke([at, end], [neck, r2]))
-        return {"strokes": strokes, "host": [int(y), int(x)]}
+        return {"strokes": [_stroke([base, mid, tip], [r0, 0.5 * (r0 + r1), r1])],
+                "host": [int(y), int(x)]}
     return None
 
 
@@ -230,8 +211,8 @@ def sample_copper(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
 def sample_pin_hole(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     """A void strictly inside copper."""
     s = a.scale
-    length = _lognormal(rng, 11.0 * s, 0.4, 1.0 * s, 26.0 * s)
-    radius = float(rng.uniform(2.4, 3.7)) * s
+    length = _lognormal(rng, 12.0 * s, 0.4, 1.0 * s, 28.0 * s)
+    radius = float(rng.uniform(2.5, 4.0)) * s
     for _ in range(4):
         # The hole keeps ~3 px of copper round it, more than misregistration can eat.
         spot = _random_where(rng, a, a.dist_copper, length / 2 + 1.2 * radius + 3.0 * s)
@@ -259,50 +240,8 @@ def _half_width(a: BoardAnalysis, p: np.ndarray, inward: np.ndarray, reach: floa
     return float(values.max()) if len(values) else 0.0
 
 
-def _scribble(a: BoardAnalysis, rng: np.random.Generator, p: np.ndarray, n: np.ndarray,
-              width: float) -> Params | None:
-    """A thin curling cut from edge point ``p`` into the conductor (inward unit ``n``,
-    conductor ``width`` there), never deeper than the conductor minus ~4 px: the shape
-    most of DeepPCB's mousebites have (a scratch, not a round bite)."""
-    s = a.scale
-    h, w = a.shape
-    radius = float(rng.uniform(1.5, 2.2)) * s
-    deepest = width - 4.5 * s - radius
-    if deepest < 2.0 * radius:
-        return None
-    step = 2.0 * s
-    steps = max(3, int(_lognormal(rng, 18.0 * s, 0.3, 8.0 * s, 36.0 * s) / step))
-    heading = _rotate(n, float(rng.uniform(-0.8, 0.8)))
-    turn = float(rng.uniform(-0.45, 0.45))
-    points = [p - n * (0.6 * radius)]
-    here = p.copy()
-    for _ in range(steps):
-        if rng.uniform() < 0.15:
-            turn = -turn
-        heading = _rotate(heading, turn + float(rng.normal(0.0, 0.2)))
-        ahead = here + heading * step
-        depth = float(np.dot(ahead - p, n))
-        if depth > deepest or depth < radius:  # turn back into the conductor
-            heading = heading - 2.0 * float(np.dot(heading, n)) * n
-            if depth < radius:
-                heading = heading if np.dot(heading, n) > 0 else -heading
-            ahead = here + heading * step
-        here = ahead
-        iy, ix = int(round(here[1])), int(round(here[0]))
-        if not (0 <= iy < h and 0 <= ix < w) or a.dist_copper[iy, ix] < 0.6 * radius:
-            break  # it left the conductor (a corner): stop there
-        points.append(here.copy())
-    if len(points) < 3:
-        return None
-    radii = [radius * float(rng.uniform(0.8, 1.2)) for _ in points]
-    if not _inside(a, points, radius + 2):
-        return None
-    return {"strokes": [_stroke(points, radii)]}
-
-
 def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
-    """A bite out of a conductor edge that leaves the conductor whole: a thin curling
-    scratch (most of DeepPCB's) or a round bite."""
+    """A bite out of a conductor edge that leaves the conductor whole."""
     s = a.scale
     if not len(a.edge_in):
         return None
@@ -314,11 +253,6 @@ def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | Non
         half = _half_width(a, p, n, 40.0 * s)
         width = 2.0 * half
         if width < 9.0 * s:
-            continue
-        if rng.uniform() < 0.65:
-            scribble = _scribble(a, rng, p, n, width)
-            if scribble is not None:
-                return {**scribble, "host": [y, x]}
             continue
         radius = float(rng.uniform(2.8, 4.6)) * s
         # At least ~4 px of the conductor stays, so it is bitten, not cut.
@@ -342,27 +276,8 @@ def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | Non
 _ANGLES = np.linspace(0.0, math.pi, 16, endpoint=False)
 
 
-def _open_scratch(rng: np.random.Generator, centre: np.ndarray, across: np.ndarray,
-                  along: np.ndarray, half: float, s: float, binary: bool) -> Params:
-    """A thin, slanted, slightly bent scratch through a trace (half-width ``half``) that
-    runs on past both edges: most of DeepPCB's opens look like this. On a grey or colour
-    board the edges are blended, so the scratch is kept wide enough to stay a cut."""
-    radius = float(rng.uniform(1.6, 2.4) if binary else rng.uniform(2.4, 3.2)) * s
-    slant = float(rng.uniform(-1.6, 1.6))
-    cut = _unit(across + along * slant)
-    reach = (half + radius + float(rng.uniform(2.0, 8.0)) * s) / math.cos(math.atan(slant))
-    bend = float(rng.uniform(-0.25, 0.25)) * reach
-    side = _perp(cut)
-    ts = np.linspace(-1.0, 1.0, 5)
-    points = [centre + cut * (t * reach) + side * (bend * (1.0 - t * t))
-              + side * float(rng.normal(0.0, 0.4)) * s for t in ts]
-    radii = [radius * float(rng.uniform(0.8, 1.2)) for _ in ts]
-    return _stroke(points, radii)
-
-
 def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
-    """A cut through a trace (not a pad or a pour): a thin slanted scratch or a wider
-    gap."""
+    """A cut straight through a trace (not a pad or a pour)."""
     s = a.scale
     h, w = a.shape
     for _ in range(SPOT_TRIES):
@@ -395,10 +310,6 @@ def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         if reach[k] > 2.6 * half + 4 or reach[(k + 8) % 16] < 2.0 * reach[k]:
             continue  # no clear cross-section: a corner, a junction or a blob
         along = _perp(across)
-        if rng.random() < 0.5:
-            scratch = _open_scratch(rng, np.array([x, y], np.float64), across, along, half, s,
-                                    a.binary)
-            return {"strokes": [scratch], "host": [y, x]}
         # The gap's length follows the trace's width, so the copper removed keeps to
         # DeepPCB's size (median ~107 px at 48 px/mm) on thin and wide traces alike.
         area = _lognormal(rng, 65.0 * s * s, 0.35, 20.0 * s * s, 300.0 * s * s)
