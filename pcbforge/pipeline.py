@@ -32,6 +32,7 @@ from pcbforge.datasets.dataset import (
 )
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, LayoutProblem, read_deeppcb
 from pcbforge.datasets.samples import write_json
+from pcbforge.engine import Engine
 from pcbforge.split import leakage_groups
 
 #: DeepPCB list files -> pcbforge split (DeepPCB's train/val part is one list).
@@ -46,9 +47,12 @@ class ImportResult:
 
 
 def import_deeppcb(
-    src: Path | str, out: Path | str, params: CurateParams | None = None, *, progress: bool = False
+    src: Path | str, out: Path | str, params: CurateParams | None = None, *, progress: bool = False,
+    engine: Engine | None = None,
 ) -> ImportResult:
     """Import a DeepPCB-layout folder into the dataset folder ``out``.
+
+    ``engine``: a started engine for the curation of every file (see :func:`curate`).
 
     A tested image whose annotation file is missing or has a line that cannot be read gets
     status ``skipped`` (reason ``missing_label_file`` / ``bad_label_line``): its labels
@@ -60,7 +64,8 @@ def import_deeppcb(
     layout = read_deeppcb(src)  # raises FileNotFoundError when it is not that layout
     earlier = previous_splits(out)
     # The layout's images are kept before any copy of them: they carry the boxes.
-    curated = curate(src, out, params, progress=progress, prefer=layout.samples["path"])
+    curated = curate(src, out, params, progress=progress, engine=engine,
+                     prefer=layout.samples["path"])
     out = curated.out
     samples = curated.samples.merge(layout.samples, on="path", how="left")
     for column in ("role", "template_path", "board", "pair", "listed_in", "label_problem"):
@@ -272,8 +277,11 @@ def _combine(fmt: str, parts: list) -> tuple[pd.DataFrame, pd.DataFrame, list[st
 def import_labelled(
     fmt: str, src: Path | str, out: Path | str, params: CurateParams | None = None, *,
     images: Path | str | None = None, missing_labels: str = "error", progress: bool = False,
+    engine: Engine | None = None,
 ) -> ImportResult:
     """Import a COCO, YOLO or VOC source (see :func:`read_labelled`) into ``out``.
+
+    ``engine``: a started engine for the curation of every image (see :func:`curate`).
 
     The annotations are read and checked first (a broken file raises before any work);
     then every image under the images' common folder is curated. Images the annotations
@@ -301,7 +309,8 @@ def import_labelled(
                            f"(images {', '.join(paths[:3])})")
 
     earlier = previous_splits(out)
-    curated = curate(image_root, out, params, progress=progress, prefer=table["path"])
+    curated = curate(image_root, out, params, progress=progress, engine=engine,
+                     prefer=table["path"])
     out = curated.out
     listed = table[["path", "sample_id", "split", "synthetic", "width", "height"]].rename(
         columns={"width": "label_width", "height": "label_height"})

@@ -219,3 +219,33 @@ def fiftyone_db(tmp_path_factory):
         os.environ.pop("FIFTYONE_DATABASE_URI", None)
         process.terminate()
         process.wait(60)
+
+
+@pytest.fixture(scope="session")
+def crash_corpus(tmp_path_factory):
+    """A small folder with one planted file, ``boom.png``, that kills the Dask worker
+    inspecting it (through the test-only hook named by ``CRASH_TEST_ENV``, set only in the
+    ``dask_engine`` fixture's worker processes), and the planted file's path."""
+    from pcbforge.synth.boards import draw_board
+
+    root = tmp_path_factory.mktemp("crash") / "src"
+    root.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(10):
+        cv2.imwrite(str(root / f"tile_{i:02d}.png"), draw_board(rng, 96))
+    cv2.imwrite(str(root / "boom.png"), draw_board(rng, 96))  # a valid image, but deadly
+    return root, root / "boom.png"
+
+
+@pytest.fixture(scope="session")
+def dask_engine(crash_corpus):
+    """A real ``dask.distributed.LocalCluster``: 2 worker processes, one thread each,
+    shared by the Dask tests. Small partitions so that small corpora still spread over
+    both workers; one retry after a worker dies, so the crash test stays fast."""
+    from pcbforge.curate.inspect import CRASH_TEST_ENV
+    from pcbforge.dask_engine import DaskEngine
+
+    _, planted = crash_corpus
+    with DaskEngine(2, partition_size=8, allowed_failures=1,
+                    worker_env={CRASH_TEST_ENV: str(planted)}) as engine:
+        yield engine

@@ -56,11 +56,15 @@ def _check_out(out: Path, recipe: Recipe) -> None:
 
 
 def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
-          progress: bool = False, console=None, on_stage=None) -> BuildResult:
+          progress: bool = False, console=None, on_stage=None, engine: str = "local",
+          scheduler: str | None = None) -> BuildResult:
     """Build the dataset folder ``out`` from ``recipe`` (default: the embedded one).
 
-    ``workers``: processes for the per-image work. ``on_stage(number, stage, event,
-    result)`` is told when each stage starts, is skipped or is done.
+    ``workers``: processes for the per-image work. ``engine``/``scheduler``: where it
+    runs (``local``, or ``dask`` on the cluster at ``scheduler`` / ``$PCBFORGE_SCHEDULER``,
+    else a LocalCluster of ``workers``); the output is the same bytes either way.
+    ``on_stage(number, stage, event, result)`` is told when each stage starts, is skipped
+    or is done.
     """
     import json
 
@@ -71,7 +75,8 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
     if workers < 1:
         raise BuildError(f"workers must be >= 1, got {workers}")
     _check_out(out, recipe)
-    context = BuildContext(out, recipe, workers=workers, progress=progress)
+    context = BuildContext(out, recipe, workers=workers, progress=progress, engine_kind=engine,
+                           scheduler=scheduler)
     if console is not None:
         context.console = console
     stages = plan(recipe)

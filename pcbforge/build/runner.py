@@ -32,7 +32,7 @@ from rich.console import Console
 from pcbforge import __version__
 from pcbforge.curate.runner import _process_alive, _remove_stale_stages, _swap_into_place
 from pcbforge.datasets.samples import atomic_write, write_json
-from pcbforge.engine import LocalEngine
+from pcbforge.engine import Engine, open_engine
 
 #: Bump when the layout of a build's outputs changes: every stage then runs again.
 BUILD_FORMAT = 1
@@ -44,7 +44,7 @@ STAGES_DIR = "stages"
 #: Keys of how a run went (times, worker processes) in the reports and provenance that
 #: stages write: dropped when a stage settles, since they are not inputs of its output.
 RUN_KEYS = frozenset({"timings", "images_per_second", "import_s", "seconds", "total_s",
-                      "workers"})
+                      "workers", "engine"})
 
 
 class BuildError(RuntimeError):
@@ -55,8 +55,9 @@ class BuildError(RuntimeError):
 class BuildContext:
     """What every stage gets: where the build is, its recipe and how to run work.
 
-    ``engine()`` is the one place that decides where per-item work runs: a Dask engine
-    (issue 9) replaces the ``LocalEngine`` line there.
+    ``engine()`` is the one place that decides where per-item work runs: a local process
+    pool, or a Dask cluster (``engine_kind="dask"``, ``scheduler`` or
+    ``$PCBFORGE_SCHEDULER``, else a ``LocalCluster``). Outputs do not depend on it.
     """
 
     out: Path
@@ -64,13 +65,15 @@ class BuildContext:
     workers: int = 1
     progress: bool = False
     console: Console = field(default_factory=lambda: Console(stderr=True))
+    engine_kind: str = "local"
+    scheduler: str | None = None
 
     def stage_dir(self, name: str) -> Path:
         return self.out / STAGES_DIR / name
 
-    def engine(self, preload: tuple[str, ...] = ()) -> LocalEngine:
+    def engine(self, preload: tuple[str, ...] = ()) -> Engine:
         """A new engine for one stage (use it as a context manager)."""
-        return LocalEngine(self.workers, preload=preload)
+        return open_engine(self.engine_kind, self.workers, self.scheduler, preload=preload)
 
 
 @dataclass

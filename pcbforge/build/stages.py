@@ -132,24 +132,31 @@ def run_source(source, ctx: BuildContext, folder: Path) -> dict:
         names = write_boards(folder / "images", count=source.count,
                              seed=recipe.seed_of(source.seed), size=source.size,
                              workers=ctx.workers, progress=ctx.progress)
-        report = curate(folder / "images", dataset, params, progress=ctx.progress).report
+        with ctx.engine() as engine:
+            report = curate(folder / "images", dataset, params, progress=ctx.progress,
+                            engine=engine).report
         _relocate(dataset, folder / "images")
         return _summary(report, boards=len(names))
     if source.kind == "folder":
-        report = curate(source.path, dataset, params, progress=ctx.progress).report
+        with ctx.engine() as engine:
+            report = curate(source.path, dataset, params, progress=ctx.progress,
+                            engine=engine).report
         return _summary(report)
     if source.kind == "deeppcb":
         src = source.path
         if source.groups:
             _deeppcb_view(source.path, source.groups, folder / "layout")
             src = folder / "layout"
-        result = import_deeppcb(src, dataset, params, progress=ctx.progress)
+        with ctx.engine() as engine:
+            result = import_deeppcb(src, dataset, params, progress=ctx.progress, engine=engine)
         if source.groups:
             _relocate(dataset, folder / "layout")
         return _summary(result.report, labels=result.report.get("labels", 0),
                         layout_problems=len(result.problems))
-    result = import_labelled(source.kind, source.path, dataset, params, images=source.images,
-                             missing_labels=source.missing_labels, progress=ctx.progress)
+    with ctx.engine() as engine:
+        result = import_labelled(source.kind, source.path, dataset, params,
+                                 images=source.images, missing_labels=source.missing_labels,
+                                 progress=ctx.progress, engine=engine)
     return _summary(result.report, labels=result.report.get("labels", 0))
 
 
@@ -337,7 +344,9 @@ def run_merge(ctx: BuildContext, folder: Path) -> dict:
         classes += [c for c in synth.info.classes if c not in classes]
         resolutions.add(synth.info.px_per_mm)
 
-    curated = curate(farm, folder / "curated", _curate_params(ctx), progress=ctx.progress)
+    with ctx.engine() as engine:
+        curated = curate(farm, folder / "curated", _curate_params(ctx), progress=ctx.progress,
+                         engine=engine)
     shutil.rmtree(folder / "curated")  # its table is joined below; its report is kept
     table = curated.samples.drop(columns=["sample_id", "split"], errors="ignore")
 

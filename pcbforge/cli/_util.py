@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+
+from pcbforge.engine import SCHEDULER_ENV, Engine, EngineError, EngineKind, open_engine
+
+#: ``--engine``: shared by every command that maps work over files (see engine_options).
+EngineOption = Annotated[EngineKind, typer.Option(
+    "--engine", help="Where per-file work runs: local (a process pool on this machine) or "
+                     "dask (a Dask cluster: --scheduler, else a LocalCluster of --workers).")]
+#: ``--scheduler``: read only with ``--engine dask``.
+SchedulerOption = Annotated[str | None, typer.Option(
+    "--scheduler", metavar="ADDRESS",
+    help=f"Dask scheduler to use with --engine dask, e.g. tcp://10.0.0.5:8786 [default: "
+         f"${SCHEDULER_ENV}, else a LocalCluster started for the run].")]
 
 
 def fail(message: object) -> NoReturn:
@@ -20,3 +34,35 @@ def validation_message(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
     return f"invalid option {where}: {first['msg']} (got {first.get('input')!r})"
+
+
+@contextmanager
+def engine_options(engine: EngineKind | str, workers: int, scheduler: str | None,
+                   preload: tuple[str, ...] = ()) -> Iterator[Engine]:
+    """The started engine that ``--engine``/``--scheduler``/``--workers`` ask for, closed on
+    exit; options that do not fit, or a cluster that cannot be reached, exit with one line.
+
+    A command adopts the options with two parameters and one ``with``::
+
+        engine: EngineOption = EngineKind.local,
+        scheduler: SchedulerOption = None,
+        ...
+        with engine_options(engine, workers or default_workers(), scheduler) as run:
+            result = do_the_work(..., engine=run)
+    """
+    with ExitStack() as stack:
+        try:
+            started = stack.enter_context(open_engine(engine, workers, scheduler,
+                                                      preload=preload))
+        except EngineError as err:
+            fail(err)
+        yield started
+
+
+def engine_line(where: dict | None) -> str:
+    """One line for a summary: where the work ran."""
+    if not where or where.get("engine") != "dask":
+        workers = (where or {}).get("workers")
+        return f"engine: local ({workers} worker processes)" if workers else "engine: local"
+    return (f"engine: dask ({where.get('cluster')}, {where.get('workers')} workers, scheduler "
+            f"{where.get('scheduler')})")

@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pcbforge.cli._util import fail
+from pcbforge.cli._util import EngineOption, SchedulerOption, fail
+from pcbforge.engine import EngineError, EngineKind
 
 
 def build_command(
@@ -23,6 +24,8 @@ def build_command(
         "--show-recipe", help="Print the recipe with every default filled in, and exit.")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    engine: EngineOption = EngineKind.local,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Run the whole pipeline from one recipe: sources -> synth -> curate -> split ->
     audit -> export -> report. Re-running skips the stages whose inputs did not change."""
@@ -56,8 +59,8 @@ def build_command(
     total = len(plan(loaded))
     try:
         result = build(out, loaded, workers=workers, progress=not quiet, console=console,
-                       on_stage=on_stage)
-    except (BuildError, RecipeError, ValueError) as err:
+                       on_stage=on_stage, engine=engine.value, scheduler=scheduler)
+    except (BuildError, RecipeError, EngineError, ValueError) as err:
         fail(err)
     print_summary(result, console)
     audit = result.report.get("audit") or {}

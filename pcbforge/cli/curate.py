@@ -11,12 +11,19 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from pcbforge.cli._util import fail, validation_message
+from pcbforge.cli._util import (
+    EngineOption,
+    SchedulerOption,
+    engine_line,
+    engine_options,
+    fail,
+    validation_message,
+)
 from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
 from pcbforge.curate.quality import QualityThresholds
-from pcbforge.curate.runner import CurateError, CurateParams, curate
-from pcbforge.engine import default_workers
+from pcbforge.curate.runner import WORKER_MODULES, CurateError, CurateParams, curate
+from pcbforge.engine import EngineKind, default_workers
 
 
 class Materialize(str, Enum):
@@ -33,6 +40,8 @@ def curate_command(
     workers: Annotated[
         int, typer.Option(help="Worker processes (default: all cores, at most 8).")
     ] = 0,
+    engine: EngineOption = EngineKind.local,
+    scheduler: SchedulerOption = None,
     copy_kept: Annotated[
         bool, typer.Option("--copy-kept", help="Copy the kept (ok) images to DATASET/images.")
     ] = False,
@@ -84,10 +93,11 @@ def curate_command(
         )
     except ValidationError as err:
         fail(validation_message(err))
-    try:
-        result = curate(src, out, params, progress=True)
-    except CurateError as err:
-        fail(str(err))
+    with engine_options(engine, params.workers, scheduler, WORKER_MODULES) as run:
+        try:
+            result = curate(src, out, params, progress=True, engine=run)
+        except CurateError as err:
+            fail(str(err))
     print_summary(result.report, Console())
 
 
@@ -113,5 +123,5 @@ def print_summary(report: dict, console: Console) -> None:
     )
     console.print(
         f"{report['images_per_second']} images/s in {report['timings']['total_s']} s | "
-        f"report: {report['dataset']}/report.json"
+        f"{engine_line(report.get('engine'))} | report: {report['dataset']}/report.json"
     )

@@ -13,16 +13,19 @@ from rich.console import Console
 
 _PACKAGES = ("numpy", "opencv-python-headless", "albumentations", "pandas", "pyarrow",
              "fiftyone", "typer", "rich", "pydantic", "pillow", "simplejpeg")
+#: Needed only for ``--engine dask`` (the ``dask`` extra).
+_OPTIONAL = ("dask", "distributed")
 
 
 def doctor_command() -> None:
     """Print package versions and check that FiftyOne can reach a MongoDB."""
     console = Console()
-    for name in _PACKAGES:
+    for name in _PACKAGES + _OPTIONAL:
         try:
             version = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            version = "[red]missing[/]"
+            version = ("[yellow]not installed (only --engine dask needs it)[/]"
+                       if name in _OPTIONAL else "[red]missing[/]")
         console.print(f"{name:24s} {version}")
     problem = check_database()
     if problem:

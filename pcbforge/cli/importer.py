@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pcbforge.cli._util import fail
+from pcbforge.cli._util import EngineOption, SchedulerOption, engine_options, fail
 from pcbforge.cli.curate import print_summary
 from pcbforge.curate import CurateError, CurateParams
-from pcbforge.engine import default_workers
+from pcbforge.curate.runner import WORKER_MODULES
+from pcbforge.engine import EngineKind, default_workers
 
 import_app = typer.Typer(no_args_is_help=True, help="Import labelled datasets (runs curation).")
 
@@ -23,17 +24,19 @@ def import_deeppcb_command(
     workers: Annotated[
         int, typer.Option(help="Worker processes (default: all cores, at most 8).")
     ] = 0,
+    engine: EngineOption = EngineKind.local,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Import DeepPCB: tested images with templates, boards, lists and defect boxes."""
     from pcbforge.pipeline import import_deeppcb
 
     errors = Console(stderr=True)
-    try:
-        result = import_deeppcb(
-            src, out, CurateParams(workers=workers or default_workers()), progress=True
-        )
-    except (CurateError, FileNotFoundError) as err:
-        fail(err)
+    params = CurateParams(workers=workers or default_workers())
+    with engine_options(engine, params.workers, scheduler, WORKER_MODULES) as run:
+        try:
+            result = import_deeppcb(src, out, params, progress=True, engine=run)
+        except (CurateError, FileNotFoundError) as err:
+            fail(err)
     console = Console()
     for problem in result.problems:
         errors.print(f"[yellow]problem:[/] {problem}", soft_wrap=True)
@@ -57,17 +60,20 @@ _MISSING_LABELS = typer.Option(
 
 
 def _import_labelled(fmt: str, src: Path, out: Path, workers: int, missing: bool,
-                     images: Path | None = None) -> None:
+                     images: Path | None = None, engine: EngineKind = EngineKind.local,
+                     scheduler: str | None = None) -> None:
     from pcbforge.datasets.dataset import DatasetError
     from pcbforge.pipeline import import_labelled
 
-    try:
-        result = import_labelled(
-            fmt, src, out, CurateParams(workers=workers or default_workers()), images=images,
-            missing_labels="empty" if missing else "error", progress=True,
-        )
-    except (CurateError, DatasetError, FileNotFoundError, ValueError) as err:
-        fail(err)
+    params = CurateParams(workers=workers or default_workers())
+    with engine_options(engine, params.workers, scheduler, WORKER_MODULES) as run:
+        try:
+            result = import_labelled(
+                fmt, src, out, params, images=images,
+                missing_labels="empty" if missing else "error", progress=True, engine=run,
+            )
+        except (CurateError, DatasetError, FileNotFoundError, ValueError) as err:
+            fail(err)
     console = Console()
     print_summary(result.report, console)
     report = result.report
@@ -95,9 +101,11 @@ def import_coco_command(
         help="Folder the JSON's file_name values are relative to (default: images/ or data/ "
              "beside the JSON, else its folder).")] = None,
     workers: Annotated[int, _WORKERS] = 0,
+    engine: EngineOption = EngineKind.local,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Import COCO detection labels (boxes) with curation of every image."""
-    _import_labelled("coco", src, out, workers, False, images)
+    _import_labelled("coco", src, out, workers, False, images, engine, scheduler)
 
 
 @import_app.command("yolo", no_args_is_help=True)
@@ -106,9 +114,11 @@ def import_yolo_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
     allow_missing_labels: Annotated[bool, _MISSING_LABELS] = False,
     workers: Annotated[int, _WORKERS] = 0,
+    engine: EngineOption = EngineKind.local,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Import a YOLO (Ultralytics) detection folder, every split its data.yaml names."""
-    _import_labelled("yolo", src, out, workers, allow_missing_labels)
+    _import_labelled("yolo", src, out, workers, allow_missing_labels, None, engine, scheduler)
 
 
 @import_app.command("voc", no_args_is_help=True)
@@ -117,6 +127,8 @@ def import_voc_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
     allow_missing_labels: Annotated[bool, _MISSING_LABELS] = False,
     workers: Annotated[int, _WORKERS] = 0,
+    engine: EngineOption = EngineKind.local,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Import Pascal VOC XML annotations."""
-    _import_labelled("voc", src, out, workers, allow_missing_labels)
+    _import_labelled("voc", src, out, workers, allow_missing_labels, None, engine, scheduler)

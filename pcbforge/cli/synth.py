@@ -10,7 +10,15 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from pcbforge.cli._util import fail, validation_message
+from pcbforge.cli._util import (
+    EngineOption,
+    SchedulerOption,
+    engine_line,
+    engine_options,
+    fail,
+    validation_message,
+)
+from pcbforge.engine import EngineKind
 
 synth_app = typer.Typer(
     no_args_is_help=True,
@@ -47,6 +55,8 @@ def synth_command(
         "open,short,mousebite,spur,copper,pin-hole"),
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    engine: EngineOption = EngineKind.local,
+    scheduler: SchedulerOption = None,
     px_per_mm: Annotated[float | None, typer.Option(
         help="Board resolution; defect sizes scale with it [default: the dataset's, else "
              "48, DeepPCB's].")] = None,
@@ -69,8 +79,10 @@ def synth_command(
         fail("give --boards SRC and --out DATASET (or a subcommand; see --help)")
     from pcbforge.datasets.dataset import DatasetError
     from pcbforge.synth.compose import SynthConfig
-    from pcbforge.synth.pipeline import SynthError, source_px_per_mm, synthesize
+    from pcbforge.synth.pipeline import WORKER_MODULES, SynthError, source_px_per_mm, synthesize
 
+    if workers < 1:
+        fail(f"--workers must be >= 1, got {workers}")
     try:
         dataset_px = source_px_per_mm(boards)
         config = SynthConfig.model_validate({
@@ -78,12 +90,16 @@ def synth_command(
             "px_per_mm": px_per_mm or dataset_px or 48.0, "box": box, "copper": copper,
             "nuisance": {"enabled": nuisance}, "augment": {"preset": augment},
         })
-        report = synthesize(boards, out, count=count, seed=seed, config=config,
-                            workers=workers, image_format=image_format)
     except ValidationError as err:
         fail(validation_message(err))
     except (SynthError, DatasetError, ValueError) as err:
         fail(err)
+    with engine_options(engine, workers, scheduler, WORKER_MODULES) as run:
+        try:
+            report = synthesize(boards, out, count=count, seed=seed, config=config,
+                                workers=workers, image_format=image_format, engine=run)
+        except (SynthError, DatasetError, ValueError) as err:
+            fail(err)
     print_synth_summary(report, Console())
 
 
@@ -102,7 +118,8 @@ def print_synth_summary(report: dict, console: Console) -> None:
     for failure in report["failed_images"][:5]:
         console.print(f"[yellow]failed:[/] image {failure['index']} from {failure['board']}: "
                       f"{failure['reason']}")
-    console.print(f"report: {report['dataset']}/synth_report.json")
+    console.print(f"{engine_line(report.get('engine'))} | report: "
+                  f"{report['dataset']}/synth_report.json")
 
 
 @synth_app.command("boards", no_args_is_help=True)

@@ -31,6 +31,7 @@ from pcbforge.curate.candidates import (
     hamming,
 )
 from pcbforge.curate.hashing import dihedral
+from pcbforge.curate.partitions import PartedThumbs
 from pcbforge.curate.verify import (
     CoarseView,
     Relation,
@@ -38,7 +39,7 @@ from pcbforge.curate.verify import (
     coarse_view,
     compare_thumbnails,
 )
-from pcbforge.engine import LocalEngine
+from pcbforge.engine import Engine
 
 VARIANT_NAMES = ("identity", "rot90", "rot180", "rot270", "flip", "flip_rot90", "flip_rot180",
                  "flip_rot270")
@@ -136,16 +137,20 @@ def find_duplicates(
     params: DedupeParams,
     *,
     thumbs_path: Path | None = None,
-    engine: LocalEngine | None = None,
+    engine: Engine | None = None,
+    workdir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, DedupeStats]:
     """Mark duplicates and groups in ``table`` (returns a new table).
 
     ``table`` is the samples table; decodable rows carry ``thumb_index``
     pointing into ``thumbs`` (N, S, S) and ``hashes``. With
-    an ``engine`` and the ``.npy`` file behind ``thumbs``, candidate pairs are
-    verified in the engine's workers. ``progress(done, total)`` is called as
-    candidate pairs are verified.
+    an ``engine`` and the ``.npy`` file behind ``thumbs`` (or ``thumbs`` a
+    :class:`~pcbforge.curate.partitions.PartedThumbs`), candidate pairs are
+    verified in the engine's workers. With a Dask engine, the LSH candidate
+    search runs on its cluster too (inputs staged in ``workdir``, a folder the
+    workers can read); the result is the same as the local search's.
+    ``progress(done, total)`` is called as candidate pairs are verified.
     """
     table = table.copy()
     table["duplicate_of"] = ""
@@ -172,7 +177,8 @@ def find_duplicates(
     blank = (table["low_quality_reason"] == "blank").to_numpy()
     searchable = [row for row in decodable if duplicates.find(row) == row and not blank[row]]
     if len(searchable) > 1:
-        pairs = _candidates(table, searchable, hashes, params, stats)
+        search = partial(_search, engine=engine, workdir=workdir)
+        pairs = _candidates(table, searchable, hashes, params, stats, search)
         stats.candidate_pairs = len(pairs.i)
         rows_i = np.asarray(searchable, dtype=np.int64)[pairs.i]
         rows_j = np.asarray(searchable, dtype=np.int64)[pairs.j]
@@ -206,14 +212,26 @@ CONTENT_MAX_DISTANCE = 4
 CONTENT_BLOCKS = (2, 56)
 
 
-def _search(codes, variants, weak, max_distance) -> tuple[CandidatePairs, str]:
+def _search(codes, variants, weak, max_distance, engine=None, workdir=None
+            ) -> tuple[CandidatePairs, str]:
+    """Candidates within ``max_distance``: exhaustive up to EXHAUSTIVE_SEARCH_MAX images,
+    else banded LSH, on the Dask cluster when the engine is one (same pairs)."""
     if len(codes) <= EXHAUSTIVE_SEARCH_MAX:
         return find_candidate_pairs_exhaustive(codes, variants, max_distance), "exhaustive"
     config = SearchConfig.for_size(len(codes), max_distance=max_distance)
+    if getattr(engine, "kind", "local") == "dask":
+        from pcbforge.curate.candidates_dask import find_candidate_pairs_dask
+
+        if workdir is None:
+            raise ValueError("the Dask candidate search needs a workdir its workers can read")
+        pairs = find_candidate_pairs_dask(engine.client, codes, variants, weak, config,
+                                          workdir=workdir)
+        return pairs, "lsh_dask"
     return find_candidate_pairs(codes, variants, weak, config), "lsh"
 
 
-def _candidates(table, searchable, hashes: ImageHashes, params, stats) -> CandidatePairs:
+def _candidates(table, searchable, hashes: ImageHashes, params, stats, search=_search
+                ) -> CandidatePairs:
     """Pairs to verify: pHash neighbours, plus occupancy-hash neighbours.
 
     The pHash of some tiles (bare substrate with a few traces, or fine
@@ -222,7 +240,7 @@ def _candidates(table, searchable, hashes: ImageHashes, params, stats) -> Candid
     """
     slots = table.loc[searchable, "thumb_index"].to_numpy()
     n_variants = 8 if params.transformed else 1
-    pairs, stats.search = _search(
+    pairs, stats.search = search(
         hashes.codes[slots, 0], hashes.codes[slots, :n_variants],
         hashes.weak[slots, :n_variants], params.max_distance,
     )
@@ -230,7 +248,7 @@ def _candidates(table, searchable, hashes: ImageHashes, params, stats) -> Candid
     informative = np.flatnonzero((blocks >= CONTENT_BLOCKS[0]) & (blocks <= CONTENT_BLOCKS[1]))
     if len(informative) > 1:
         content = hashes.content[slots[informative]]
-        extra, _ = _search(
+        extra, _ = search(
             content[:, 0], content[:, :n_variants], np.zeros_like(content[:, :n_variants]),
             CONTENT_MAX_DISTANCE,
         )
@@ -275,9 +293,13 @@ def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine
         tuple(column[k : k + _VERIFY_CHUNK] for column in columns)
         for k in range(0, len(rows_i), _VERIFY_CHUNK)
     ]
-    if engine is not None and engine.workers > 1 and thumbs_path is not None:
-        work = partial(verify_chunk, thumbs=str(thumbs_path), params=params)
-        results = engine.map(work, chunks, chunksize=1)
+    # Workers open the thumbnails themselves: the .npy file, or the per-partition files.
+    source = str(thumbs_path) if thumbs_path is not None else (
+        thumbs if isinstance(thumbs, PartedThumbs) else None)
+    distributed = getattr(engine, "kind", "local") == "dask"
+    if engine is not None and source is not None and (engine.workers > 1 or distributed):
+        work = partial(verify_chunk, thumbs=source, params=params)
+        results = engine.map(work, chunks, chunksize=0 if distributed else 1)
     else:
         results = (verify_chunk(chunk, thumbs, params) for chunk in chunks)
     relations: list[Relation] = []
@@ -290,7 +312,8 @@ def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine
 
 def verify_chunk(chunk, thumbs, params: VerifyParams) -> list[Relation]:
     """Pure per-chunk work: compare each pair of thumbnails (``thumbs`` may be a
-    path to the ``.npy`` file, opened memory-mapped, so workers share it)."""
+    path to the ``.npy`` file, opened memory-mapped, so workers share it, or a
+    :class:`~pcbforge.curate.partitions.PartedThumbs`, read a thumbnail at a time)."""
     if isinstance(thumbs, str):
         thumbs = np.load(thumbs, mmap_mode="r")
     views: dict[int, CoarseView] = {}  # each image's coarse view, once per chunk

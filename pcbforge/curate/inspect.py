@@ -120,6 +120,18 @@ def empty_row(found: FoundFile) -> dict:
     return row
 
 
+#: Test-only hook: the absolute path of one file whose inspection kills the worker process,
+#: as a crashing decoder would (tests of the Dask engine's worker-crash handling set it in
+#: their cluster's worker environment). Unset, it does nothing.
+CRASH_TEST_ENV = "PCBFORGE_TEST_CRASH_ON"
+
+
+def _crash_if_planted(found: FoundFile) -> None:
+    planted = os.environ.get(CRASH_TEST_ENV)
+    if planted and os.path.realpath(found.fs_path) == os.path.realpath(planted):
+        os._exit(70)  # no cleanup, no exception: what a segfault in a decoder looks like
+
+
 def inspect_file(found: FoundFile, params: InspectParams) -> Inspection:
     """Read and analyse one file; every failure becomes a status and a reason."""
     row = empty_row(found)
@@ -127,6 +139,7 @@ def inspect_file(found: FoundFile, params: InspectParams) -> Inspection:
         row.update(status="skipped", reason=found.skip_reason)
         _fill_size(row, found)
         return Inspection(row, None, None, None)
+    _crash_if_planted(found)
     try:
         with open(found.fs_path, "rb") as handle:
             data = handle.read()

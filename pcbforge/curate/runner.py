@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 from collections.abc import Collection
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,6 +25,15 @@ from pcbforge import __version__
 from pcbforge.curate.dedupe import DedupeParams, ImageHashes, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
 from pcbforge.curate.inspect import InspectParams, inspect_into_store
+from pcbforge.curate.partitions import (
+    PartedThumbs,
+    crashed_inspection,
+    gather_partitions,
+    inspect_item,
+    inspect_partition,
+    plan_partitions,
+    write_partition,
+)
 from pcbforge.curate.scan import FoundFile, scan_folder
 from pcbforge.datasets.dataset import (
     DATASET_JSON,
@@ -33,16 +43,20 @@ from pcbforge.datasets.dataset import (
     sample_id_for,
 )
 from pcbforge.datasets.samples import STATUSES, write_json, write_samples
-from pcbforge.engine import LocalEngine
+from pcbforge.engine import Engine, LocalEngine
 
 REPORT_JSON = "report.json"
 CACHE_DIR = "cache"
 THUMBS_FILE = "thumbs.npy"
+#: With a Dask engine: the thumbnails as one file per partition (cache/thumbs/part-*.npy).
+THUMBS_PARTS_DIR = "thumbs"
 HASHES_FILE = "phash_variants.npy"
+#: With a Dask engine: the samples table as partitioned parquet, while the run gathers it.
+PARTS_DIR = "parts"
 
 
 #: Modules the worker processes need, imported once by the fork server.
-_WORKER_MODULES = ("pcbforge.curate.inspect", "pcbforge.curate.dedupe")
+WORKER_MODULES = ("pcbforge.curate.inspect", "pcbforge.curate.dedupe")
 
 
 class CurateError(Exception):
@@ -73,6 +87,7 @@ def curate(
     params: CurateParams | None = None,
     *,
     progress: bool = False,
+    engine: Engine | None = None,
     prefer: Collection[str] = (),
 ) -> CurateResult:
     """Curate the image folder ``src`` into the dataset folder ``out``.
@@ -80,6 +95,12 @@ def curate(
     ``prefer``: paths (relative to ``src``, ``/``-separated) kept before their copies
     whatever the other keeper rules say; importers pass the images their annotations
     name, so a labelled image is never marked a duplicate of an unlabelled copy.
+
+    ``engine``: a started engine to run the per-file work on (see
+    :func:`pcbforge.engine.open_engine`); by default a :class:`LocalEngine` of
+    ``params.workers`` processes. With a Dask engine, files are inspected in
+    partitions and duplicates searched on the cluster, with the same result;
+    its workers must see ``src`` and the parent of ``out`` at the same paths.
 
     Raises :class:`CurateError` for unusable arguments (missing or empty
     source, output inside the source, unwritable output...). Bad files never
@@ -105,18 +126,27 @@ def curate(
             raise CurateError(f"no files found under {src_path}")
         timings["scan_s"] = time.perf_counter() - tick
 
-        with LocalEngine(params.workers, preload=_WORKER_MODULES) as engine:
+        own_engine = engine is None
+        with LocalEngine(params.workers, preload=WORKER_MODULES) if own_engine \
+                else nullcontext(engine) as engine:
+            where = engine.describe()
             tick = time.perf_counter()
-            table, thumbs, hashes = inspect_files(scan.files, params, stage, engine, progress)
+            if engine.kind == "dask":
+                table, thumbs, hashes = inspect_partitioned(
+                    scan.files, params, stage, engine, progress)
+                thumbs_path = None
+            else:
+                table, thumbs, hashes = inspect_files(scan.files, params, stage, engine,
+                                                      progress)
+                thumbs_path = stage / CACHE_DIR / THUMBS_FILE
             table["preferred"] = table["path"].isin(set(prefer))
             timings["inspect_s"] = time.perf_counter() - tick
 
             tick = time.perf_counter()
             with _progress_bar(progress, "verifying duplicate candidates", None) as advance:
                 table, stats = find_duplicates(
-                    table, thumbs, hashes, params.dedupe,
-                    thumbs_path=stage / CACHE_DIR / THUMBS_FILE, engine=engine,
-                    progress=advance,
+                    table, thumbs, hashes, params.dedupe, thumbs_path=thumbs_path,
+                    engine=engine, workdir=stage / CACHE_DIR, progress=advance,
                 )
             timings["dedupe_s"] = time.perf_counter() - tick
 
@@ -134,7 +164,7 @@ def curate(
         timings["write_s"] = time.perf_counter() - tick
         timings["total_s"] = time.perf_counter() - started
 
-        report = _report(src_path, out_path, table, params, timings, stats, scan)
+        report = _report(src_path, out_path, table, params, timings, stats, scan, where)
         write_json(stage / REPORT_JSON, report)
         # The images stay where they are: the dataset records where that is.
         info = DatasetInfo(image_root=str(src_path), split=split_record, provenance=[{
@@ -199,7 +229,7 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def inspect_files(files, params: CurateParams, stage: Path, engine: LocalEngine, progress: bool):
+def inspect_files(files, params: CurateParams, stage: Path, engine: Engine, progress: bool):
     """Inspect every file; thumbnails go to a store with one slot per image file."""
     size = params.inspect.thumb_size
     (stage / CACHE_DIR).mkdir()
@@ -228,6 +258,43 @@ def inspect_files(files, params: CurateParams, stage: Path, engine: LocalEngine,
             advance()
     hashes = ImageHashes(codes=codes, weak=weak, content=content)
     return pd.DataFrame(rows), np.load(store, mmap_mode="r"), hashes
+
+
+def inspect_partitioned(files: list[FoundFile], params: CurateParams, stage: Path, engine,
+                        progress: bool):
+    """:func:`inspect_files` as one task per partition of the file list (Dask engine).
+
+    Each task writes its samples part (``stage/parts``) and thumbnails part
+    (``stage/cache/thumbs``); the parts are then gathered into the table and the hash
+    arrays, at the same thumbnail slots as :func:`inspect_files` uses. A partition whose
+    task killed its worker on every attempt is inspected again one file per task, and the
+    file that still kills its worker becomes ``corrupt``/``worker_crash``.
+    """
+    size = params.inspect.thumb_size
+    partitions = plan_partitions(files, engine.partition_size)
+    parts_dir, thumbs_dir = stage / PARTS_DIR, stage / CACHE_DIR / THUMBS_PARTS_DIR
+    parts_dir.mkdir()
+    thumbs_dir.mkdir(parents=True)
+    work = partial(inspect_partition, params=params.inspect, parts_dir=str(parts_dir),
+                   thumbs_dir=str(thumbs_dir))
+
+    def file_by_file(partition):  # runs here, writing the parts the task could not
+        inspections = engine.map(partial(inspect_item, params=params.inspect),
+                                 partition.items, chunksize=1, on_crash=crashed_inspection)
+        return write_partition(partition, inspections, str(parts_dir), str(thumbs_dir), size)
+
+    done = 0
+    with _progress_bar(progress, "inspecting", len(files)) as advance:
+        for summary in engine.map(work, partitions, chunksize=1, on_crash=file_by_file,
+                                  confirm_crash=False):
+            done += summary["files"]
+            advance(done, len(files))
+    table, flat = gather_partitions(parts_dir, partitions)
+    shutil.rmtree(parts_dir)
+    n_slots = sum(p.n_slots for p in partitions)
+    hashes = ImageHashes(*(np.ascontiguousarray(flat[:, k * N_VARIANTS:(k + 1) * N_VARIANTS])
+                           for k in range(3)))
+    return table, PartedThumbs(str(thumbs_dir), engine.partition_size, n_slots, size), hashes
 
 
 class _progress_bar:
@@ -314,13 +381,14 @@ def status_counts(table: pd.DataFrame) -> dict:
     }
 
 
-def _report(src, out, table, params, timings, stats, scan) -> dict:
+def _report(src, out, table, params, timings, stats, scan, where: dict) -> dict:
     images = int((table["status"] != "skipped").sum())
     return {
         "command": "curate",
         "pcbforge_version": __version__,
         "source": str(src),
         "dataset": str(out),
+        "engine": where,
         **status_counts(table),
         "duplicate_search": {
             "candidate_search": stats.search,

@@ -50,7 +50,7 @@ from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
 from pcbforge.datasets.formats_common import read_image_size
 from pcbforge.datasets.masks import encode_mask_window, mask_box
 from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json
-from pcbforge.engine import LocalEngine
+from pcbforge.engine import Engine, LocalEngine
 from pcbforge.synth.analysis import BoardAnalysis, analyze_board
 from pcbforge.synth.compose import (
     SynthConfig,
@@ -266,6 +266,11 @@ def synth_one(task: tuple) -> dict:
     }
 
 
+def _synth_crashed(task: tuple) -> dict:
+    """The result of an image whose task killed its Dask worker on every attempt."""
+    return {"index": task[0], "error": "worker_crash: the worker process died making it"}
+
+
 def _template_row(path: str, board: Board, width: int, height: int) -> dict:
     return {
         "sample_id": sample_id_for(path, "synth"), "path": path, "status": "ok", "reason": "",
@@ -291,13 +296,15 @@ def _check_out(out: Path, boards: Path | None) -> None:
 
 def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0,
                config: SynthConfig | None = None, workers: int = 1, image_format: str = "png",
-               progress: bool = True, engine: LocalEngine | None = None,
+               progress: bool = True, engine: Engine | None = None,
                board_list: list[Board] | None = None) -> dict:
     """Write ``count`` defective boards made from the good boards in ``boards`` as the
     pcbforge dataset ``out``; return the report (also written to ``synth_report.json``).
 
-    ``engine``: a started engine to map the per-image work on (``workers`` is then unused);
-    by default a :class:`LocalEngine` with ``workers`` processes is started and stopped.
+    ``engine``: a started engine to map the per-image work on (``workers`` is then unused):
+    a :class:`LocalEngine`, or a Dask engine whose workers read ``boards`` and write ``out``
+    at the same paths; by default a :class:`LocalEngine` with ``workers`` processes is
+    started and stopped. Either way, and whatever the number of workers, the same bytes.
     ``board_list``: the good boards, already listed (several sources: ``pcbforge build``);
     ``boards`` then only names them in the report and provenance.
 
@@ -331,7 +338,8 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
     results = []
     with _progress_bar(progress, "synth", count) as advance, \
             nullcontext(engine) if engine else LocalEngine(workers, preload=WORKER_MODULES) as run:
-        for result in run.map(synth_one, tasks):
+        where = run.describe()
+        for result in run.map(synth_one, tasks, on_crash=_synth_crashed):
             results.append(result)
             advance()
     results.sort(key=lambda r: r["index"])
@@ -398,6 +406,7 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
         "binary_boards": int(sum(1 for r in results if r.get("binary"))),
         "seconds": round(seconds, 3), "images_per_second": round(len(tested_rows) / seconds, 2)
         if seconds > 0 else None, "seed": seed, "config": config.model_dump(mode="json"),
+        "engine": where,
     }
     write_json(out / REPORT_JSON, report)
     return report

@@ -226,3 +226,25 @@ export: {{formats: [voc]}}
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["audit"]["clean"] and report["status"]["duplicate"] == 16
     assert "synth" not in report["sources"]
+
+
+def test_a_build_on_a_dask_cluster_gives_the_same_dataset(small_build, small_recipe,
+                                                            dask_engine, tmp_path):
+    """``--engine dask --scheduler ADDRESS``: every stage's per-file work on the cluster,
+    the same tables, images, labels and exports as the local build."""
+    from pcbforge.build import build
+
+    _, local = small_build
+    address = dask_engine.describe()["scheduler"]
+    out = tmp_path / "dataset"
+    build(out, small_recipe, workers=2, engine="dask", scheduler=address)
+    # The thumbnail cache is one file locally, one per partition on Dask (a cache only).
+    mine, theirs = ({k: v for k, v in output_hashes(root).items() if "/cache/" not in k}
+                    for root in (out, local))
+    assert set(mine) == set(theirs), sorted(set(mine) ^ set(theirs))[:10]
+    # Only files that name the build folder itself may differ (it moved).
+    differ = {key for key in mine if mine[key] != theirs[key]}
+    named = {key for key in differ
+             if str(out).encode() in (out / key).read_bytes()}
+    assert differ == named, sorted(differ - named)
+    assert any(key.endswith("samples.parquet") for key in mine)
