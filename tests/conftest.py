@@ -200,15 +200,15 @@ def fiftyone_db(tmp_path_factory):
     FiftyOne attaches to any database service already running for the same user."""
     import sys
 
-    if "fiftyone" in sys.modules:  # imported before (its config is fixed): use it as is
-        import fiftyone
+    from pcbforge.datasets.fiftyone_io import _import_fiftyone
 
-        yield fiftyone
+    if "fiftyone" in sys.modules:  # imported before (its config is fixed): use it as is
+        yield _import_fiftyone()
         return
     process, uri = start_mongod(tmp_path_factory.mktemp("fiftyone-db"))
     os.environ["FIFTYONE_DATABASE_URI"] = uri
     os.environ.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
-    import fiftyone
+    fiftyone = _import_fiftyone()
     import fiftyone.core.odm.database as fodb
 
     try:

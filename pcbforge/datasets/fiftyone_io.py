@@ -54,11 +54,13 @@ the one actually in use.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
 import shutil
 import socket
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -108,10 +110,52 @@ _SIDEBAR = {
 
 def _import_fiftyone():
     """fiftyone, imported with the offline defaults set (no analytics unless the user
-    turned them on)."""
-    apply_offline_defaults()
-    import fiftyone
+    turned them on).
 
+    FiftyOne's ``eta`` reads ``metadata("voxel51-eta")["author"]`` at import, a field its
+    wheel does not have. The standard library answers None, but once the
+    ``importlib_metadata`` backport (>= 8) is imported (Dask's ``distributed`` does on
+    Python < 3.12), its finder answers every metadata query and raises ``KeyError`` for a
+    missing field, so ``import fiftyone`` fails in any process that used Dask before. For
+    the first import only, the backport answers missing fields the standard library's way."""
+    apply_offline_defaults()
+    if "fiftyone" in sys.modules:
+        import fiftyone
+
+        return fiftyone
+    adapters = None
+    if "importlib_metadata" in sys.modules:  # the backport loads its adapters lazily
+        try:
+            adapters = importlib.import_module("importlib_metadata._adapters")
+        except ImportError:
+            adapters = None
+    message = getattr(adapters, "Message", None)
+    strict = getattr(message, "__dict__", {}).get("__getitem__")
+    if strict is None:
+        import fiftyone
+
+        return fiftyone
+
+    def lenient(self, item):
+        try:
+            return strict(self, item)
+        except KeyError:
+            return None
+
+    message.__getitem__ = lenient
+    try:
+        import fiftyone
+    finally:
+        message.__getitem__ = strict
+    return fiftyone
+    backport = [finder for finder in sys.meta_path
+                if type(finder).__module__.startswith("importlib_metadata")]
+    for finder in backport:
+        sys.meta_path.remove(finder)
+    try:
+        import fiftyone
+    finally:
+        sys.meta_path.extend(f for f in backport if f not in sys.meta_path)
     return fiftyone
 
 

@@ -44,6 +44,29 @@ def test_importing_pcbforge_does_not_import_fiftyone():
     assert done.stdout.strip() == "to_fiftyone"
 
 
+def test_fiftyone_imports_after_dask_put_the_importlib_metadata_backport_in_place():
+    """distributed imports the importlib_metadata backport, whose finder then answers
+    stdlib metadata queries with KeyError for missing fields; FiftyOne's eta reads one at
+    import. A process that ran Dask must still be able to open FiftyOne."""
+    pytest.importorskip("distributed")
+    code = ("import sys, distributed, importlib_metadata\n"
+            "assert any(type(f).__module__.startswith('importlib_metadata') "
+            "for f in sys.meta_path), 'backport finder not installed'\n"
+            "from pcbforge.datasets.fiftyone_io import _import_fiftyone\n"
+            "fo = _import_fiftyone()\n"
+            "try:\n"
+            "    importlib_metadata.metadata('voxel51-eta')['no-such-field']\n"
+            "except KeyError:\n"
+            "    pass\n"
+            "else:\n"
+            "    raise AssertionError('backport left lenient')\n"
+            "print(fo.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, env={**os.environ, "FIFTYONE_DO_NOT_TRACK": "true"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("fiftyone")
+
+
 @pytest.mark.parametrize(("box", "shape"), [((10.0, 5.0, 30.0, 20.0), (15, 20)),
                                              ((9.5, 4.25, 30.75, 20.5), (17, 22))],
                          ids=["integer", "fractional"])
