@@ -63,7 +63,7 @@ from pcbforge.curate.candidates import (
 IMAGES_PER_PARTITION = 16384
 BANDS_PER_TASK = 4
 #: Comparisons expanded at once while joining a partition's buckets.
-_EXPAND_BLOCK = 1 << 22
+_EXPAND_BLOCK = 1 << 19
 
 _ROW_META = pd.DataFrame({
     "dest": pd.Series([], dtype=np.int64), "key": pd.Series([], dtype=np.uint32),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pcbforge.curate.candidates import CandidatePairs, SearchConfig, find_candidate_pairs
@@ -75,3 +76,26 @@ def test_key_ranges_grow_with_the_corpus_not_the_partitions() -> None:
     assert range_bits(100_000, 17, 16384) == 3
     assert range_bits(10_000_000, 24, 16384) == 10
     assert range_bits(10_000_000, 8, 16384) == 8  # never more than the band's bits
+
+
+def test_joining_in_small_blocks_finds_the_same_pairs(hashes, tmp_path, monkeypatch) -> None:
+    # The join expands a partition's comparisons in blocks of _EXPAND_BLOCK (what bounds a
+    # worker's memory on crowded partitions); the blocks must not change what is found.
+    import pcbforge.curate.candidates_dask as cd
+    from pcbforge.curate.candidates import _band_positions
+
+    config = SearchConfig(max_distance=12)
+    np.save(tmp_path / "variants.npy", hashes.variants)
+    np.save(tmp_path / "weak.npy", hashes.weak)
+    bands = _band_positions(config).tolist()
+    rows = cd.band_rows((tuple(range(len(bands))), 0, len(hashes.codes)), str(tmp_path),
+                        bands, config.probe_bits, 0)
+    part = rows[rows["dest"] == 0].set_index("dest")
+    kwargs = dict(n_images=len(hashes.codes), radius=config.max_distance,
+                  max_bucket=config.max_bucket, probe_bits=config.probe_bits,
+                  band_bits=config.band_bits, range_bits=0)
+    whole = cd.join_buckets(part, **kwargs)
+    monkeypatch.setattr(cd, "_EXPAND_BLOCK", 97)
+    blocked = cd.join_buckets(part, **kwargs)
+    assert (whole["kind"] == 0).sum() > 100  # pairs found in this band: not vacuous
+    pd.testing.assert_frame_equal(blocked, whole)
