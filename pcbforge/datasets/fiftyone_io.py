@@ -54,6 +54,7 @@ the one actually in use.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import math
@@ -79,7 +80,7 @@ from pcbforge.datasets.dataset import (
 )
 from pcbforge.datasets.formats_common import BORDER_SLACK_PX, read_image_size
 from pcbforge.datasets.masks import decode_mask, encode_mask
-from pcbforge.datasets.samples import SAMPLES_PARQUET, write_json
+from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json
 from pcbforge.env import apply_offline_defaults
 
 logger = logging.getLogger(__name__)
@@ -301,7 +302,7 @@ def _sync_membership(fo, fo_dataset, dataset: Dataset, ids: list[str]) -> None:
     if stale:
         fo_dataset.delete_samples(stale)
     paths = dict(zip(ids, dataset.samples.reset_index(drop=True)["path"], strict=True))
-    new = [fo.Sample(filepath=media_path(dataset.image_path(str(paths[key]))),
+    new = [fo.Sample(filepath=display_file(dataset, str(paths[key])),
                      media_type="image", **{KEY_FIELD: key}) for key in ids if key not in seen]
     if new:
         fo_dataset.add_samples(new, progress=False)
@@ -318,14 +319,59 @@ def _sample_columns(dataset: Dataset, samples: pd.DataFrame) -> dict[str, pd.Ser
         if column not in samples.columns:
             columns[column] = pd.Series(default, index=samples.index)
     columns["filepath"] = samples["path"].astype(str).map(
-        lambda path: media_path(dataset.image_path(path)))
+        lambda path: display_file(dataset, path))
     template = _text(samples, "template_path")
     columns[TEMPLATE_FIELD] = template.map(
-        lambda path: media_path(dataset.image_path(path)) if path else None)
+        lambda path: display_file(dataset, path) if path else None)
     id_of_path = dict(zip(samples["path"].astype(str), samples["sample_id"], strict=True))
     columns["template_id"] = template.map(lambda path: id_of_path.get(path))
     columns["duplicate_cluster"] = duplicate_clusters(samples)
     return columns
+
+
+#: Image formats a browser shows, so the App can: anything else (TIFF, PNM, JPEG 2000, ...)
+#: is shown through a PNG copy in ``DATASET/cache/view/`` (the source is never touched).
+BROWSER_FORMATS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif",
+                             ".bmp", ".webp", ".avif", ".ico"})
+VIEW_CACHE = Path("cache") / "view"
+
+
+def display_file(dataset: Dataset, path: str) -> str:
+    """The file the App shows for samples-table ``path``: the image itself when browsers
+    can decode its format, else a PNG copy of its pixels (EXIF orientation applied; 16-bit
+    scaled to 8) written once under ``DATASET/cache/view/``, named after the source's path,
+    size and modification time. An image OpenCV cannot read, or a cache that cannot be
+    written, falls back to the image itself (the App then shows a broken tile)."""
+    image = dataset.image_path(path)
+    if image.suffix.lower() in BROWSER_FORMATS:
+        return media_path(image)
+    try:
+        stat = image.stat()
+    except OSError:
+        return media_path(image)
+    key = hashlib.sha1(f"{os.fsencode(image)!r}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    proxy = dataset.root / VIEW_CACHE / f"{key.hexdigest()[:20]}.png"
+    if proxy.is_file():
+        return media_path(proxy)
+    import cv2
+
+    pixels = cv2.imread(str(image), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if pixels is None:
+        return media_path(image)
+    if pixels.dtype != np.uint8:
+        top = float(pixels.max()) if pixels.size else 0.0
+        pixels = (pixels.astype(np.float64) * (255.0 / top) if top > 0 else
+                  np.zeros(pixels.shape)).round().astype(np.uint8)
+    ok, png = cv2.imencode(".png", pixels)
+    if not ok:
+        return media_path(image)
+    try:
+        atomic_write(proxy, lambda tmp: Path(tmp).write_bytes(png.tobytes()))
+    except OSError as err:
+        logger.warning("cannot write a viewable copy of %s (%s): the App shows it broken",
+                       image, err)
+        return media_path(image)
+    return media_path(proxy)
 
 
 def media_path(path: Path) -> str:

@@ -423,3 +423,36 @@ def test_a_file_name_that_is_not_utf8_is_still_a_sample(fiftyone_db, tmp_path):
     assert sorted(fo_dataset.values("path")) == ["caf\\xe9.png", "plain.png"]
     assert str(src / "caf\\xe9.png") in fo_dataset.values("filepath")
     assert from_fiftyone("latin1", tmp_path / "back")["samples"] == 2
+
+
+def test_formats_a_browser_cannot_show_are_shown_through_png_copies(fiftyone_db, tmp_path):
+    import cv2
+
+    from pcbforge.curate import CurateParams, curate
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 256, (48, 64), dtype=np.uint8)
+    deep = (rng.integers(0, 4096, (40, 56)) * 16).astype(np.uint16)  # a 12-bit camera
+    assert cv2.imwrite(str(src / "scan.tif"), grey)
+    assert cv2.imwrite(str(src / "deep.tiff"), deep)
+    assert cv2.imwrite(str(src / "plain.png"), rng.integers(0, 256, (32, 32), dtype=np.uint8))
+    before = _tree_digest(src)
+    curate(src, tmp_path / "ds", CurateParams(workers=1))
+    fo_dataset = to_fiftyone(tmp_path / "ds", "tiff")
+    shown = dict(zip(fo_dataset.values("path"), fo_dataset.values("filepath"), strict=True))
+    assert shown["plain.png"] == str(src / "plain.png")  # a browser shows it as it is
+    view = (tmp_path / "ds" / "cache" / "view").resolve()
+    for name in ("scan.tif", "deep.tiff"):
+        assert Path(shown[name]).parent == view and shown[name].endswith(".png"), shown[name]
+    np.testing.assert_array_equal(cv2.imread(shown["scan.tif"], cv2.IMREAD_UNCHANGED), grey)
+    scaled = cv2.imread(shown["deep.tiff"], cv2.IMREAD_UNCHANGED)
+    assert scaled.dtype == np.uint8 and scaled.shape == deep.shape
+    np.testing.assert_array_equal(scaled, np.round(deep * (255.0 / deep.max())).astype(np.uint8))
+    assert _tree_digest(src) == before  # the sources are untouched
+    # Re-running reuses the copies; from_fiftyone still names the original files.
+    assert to_fiftyone(tmp_path / "ds", "tiff").values("filepath") == fo_dataset.values("filepath")
+    assert from_fiftyone("tiff", tmp_path / "back")["samples"] == 3
+    back = load(tmp_path / "back").samples
+    assert sorted(back["path"]) == ["deep.tiff", "plain.png", "scan.tif"]
