@@ -149,15 +149,6 @@ def _import_fiftyone():
     finally:
         message.__getitem__ = strict
     return fiftyone
-    backport = [finder for finder in sys.meta_path
-                if type(finder).__module__.startswith("importlib_metadata")]
-    for finder in backport:
-        sys.meta_path.remove(finder)
-    try:
-        import fiftyone
-    finally:
-        sys.meta_path.extend(f for f in backport if f not in sys.meta_path)
-    return fiftyone
 
 
 # --- pcbforge -> FiftyOne ------------------------------------------------------------------------
@@ -318,8 +309,11 @@ def _sample_columns(dataset: Dataset, samples: pd.DataFrame) -> dict[str, pd.Ser
     for column, default in _ALWAYS.items():
         if column not in samples.columns:
             columns[column] = pd.Series(default, index=samples.index)
-    columns["filepath"] = samples["path"].astype(str).map(
-        lambda path: display_file(dataset, path))
+    formats = _text(samples, "format")
+    columns["filepath"] = pd.Series(
+        [display_file(dataset, path, fmt)
+         for path, fmt in zip(samples["path"].astype(str), formats, strict=True)],
+        index=samples.index)
     template = _text(samples, "template_path")
     columns[TEMPLATE_FIELD] = template.map(
         lambda path: display_file(dataset, path) if path else None)
@@ -333,17 +327,21 @@ def _sample_columns(dataset: Dataset, samples: pd.DataFrame) -> dict[str, pd.Ser
 #: is shown through a PNG copy in ``DATASET/cache/view/`` (the source is never touched).
 BROWSER_FORMATS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif",
                              ".bmp", ".webp", ".avif", ".ico"})
+#: The same, as the ``format`` column names a decoded file's real format.
+BROWSER_DECODED = frozenset({"jpeg", "png", "gif", "bmp", "webp", "avif", "ico"})
 VIEW_CACHE = Path("cache") / "view"
 
 
-def display_file(dataset: Dataset, path: str) -> str:
+def display_file(dataset: Dataset, path: str, decoded_format: str = "") -> str:
     """The file the App shows for samples-table ``path``: the image itself when browsers
-    can decode its format, else a PNG copy of its pixels (EXIF orientation applied; 16-bit
+    can decode its format (``decoded_format``, the ``format`` column, when curation found
+    it; else the file name's extension), else a PNG copy of its pixels (EXIF orientation applied; 16-bit
     scaled to 8) written once under ``DATASET/cache/view/``, named after the source's path,
     size and modification time. An image OpenCV cannot read, or a cache that cannot be
     written, falls back to the image itself (the App then shows a broken tile)."""
     image = dataset.image_path(path)
-    if image.suffix.lower() in BROWSER_FORMATS:
+    if (decoded_format.lower() in BROWSER_DECODED if decoded_format
+            else image.suffix.lower() in BROWSER_FORMATS):
         return media_path(image)
     try:
         stat = image.stat()

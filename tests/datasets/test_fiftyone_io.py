@@ -438,21 +438,25 @@ def test_formats_a_browser_cannot_show_are_shown_through_png_copies(fiftyone_db,
     assert cv2.imwrite(str(src / "scan.tif"), grey)
     assert cv2.imwrite(str(src / "deep.tiff"), deep)
     assert cv2.imwrite(str(src / "plain.png"), rng.integers(0, 256, (32, 32), dtype=np.uint8))
+    ok, tiff = cv2.imencode(".tif", grey[::-1].copy())
+    (src / "renamed.jpg").write_bytes(tiff.tobytes())  # a TIFF under a JPEG name
     before = _tree_digest(src)
     curate(src, tmp_path / "ds", CurateParams(workers=1))
     fo_dataset = to_fiftyone(tmp_path / "ds", "tiff")
     shown = dict(zip(fo_dataset.values("path"), fo_dataset.values("filepath"), strict=True))
     assert shown["plain.png"] == str(src / "plain.png")  # a browser shows it as it is
     view = (tmp_path / "ds" / "cache" / "view").resolve()
-    for name in ("scan.tif", "deep.tiff"):
+    for name in ("scan.tif", "deep.tiff", "renamed.jpg"):
         assert Path(shown[name]).parent == view and shown[name].endswith(".png"), shown[name]
     np.testing.assert_array_equal(cv2.imread(shown["scan.tif"], cv2.IMREAD_UNCHANGED), grey)
+    np.testing.assert_array_equal(cv2.imread(shown["renamed.jpg"], cv2.IMREAD_UNCHANGED),
+                                  grey[::-1])
     scaled = cv2.imread(shown["deep.tiff"], cv2.IMREAD_UNCHANGED)
     assert scaled.dtype == np.uint8 and scaled.shape == deep.shape
     np.testing.assert_array_equal(scaled, np.round(deep * (255.0 / deep.max())).astype(np.uint8))
     assert _tree_digest(src) == before  # the sources are untouched
     # Re-running reuses the copies; from_fiftyone still names the original files.
     assert to_fiftyone(tmp_path / "ds", "tiff").values("filepath") == fo_dataset.values("filepath")
-    assert from_fiftyone("tiff", tmp_path / "back")["samples"] == 3
+    assert from_fiftyone("tiff", tmp_path / "back")["samples"] == 4
     back = load(tmp_path / "back").samples
-    assert sorted(back["path"]) == ["deep.tiff", "plain.png", "scan.tif"]
+    assert sorted(back["path"]) == ["deep.tiff", "plain.png", "renamed.jpg", "scan.tif"]
