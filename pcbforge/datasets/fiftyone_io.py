@@ -335,10 +335,10 @@ VIEW_CACHE = Path("cache") / "view"
 def display_file(dataset: Dataset, path: str, decoded_format: str = "") -> str:
     """The file the App shows for samples-table ``path``: the image itself when browsers
     can decode its format (``decoded_format``, the ``format`` column, when curation found
-    it; else the file name's extension), else a PNG copy of its pixels (EXIF orientation applied; 16-bit
-    scaled to 8) written once under ``DATASET/cache/view/``, named after the source's path,
-    size and modification time. An image OpenCV cannot read, or a cache that cannot be
-    written, falls back to the image itself (the App then shows a broken tile)."""
+    it; else the file name's extension), else a PNG copy of its pixels (EXIF orientation
+    applied; 16-bit scaled to 8) written once under ``DATASET/cache/view/``, named after
+    the source's path, size and modification time. An image OpenCV cannot read, or a cache
+    that cannot be written, falls back to the image itself (the App shows a broken tile)."""
     image = dataset.image_path(path)
     if (decoded_format.lower() in BROWSER_DECODED if decoded_format
             else image.suffix.lower() in BROWSER_FORMATS):
