@@ -9,7 +9,8 @@ the folder once per configuration, ``engine:workers``, each run with its own eng
 beforehand (a process pool, or a ``LocalCluster`` of single-threaded worker processes; the
 start is timed apart). Per run it prints images/s over the whole ``curate`` call, the
 inspection and near-duplicate stage times, and the peak resident memory of each worker
-process and of this (the driver) process, sampled every 0.2 s with psutil. ``--flat-count``
+process and of the driver process (each run is a fresh Python process, so that its peak is
+its own), sampled every 0.2 s with psutil. ``--flat-count``
 repeats the Dask configurations on the first N files of the corpus (a smaller corpus), to
 compare peak worker memory between the two sizes. Outputs are deleted after each run (the
 thumbnail cache alone is 64 KiB per image).
@@ -22,6 +23,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -215,6 +217,17 @@ def run_one(corpus: Path, work: Path, kind: str, workers: int, count: int) -> di
     }
 
 
+def run_child(corpus: Path, work: Path, kind: str, workers: int, count: int) -> dict:
+    """:func:`run_one` in a fresh Python process, so that the driver's peak memory is that
+    run's own (a process keeps the heap of the runs before it)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--work", str(work), "--one", str(corpus), kind,
+         str(workers), str(count)], stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:  # its traceback went to stderr, above
+        raise RuntimeError(f"{kind}:{workers} on {corpus} failed ({done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _row(result: dict) -> str:
     workers = result["peak_worker_rss_mb"]
     where = "in driver" if result["engine"] == "local" and result["workers"] == 1 else \
@@ -241,7 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("engine-bench"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--one", nargs=4, metavar=("CORPUS", "ENGINE", "WORKERS", "COUNT"),
+                        help=argparse.SUPPRESS)  # one run, in a child process (see below)
     args = parser.parse_args(argv)
+    if args.one:
+        corpus, kind, workers, count = args.one
+        print(json.dumps(run_one(Path(corpus), args.work, kind, int(workers), int(count))))
+        return 0
     configs = [(kind, int(n)) for kind, n in (c.split(":") for c in args.configs.split(","))]
 
     corpus = args.work / f"corpus-{args.count}"
@@ -251,13 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER, flush=True)
     results = []
     for kind, workers in configs:
-        results.append(run_one(corpus, args.work, kind, workers, args.count))
+        results.append(run_child(corpus, args.work, kind, workers, args.count))
         print(_row(results[-1]), flush=True)
     if args.flat_count and args.flat_count < args.count:
         small = subset(corpus, args.work / f"subset-{args.flat_count}", args.flat_count)
         for kind, workers in configs:
             if kind == "dask":
-                results.append(run_one(small, args.work, kind, workers, args.flat_count))
+                results.append(run_child(small, args.work, kind, workers, args.flat_count))
                 print(_row(results[-1]), flush=True)
         if any(kind == "dask" for kind, _ in configs):
             print("peak worker memory, Dask, small corpus -> full corpus:")
