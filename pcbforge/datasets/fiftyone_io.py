@@ -63,6 +63,7 @@ import shutil
 import socket
 import sys
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -111,31 +112,32 @@ _SIDEBAR = {
 
 def _import_fiftyone():
     """fiftyone, imported with the offline defaults set (no analytics unless the user
-    turned them on).
+    turned them on)."""
+    apply_offline_defaults()
+    with _missing_metadata_as_none():
+        import fiftyone
+    return fiftyone
+
+
+@contextmanager
+def _missing_metadata_as_none():
+    """While FiftyOne is first imported, let the ``importlib_metadata`` backport answer a
+    missing metadata field with None, as the standard library does.
 
     FiftyOne's ``eta`` reads ``metadata("voxel51-eta")["author"]`` at import, a field its
-    wheel does not have. The standard library answers None, but once the
-    ``importlib_metadata`` backport (>= 8) is imported (Dask's ``distributed`` does on
-    Python < 3.12), its finder answers every metadata query and raises ``KeyError`` for a
-    missing field, so ``import fiftyone`` fails in any process that used Dask before. For
-    the first import only, the backport answers missing fields the standard library's way."""
-    apply_offline_defaults()
-    if "fiftyone" in sys.modules:
-        import fiftyone
-
-        return fiftyone
-    adapters = None
-    if "importlib_metadata" in sys.modules:  # the backport loads its adapters lazily
-        try:
-            adapters = importlib.import_module("importlib_metadata._adapters")
-        except ImportError:
-            adapters = None
-    message = getattr(adapters, "Message", None)
-    strict = getattr(message, "__dict__", {}).get("__getitem__")
+    wheel does not have. Once the backport (>= 8) is imported (Dask's ``distributed`` does
+    on Python < 3.12), its finder answers every metadata query and raises ``KeyError`` for
+    a missing field, so ``import fiftyone`` would fail in any process that used Dask."""
+    message = None
+    if "importlib_metadata" in sys.modules and "fiftyone" not in sys.modules:
+        try:  # the backport loads its adapters lazily
+            message = importlib.import_module("importlib_metadata._adapters").Message
+        except (ImportError, AttributeError):
+            message = None
+    strict = vars(message).get("__getitem__") if message is not None else None
     if strict is None:
-        import fiftyone
-
-        return fiftyone
+        yield
+        return
 
     def lenient(self, item):
         try:
@@ -145,10 +147,9 @@ def _import_fiftyone():
 
     message.__getitem__ = lenient
     try:
-        import fiftyone
+        yield
     finally:
         message.__getitem__ = strict
-    return fiftyone
 
 
 # --- pcbforge -> FiftyOne ------------------------------------------------------------------------
@@ -223,9 +224,10 @@ def to_fiftyone(dataset_path: Path | str, name: str | None = None, *,
 
     samples = dataset.samples.reset_index(drop=True)
     ids = samples["sample_id"].astype(str).tolist()
-    _sync_membership(fo, fo_dataset, dataset, ids)
+    filepaths = display_files(dataset, samples)
+    _sync_membership(fo, fo_dataset, dict(zip(ids, filepaths, strict=True)))
     old_meta = fo_dataset.info.get("pcbforge") or {}
-    columns = _sample_columns(dataset, samples)
+    columns = _sample_columns(dataset, samples, filepaths)
     fields = _set_fields(fo, fo_dataset, ids, columns, old_meta.get("fields", {}))
     _set_metadata(fo, fo_dataset, samples, ids)
     _set_tags(fo_dataset, samples, ids)
@@ -278,9 +280,10 @@ def _text(samples: pd.DataFrame, column: str) -> pd.Series:
     return samples[column].fillna("").astype(str)
 
 
-def _sync_membership(fo, fo_dataset, dataset: Dataset, ids: list[str]) -> None:
-    """Delete samples that are not (or twice) in the table; add the new ones."""
-    wanted = set(ids)
+def _sync_membership(fo, fo_dataset, filepaths: dict[str, str]) -> None:
+    """Delete samples that are not (or twice) in the table; add the new ones
+    (``filepaths``: sample id -> the file the App shows, in table order)."""
+    wanted = set(filepaths)
     if KEY_FIELD in fo_dataset.get_field_schema():
         keys = fo_dataset.values(KEY_FIELD)
     else:
@@ -292,16 +295,17 @@ def _sync_membership(fo, fo_dataset, dataset: Dataset, ids: list[str]) -> None:
         seen.add(key)
     if stale:
         fo_dataset.delete_samples(stale)
-    paths = dict(zip(ids, dataset.samples.reset_index(drop=True)["path"], strict=True))
-    new = [fo.Sample(filepath=display_file(dataset, str(paths[key])),
-                     media_type="image", **{KEY_FIELD: key}) for key in ids if key not in seen]
+    new = [fo.Sample(filepath=filepath, media_type="image", **{KEY_FIELD: key})
+           for key, filepath in filepaths.items() if key not in seen]
     if new:
         fo_dataset.add_samples(new, progress=False)
     fo_dataset.create_index(KEY_FIELD)
 
 
-def _sample_columns(dataset: Dataset, samples: pd.DataFrame) -> dict[str, pd.Series]:
-    """Field name -> values for every column (and the fields computed here)."""
+def _sample_columns(dataset: Dataset, samples: pd.DataFrame,
+                    filepaths: pd.Series) -> dict[str, pd.Series]:
+    """Field name -> values for every column (and the fields computed here);
+    ``filepaths``: what :func:`display_files` gives for ``samples``."""
     columns = {}
     for column in samples.columns:
         if column not in ("sample_id", "tags"):
@@ -309,14 +313,11 @@ def _sample_columns(dataset: Dataset, samples: pd.DataFrame) -> dict[str, pd.Ser
     for column, default in _ALWAYS.items():
         if column not in samples.columns:
             columns[column] = pd.Series(default, index=samples.index)
-    formats = _text(samples, "format")
-    columns["filepath"] = pd.Series(
-        [display_file(dataset, path, fmt)
-         for path, fmt in zip(samples["path"].astype(str), formats, strict=True)],
-        index=samples.index)
+    columns["filepath"] = filepaths
     template = _text(samples, "template_path")
-    columns[TEMPLATE_FIELD] = template.map(
-        lambda path: display_file(dataset, path) if path else None)
+    shown = dict(zip(samples["path"].astype(str), filepaths, strict=True))
+    columns[TEMPLATE_FIELD] = template.map(  # a template's own row says how it is shown
+        lambda path: (shown.get(path) or display_file(dataset, path)) if path else None)
     id_of_path = dict(zip(samples["path"].astype(str), samples["sample_id"], strict=True))
     columns["template_id"] = template.map(lambda path: id_of_path.get(path))
     columns["duplicate_cluster"] = duplicate_clusters(samples)
@@ -332,13 +333,21 @@ BROWSER_DECODED = frozenset({"jpeg", "png", "gif", "bmp", "webp", "avif", "ico"}
 VIEW_CACHE = Path("cache") / "view"
 
 
+def display_files(dataset: Dataset, samples: pd.DataFrame) -> pd.Series:
+    """:func:`display_file` of every row of ``samples``, with the format curation found."""
+    return pd.Series([display_file(dataset, path, fmt) for path, fmt in
+                      zip(samples["path"].astype(str), _text(samples, "format"), strict=True)],
+                     index=samples.index, dtype=object)
+
+
 def display_file(dataset: Dataset, path: str, decoded_format: str = "") -> str:
     """The file the App shows for samples-table ``path``: the image itself when browsers
     can decode its format (``decoded_format``, the ``format`` column, when curation found
-    it; else the file name's extension), else a PNG copy of its pixels (EXIF orientation
-    applied; 16-bit scaled to 8) written once under ``DATASET/cache/view/``, named after
-    the source's path, size and modification time. An image OpenCV cannot read, or a cache
-    that cannot be written, falls back to the image itself (the App shows a broken tile)."""
+    it; else the file name's extension), else a PNG copy of the pixels curation's decoder
+    reads (EXIF orientation applied; 16-bit scaled to 8) written once under
+    ``DATASET/cache/view/``, named after the source's path, size and modification time. An
+    image that decoder refuses, or a cache that cannot be written, falls back to the image
+    itself (the App shows a broken tile)."""
     image = dataset.image_path(path)
     if (decoded_format.lower() in BROWSER_DECODED if decoded_format
             else image.suffix.lower() in BROWSER_FORMATS):
@@ -353,9 +362,17 @@ def display_file(dataset: Dataset, path: str, decoded_format: str = "") -> str:
         return media_path(proxy)
     import cv2
 
-    pixels = cv2.imread(str(image), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    from pcbforge.curate.decode import decode_image_bytes
+
+    try:
+        pixels = decode_image_bytes(image.read_bytes()).pixels  # curation's own decoder
+    except OSError:
+        pixels = None
     if pixels is None:
         return media_path(image)
+    if pixels.ndim == 3:  # canonical RGB(A) -> OpenCV's BGR(A)
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR if pixels.shape[2] == 3
+                              else cv2.COLOR_RGBA2BGRA)
     if pixels.dtype != np.uint8:
         top = float(pixels.max()) if pixels.size else 0.0
         pixels = (pixels.astype(np.float64) * (255.0 / top) if top > 0 else

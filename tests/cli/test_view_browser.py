@@ -141,11 +141,16 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
+def _chroma(image: np.ndarray) -> np.ndarray:
+    """Pixels with a colour (channels more than 8 apart): grey pixels have none."""
+    image = image.astype(np.int16)
+    return (image.max(axis=2) - image.min(axis=2)) > 8
+
+
 def _colored_pixels(png: bytes, tiles: list) -> list[int]:
     """Per tile, the pixels with a colour: the boards are grey (no chroma at all), the
     boxes are not, even where a thin box line is blended over black copper."""
-    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).astype(np.int16)
-    colored = (image.max(axis=2) - image.min(axis=2)) > 8
+    colored = _chroma(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR))
     counts = []
     for x, y, width, height, *_ in tiles:
         x0, y0 = int(x) + 2, int(y) + 2  # inside the tile's border
@@ -157,10 +162,7 @@ def _may_show_colour(image: Path) -> bool:
     """Whether the image itself may put colour on its tile: it has chroma, or OpenCV cannot
     decode it (a damaged JPEG that the browser still paints in part, e.g. colour noise)."""
     pixels = cv2.imread(str(image), cv2.IMREAD_COLOR)
-    if pixels is None:
-        return True
-    pixels = pixels.astype(np.int16)
-    return bool(((pixels.max(axis=2) - pixels.min(axis=2)) > 8).any())
+    return pixels is None or bool(_chroma(pixels).any())
 
 
 def _save(shot: Path, name: str) -> None:

@@ -440,23 +440,27 @@ def test_formats_a_browser_cannot_show_are_shown_through_png_copies(fiftyone_db,
     assert cv2.imwrite(str(src / "plain.png"), rng.integers(0, 256, (32, 32), dtype=np.uint8))
     ok, tiff = cv2.imencode(".tif", grey[::-1].copy())
     (src / "renamed.jpg").write_bytes(tiff.tobytes())  # a TIFF under a JPEG name
+    colour = rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(src / "colour.tif"), colour)
     before = _tree_digest(src)
     curate(src, tmp_path / "ds", CurateParams(workers=1))
     fo_dataset = to_fiftyone(tmp_path / "ds", "tiff")
     shown = dict(zip(fo_dataset.values("path"), fo_dataset.values("filepath"), strict=True))
     assert shown["plain.png"] == str(src / "plain.png")  # a browser shows it as it is
     view = (tmp_path / "ds" / "cache" / "view").resolve()
-    for name in ("scan.tif", "deep.tiff", "renamed.jpg"):
+    for name in ("scan.tif", "deep.tiff", "renamed.jpg", "colour.tif"):
         assert Path(shown[name]).parent == view and shown[name].endswith(".png"), shown[name]
     np.testing.assert_array_equal(cv2.imread(shown["scan.tif"], cv2.IMREAD_UNCHANGED), grey)
     np.testing.assert_array_equal(cv2.imread(shown["renamed.jpg"], cv2.IMREAD_UNCHANGED),
                                   grey[::-1])
+    np.testing.assert_array_equal(cv2.imread(shown["colour.tif"], cv2.IMREAD_UNCHANGED), colour)
     scaled = cv2.imread(shown["deep.tiff"], cv2.IMREAD_UNCHANGED)
     assert scaled.dtype == np.uint8 and scaled.shape == deep.shape
     np.testing.assert_array_equal(scaled, np.round(deep * (255.0 / deep.max())).astype(np.uint8))
     assert _tree_digest(src) == before  # the sources are untouched
     # Re-running reuses the copies; from_fiftyone still names the original files.
     assert to_fiftyone(tmp_path / "ds", "tiff").values("filepath") == fo_dataset.values("filepath")
-    assert from_fiftyone("tiff", tmp_path / "back")["samples"] == 4
+    assert from_fiftyone("tiff", tmp_path / "back")["samples"] == 5
     back = load(tmp_path / "back").samples
-    assert sorted(back["path"]) == ["deep.tiff", "plain.png", "renamed.jpg", "scan.tif"]
+    assert sorted(back["path"]) == ["colour.tif", "deep.tiff", "plain.png", "renamed.jpg",
+                                    "scan.tif"]
