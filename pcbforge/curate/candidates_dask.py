@@ -1,31 +1,42 @@
-"""Banded LSH candidate search on a Dask cluster: group by band value, as a shuffle.
+"""Banded LSH candidate search on a Dask cluster: group by band value, through files.
 
 Same problem, same bands, same multi-probe keys and the same answer as
 :func:`pcbforge.curate.candidates.find_candidate_pairs` (its docstring explains the
 method); only the grouping is distributed. Per band, the single-process search sorts the
 band keys of all codes into an index and looks every probe key of every query up in it.
 Here the key space of each band is cut into ``R = 2**r`` ranges by the key's top ``r``
-bits, one *destination* per (band, range), and:
+bits, one *destination* per (band, range), and the rows are exchanged through files in a
+folder of the run's work folder, which every worker reads at the same path:
 
-1. One task per (band, chunk of images) emits rows: one ``index`` row per image (the band
-   key of its code, sent to the key's destination) and, per variant hash (a ``query``),
-   one row for each distinct destination among its probe keys, carrying its unflipped key
-   and weak-bit mask rather than the keys themselves. A flipped weak bit changes the
-   destination only when it is one of the top ``r`` bits, so a query travels about 1.5
-   times instead of once per probe key (about 5 times).
-2. The rows are range-partitioned on the destination (``dask.dataframe.set_index`` with
-   known divisions, a peer-to-peer shuffle spilled to disk): every bucket of every band
-   lies whole in one partition, and a partition holds about ``images_per_partition``
-   codes whatever the corpus size, so a worker's memory does not grow with it.
-3. A task per partition expands each query's probe keys, keeps those of its own
-   destination, and joins them with its buckets in numpy: each query hash is compared
-   with the codes of its bucket, and pairs within ``max_distance`` are kept. A bucket the
-   local search would drop (over ``max_bucket`` codes, or size x unflipped queries over
-   about a million comparisons) is dropped here too: its codes and the images of every
-   query landing in it are set aside, as there.
-4. Back here: the pairs (small) are deduplicated, the set-aside images searched
-   exhaustively among themselves, and every pair resolved exactly over all variants
-   (``_resolve_pairs``), as the local search ends.
+1. One task per *piece* (a few bands of a chunk of images) emits rows: one ``index`` row
+   per image (the band key of its code, sent to the key's destination) and, per variant
+   hash (a ``query``), one row for each distinct destination among its probe keys,
+   carrying its unflipped key and weak-bit mask rather than the keys themselves. A
+   flipped weak bit changes the destination only when it is one of the top ``r`` bits,
+   so a query travels about 1.5 times instead of once per probe key (about 5 times).
+   The task sorts its rows by destination (stable) and writes them as one file: where
+   each of its destinations' rows start, then the rows (two ``.npy`` arrays back to
+   back, written under a temporary name and renamed). Only the file's name and row
+   count go back through the scheduler.
+2. Once every piece is written, one task per destination reads its slice of each file
+   of its band's pieces (a seek and a read per file), so it holds the whole buckets of
+   its destination, about ``images_per_partition`` codes whatever the corpus size. It
+   expands each query's probe keys, keeps those of its own destination, and joins them
+   with its buckets in numpy: each query hash is compared with the codes of its bucket,
+   and pairs within ``max_distance`` are kept. A bucket the local search would drop
+   (over ``max_bucket`` codes, or size x unflipped queries over about a million
+   comparisons) is dropped here too: its codes and the images of every query landing in
+   it are set aside, as there.
+3. Back here: the pieces' files are removed, the pairs (small) deduplicated, the
+   set-aside images searched exhaustively among themselves, and every pair resolved
+   exactly over all variants (``_resolve_pairs``), as the local search ends.
+
+Why files and not a Dask dataframe shuffle (``set_index`` on the destination, which this
+module used before): a worker's memory. In the peer-to-peer shuffle a worker's peak RSS
+grew with the corpus (+26-38% from 10,000 to 100,000 images) while it held under 25 MB
+of task data: serialized shards waiting to be sent and native buffers. Here a task holds
+one piece's rows or one destination's rows, whatever the corpus size, and nothing is
+buffered between tasks but the files.
 
 Each step follows the local rules to the letter, so the output equals the local
 function's, pair for pair, on the same input (tested).
@@ -33,6 +44,7 @@ function's, pair for pair, on the same input (tested).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import uuid
@@ -40,7 +52,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from pcbforge.curate.candidates import (
     _HOT_TRIPLES,
@@ -57,23 +68,19 @@ from pcbforge.curate.candidates import (
     _validate_inputs,
 )
 
-#: Images per (band, chunk) task, and about the codes per shuffled partition; with 8
-#: variants a partition holds about 12 rows per code (0.3 MB per 1,000 codes), whatever
-#: the corpus size: this is what keeps worker memory flat.
+#: Images per piece task (over its bands), and about the codes per destination; with 8
+#: variants a destination holds about 13 rows per code (21 bytes each), whatever the
+#: corpus size: this is what keeps worker memory flat.
 IMAGES_PER_PARTITION = 16384
 BANDS_PER_TASK = 4
-#: Comparisons expanded at once while joining a partition's buckets.
+#: Comparisons expanded at once while joining a destination's buckets.
 _EXPAND_BLOCK = 1 << 19
 
-_ROW_META = pd.DataFrame({
-    "dest": pd.Series([], dtype=np.int64), "key": pd.Series([], dtype=np.uint32),
-    "weak": pd.Series([], dtype=np.uint32), "hash": pd.Series([], dtype=np.uint64),
-    "image": pd.Series([], dtype=np.uint32), "kind": pd.Series([], dtype=np.int8),
-})
-_FOUND_META = pd.DataFrame({"kind": pd.Series([], dtype=np.int8),
-                            "value": pd.Series([], dtype=np.int64)})
+#: One row of a piece file (packed: 21 bytes).
+ROW_DTYPE = np.dtype([("key", "<u4"), ("weak", "<u4"), ("hash", "<u8"), ("image", "<u4"),
+                      ("kind", "i1")])
 _INDEX, _QUERY = 0, 1
-_PAIR, _ASIDE = 0, 1
+_PIECE_SUFFIX = ".rows"
 
 
 def range_bits(n_images: int, band_bits: int, images_per_partition: int) -> int:
@@ -94,33 +101,34 @@ def find_candidate_pairs_dask(
     images_per_partition: int = IMAGES_PER_PARTITION,
 ) -> CandidatePairs:
     """:func:`~pcbforge.curate.candidates.find_candidate_pairs` with the grouping by band
-    value done as a shuffle on the Dask cluster of ``client``.
+    value done on the Dask cluster of ``client``, exchanged through files.
 
-    ``workdir``: a folder every worker can read at the same path (the run's stage); the
-    hashes go there once as ``.npy`` files that each task reads its slice of, instead of
-    travelling through the scheduler. Removed again before returning.
+    ``workdir``: a folder every worker can read and write at the same path (the run's
+    stage). The hashes go there once as ``.npy`` files that each task reads its slice of,
+    and each piece task writes its rows there for the destination tasks to read, instead
+    of anything large travelling through the scheduler. All of it is removed again
+    before returning, also when the search fails.
     """
-    import dask.dataframe as dd
-
     config = SearchConfig() if config is None else config
     if not isinstance(config, SearchConfig):
         raise TypeError(f"config: expected SearchConfig, got {type(config).__name__}")
     codes, variants, weak_bits = _validate_inputs(codes, variants, weak_bits)
-    n_images, n_variants = variants.shape
+    n_images = len(codes)
     if n_images < 2:
         return CandidatePairs.empty()
     probing = weak_bits is not None and config.probe_bits > 0
+    probe_bits = config.probe_bits if probing else 0
 
     folder = Path(workdir) / f"lsh-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True)
+    futures: list = []
     try:
         np.save(folder / "variants.npy", variants)
         if probing:
             np.save(folder / "weak.npy", weak_bits)
         bands = _band_positions(config)
         r = range_bits(n_images, config.band_bits, images_per_partition)
-        n_dest = len(bands) << r
-        # Each task: a few bands of a chunk of images (fewer, larger shuffle inputs).
+        # Each piece: a few bands of a chunk of images (fewer, larger files).
         group = max(1, min(len(bands), BANDS_PER_TASK))
         chunk = max(1, images_per_partition // group)
         pieces = [
@@ -129,35 +137,52 @@ def find_candidate_pairs_dask(
             for first in range(0, len(bands), group)
             for start in range(0, n_images, chunk)
         ]
-        rows = dd.from_map(
-            band_rows, pieces, folder=str(folder), bands=bands.tolist(),
-            probe_bits=config.probe_bits if probing else 0, range_bits=r, meta=_ROW_META,
-            label="lsh-band-rows", enforce_metadata=False,
-        )
-        # One partition per destination: divisions 0, 1, ..., n_dest - 1 (the last closed).
-        grouped = rows.set_index("dest", divisions=[*range(n_dest), n_dest - 1],
-                                 sorted=False, shuffle_method="p2p")
-        found = grouped.map_partitions(
-            join_buckets, n_images=n_images, radius=config.max_distance,
-            max_bucket=config.max_bucket, probe_bits=config.probe_bits if probing else 0,
-            band_bits=config.band_bits, range_bits=r, meta=_FOUND_META,
-        )
-        result = client.compute(found).result()
-    finally:
-        for name in ("variants.npy", "weak.npy"):
-            (folder / name).unlink(missing_ok=True)
-        folder.rmdir()
+        futures = client.map(band_rows, pieces, folder=str(folder), bands=bands.tolist(),
+                             probe_bits=probe_bits, range_bits=r, key="lsh-band-rows")
+        written = client.gather(futures)
+        files: dict[int, list[str]] = {}  # first band of a group -> its pieces' files
+        for (in_bands, _, _), (name, _) in zip(pieces, written, strict=True):
+            files.setdefault(in_bands[0], []).append(name)
 
-    kind = result["kind"].to_numpy()
-    value = result["value"].to_numpy(np.int64)
-    pairs = _sorted_unique(value[kind == _PAIR])
-    members = _sorted_unique(value[kind == _ASIDE])
+        # One join per destination, reading its rows from each file of its band's group:
+        # its number among that group's destinations is ``dest - (first band << r)``.
+        dests = list(range(len(bands) << r))
+        firsts = [(dest >> r) // group * group for dest in dests]
+        futures = client.map(
+            join_destination, dests, [dest - (first << r) for dest, first
+                                      in zip(dests, firsts, strict=True)],
+            [files[first] for first in firsts], folder=str(folder), n_images=n_images,
+            radius=config.max_distance, max_bucket=config.max_bucket, probe_bits=probe_bits,
+            band_bits=config.band_bits, range_bits=r, key="lsh-join")
+        found = client.gather(futures)
+    except BaseException:
+        _cleanup(client, futures, folder, strict=False)
+        raise
+    _cleanup(client, futures, folder, strict=True)
+
+    pairs = _sorted_unique(np.concatenate([p for p, _ in found]))
+    members = _sorted_unique(np.concatenate([a for _, a in found]))
     if len(members) > 1:
         sub_i, sub_j = _exhaustive_pairs(codes[members], variants[members], config.max_distance)
         pairs = _sorted_unique(np.concatenate(
             [pairs, _pair_codes(members[sub_i], members[sub_j], n_images)]))
     i, j = np.divmod(pairs, n_images)
     return _resolve_pairs(codes, variants, i, j, config.max_distance)
+
+
+def _cleanup(client, futures: list, folder: Path, strict: bool) -> None:
+    """Forget the tasks, then remove the staged hashes and every piece file (and a
+    temporary one a failed task left behind). ``strict``: a file that cannot be removed
+    is an error (after a failure it must not hide the first error)."""
+    if futures:
+        client.cancel(futures)
+    try:
+        for path in folder.iterdir():
+            path.unlink(missing_ok=True)
+        folder.rmdir()
+    except OSError:
+        if strict:
+            raise
 
 
 @lru_cache(maxsize=64)
@@ -172,17 +197,86 @@ def _top(keys: np.ndarray, shift: int) -> np.ndarray:
     return (keys >> np.uint32(shift)).astype(np.int64)
 
 
+# --------------------------------------------------------------------------------------
+# Piece files: offsets (int64, one per destination of the piece's bands, plus the end),
+# then the rows (ROW_DTYPE), sorted by destination; two .npy arrays back to back.
+# --------------------------------------------------------------------------------------
+
+
 def band_rows(piece: tuple[tuple[int, ...], int, int], folder: str, bands: list[list[int]],
-              probe_bits: int, range_bits: int) -> pd.DataFrame:
-    """Task: the index and query rows of images ``start:stop`` in the bands named, each
-    with its destination (see the module docstring)."""
+              probe_bits: int, range_bits: int) -> tuple[str, int]:
+    """Task: the index and query rows of images ``start:stop`` in the bands named, sorted
+    by destination (see the module docstring) and written as one file in ``folder``.
+    Returns the file's name and its number of rows."""
     in_bands, start, stop = piece
-    return pd.concat([_band_rows(band, start, stop, folder, bands, probe_bits, range_bits)
-                      for band in in_bands], ignore_index=True)
+    parts = [_band_rows(band, start, stop, folder, bands, probe_bits, range_bits)
+             for band in in_bands]
+    dest = np.concatenate([d for d, _ in parts]) - (in_bands[0] << range_bits)
+    rows = np.concatenate([rows for _, rows in parts])
+    del parts
+    order = np.argsort(dest, kind="stable")
+    counts = np.bincount(dest, minlength=len(in_bands) << range_bits)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    name = f"piece-{in_bands[0]:04d}-{start:010d}{_PIECE_SUFFIX}"
+    write_piece(os.path.join(folder, name), offsets, rows[order])
+    return name, len(rows)
+
+
+def write_piece(path: str, offsets: np.ndarray, rows: np.ndarray) -> None:
+    """Write a piece file atomically: under a temporary name in the same folder, then
+    renamed (a retried task, or a reader, never sees half a file)."""
+    temporary = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(temporary, "wb") as f:
+            np.lib.format.write_array(f, np.ascontiguousarray(offsets, "<i8"), version=(1, 0))
+            np.lib.format.write_array(f, np.ascontiguousarray(rows, ROW_DTYPE), version=(1, 0))
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _array_header(f, dtype: np.dtype) -> int:
+    """Read one ``.npy`` header at the file's position; the array's length (the data
+    follows)."""
+    version = np.lib.format.read_magic(f)
+    if version != (1, 0):
+        raise ValueError(f"{f.name}: unexpected .npy version {version}")
+    shape, fortran_order, found = np.lib.format.read_array_header_1_0(f)
+    if len(shape) != 1 or fortran_order or found != dtype:
+        raise ValueError(f"{f.name}: expected a 1-d {dtype} array, found {shape} {found}")
+    return shape[0]
+
+
+def _read_exactly(f, dtype: np.dtype, count: int) -> np.ndarray:
+    out = np.empty(count, dtype)
+    if count and f.readinto(out.view(np.uint8)) != out.nbytes:
+        raise ValueError(f"{f.name}: truncated")
+    return out
+
+
+def read_piece(path: str, slot: int) -> np.ndarray:
+    """The rows of one destination (``slot``: its number among the piece's destinations)
+    from a piece file: two offsets and one slice are read, nothing else."""
+    with open(path, "rb") as f:
+        n_offsets = _array_header(f, np.dtype("<i8"))
+        if not 0 <= slot < n_offsets - 1:
+            raise ValueError(f"{path}: destination {slot} not among its {n_offsets - 1}")
+        offsets_at = f.tell()
+        f.seek(offsets_at + 8 * slot)
+        lo, hi = (int(v) for v in _read_exactly(f, np.dtype("<i8"), 2))
+        f.seek(offsets_at + 8 * n_offsets)
+        n_rows = _array_header(f, ROW_DTYPE)
+        if not 0 <= lo <= hi <= n_rows:
+            raise ValueError(f"{path}: bad offsets {lo}:{hi} of {n_rows} rows")
+        f.seek(f.tell() + lo * ROW_DTYPE.itemsize)
+        return _read_exactly(f, ROW_DTYPE, hi - lo)
 
 
 def _band_rows(band: int, start: int, stop: int, folder: str, bands: list[list[int]],
-               probe_bits: int, range_bits: int) -> pd.DataFrame:
+               probe_bits: int, range_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The destinations (int64) and rows (ROW_DTYPE) of images ``start:stop`` in one band."""
     gather = _gather(tuple(bands[band]))
     shift = len(bands[band]) - range_bits
     first_dest = band << range_bits
@@ -202,43 +296,55 @@ def _band_rows(band: int, start: int, stop: int, folder: str, bands: list[list[i
                                 _top(weak_keys, shift).astype(np.uint32) if probe_bits
                                 else None, probe_bits)
     images = np.arange(start, stop, dtype=np.uint32)
-    return pd.DataFrame({
-        "dest": first_dest + np.concatenate([_top(index_keys, shift),
-                                             ranges.astype(np.int64)]),
-        "key": np.concatenate([index_keys, base_keys[query]]),
-        "weak": np.concatenate([np.zeros(len(codes), np.uint32), weak_keys[query]]),
-        "hash": np.concatenate([codes, queries[query]]),
-        "image": np.concatenate([images, images[query // n_variants]]),
-        "kind": np.concatenate([np.full(len(codes), _INDEX, np.int8),
-                                np.full(len(query), _QUERY, np.int8)]),
-    })
+    n_index = len(codes)
+    rows = np.empty(n_index + len(query), ROW_DTYPE)
+    rows["key"] = np.concatenate([index_keys, base_keys[query]])
+    rows["weak"] = np.concatenate([np.zeros(n_index, np.uint32), weak_keys[query]])
+    rows["hash"] = np.concatenate([codes, queries[query]])
+    rows["image"] = np.concatenate([images, images[query // n_variants]])
+    rows["kind"][:n_index] = _INDEX
+    rows["kind"][n_index:] = _QUERY
+    dest = first_dest + np.concatenate([_top(index_keys, shift), ranges.astype(np.int64)])
+    return dest, rows
 
 
-def join_buckets(part: pd.DataFrame, n_images: int, radius: int, max_bucket: int,
-                 probe_bits: int, band_bits: int, range_bits: int) -> pd.DataFrame:
-    """Task: the pairs within ``radius`` of the whole buckets of one shuffled partition, and
-    the images set aside by buckets too large to expand (the local search's rule)."""
+def join_destination(dest: int, slot: int, files: list[str], folder: str, n_images: int,
+                     radius: int, max_bucket: int, probe_bits: int, band_bits: int,
+                     range_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Task: the rows of destination ``dest`` (number ``slot`` in its pieces' files) read
+    from each of ``files``, joined (:func:`join_buckets`)."""
+    rows = np.concatenate([read_piece(os.path.join(folder, name), slot) for name in files])
+    return join_buckets(rows, dest, n_images=n_images, radius=radius, max_bucket=max_bucket,
+                        probe_bits=probe_bits, band_bits=band_bits, range_bits=range_bits)
+
+
+def join_buckets(rows: np.ndarray, dest: int, n_images: int, radius: int, max_bucket: int,
+                 probe_bits: int, band_bits: int, range_bits: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs within ``radius`` (pair codes, sorted, distinct) of the whole buckets of
+    one destination, whose rows (ROW_DTYPE, in any order) are given, and the images set
+    aside by buckets too large to expand (the local search's rule; sorted, distinct)."""
     shift = band_bits - range_bits
     low = np.uint32((1 << shift) - 1)
-    dests, dest_of_row = np.unique(part.index.to_numpy(np.int64), return_inverse=True)
-    kind = part["kind"].to_numpy()
-    key, weak = part["key"].to_numpy(np.uint32), part["weak"].to_numpy(np.uint32)
-    image = part["image"].to_numpy(np.int64)
-    hashes = part["hash"].to_numpy(np.uint64)
+    kind = rows["kind"]
+    key = np.ascontiguousarray(rows["key"])
+    weak = np.ascontiguousarray(rows["weak"])
+    image = rows["image"].astype(np.int64)
+    hashes = np.ascontiguousarray(rows["hash"])
     is_index = kind == _INDEX
-    rows = np.flatnonzero(~is_index)
+    queries = np.flatnonzero(~is_index)
 
-    # Every probe key of each query row, kept where it falls in this row's destination.
-    probes, local = _probe_keys(key[rows], weak[rows] if probe_bits else None, probe_bits)
-    is_base = np.arange(len(probes)) < len(rows)  # _probe_keys lists unflipped keys first
-    row_range = dests[dest_of_row[rows]] & ((1 << range_bits) - 1)
-    here = _top(probes, shift) == row_range[local]
+    # Every probe key of each query row, kept where it falls in this destination's range.
+    probes, local = _probe_keys(key[queries], weak[queries] if probe_bits else None,
+                                probe_bits)
+    is_base = np.arange(len(probes)) < len(queries)  # _probe_keys lists unflipped keys first
+    here = _top(probes, shift) == (dest & ((1 << range_bits) - 1))
     probes, local, is_base = probes[here], local[here], is_base[here]
 
-    # Buckets: (destination, key below the range bits), numbered densely when that fits.
-    index_bucket = (dest_of_row[is_index].astype(np.int64) << shift) | (key[is_index] & low)
-    query_bucket = (dest_of_row[rows][local].astype(np.int64) << shift) | (probes & low)
-    n_buckets = len(dests) << shift
+    # Buckets: the key below the range bits, numbered densely when that fits.
+    index_bucket = (key[is_index] & low).astype(np.int64)
+    query_bucket = (probes & low).astype(np.int64)
+    n_buckets = 1 << shift
     if n_buckets > 4 * len(index_bucket) + (1 << 16):  # sparse: number the buckets present
         present_keys = np.unique(index_bucket)
         slot = np.searchsorted(present_keys, query_bucket)
@@ -257,17 +363,13 @@ def join_buckets(part: pd.DataFrame, n_images: int, radius: int, max_bucket: int
     base_queries = np.bincount(slot[is_base], minlength=n_buckets)
     dropped = (size > max_bucket) | (size.astype(np.int64) * base_queries > _HOT_TRIPLES)
     lands_in_dropped = dropped[slot]
-    query_image, query_hash = image[rows][local], hashes[rows][local]
+    query_image, query_hash = image[queries][local], hashes[queries][local]
     aside = _sorted_unique(np.concatenate([index_image[np.repeat(dropped, size)],
                                            query_image[lands_in_dropped]]))
     live = np.flatnonzero(present & ~lands_in_dropped)
     pairs = _sorted_unique(_expand_matches(live, slot, first, size, index_image, index_hash,
                                            query_image, query_hash, radius, n_images))
-    return pd.DataFrame({
-        "kind": np.concatenate([np.full(len(pairs), _PAIR, np.int8),
-                                np.full(len(aside), _ASIDE, np.int8)]),
-        "value": np.concatenate([pairs, aside]).astype(np.int64),
-    })
+    return pairs.astype(np.int64), aside.astype(np.int64)
 
 
 def _expand_matches(live, slot, first, size, index_image, index_hash, query_image,

@@ -1,9 +1,9 @@
-"""The group-by-band LSH on a Dask cluster gives the local search's pairs, exactly."""
+"""The group-by-band LSH on a Dask cluster (rows exchanged through files) gives the local
+search's pairs, exactly."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from pcbforge.curate.candidates import CandidatePairs, SearchConfig, find_candidate_pairs
@@ -37,7 +37,7 @@ def test_equals_the_local_search(dask_engine, hashes, tmp_path, config) -> None:
                                     images_per_partition=2048)
     assert len(expected) > 200  # planted pairs found: the comparison is not vacuous
     assert_same_pairs(got, expected)
-    assert list(tmp_path.iterdir()) == []  # the staged hashes are removed
+    assert list(tmp_path.iterdir()) == []  # the staged hashes and piece files are removed
 
 
 def test_identity_only_and_a_dense_cluster(dask_engine, tmp_path) -> None:
@@ -71,7 +71,7 @@ def test_empty_and_single(dask_engine, tmp_path, n) -> None:
 
 
 def test_key_ranges_grow_with_the_corpus_not_the_partitions() -> None:
-    # About images_per_partition codes per shuffled partition, whatever the corpus size.
+    # About images_per_partition codes per destination, whatever the corpus size.
     assert range_bits(1000, 16, 16384) == 0
     assert range_bits(100_000, 17, 16384) == 3
     assert range_bits(10_000_000, 24, 16384) == 10
@@ -79,8 +79,8 @@ def test_key_ranges_grow_with_the_corpus_not_the_partitions() -> None:
 
 
 def test_joining_in_small_blocks_finds_the_same_pairs(hashes, tmp_path, monkeypatch) -> None:
-    # The join expands a partition's comparisons in blocks of _EXPAND_BLOCK (what bounds a
-    # worker's memory on crowded partitions); the blocks must not change what is found.
+    # The join expands a destination's comparisons in blocks of _EXPAND_BLOCK (what bounds
+    # a worker's memory on crowded destinations); the blocks must not change what is found.
     import pcbforge.curate.candidates_dask as cd
     from pcbforge.curate.candidates import _band_positions
 
@@ -88,14 +88,106 @@ def test_joining_in_small_blocks_finds_the_same_pairs(hashes, tmp_path, monkeypa
     np.save(tmp_path / "variants.npy", hashes.variants)
     np.save(tmp_path / "weak.npy", hashes.weak)
     bands = _band_positions(config).tolist()
-    rows = cd.band_rows((tuple(range(len(bands))), 0, len(hashes.codes)), str(tmp_path),
-                        bands, config.probe_bits, 0)
-    part = rows[rows["dest"] == 0].set_index("dest")
+    name, _ = cd.band_rows(((0,), 0, len(hashes.codes)), str(tmp_path), bands,
+                           config.probe_bits, 0)
+    rows = cd.read_piece(str(tmp_path / name), 0)
     kwargs = dict(n_images=len(hashes.codes), radius=config.max_distance,
                   max_bucket=config.max_bucket, probe_bits=config.probe_bits,
                   band_bits=config.band_bits, range_bits=0)
-    whole = cd.join_buckets(part, **kwargs)
+    whole = cd.join_buckets(rows, 0, **kwargs)
     monkeypatch.setattr(cd, "_EXPAND_BLOCK", 97)
-    blocked = cd.join_buckets(part, **kwargs)
-    assert (whole["kind"] == 0).sum() > 100  # pairs found in this band: not vacuous
-    pd.testing.assert_frame_equal(blocked, whole)
+    blocked = cd.join_buckets(rows, 0, **kwargs)
+    assert len(whole[0]) > 100  # pairs found in this band: not vacuous
+    for got, expected in zip(blocked, whole, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    # The order of a destination's rows does not matter (the join sorts).
+    shuffled = cd.join_buckets(rows[np.random.default_rng(0).permutation(len(rows))], 0,
+                               **kwargs)
+    for got, expected in zip(shuffled, whole, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_piece_files_hold_each_destination_whole(hashes, tmp_path) -> None:
+    # A piece's file: its rows sorted by destination, each destination read back alone;
+    # the slices of all pieces of a band group together are all rows of those bands.
+    import pcbforge.curate.candidates_dask as cd
+    from pcbforge.curate.candidates import _band_positions
+
+    config = SearchConfig(max_distance=12)
+    np.save(tmp_path / "variants.npy", hashes.variants)
+    np.save(tmp_path / "weak.npy", hashes.weak)
+    bands = _band_positions(config).tolist()
+    r = 2
+    n = len(hashes.codes)
+    names = [cd.band_rows(((2, 3), start, min(start + 1500, n)), str(tmp_path), bands,
+                          config.probe_bits, r) for start in range(0, n, 1500)]
+    assert [f.name for f in tmp_path.iterdir() if f.suffix == ".tmp"] == []
+    index_rows = 0
+    for slot in range(2 << r):
+        dest = (2 << r) + slot
+        shift = config.band_bits - r
+        got = np.concatenate([cd.read_piece(str(tmp_path / name), slot) for name, _ in names])
+        band_dest, band_rows = cd._band_rows(dest >> r, 0, n, str(tmp_path), bands,
+                                             config.probe_bits, r)
+        expected = band_rows[band_dest == dest]
+        np.testing.assert_array_equal(np.sort(got), np.sort(expected))
+        index = got[got["kind"] == 0]
+        assert ((index["key"] >> shift) == slot % (1 << r)).all()
+        index_rows += len(index)
+    assert index_rows == 2 * n  # every code once in each of the two bands
+    assert sum(count for _, count in names) == sum(
+        len(cd.read_piece(str(tmp_path / name), slot)) for name, _ in names
+        for slot in range(2 << r))
+    with pytest.raises(ValueError, match="not among"):
+        cd.read_piece(str(tmp_path / names[0][0]), 2 << r)
+
+
+def test_many_pieces_and_destinations_leave_no_files(dask_engine, hashes, tmp_path,
+                                                     monkeypatch) -> None:
+    # Small partitions: 4,000 images over 8 ranges per band (128 destinations) and 16
+    # pieces per band group, each destination reading from 16 files.
+    import pcbforge.curate.candidates_dask as cd
+
+    config = SearchConfig(max_distance=12)
+    assert range_bits(len(hashes.codes), config.band_bits, 500) == 3
+    calls = []
+    map_ = dask_engine.client.map
+
+    def counting_map(func, *iterables, **kwargs):
+        futures = map_(func, *iterables, **kwargs)
+        calls.append((func.__name__, len(futures)))
+        return futures
+
+    monkeypatch.setattr(dask_engine.client, "map", counting_map)
+    got = find_candidate_pairs_dask(dask_engine.client, hashes.codes, hashes.variants,
+                                    hashes.weak, config, workdir=tmp_path,
+                                    images_per_partition=500)
+    assert calls == [("band_rows", 4 * 32), ("join_destination", 16 << 3)]
+    assert_same_pairs(got, find_candidate_pairs(hashes.codes, hashes.variants, hashes.weak,
+                                                config))
+    assert list(tmp_path.iterdir()) == []  # hashes and piece files removed
+
+
+def test_files_are_removed_when_the_search_fails(dask_engine, hashes, tmp_path,
+                                                 monkeypatch) -> None:
+    # A join that fails (here: a piece file gone) fails the search, and the folder is
+    # still cleaned up.
+    import pcbforge.curate.candidates_dask as cd
+
+    gather = dask_engine.client.gather
+    state = {"calls": 0}
+
+    def gather_then_lose_a_file(futures, *args, **kwargs):
+        result = gather(futures, *args, **kwargs)
+        state["calls"] += 1
+        if state["calls"] == 1:  # the pieces are written: remove one before the joins
+            (folder,) = tmp_path.iterdir()
+            next(folder.glob(f"piece-*{cd._PIECE_SUFFIX}")).unlink()
+        return result
+
+    monkeypatch.setattr(dask_engine.client, "gather", gather_then_lose_a_file)
+    with pytest.raises(FileNotFoundError):
+        find_candidate_pairs_dask(dask_engine.client, hashes.codes, hashes.variants,
+                                  hashes.weak, SearchConfig(max_distance=12),
+                                  workdir=tmp_path, images_per_partition=1000)
+    assert list(tmp_path.iterdir()) == []
