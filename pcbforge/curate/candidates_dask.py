@@ -73,8 +73,10 @@ from pcbforge.curate.candidates import (
 #: corpus size: this is what keeps worker memory flat.
 IMAGES_PER_PARTITION = 16384
 BANDS_PER_TASK = 4
-#: Comparisons expanded at once while joining a destination's buckets.
-_EXPAND_BLOCK = 1 << 19
+#: Comparisons expanded at once while joining a destination's buckets, and query rows
+#: whose probe keys are expanded at once.
+_EXPAND_BLOCK = 1 << 17
+_QUERY_BLOCK = 1 << 14
 
 #: One row of a piece file (packed: 21 bytes).
 ROW_DTYPE = np.dtype([("key", "<u4"), ("weak", "<u4"), ("hash", "<u8"), ("image", "<u4"),
@@ -256,9 +258,10 @@ def _read_exactly(f, dtype: np.dtype, count: int) -> np.ndarray:
     return out
 
 
-def read_piece(path: str, slot: int) -> np.ndarray:
-    """The rows of one destination (``slot``: its number among the piece's destinations)
-    from a piece file: two offsets and one slice are read, nothing else."""
+def _piece_slice(path: str, slot: int) -> tuple[int, int]:
+    """Where the rows of one destination (``slot``: its number among the piece's
+    destinations) lie in a piece file: their byte offset and number. Two offsets are read,
+    nothing else."""
     with open(path, "rb") as f:
         n_offsets = _array_header(f, np.dtype("<i8"))
         if not 0 <= slot < n_offsets - 1:
@@ -270,8 +273,28 @@ def read_piece(path: str, slot: int) -> np.ndarray:
         n_rows = _array_header(f, ROW_DTYPE)
         if not 0 <= lo <= hi <= n_rows:
             raise ValueError(f"{path}: bad offsets {lo}:{hi} of {n_rows} rows")
-        f.seek(f.tell() + lo * ROW_DTYPE.itemsize)
-        return _read_exactly(f, ROW_DTYPE, hi - lo)
+        return f.tell() + lo * ROW_DTYPE.itemsize, hi - lo
+
+
+def read_pieces(paths: list[str], slot: int) -> np.ndarray:
+    """The rows of one destination from each of the piece files ``paths`` (the pieces of
+    its band group), read into one array."""
+    where = [_piece_slice(path, slot) for path in paths]
+    rows = np.empty(sum(count for _, count in where), ROW_DTYPE)
+    filled = 0
+    for path, (at, count) in zip(paths, where, strict=True):
+        with open(path, "rb") as f:
+            f.seek(at)
+            if count and f.readinto(rows[filled : filled + count].view(np.uint8)) != \
+                    count * ROW_DTYPE.itemsize:
+                raise ValueError(f"{path}: truncated")
+        filled += count
+    return rows
+
+
+def read_piece(path: str, slot: int) -> np.ndarray:
+    """The rows of one destination from one piece file."""
+    return read_pieces([path], slot)
 
 
 def _band_rows(band: int, start: int, stop: int, folder: str, bands: list[list[int]],
@@ -313,7 +336,7 @@ def join_destination(dest: int, slot: int, files: list[str], folder: str, n_imag
                      range_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Task: the rows of destination ``dest`` (number ``slot`` in its pieces' files) read
     from each of ``files``, joined (:func:`join_buckets`)."""
-    rows = np.concatenate([read_piece(os.path.join(folder, name), slot) for name in files])
+    rows = read_pieces([os.path.join(folder, name) for name in files], slot)
     return join_buckets(rows, dest, n_images=n_images, radius=radius, max_bucket=max_bucket,
                         probe_bits=probe_bits, band_bits=band_bits, range_bits=range_bits)
 
@@ -323,53 +346,71 @@ def join_buckets(rows: np.ndarray, dest: int, n_images: int, radius: int, max_bu
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The pairs within ``radius`` (pair codes, sorted, distinct) of the whole buckets of
     one destination, whose rows (ROW_DTYPE, in any order) are given, and the images set
-    aside by buckets too large to expand (the local search's rule; sorted, distinct)."""
+    aside by buckets too large to expand (the local search's rule; sorted, distinct).
+
+    The queries are expanded into their probe keys ``_QUERY_BLOCK`` rows at a time, so
+    that the memory a destination takes beyond its rows does not grow with them."""
     shift = band_bits - range_bits
     low = np.uint32((1 << shift) - 1)
-    kind = rows["kind"]
-    key = np.ascontiguousarray(rows["key"])
-    weak = np.ascontiguousarray(rows["weak"])
-    image = rows["image"].astype(np.int64)
-    hashes = np.ascontiguousarray(rows["hash"])
-    is_index = kind == _INDEX
+    own_range = dest & ((1 << range_bits) - 1)
+    is_index = rows["kind"] == _INDEX
     queries = np.flatnonzero(~is_index)
-
-    # Every probe key of each query row, kept where it falls in this destination's range.
-    probes, local = _probe_keys(key[queries], weak[queries] if probe_bits else None,
-                                probe_bits)
-    is_base = np.arange(len(probes)) < len(queries)  # _probe_keys lists unflipped keys first
-    here = _top(probes, shift) == (dest & ((1 << range_bits) - 1))
-    probes, local, is_base = probes[here], local[here], is_base[here]
+    index_rows = rows[is_index]
 
     # Buckets: the key below the range bits, numbered densely when that fits.
-    index_bucket = (key[is_index] & low).astype(np.int64)
-    query_bucket = (probes & low).astype(np.int64)
+    index_bucket = (index_rows["key"] & low).astype(np.int64)
     n_buckets = 1 << shift
+    present_keys = None
     if n_buckets > 4 * len(index_bucket) + (1 << 16):  # sparse: number the buckets present
         present_keys = np.unique(index_bucket)
-        slot = np.searchsorted(present_keys, query_bucket)
-        found = slot < len(present_keys)
-        found[found] = present_keys[slot[found]] == query_bucket[found]
         n_buckets = len(present_keys) + 1  # the last one stays empty: queries that miss
         index_bucket = np.searchsorted(present_keys, index_bucket)
-        query_bucket = np.where(found, slot, n_buckets - 1)
+
+    def bucket_of(keys: np.ndarray) -> np.ndarray:
+        """The bucket of each (uint32) key in this destination's range."""
+        bucket = (keys & low).astype(np.int64)
+        if present_keys is None:
+            return bucket
+        slot = np.searchsorted(present_keys, bucket)
+        found = slot < len(present_keys)
+        found[found] = present_keys[slot[found]] == bucket[found]
+        return np.where(found, slot, n_buckets - 1)
+
     size = np.bincount(index_bucket, minlength=n_buckets)
     first = np.cumsum(size) - size
     order = np.argsort(index_bucket, kind="stable")
-    index_image, index_hash = image[is_index][order], hashes[is_index][order]
+    index_image = index_rows["image"][order].astype(np.int64)
+    index_hash = np.ascontiguousarray(index_rows["hash"][order])
+    del index_rows, index_bucket, order
 
-    slot = query_bucket
-    present = size[slot] > 0
-    base_queries = np.bincount(slot[is_base], minlength=n_buckets)
+    # The local rule: a bucket is dropped when it holds over max_bucket codes or when its
+    # size times its unflipped queries (a query's own key, where it is in this range)
+    # passes _HOT_TRIPLES.
+    base = rows["key"][queries]
+    base_queries = np.bincount(bucket_of(base[_top(base, shift) == own_range]),
+                               minlength=n_buckets)
+    del base
     dropped = (size > max_bucket) | (size.astype(np.int64) * base_queries > _HOT_TRIPLES)
-    lands_in_dropped = dropped[slot]
-    query_image, query_hash = image[queries][local], hashes[queries][local]
-    aside = _sorted_unique(np.concatenate([index_image[np.repeat(dropped, size)],
-                                           query_image[lands_in_dropped]]))
-    live = np.flatnonzero(present & ~lands_in_dropped)
-    pairs = _sorted_unique(_expand_matches(live, slot, first, size, index_image, index_hash,
-                                           query_image, query_hash, radius, n_images))
-    return pairs.astype(np.int64), aside.astype(np.int64)
+    aside = [index_image[np.repeat(dropped, size)]]
+    pairs = []
+    for lo in range(0, len(queries), _QUERY_BLOCK):
+        block = rows[queries[lo : lo + _QUERY_BLOCK]]
+        # Every probe key of each query row, kept where it falls in this range.
+        probes, local = _probe_keys(np.ascontiguousarray(block["key"]),
+                                    np.ascontiguousarray(block["weak"]) if probe_bits
+                                    else None, probe_bits)
+        here = _top(probes, shift) == own_range
+        slot = bucket_of(probes[here])
+        local = local[here]
+        query_image = block["image"].astype(np.int64)[local]
+        query_hash = np.ascontiguousarray(block["hash"])[local]
+        lands_in_dropped = dropped[slot]
+        aside.append(_sorted_unique(query_image[lands_in_dropped]))
+        live = np.flatnonzero((size[slot] > 0) & ~lands_in_dropped)
+        pairs.append(_expand_matches(live, slot, first, size, index_image, index_hash,
+                                     query_image, query_hash, radius, n_images))
+    pairs = _sorted_unique(np.concatenate(pairs)) if pairs else np.empty(0, np.int64)
+    return pairs.astype(np.int64), _sorted_unique(np.concatenate(aside)).astype(np.int64)
 
 
 def _expand_matches(live, slot, first, size, index_image, index_hash, query_image,

@@ -79,8 +79,9 @@ def test_key_ranges_grow_with_the_corpus_not_the_partitions() -> None:
 
 
 def test_joining_in_small_blocks_finds_the_same_pairs(hashes, tmp_path, monkeypatch) -> None:
-    # The join expands a destination's comparisons in blocks of _EXPAND_BLOCK (what bounds
-    # a worker's memory on crowded destinations); the blocks must not change what is found.
+    # The join expands a destination's probe keys _QUERY_BLOCK query rows at a time and its
+    # comparisons in blocks of _EXPAND_BLOCK (what bounds a worker's memory on crowded
+    # destinations); the blocks must not change what is found.
     import pcbforge.curate.candidates_dask as cd
     from pcbforge.curate.candidates import _band_positions
 
@@ -95,7 +96,9 @@ def test_joining_in_small_blocks_finds_the_same_pairs(hashes, tmp_path, monkeypa
                   max_bucket=config.max_bucket, probe_bits=config.probe_bits,
                   band_bits=config.band_bits, range_bits=0)
     whole = cd.join_buckets(rows, 0, **kwargs)
+    assert len(rows) > 3 * 1000
     monkeypatch.setattr(cd, "_EXPAND_BLOCK", 97)
+    monkeypatch.setattr(cd, "_QUERY_BLOCK", 1000)
     blocked = cd.join_buckets(rows, 0, **kwargs)
     assert len(whole[0]) > 100  # pairs found in this band: not vacuous
     for got, expected in zip(blocked, whole, strict=True):
