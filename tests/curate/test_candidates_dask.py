@@ -147,10 +147,8 @@ def test_piece_files_hold_each_destination_whole(hashes, tmp_path) -> None:
 
 def test_many_pieces_and_destinations_leave_no_files(dask_engine, hashes, tmp_path,
                                                      monkeypatch) -> None:
-    # Small partitions: 4,000 images over 8 ranges per band (128 destinations) and 16
-    # pieces per band group, each destination reading from 16 files.
-    import pcbforge.curate.candidates_dask as cd
-
+    # Small partitions: 4,000 images over 8 ranges per band (128 destinations) and 32
+    # pieces (of 125 images) per group of 4 bands, each destination reading from 32 files.
     config = SearchConfig(max_distance=12)
     assert range_bits(len(hashes.codes), config.band_bits, 500) == 3
     calls = []
