@@ -20,11 +20,14 @@ folder of the run's work folder, which every worker reads at the same path:
    count go back through the scheduler.
 2. Once every piece is written, one task per destination reads its slice of each file
    of its band's pieces (a seek and a read per file), so it holds the whole buckets of
-   its destination, about ``images_per_partition`` codes whatever the corpus size. It
-   expands each query's probe keys, keeps those of its own destination, and joins them
-   with its buckets in numpy: each query hash is compared with the codes of its bucket,
-   and pairs within ``max_distance`` are kept. A bucket the local search would drop
-   (over ``max_bucket`` codes, or size x unflipped queries over about a million
+   its destination: about ``images_per_partition`` codes on average whatever the corpus
+   size (the key bits are not uniform, so destinations are uneven: in the 100k
+   benchmark's occupancy search the largest held 42,898 codes, 368,231 rows or 7.7 MB,
+   against a median of 9,364). It expands its queries' probe keys a block of rows at a
+   time, keeps those of its own destination, and joins them with its buckets in numpy,
+   a block of comparisons at a time: each query hash is compared with the codes of its
+   bucket, and pairs within ``max_distance`` are kept. A bucket the local search would
+   drop (over ``max_bucket`` codes, or size x unflipped queries over about a million
    comparisons) is dropped here too: its codes and the images of every query landing in
    it are set aside, as there.
 3. Back here: the pieces' files are removed, the pairs (small) deduplicated, the
@@ -35,8 +38,8 @@ Why files and not a Dask dataframe shuffle (``set_index`` on the destination, wh
 module used before): a worker's memory. In the peer-to-peer shuffle a worker's peak RSS
 grew with the corpus (+26-38% from 10,000 to 100,000 images) while it held under 25 MB
 of task data: serialized shards waiting to be sent and native buffers. Here a task holds
-one piece's rows or one destination's rows, whatever the corpus size, and nothing is
-buffered between tasks but the files.
+one piece's rows or one destination's rows plus a block's temporaries, and nothing is
+buffered between tasks but the files (``benchmarks/RESULTS.md``, engine_bench: +7-8%).
 
 Each step follows the local rules to the letter, so the output equals the local
 function's, pair for pair, on the same input (tested).
@@ -69,8 +72,8 @@ from pcbforge.curate.candidates import (
 )
 
 #: Images per piece task (over its bands), and about the codes per destination; with 8
-#: variants a destination holds about 13 rows per code (21 bytes each), whatever the
-#: corpus size: this is what keeps worker memory flat.
+#: variants a destination holds 9-14 rows per code (21 bytes each; the benchmark's 10k
+#: and 100k pHash searches), whatever the corpus size.
 IMAGES_PER_PARTITION = 16384
 BANDS_PER_TASK = 4
 #: Comparisons expanded at once while joining a destination's buckets, and query rows
