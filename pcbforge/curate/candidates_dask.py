@@ -258,45 +258,40 @@ def _array_header(f, dtype: np.dtype) -> int:
     return shape[0]
 
 
-def _read_exactly(f, dtype: np.dtype, count: int) -> np.ndarray:
-    out = np.empty(count, dtype)
-    if count and f.readinto(out.view(np.uint8)) != out.nbytes:
+def _read_into(f, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` from the file's position; ``ValueError`` when the file ends first."""
+    if out.nbytes and f.readinto(out.view(np.uint8)) != out.nbytes:
         raise ValueError(f"{f.name}: truncated")
     return out
 
 
-def _piece_slice(path: str, slot: int) -> tuple[int, int]:
-    """Where the rows of one destination (``slot``: its number among the piece's
-    destinations) lie in a piece file: their byte offset and number. Two offsets are read,
-    nothing else."""
-    with open(path, "rb") as f:
-        n_offsets = _array_header(f, np.dtype("<i8"))
-        if not 0 <= slot < n_offsets - 1:
-            raise ValueError(f"{path}: destination {slot} not among its {n_offsets - 1}")
-        offsets_at = f.tell()
-        f.seek(offsets_at + 8 * slot)
-        lo, hi = (int(v) for v in _read_exactly(f, np.dtype("<i8"), 2))
-        f.seek(offsets_at + 8 * n_offsets)
-        n_rows = _array_header(f, ROW_DTYPE)
-        if not 0 <= lo <= hi <= n_rows:
-            raise ValueError(f"{path}: bad offsets {lo}:{hi} of {n_rows} rows")
-        return f.tell() + lo * ROW_DTYPE.itemsize, hi - lo
+def _read_slice(f, slot: int) -> np.ndarray:
+    """The rows of one destination (``slot``: its number among the piece's destinations)
+    from an open piece file: two offsets and those rows are read, nothing else."""
+    n_offsets = _array_header(f, np.dtype("<i8"))
+    if not 0 <= slot < n_offsets - 1:
+        raise ValueError(f"{f.name}: destination {slot} not among its {n_offsets - 1}")
+    offsets_at = f.tell()
+    f.seek(offsets_at + 8 * slot)
+    lo, hi = (int(v) for v in _read_into(f, np.empty(2, "<i8")))
+    f.seek(offsets_at + 8 * n_offsets)
+    n_rows = _array_header(f, ROW_DTYPE)
+    if not 0 <= lo <= hi <= n_rows:
+        raise ValueError(f"{f.name}: bad offsets {lo}:{hi} of {n_rows} rows")
+    f.seek(f.tell() + lo * ROW_DTYPE.itemsize)
+    return _read_into(f, np.empty(hi - lo, ROW_DTYPE))
 
 
 def read_pieces(paths: list[str], slot: int) -> np.ndarray:
     """The rows of one destination from each of the piece files ``paths`` (the pieces of
-    its band group), read into one array."""
-    where = [_piece_slice(path, slot) for path in paths]
-    rows = np.empty(sum(count for _, count in where), ROW_DTYPE)
-    filled = 0
-    for path, (at, count) in zip(paths, where, strict=True):
+    its band group), as one array; each file is opened once."""
+    parts = []
+    for path in paths:
         with open(path, "rb") as f:
-            f.seek(at)
-            if count and f.readinto(rows[filled : filled + count].view(np.uint8)) != \
-                    count * ROW_DTYPE.itemsize:
-                raise ValueError(f"{path}: truncated")
-        filled += count
-    return rows
+            parts.append(_read_slice(f, slot))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, ROW_DTYPE)
 
 
 def read_piece(path: str, slot: int) -> np.ndarray:
