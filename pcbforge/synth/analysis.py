@@ -32,6 +32,7 @@ class BoardAnalysis:
     dist_copper: np.ndarray  # float32, inside copper: distance to the nearest substrate
     dist_substrate: np.ndarray  # float32, inside substrate: distance to the nearest copper
     ridge: np.ndarray  # flat indices of trace centreline pixels (not pads or pours)
+    ridge_wide: np.ndarray  # flat indices of centreline pixels of wide conductors (bands)
     edge_out: np.ndarray  # flat indices of substrate pixels touching copper
     edge_in: np.ndarray  # flat indices of copper pixels touching substrate
     copper_colour: np.ndarray  # float32 (C,) median colour of copper
@@ -120,13 +121,20 @@ def analyze_board(image: np.ndarray, *, px_per_mm: float = DEEPPCB_PX_PER_MM,
         nearby <= dist_cu + 2.0)
     border = int(round(15 * scale))
     trace[:border], trace[-border:], trace[:, :border], trace[:, -border:] = (False,) * 4
+    # Wide conductors (18-64 px at 48 px/mm): the centreline of a band, not the middle of
+    # a pour. Real opens cut such bands too (38% of DeepPCB's train/val opens sit on
+    # conductors wider than 18 px), with a thin scratch right across.
+    wide = ridge_mask & (dist_cu > 9.0 * scale) & (dist_cu <= 32.0 * scale) & (
+        nearby <= dist_cu + 2.0)
+    border = int(round(40 * scale))
+    wide[:border], wide[-border:], wide[:, :border], wide[:, -border:] = (False,) * 4
     edge_out = (dist_sub > 0) & (dist_sub <= 1.5)
     edge_in = (dist_cu > 0) & (dist_cu <= 1.5)
     cu_colour, cu_noise = _colour_stats(image, cu)
     sub_colour, sub_noise = _colour_stats(image, 1 - cu)
     return BoardAnalysis(
         image=image, binary=binary, copper=cu, nets=nets, dist_copper=dist_cu,
-        dist_substrate=dist_sub, ridge=np.flatnonzero(trace),
+        dist_substrate=dist_sub, ridge=np.flatnonzero(trace), ridge_wide=np.flatnonzero(wide),
         edge_out=np.flatnonzero(edge_out), edge_in=np.flatnonzero(edge_in),
         copper_colour=cu_colour, substrate_colour=sub_colour, copper_noise=cu_noise,
         substrate_noise=sub_noise, px_per_mm=float(px_per_mm),

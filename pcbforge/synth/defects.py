@@ -105,6 +105,11 @@ def _random_where(rng: np.random.Generator, a: BoardAnalysis, field: np.ndarray,
 # --------------------------------------------------------------------------- generators
 
 
+#: Share of spurs drawn as slivers leaning well over the edge; the rest are fingers about
+#: square to it (about half and half among 48 of DeepPCB's train/val spurs looked at).
+SPUR_SLIVER_SHARE = 0.5
+
+
 def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     """A protrusion growing out of a conductor edge into clear substrate."""
     s = a.scale
@@ -114,10 +119,18 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         y, x, n = _edge_spot(rng, a, a.edge_out, a.dist_substrate)
         if n is None:
             continue
-        length = _lognormal(rng, 11.5 * s, 0.3, 5.0 * s, 22.0 * s)
-        u = _rotate(n, float(rng.uniform(-0.6, 0.6)))
-        r0 = float(rng.uniform(2.6, 4.4)) * s
-        r1 = float(rng.uniform(1.2, 2.6)) * s
+        if rng.random() < SPUR_SLIVER_SHARE:
+            # A sliver: leaning well over, a stroke of near even width.
+            length = _lognormal(rng, 12.5 * s, 0.3, 5.0 * s, 24.0 * s)
+            u = _rotate(n, float(rng.choice([-1.0, 1.0])) * float(rng.uniform(0.6, 1.1)))
+            r0 = float(rng.uniform(2.2, 3.2)) * s
+            r1 = float(rng.uniform(1.6, 2.6)) * s
+        else:
+            # A finger: about square to the edge, tapering.
+            length = _lognormal(rng, 10.0 * s, 0.3, 4.0 * s, 20.0 * s)
+            u = _rotate(n, float(rng.uniform(-0.6, 0.6)))
+            r0 = float(rng.uniform(2.4, 3.8)) * s
+            r1 = float(rng.uniform(1.2, 2.6)) * s
         p = np.array([x, y], np.float64)
         tip = p + u * length
         # Clear substrate past the tip: the spur must not reach a neighbour.
@@ -240,8 +253,8 @@ def _half_width(a: BoardAnalysis, p: np.ndarray, inward: np.ndarray, reach: floa
     return float(values.max()) if len(values) else 0.0
 
 
-def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
-    """A bite out of a conductor edge that leaves the conductor whole."""
+def _round_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A round bite out of a conductor edge that leaves the conductor whole."""
     s = a.scale
     if not len(a.edge_in):
         return None
@@ -273,11 +286,96 @@ def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | Non
     return None
 
 
+#: Share of mousebites drawn as slits: most of DeepPCB's are thin strokes (about 6 px
+#: across) that run obliquely into the copper from its edge, some ending in a rounder
+#: dab; the rest are round bites.
+MOUSEBITE_SLIT_SHARE = 0.6
+
+
+def _slit_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A thin slit running obliquely from a conductor edge into the copper, without
+    cutting the conductor through."""
+    s = a.scale
+    for _ in range(SPOT_TRIES):
+        y, x, n = _edge_spot(rng, a, a.edge_in, a.dist_copper)
+        if n is None:
+            continue
+        p = np.array([x, y], np.float64)
+        width = 2.0 * _half_width(a, p, n, 40.0 * s)
+        if width < 9.0 * s:
+            continue
+        radius = float(rng.uniform(1.5, 2.4)) * s
+        lean = float(rng.choice([-1.0, 1.0])) * float(rng.uniform(0.35, 1.15))
+        u = _rotate(n, lean)
+        length = _lognormal(rng, 13.0 * s, 0.35, 6.0 * s, 30.0 * s)
+        end_radius = radius
+        if rng.random() < 0.3:
+            end_radius = float(rng.uniform(2.4, 3.4)) * s  # a rounder dab at the end
+        # At least ~4.5 px of the conductor stays beside the deepest point.
+        depth = length * math.cos(lean) + end_radius
+        if depth > width - 4.5 * s:
+            length = (width - 4.5 * s - end_radius) / math.cos(lean)
+            if length < 3.0 * s:
+                continue
+        start = p - n * (0.6 * radius)
+        tip = p + u * length
+        bend = _perp(u) * float(rng.uniform(-0.15, 0.15)) * length
+        mid = p + u * (0.5 * length) + bend
+        if not _inside(a, [start, mid, tip], end_radius + 2):
+            continue
+        radii = [radius, radius * float(rng.uniform(0.85, 1.15)), end_radius]
+        return {"strokes": [_stroke([start, mid, tip], radii)], "host": [y, x], "slit": True}
+    return None
+
+
+def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A bite out of a conductor edge that leaves the conductor whole: a thin oblique slit
+    (:data:`MOUSEBITE_SLIT_SHARE` of the time) or a round bite."""
+    if not len(a.edge_in):
+        return None
+    if rng.random() < MOUSEBITE_SLIT_SHARE:
+        params = _slit_bite(a, rng)
+        if params is not None:
+            return params
+    return _round_bite(a, rng)
+
+
 _ANGLES = np.linspace(0.0, math.pi, 16, endpoint=False)
+_DIRS = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1)
+
+#: Share of opens that cut a wide conductor (a band of 18-64 px at 48 px/mm) where the
+#: board has one. On DeepPCB's five train boards 42% of opens have copper wider than 18 px
+#: in their box (a median 313 px removed, 36 px long: narrow strokes right across a band)
+#: against 58% on traces (82 px, 15 px). Measured the same way, this share gives 49%:
+#: some trace opens also have a wide pad in their box.
+WIDE_OPEN_SHARE = 0.3
 
 
-def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
-    """A cut straight through a trace (not a pad or a pour)."""
+def _cross_section(a: BoardAnalysis, y: int, x: int, half: float
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The unit (x, y) direction across the conductor whose centreline passes (y, x), and
+    the one along it; ``None`` where there is no clear cross-section (a corner, a junction
+    or a blob). ``half`` is the conductor's half width there."""
+    h, w = a.shape
+    ts = np.arange(-3.0 * half - 2, 3.0 * half + 3, 1.0)
+    xs = np.clip(np.round(x + _DIRS[:, :1] * ts).astype(int), 0, w - 1)
+    ys = np.clip(np.round(y + _DIRS[:, 1:] * ts).astype(int), 0, h - 1)
+    inside = a.copper[ys, xs] > 0
+    centre = len(ts) // 2
+    reach = [
+        (np.argmin(row[centre:]) if not row[centre:].all() else len(ts))
+        + (np.argmin(row[centre::-1]) if not row[centre::-1].all() else len(ts))
+        for row in inside
+    ]
+    k = int(np.argmin(reach))
+    if reach[k] > 2.6 * half + 4 or reach[(k + 8) % 16] < 2.0 * reach[k]:
+        return None
+    across = _DIRS[k]
+    return across, _perp(across)
+
+
+def _trace_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A round-brush gap cut through a trace (not a pad or a pour)."""
     s = a.scale
     h, w = a.shape
     for _ in range(SPOT_TRIES):
@@ -293,29 +391,16 @@ def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             continue
         if a.dist_copper[y - rad:y + rad + 1, x - rad:x + rad + 1].max() > half + 2.0:
             continue  # a pad or a pour nearby, not a plain trace
-        # Cross-section: the direction in which the conductor is narrowest.
-        ts = np.arange(-3.0 * half - 2, 3.0 * half + 3, 1.0)
-        dirs = np.stack([np.cos(_ANGLES), np.sin(_ANGLES)], axis=1)
-        xs = np.clip(np.round(x + dirs[:, :1] * ts).astype(int), 0, w - 1)
-        ys = np.clip(np.round(y + dirs[:, 1:] * ts).astype(int), 0, h - 1)
-        inside = a.copper[ys, xs] > 0
-        centre = len(ts) // 2
-        reach = [
-            (np.argmin(row[centre:]) if not row[centre:].all() else len(ts))
-            + (np.argmin(row[centre::-1]) if not row[centre::-1].all() else len(ts))
-            for row in inside
-        ]
-        k = int(np.argmin(reach))
-        across = dirs[k]
-        if reach[k] > 2.6 * half + 4 or reach[(k + 8) % 16] < 2.0 * reach[k]:
-            continue  # no clear cross-section: a corner, a junction or a blob
-        along = _perp(across)
-        # The gap's length follows the trace's width, so the copper removed keeps to
-        # DeepPCB's size (median ~107 px at 48 px/mm) on thin and wide traces alike.
-        area = _lognormal(rng, 65.0 * s * s, 0.35, 20.0 * s * s, 300.0 * s * s)
+        section = _cross_section(a, y, x, half)
+        if section is None:
+            continue
+        across, along = section
+        # The gap's length follows the trace's width, so the copper removed keeps to the
+        # size of DeepPCB's opens on traces up to 18 px wide (median ~82 px at 48 px/mm).
+        area = _lognormal(rng, 45.0 * s * s, 0.35, 16.0 * s * s, 240.0 * s * s)
         radius = float(np.clip(area / (4.0 * half + 1e-6), 1.8 * s, 6.0 * s))
-        # Cuts are seldom square to the trace: slant the stroke by up to ~50 degrees.
-        slant = float(rng.uniform(-1.3, 1.3))
+        # Cuts are seldom square to the trace: slant the stroke by up to ~30 degrees.
+        slant = float(rng.uniform(-0.6, 0.6))
         cut = _unit(across + along * slant)
         reach_px = (half + radius + 2.0 * s) / math.cos(math.atan(slant))
         c = np.array([x, y], np.float64) + along * float(rng.uniform(-1.0, 1.0)) * s
@@ -324,13 +409,54 @@ def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
                   c + cut * reach_px + along * float(rng.uniform(-2.0, 2.0)) * s]
         radii = [radius * float(rng.uniform(0.8, 1.2)) for _ in range(3)]
         strokes = [_stroke(points, radii)]
-        if rng.random() < 0.15:
+        if rng.random() < 0.1:
             # A missing stretch, not just a cut: the brush also runs along the trace.
             stretch = float(rng.uniform(6.0, 24.0)) * s
             wide = half + float(rng.uniform(1.0, 2.0)) * s
             strokes.append(_stroke([c, c + along * stretch], [wide, wide]))
         return {"strokes": strokes, "host": [y, x]}
     return None
+
+
+def _wide_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A narrow stroke right across a wide conductor (a band, not a pour), slanted and
+    slightly bent, as DeepPCB's opens on wide copper are."""
+    s = a.scale
+    for _ in range(SPOT_TRIES):
+        spot = _pick(rng, a.ridge_wide, a)
+        if spot is None:
+            return None
+        y, x = spot
+        half = float(a.dist_copper[y, x])
+        section = _cross_section(a, y, x, half)
+        if section is None:
+            continue
+        across, along = section
+        slant = float(rng.uniform(-0.8, 0.8))
+        cut = _rotate(across, slant)
+        radius = float(rng.uniform(2.0, 3.2)) * s
+        # Past both edges: the slanted cut is longer than the band is wide.
+        reach_px = (half + radius + 2.5 * s) / math.cos(slant)
+        bend = float(rng.uniform(-0.12, 0.12)) * reach_px
+        c = np.array([x, y], np.float64)
+        points = [c + cut * t * reach_px + _perp(cut) * bend * (1.0 - t * t)
+                  + along * float(rng.uniform(-0.5, 0.5)) * s
+                  for t in (-1.0, -1.0 / 3.0, 1.0 / 3.0, 1.0)]
+        if not _inside(a, points, radius + 2):
+            continue
+        radii = [radius * float(rng.uniform(0.85, 1.15)) for _ in range(4)]
+        return {"strokes": [_stroke(points, radii)], "host": [y, x], "wide": True}
+    return None
+
+
+def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
+    """A cut right through a conductor: a round gap in a trace, or (on boards with wide
+    conductors, :data:`WIDE_OPEN_SHARE` of the time) a narrow stroke across a band."""
+    if len(a.ridge_wide) and rng.random() < WIDE_OPEN_SHARE:
+        params = _wide_open(a, rng)
+        if params is not None:
+            return params
+    return _trace_open(a, rng)
 
 
 #: One generator per class.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
+from pcbforge.synth import defects
 from pcbforge.synth.analysis import BoardAnalysis, analyze_board
 from pcbforge.synth.boards import draw_board
 from pcbforge.synth.defects import (
@@ -15,7 +17,7 @@ from pcbforge.synth.defects import (
     draw_strokes,
     stroke_bounds,
 )
-from pcbforge.synth.topology import ADDS_COPPER, DefectClass
+from pcbforge.synth.topology import ADDS_COPPER, DefectClass, check_topology
 
 BOARD_SEEDS = (0, 1, 2)
 SAMPLE_SEEDS = (0, 1, 2, 3)
@@ -129,3 +131,123 @@ def test_no_spot_gives_none() -> None:
             assert params is not None
         else:
             assert params is None, name
+
+
+def _bands_board() -> np.ndarray:
+    """Copper (black) on substrate (white): a 10 px trace, a 40 px band and a pour."""
+    board = np.full((400, 640), 255, np.uint8)
+    board[60:70, 20:620] = 0  # trace, rows 60-69
+    board[140:180, 20:620] = 0  # band, rows 140-179 (centre 159.5)
+    board[230:390, 100:540] = 0  # pour, 160 x 440
+    return board
+
+
+def _apply(a: BoardAnalysis, name: DefectClass, params: dict, pad: int = 12
+           ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """Copper before and after drawing ``params``, in a window ``pad`` px around them."""
+    region, (x, y) = defect_region(a, name, params)
+    after = a.copper.copy()
+    h, w = region.shape
+    window = after[y:y + h, x:x + w]
+    if name in ADDS_COPPER:
+        window |= region
+    else:
+        window &= 1 - region
+    x0, y0 = max(x - pad, 0), max(y - pad, 0)
+    x1, y1 = min(x + w + pad, a.shape[1]), min(y + h + pad, a.shape[0])
+    return a.copper[y0:y1, x0:x1], after[y0:y1, x0:x1], (x0, y0, x1, y1)
+
+
+def _thickness(region: np.ndarray) -> float:
+    """Twice the largest distance from a region pixel to the region's outside."""
+    padded = np.pad(region.astype(np.uint8), 1)
+    return 2.0 * float(cv2.distanceTransform(padded, cv2.DIST_L2, 5).max())
+
+
+def test_ridge_wide_marks_wide_bands_only() -> None:
+    a = analyze_board(_bands_board())
+    assert len(a.ridge_wide)
+    ys, xs = np.divmod(a.ridge_wide, a.shape[1])
+    assert ((ys >= 157) & (ys <= 162)).all(), sorted(set(ys.tolist()))
+    assert xs.min() >= 40 and xs.max() < 600  # the board's border is left out
+    # The thin trace is a trace, not a band.
+    ty, _ = np.divmod(a.ridge, a.shape[1])
+    assert ((ty >= 62) & (ty <= 67)).any() and not ((ty >= 140) & (ty < 180)).any()
+
+
+def test_wide_opens_cut_the_band_with_a_narrow_stroke(monkeypatch) -> None:
+    monkeypatch.setattr(defects, "WIDE_OPEN_SHARE", 1.0)
+    a = analyze_board(_bands_board())
+    for seed in range(12):
+        params = _sample(a, DefectClass.open, seed)
+        assert params is not None and params.get("wide") is True, params
+        hy, hx = params["host"]
+        assert 140 <= hy < 180
+        before, after, _ = _apply(a, DefectClass.open, params)
+        ok, reason = check_topology(DefectClass.open, before, after)
+        assert ok, (seed, reason)
+        region, _ = defect_region(a, DefectClass.open, params)
+        radius = max(params["strokes"][0]["radii"])
+        assert _thickness(region) <= 2 * radius + 4, (seed, _thickness(region), radius)
+        # Right across the band, so its removed copper is at least the band's width long.
+        assert region.sum() >= 40 * 2 * 2.0 * 0.7
+
+
+def test_boards_without_bands_still_get_trace_opens(monkeypatch) -> None:
+    monkeypatch.setattr(defects, "WIDE_OPEN_SHARE", 1.0)
+    board = _bands_board()
+    board[100:400] = 255  # the trace only
+    a = analyze_board(board)
+    assert not len(a.ridge_wide)
+    params = _sample(a, DefectClass.open, 0)
+    assert params is not None and "wide" not in params
+    before, after, _ = _apply(a, DefectClass.open, params)
+    assert check_topology(DefectClass.open, before, after)[0]
+
+
+def test_mousebite_slits_bite_the_edge_without_cutting(monkeypatch) -> None:
+    monkeypatch.setattr(defects, "MOUSEBITE_SLIT_SHARE", 1.0)
+    a = analyze_board(_bands_board())
+    slits = 0
+    for seed in range(16):
+        params = _sample(a, DefectClass.mousebite, seed)
+        assert params is not None
+        before, after, _ = _apply(a, DefectClass.mousebite, params)
+        ok, reason = check_topology(DefectClass.mousebite, before, after)
+        assert ok, (seed, reason, params)
+        if params.get("slit"):
+            slits += 1
+            region, _ = defect_region(a, DefectClass.mousebite, params)
+            radii = params["strokes"][0]["radii"]
+            # A slit: thin (cv2 draws a slanted band up to ~3 px wider than its brush),
+            # and longer than it is thick.
+            assert _thickness(region) <= 2 * max(radii) + 4
+            ys, xs = np.nonzero(region)
+            extent = max(np.ptp(ys), np.ptp(xs)) + 1
+            assert extent >= 1.5 * 2 * min(radii), (seed, extent, radii)
+    # The 10 px trace is too narrow for a slit, the band and the pour are not.
+    assert slits >= 10
+
+
+def test_spur_slivers_and_fingers_both_pass_the_spur_rule(monkeypatch) -> None:
+    a = analyze_board(_bands_board())
+    for share in (0.0, 1.0):
+        monkeypatch.setattr(defects, "SPUR_SLIVER_SHARE", share)
+        angles = []
+        for seed in range(12):
+            params = _sample(a, DefectClass.spur, seed)
+            assert params is not None
+            before, after, _ = _apply(a, DefectClass.spur, params)
+            ok, reason = check_topology(DefectClass.spur, before, after)
+            assert ok, (share, seed, reason)
+            (bx, by), _, (tx, ty) = params["strokes"][0]["points"]
+            hy, hx = params["host"]
+            normal = -np.array(np.gradient(a.dist_copper.astype(float)))[:, hy, hx][::-1]
+            normal /= np.hypot(*normal)
+            grow = np.array([tx - hx, ty - hy]) / np.hypot(tx - hx, ty - hy)
+            angles.append(float(np.arccos(np.clip(grow @ normal, -1, 1))))
+        # Fingers stand about square to the edge, slivers lean well over.
+        if share == 0.0:
+            assert max(angles) < 0.75, angles
+        else:
+            assert min(angles) > 0.45, angles
