@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--regimes", default=",".join(REGIMES))
     parser.add_argument("--few-share", type=float, default=0.05)
     parser.add_argument("--synth-per-template", type=int, default=1)
+    parser.add_argument("--few-repeat", type=int, default=1,
+                        help="repeat each few-real crop this many times in few_real+synthetic")
     parser.add_argument("--no-negatives", action="store_true",
                         help="synthetic regimes without defect-free misregistered pairs")
     parser.add_argument("--epochs", type=int, default=8)
@@ -45,6 +47,7 @@ def main() -> None:
         train_boards=_names(args.train_boards), test_boards=_names(args.test_boards),
         regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
         few_share=args.few_share, synth_per_template=args.synth_per_template,
+        few_repeat=args.few_repeat,
         negatives=not args.no_negatives, epochs=args.epochs, seed=args.seed,
         device=args.device, workers=args.workers)
     run_transfer(config, log=lambda line: print(line, flush=True))

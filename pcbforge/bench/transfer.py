@@ -61,6 +61,9 @@ class TransferConfig:
     regimes: tuple[str, ...] = REGIMES
     few_share: float = 0.05
     synth_per_template: int = 1
+    #: In ``few_real+synthetic``, each few-real crop is repeated this many times, so the
+    #: few real pairs (~800 crops) are not drowned by the synthetic set (~24,000).
+    few_repeat: int = 1
     #: Add defect-free synthetic pairs (each template against a misregistered copy of
     #: itself) so the synthetic regimes see what is not a defect too.
     negatives: bool = True
@@ -118,6 +121,9 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
     unknown = set(config.regimes) - set(REGIMES)
     if unknown:
         raise ValueError(f"unknown regimes {sorted(unknown)}; valid: {', '.join(REGIMES)}")
+    if config.few_repeat < 1 or config.synth_per_template < 1:
+        raise ValueError(f"few_repeat and synth_per_template must be >= 1, got "
+                         f"{config.few_repeat} and {config.synth_per_template}")
     started = time.perf_counter()
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +174,7 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
         "synthetic": lambda: synthetic,
         "few_real": lambda: Samples.concat([real_by_pair[n] for n in sorted(few_names)]),
         "few_real+synthetic": lambda: Samples.concat(
-            [real_by_pair[n] for n in sorted(few_names)] + [synthetic]),
+            [real_by_pair[n] for n in sorted(few_names)] * config.few_repeat + [synthetic]),
     }
     results: dict[str, dict] = {}
     for regime in config.regimes:
@@ -199,7 +205,8 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
         "test_pairs": len(test_pairs), "test_truths": len(truths),
         "candidate_recall": _candidate_recall(test_pairs, tests),
         "seed": config.seed, "epochs": config.epochs, "device": config.device,
-        "synth_per_template": config.synth_per_template, "negatives": config.negatives,
+        "synth_per_template": config.synth_per_template, "few_repeat": config.few_repeat,
+        "negatives": config.negatives,
         "synth_seconds": round(synth_seconds, 1), "regimes": results, "targets": summary,
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -115,3 +115,21 @@ def test_leaking_test_set_and_unknown_regime_are_refused(deeppcb_folder: Path,
     with pytest.raises(ValueError, match="unknown regimes"):
         run_transfer(TransferConfig(train_dir=deeppcb_folder, test_dir=deeppcb_folder,
                                     out=tmp_path / "y", regimes=("magic",)))
+
+
+def test_few_repeat_weighs_the_few_real_crops(deeppcb_folder: Path, tmp_path: Path) -> None:
+    from pcbforge.bench.transfer import TransferConfig, run_transfer
+
+    payload = run_transfer(TransferConfig(
+        train_dir=deeppcb_folder, test_dir=deeppcb_folder, out=tmp_path / "out",
+        train_boards={"group10000"}, test_boards={"group20000"}, epochs=1, workers=1,
+        few_share=0.25, few_repeat=3, regimes=("few_real", "synthetic", "few_real+synthetic")),
+        log=lambda _: None)
+    counts = {name: result["train_samples"] for name, result in payload["regimes"].items()}
+    assert counts["few_real"] > 0
+    assert counts["few_real+synthetic"] == 3 * counts["few_real"] + counts["synthetic"]
+    assert payload["few_repeat"] == 3
+    with pytest.raises(ValueError, match="few_repeat"):
+        run_transfer(TransferConfig(train_dir=deeppcb_folder, test_dir=deeppcb_folder,
+                                    out=tmp_path / "z", train_boards={"group10000"},
+                                    test_boards={"group20000"}, few_repeat=0))
