@@ -32,8 +32,8 @@ def main() -> None:
     parser.add_argument("--test-boards", help="only these boards to test on")
     parser.add_argument("--regimes", default=",".join(REGIMES))
     parser.add_argument("--few-share", type=float, default=0.05)
-    parser.add_argument("--synth-per-template", type=int, default=1)
-    parser.add_argument("--few-repeat", type=int, default=1,
+    parser.add_argument("--synth-per-template", type=int, default=2)
+    parser.add_argument("--few-repeat", type=int, default=16,
                         help="repeat each few-real crop this many times in few_real+synthetic")
     parser.add_argument("--no-negatives", action="store_true",
                         help="synthetic regimes without defect-free misregistered pairs")
