@@ -216,14 +216,16 @@ def test_boxes_masks_and_attributes_arrive(converted):
     dataset, fo_dataset = converted
     expected = _sorted(dataset.labels)
     got = _fiftyone_boxes(fo_dataset)
-    assert len(got) == len(expected) == 50
+    assert len(got) == len(expected) > 0
     assert got["label"].tolist() == expected["label"].tolist()
     np.testing.assert_allclose(got[BOX].to_numpy(float), expected[BOX].to_numpy(float),
                                rtol=1e-6, atol=0)
     assert got["synthetic"].tolist() == expected["synthetic"].tolist()
     assert got["params"].tolist() == expected["params"].tolist()
     assert got["mask"].tolist() == expected["mask"].tolist()
-    assert (expected["mask"] != "").sum() == expected["synthetic"].sum() == 47  # drawn ones
+    # Drawn boxes carry their masks, hand-drawn (real) ones none; the fixture has both.
+    assert (expected["mask"] != "").tolist() == expected["synthetic"].astype(bool).tolist()
+    assert 0 < expected["synthetic"].sum() < len(expected)
 
 
 def test_round_trip_without_edits_is_lossless(converted, tmp_path):
