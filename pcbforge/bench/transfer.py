@@ -151,6 +151,7 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
     real = _map(pair_samples, [(str(a), str(b), c) for a, b, c in train_pairs], config.workers) \
         if needs_real else []
     real_by_pair = dict(zip((p[1] for p in train_pairs), real, strict=False))
+    few_real = [real_by_pair[n] for n in sorted(few_names)] if needs_real else []
     synthetic = Samples.empty()
     synth_seconds = 0.0
     if needs_synth:
@@ -176,9 +177,9 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
     sets = {
         "real": lambda: Samples.concat(real),
         "synthetic": lambda: synthetic,
-        "few_real": lambda: Samples.concat([real_by_pair[n] for n in sorted(few_names)]),
-        "few_real+synthetic": lambda: Samples.concat(
-            [real_by_pair[n] for n in sorted(few_names)] * config.few_repeat + [synthetic]),
+        "few_real": lambda: Samples.concat(few_real),
+        "few_real+synthetic": lambda: Samples.concat(few_real * config.few_repeat
+                                                     + [synthetic]),
     }
     results: dict[str, dict] = {}
     for regime in config.regimes:

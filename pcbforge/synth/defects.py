@@ -254,10 +254,9 @@ def _half_width(a: BoardAnalysis, p: np.ndarray, inward: np.ndarray, reach: floa
 
 
 def _round_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
-    """A round bite out of a conductor edge that leaves the conductor whole."""
+    """A round bite out of a conductor edge that leaves the conductor whole (``a.edge_in``
+    not empty)."""
     s = a.scale
-    if not len(a.edge_in):
-        return None
     for _ in range(SPOT_TRIES):
         y, x, n = _edge_spot(rng, a, a.edge_in, a.dist_copper)
         if n is None:
