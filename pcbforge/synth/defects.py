@@ -108,6 +108,43 @@ def _random_where(rng: np.random.Generator, a: BoardAnalysis, field: np.ndarray,
 #: Share of spurs drawn as slivers leaning well over the edge; the rest are fingers about
 #: square to it (about half and half among 48 of DeepPCB's train/val spurs looked at).
 SPUR_SLIVER_SHARE = 0.5
+#: Share of spurs drawn as a ragged fringe: a low growth along the edge with a few bumps
+#: on it. About 14% of the spurs of DeepPCB's five train boards are so (several parts, or a
+#: base along the edge ~20 px long against ~11 px for the others, reaching as far: ~10 px).
+SPUR_RAGGED_SHARE = 0.15
+
+
+def _ragged_spur(a: BoardAnalysis, rng: np.random.Generator, y: int, x: int,
+                 n: np.ndarray) -> Params | None:
+    """A fringe along the edge at (y, x) (outward normal ``n``): a low, uneven base stroke
+    running along a straight stretch of edge, with 2-4 bumps growing out of it."""
+    s = a.scale
+    t = _perp(n)
+    run = _lognormal(rng, 18.0 * s, 0.3, 10.0 * s, 32.0 * s)
+    p = np.array([x, y], np.float64)
+    ks = np.linspace(-0.5, 0.5, 5) * run
+    along = [p + t * k for k in ks]
+    if not _inside(a, along, 14.0 * s):
+        return None
+    # The edge must run straight under the whole base: every point hugs the copper.
+    if any(a.dist_substrate[int(round(q[1])), int(round(q[0]))] > 2.0 * s for q in along):
+        return None
+    lift = float(rng.uniform(0.3, 1.2)) * s
+    base = [q + n * (lift + float(rng.uniform(-0.6, 0.6)) * s) for q in along]
+    strokes = [_stroke(base, [float(rng.uniform(1.6, 2.6)) * s for _ in base])]
+    for k in np.sort(rng.uniform(-0.45, 0.45, int(rng.integers(2, 5)))) * run:
+        root = p + t * k
+        u = _rotate(n, float(rng.uniform(-0.5, 0.5)))
+        r1 = float(rng.uniform(1.0, 2.0)) * s
+        tip = root + u * _lognormal(rng, 6.5 * s, 0.35, 3.0 * s, 11.0 * s)
+        # Clear substrate from the edge to 4 px past the tip: no neighbour within reach.
+        probe = [root + u * k for k in np.arange(2.0, float(np.hypot(*(tip - root)))
+                                                 + r1 + 4.0 * s, 1.0)]
+        if not _inside(a, probe, 1) or any(
+                a.copper[int(round(q[1])), int(round(q[0]))] for q in probe):
+            return None
+        strokes.append(_stroke([root - n * s, tip], [float(rng.uniform(1.5, 2.5)) * s, r1]))
+    return {"strokes": strokes, "host": [int(y), int(x)]}
 
 
 def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
@@ -119,6 +156,11 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         y, x, n = _edge_spot(rng, a, a.edge_out, a.dist_substrate)
         if n is None:
             continue
+        if rng.random() < SPUR_RAGGED_SHARE:
+            params = _ragged_spur(a, rng, y, x, n)
+            if params is None:
+                continue
+            return params
         if rng.random() < SPUR_SLIVER_SHARE:
             # A sliver: leaning well over, a stroke of near even width.
             length = _lognormal(rng, 12.5 * s, 0.3, 5.0 * s, 24.0 * s)
@@ -204,18 +246,46 @@ def _blob(rng: np.random.Generator, centre: np.ndarray, length: float,
     return points, radii
 
 
+#: Share of spurious copper drawn as a thin bent strand (a hair) rather than a blob: 6.5% of
+#: the spurious copper of DeepPCB's five train boards is at most 6 px thick and at least
+#: 14 px long (median 18 px long, 108 px), and another 6% comes in several pieces.
+COPPER_STRAND_SHARE = 0.12
+
+
+def _strand(rng: np.random.Generator, centre: np.ndarray, length: float,
+            radius: float) -> tuple[list[np.ndarray], list[float]]:
+    """A thin stroke of ``length`` bending as it goes, centred on ``centre``."""
+    count = int(rng.integers(4, 7))
+    step = length / (count - 1)
+    angle = float(rng.uniform(0, 2 * math.pi))
+    points = [np.zeros(2)]
+    for _ in range(count - 1):
+        angle += float(rng.normal(0.0, 0.5))
+        points.append(points[-1] + step * np.array([math.cos(angle), math.sin(angle)]))
+    middle = (np.min(points, axis=0) + np.max(points, axis=0)) / 2
+    return ([centre + q - middle for q in points],
+            [radius * float(rng.uniform(0.8, 1.15)) for _ in range(count)])
+
+
 def sample_copper(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
-    """An isolated island of copper in clear substrate (spurious copper)."""
+    """An isolated island of copper in clear substrate (spurious copper): a blob, or
+    :data:`COPPER_STRAND_SHARE` of the time a thin bent strand."""
     s = a.scale
-    length = _lognormal(rng, 11.0 * s, 0.35, 2.0 * s, 28.0 * s)
-    radius = float(rng.uniform(3.2, 5.5)) * s
+    strand = rng.random() < COPPER_STRAND_SHARE
+    if strand:
+        length = _lognormal(rng, 24.0 * s, 0.3, 12.0 * s, 40.0 * s)
+        radius = float(rng.uniform(1.3, 2.4)) * s
+    else:
+        length = _lognormal(rng, 11.0 * s, 0.35, 2.0 * s, 28.0 * s)
+        radius = float(rng.uniform(3.2, 5.5)) * s
     clear = length / 2 + 1.2 * radius + 8.0 * s
     for _ in range(4):
         spot = _random_where(rng, a, a.dist_substrate, clear)
         if spot is None:
             continue
         y, x = spot
-        points, radii = _blob(rng, np.array([x, y], np.float64), length, radius)
+        points, radii = (_strand if strand else _blob)(rng, np.array([x, y], np.float64),
+                                                       length, radius)
         if _inside(a, points, radius + 2):
             return {"strokes": [_stroke(points, radii)], "host": [y, x]}
     return None

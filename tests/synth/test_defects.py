@@ -228,6 +228,7 @@ def test_mousebite_slits_bite_the_edge_without_cutting(monkeypatch) -> None:
 
 def test_spur_slivers_and_fingers_both_pass_the_spur_rule(monkeypatch) -> None:
     a = analyze_board(_bands_board())
+    monkeypatch.setattr(defects, "SPUR_RAGGED_SHARE", 0.0)
     for share in (0.0, 1.0):
         monkeypatch.setattr(defects, "SPUR_SLIVER_SHARE", share)
         angles = []
@@ -247,3 +248,52 @@ def test_spur_slivers_and_fingers_both_pass_the_spur_rule(monkeypatch) -> None:
             assert max(angles) < 0.75, angles
         else:
             assert min(angles) > 0.45, angles
+
+
+def test_ragged_spurs_run_along_the_edge_and_pass_the_spur_rule(monkeypatch) -> None:
+    a = analyze_board(_bands_board())
+    monkeypatch.setattr(defects, "SPUR_RAGGED_SHARE", 1.0)
+    runs, reaches = [], []
+    for seed in range(12):
+        params = _sample(a, DefectClass.spur, seed)
+        assert params is not None
+        ok, reason = _topology(a, DefectClass.spur, params)
+        assert ok, (seed, reason)
+        base, *bumps = params["strokes"]
+        assert 2 <= len(bumps) <= 4
+        # The base lies along the edge (every point within ~3 px of the copper) and is
+        # longer than the bumps reach out of it.
+        points = np.array(base["points"])
+        near = a.dist_substrate[np.round(points[:, 1]).astype(int),
+                                np.round(points[:, 0]).astype(int)]
+        assert (near <= 3.5).all(), near
+        run = float(np.hypot(*(points[-1] - points[0])))
+        region, _ = defect_region(a, DefectClass.spur, params)
+        reach = max(float(a.dist_substrate[int(round(b["points"][-1][1])),
+                                           int(round(b["points"][-1][0]))]) for b in bumps)
+        assert run >= 10 and region.sum() > 0
+        runs.append(run)
+        reaches.append(reach)
+    assert np.median(runs) > np.median(reaches), (runs, reaches)
+
+
+def test_copper_strands_are_thin_long_islands(monkeypatch) -> None:
+    a = analyze_board(_bands_board())
+    for share in (0.0, 1.0):
+        monkeypatch.setattr(defects, "COPPER_STRAND_SHARE", share)
+        thickness, extents = [], []
+        for seed in range(12):
+            params = _sample(a, DefectClass.copper, seed)
+            assert params is not None
+            ok, reason = _topology(a, DefectClass.copper, params)
+            assert ok, (share, seed, reason)
+            region, _ = defect_region(a, DefectClass.copper, params)
+            ys, xs = np.nonzero(region)
+            thickness.append(_thickness(region))
+            extents.append(max(np.ptp(ys), np.ptp(xs)) + 1)
+        if share == 1.0:
+            # Hairs: ~5 px thick (a bend may fold a little thicker), longer than thick.
+            assert np.median(thickness) <= 6.0 and max(thickness) <= 9.0, thickness
+            assert min(e / t for e, t in zip(extents, thickness, strict=True)) >= 2.0
+        else:
+            assert np.median(thickness) >= 6.0, thickness  # blobs
