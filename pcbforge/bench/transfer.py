@@ -36,6 +36,7 @@ from pcbforge.bench.reference import (
     Samples,
     classify,
     detections,
+    merge_fragments,
     negative_samples,
     pair_candidates,
     pair_samples,
@@ -190,7 +191,7 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
         probs = classify(model, test_samples, device=config.device)
         found, at = [], 0
         for (_, tested, _), (boxes, crops) in zip(test_pairs, tests, strict=True):
-            found += detections(str(tested), boxes, probs[at:at + len(crops)])
+            found += merge_fragments(detections(str(tested), boxes, probs[at:at + len(crops)]))
             at += len(crops)
         evaluation = evaluate(found, truths, DEEPPCB_CLASSES)
         results[regime] = {**evaluation.as_dict(),
