@@ -138,7 +138,7 @@ def _ragged_spur(a: BoardAnalysis, rng: np.random.Generator, y: int, x: int,
         r1 = float(rng.uniform(1.0, 2.0)) * s
         tip = root + u * _lognormal(rng, 6.5 * s, 0.35, 3.0 * s, 11.0 * s)
         # Clear substrate from the edge to 4 px past the tip: no neighbour within reach.
-        probe = [root + u * d for d in np.arange(2.0, float(np.hypot(*(tip - root)))
+        probe = [root + u * d for d in np.arange(2.0 * s, float(np.hypot(*(tip - root)))
                                                  + r1 + 4.0 * s, 1.0)]
         if not _inside(a, probe, 1) or any(
                 a.copper[int(round(q[1])), int(round(q[0]))] for q in probe):
