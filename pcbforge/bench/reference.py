@@ -278,8 +278,8 @@ def merge_fragments(found: Sequence[Detection]) -> list[Detection]:
     candidates, and each alone matches its truth box poorly or is a duplicate, which the
     protocol counts as a false positive. Two labelled defects of one class almost never
     overlap (11 such pairs among the 6,213 boxes of DeepPCB's five train boards), so an
-    overlap means one defect. Detections are taken by decreasing score, so a fragment joins the strongest
-    box it touches; the result does not depend on the input order.
+    overlap means one defect. Detections are taken by decreasing score, so a fragment
+    joins the strongest box it touches; the result does not depend on the input order.
     """
     order = sorted(found, key=lambda d: (d.image, -d.score, d.label, d.box))
     kept: list[Detection] = []
