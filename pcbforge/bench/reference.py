@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from pcbforge.bench.candidates import CandidateParams, find_candidates
-from pcbforge.bench.metrics import Detection, best_truth
+from pcbforge.bench.metrics import Detection, best_truth, iou
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
 
 CLASSES: tuple[str, ...] = (*DEEPPCB_CLASSES, "background")
@@ -266,10 +266,6 @@ def detections(image: str, boxes: list[Box], probs: np.ndarray) -> list[Detectio
     return found
 
 
-def _touch(a: Sequence[float], b: Sequence[float]) -> bool:
-    return not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
-
-
 def merge_fragments(found: Sequence[Detection]) -> list[Detection]:
     """One detection per defect: same-class detections of one image whose boxes overlap are
     pieces of one defect, so they become one box (their union) with the best score.
@@ -285,7 +281,7 @@ def merge_fragments(found: Sequence[Detection]) -> list[Detection]:
     kept: list[Detection] = []
     for d in order:
         for k, other in enumerate(kept):
-            if other.image == d.image and other.label == d.label and _touch(other.box, d.box):
+            if other.image == d.image and other.label == d.label and iou(other.box, d.box) > 0:
                 a, b = other.box, d.box
                 kept[k] = Detection(other.image, other.label, other.score,
                                     (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]),
