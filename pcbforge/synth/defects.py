@@ -186,11 +186,24 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     return None
 
 
+#: Widest gap a short bridges (px at 48 px/mm). A quarter of the shorts of DeepPCB's five
+#: train boards span more than 37 px and a tenth more than 56 px (up to ~170): thin,
+#: nearly straight bridges across the wide clearance between copper bands and pours.
+SHORT_MAX_GAP = 80.0
+#: Share of the gaps wider than 36 px that are kept, so the shorts' spans follow the train
+#: boards' (a random edge spot faces a wide gap far more often than real shorts do).
+SHORT_WIDE_KEEP = 0.1
+#: Share of the bridges between two sides of one conductor that are kept: 4.6% of the
+#: train boards' shorts join copper that is apart inside their box but one conductor on
+#: the whole tile (a channel cut into a pour, bridged).
+SHORT_SAME_NET_KEEP = 0.6
+
+
 def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     """A bridge of copper across the gap between two different conductors."""
     s = a.scale
     h, w = a.shape
-    ts = np.arange(1.0, 36.0 * s + 1.0, 0.5)
+    ts = np.arange(1.0, SHORT_MAX_GAP * s + 1.0, 0.5)
     if not len(a.edge_out):
         return None
     for _ in range(SPOT_TRIES):
@@ -212,21 +225,30 @@ def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             continue
         gap = float(ts[hits[0]])
         net_b = int(a.nets[ys[hits[0]], xs[hits[0]]])
-        if net_a == 0 or net_b in (0, net_a) or not 6.0 * s <= gap <= 36.0 * s:
+        if net_a == 0 or net_b == 0 or not 6.0 * s <= gap <= SHORT_MAX_GAP * s:
             continue
-        # Real shorts favour the wider gaps (median extent ~23 px): narrow ones are kept
-        # only part of the time.
+        # Copper of one net on both sides (a pour around a channel): a short only where the
+        # two sides are apart near the bridge (the topology check in the box decides), and
+        # only as often as on the train boards.
+        if net_b == net_a and rng.random() >= SHORT_SAME_NET_KEEP:
+            continue
+        # Real shorts favour the middling gaps (median extent ~23 px): narrow and wide ones
+        # are kept only part of the time.
         if gap < 12.0 * s and rng.random() < 0.5:
+            continue
+        if gap > 36.0 * s and rng.random() >= SHORT_WIDE_KEEP * 36.0 * s / gap:
             continue
         into = 2.0 * s
         pa = p - u * into
         pb = p + u * (gap + into)
         span = pb - pa
         length = float(np.hypot(*span))
-        wiggle = _perp(u) * float(rng.uniform(-0.45, 0.45)) * length
+        # Bends sideways by up to a third of its length, at most ~8 px: long bridges run
+        # nearly straight (as on the train boards: width/length of the bridge ~0.2-0.3).
+        wiggle = _perp(u) * float(rng.uniform(-0.35, 0.35)) * min(length, 24.0 * s)
         mid1 = pa + span * float(rng.uniform(0.3, 0.45)) + wiggle
         mid2 = pa + span * float(rng.uniform(0.55, 0.7)) + wiggle * float(rng.uniform(-0.5, 1.0))
-        r = float(rng.uniform(2.0, 3.8)) * s
+        r = float(rng.uniform(1.8, 3.5)) * s
         radii = [r * float(rng.uniform(0.8, 1.2)) for _ in range(4)]
         if not _inside(a, [pa, pb, mid1, mid2], 2):
             continue
