@@ -190,8 +190,9 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
 #: train boards span more than 37 px and a tenth more than 56 px (up to ~170): thin,
 #: nearly straight bridges across the wide clearance between copper bands and pours.
 SHORT_MAX_GAP = 80.0
-#: Share of the gaps wider than 36 px that are kept, so the shorts' spans follow the train
-#: boards' (a random edge spot faces a wide gap far more often than real shorts do).
+#: A gap wider than 36 px is kept with probability ``SHORT_WIDE_KEEP * 36 / gap``, so the
+#: shorts' spans follow the train boards' (a random edge spot faces a wide gap far more
+#: often than real shorts do).
 SHORT_WIDE_KEEP = 0.1
 #: Share of the bridges between two sides of one conductor that are kept: 4.6% of the
 #: train boards' shorts join copper that is apart inside their box but one conductor on
@@ -200,7 +201,8 @@ SHORT_SAME_NET_KEEP = 0.6
 
 
 def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
-    """A bridge of copper across the gap between two different conductors."""
+    """A bridge of copper across the gap between two different conductors (or, now and
+    then, between two sides of one conductor that are apart near the bridge)."""
     s = a.scale
     h, w = a.shape
     ts = np.arange(1.0, SHORT_MAX_GAP * s + 1.0, 0.5)
