@@ -73,6 +73,17 @@ def _inside(a: BoardAnalysis, points: list[np.ndarray], margin: float) -> bool:
     return all(margin <= p[0] < w - margin and margin <= p[1] < h - margin for p in points)
 
 
+def _pixels(a: BoardAnalysis, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixel of each (x, y) point of ``points`` (shape (..., 2), e.g. the points of a
+    ray ``origin + ts[:, None] * direction``): rows and columns rounded and clipped to the
+    board, and whether each point rounds to a pixel on the board."""
+    h, w = a.shape
+    xs = np.round(points[..., 0]).astype(int)
+    ys = np.round(points[..., 1]).astype(int)
+    on = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    return ys.clip(0, h - 1), xs.clip(0, w - 1), on
+
+
 def _pick(rng: np.random.Generator, candidates: np.ndarray, a: BoardAnalysis
           ) -> tuple[int, int] | None:
     """A random (y, x) among ``candidates`` (flat pixel indices)."""
@@ -127,7 +138,8 @@ def _ragged_spur(a: BoardAnalysis, rng: np.random.Generator, y: int, x: int,
     if not _inside(a, along, 14.0 * s):
         return None
     # The edge must run straight under the whole base: every point hugs the copper.
-    if any(a.dist_substrate[int(round(q[1])), int(round(q[0]))] > 2.0 * s for q in along):
+    ys, xs, _ = _pixels(a, np.array(along))
+    if (a.dist_substrate[ys, xs] > 2.0 * s).any():
         return None
     lift = float(rng.uniform(0.3, 1.2)) * s
     base = [q + n * (lift + float(rng.uniform(-0.6, 0.6)) * s) for q in along]
@@ -138,10 +150,9 @@ def _ragged_spur(a: BoardAnalysis, rng: np.random.Generator, y: int, x: int,
         r1 = float(rng.uniform(1.0, 2.0)) * s
         tip = root + u * _lognormal(rng, 6.5 * s, 0.35, 3.0 * s, 11.0 * s)
         # Clear substrate from the edge to 4 px past the tip: no neighbour within reach.
-        probe = [root + u * d for d in np.arange(2.0 * s, float(np.hypot(*(tip - root)))
-                                                 + r1 + 4.0 * s, 1.0)]
-        if not _inside(a, probe, 1) or any(
-                a.copper[int(round(q[1])), int(round(q[0]))] for q in probe):
+        probe = root + np.arange(2.0 * s, float(np.hypot(*(tip - root))) + r1 + 4.0 * s,
+                                 1.0)[:, None] * u
+        if not _inside(a, probe, 1) or a.copper[_pixels(a, probe)[:2]].any():
             return None
         strokes.append(_stroke([root - n * s, tip], [float(rng.uniform(1.5, 2.5)) * s, r1]))
     return {"strokes": strokes, "host": [int(y), int(x)]}
@@ -213,17 +224,15 @@ def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         if n is None:
             continue
         p = np.array([x, y], np.float64)
-        back = np.round(p - n * 1.5).astype(int)
-        if not (0 <= back[0] < w and 0 <= back[1] < h):
+        by, bx, on = _pixels(a, p - n * 1.5)
+        if not on:
             continue
-        net_a = int(a.nets[back[1], back[0]])
+        net_a = int(a.nets[by, bx])
         # Walk across the gap (slightly askew) to the first copper: another conductor?
         u = _rotate(n, float(rng.uniform(-0.3, 0.3)))
-        xs = np.round(x + u[0] * ts).astype(int)
-        ys = np.round(y + u[1] * ts).astype(int)
-        inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
-        hits = np.flatnonzero(inside & (a.copper[ys.clip(0, h - 1), xs.clip(0, w - 1)] > 0))
-        if not len(hits) or not inside[: hits[0] + 1].all():
+        ys, xs, on = _pixels(a, p + ts[:, None] * u)
+        hits = np.flatnonzero(on & (a.copper[ys, xs] > 0))
+        if not len(hits) or not on[: hits[0] + 1].all():
             continue
         gap = float(ts[hits[0]])
         net_b = int(a.nets[ys[hits[0]], xs[hits[0]]])
@@ -336,10 +345,7 @@ def sample_pin_hole(a: BoardAnalysis, rng: np.random.Generator) -> Params | None
 
 def _half_width(a: BoardAnalysis, p: np.ndarray, inward: np.ndarray, reach: float) -> float:
     """Largest copper distance met walking from edge point ``p`` into the conductor."""
-    h, w = a.shape
-    ts = np.arange(0.0, reach, 1.0)
-    xs = np.clip(np.round(p[0] + inward[0] * ts).astype(int), 0, w - 1)
-    ys = np.clip(np.round(p[1] + inward[1] * ts).astype(int), 0, h - 1)
+    ys, xs, _ = _pixels(a, p + np.arange(0.0, reach, 1.0)[:, None] * inward)
     values = a.dist_copper[ys, xs]
     out = np.flatnonzero(values == 0)
     if len(out):
@@ -449,10 +455,8 @@ def _cross_section(a: BoardAnalysis, y: int, x: int, half: float
     """The unit (x, y) direction across the conductor whose centreline passes (y, x), and
     the one along it; ``None`` where there is no clear cross-section (a corner, a junction
     or a blob). ``half`` is the conductor's half width there."""
-    h, w = a.shape
     ts = np.arange(-3.0 * half - 2, 3.0 * half + 3, 1.0)
-    xs = np.clip(np.round(x + _DIRS[:, :1] * ts).astype(int), 0, w - 1)
-    ys = np.clip(np.round(y + _DIRS[:, 1:] * ts).astype(int), 0, h - 1)
+    ys, xs, _ = _pixels(a, np.array([x, y], np.float64) + ts[:, None] * _DIRS[:, None, :])
     inside = a.copper[ys, xs] > 0
     centre = len(ts) // 2
     reach = [
