@@ -152,7 +152,10 @@ def _ragged_spur(a: BoardAnalysis, rng: np.random.Generator, y: int, x: int,
         # Clear substrate from the edge to 4 px past the tip: no neighbour within reach.
         probe = root + np.arange(2.0 * s, float(np.hypot(*(tip - root))) + r1 + 4.0 * s,
                                  1.0)[:, None] * u
-        if not _inside(a, probe, 1) or a.copper[_pixels(a, probe)[:2]].any():
+        if not _inside(a, probe, 1):
+            return None
+        ys, xs, _ = _pixels(a, probe)
+        if a.copper[ys, xs].any():
             return None
         strokes.append(_stroke([root - n * s, tip], [float(rng.uniform(1.5, 2.5)) * s, r1]))
     return {"strokes": strokes, "host": [int(y), int(x)]}
@@ -215,7 +218,6 @@ def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     """A bridge of copper across the gap between two different conductors (or, now and
     then, between two sides of one conductor that are apart near the bridge)."""
     s = a.scale
-    h, w = a.shape
     ts = np.arange(1.0, SHORT_MAX_GAP * s + 1.0, 0.5)
     if not len(a.edge_out):
         return None
