@@ -175,18 +175,20 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             if params is None:
                 continue
             return params
+        # Lengths spread as widely as the spurs of DeepPCB's five train boards (1043):
+        # longest side p5/50/95 of 7/14/31 px, area 33/79/247 px.
         if rng.random() < SPUR_SLIVER_SHARE:
             # A sliver: leaning well over, a stroke of near even width.
-            length = _lognormal(rng, 12.5 * s, 0.3, 5.0 * s, 24.0 * s)
+            length = _lognormal(rng, 10.0 * s, 0.55, 3.0 * s, 32.0 * s)
             u = _rotate(n, float(rng.choice([-1.0, 1.0])) * float(rng.uniform(0.6, 1.1)))
             r0 = float(rng.uniform(2.2, 3.2)) * s
             r1 = float(rng.uniform(1.6, 2.6)) * s
         else:
             # A finger: about square to the edge, tapering.
-            length = _lognormal(rng, 10.0 * s, 0.3, 4.0 * s, 20.0 * s)
+            length = _lognormal(rng, 7.0 * s, 0.6, 2.0 * s, 28.0 * s)
             u = _rotate(n, float(rng.uniform(-0.6, 0.6)))
-            r0 = float(rng.uniform(2.4, 3.8)) * s
-            r1 = float(rng.uniform(1.2, 2.6)) * s
+            r0 = float(rng.uniform(2.2, 4.6)) * s
+            r1 = float(rng.uniform(1.2, 3.2)) * s
         p = np.array([x, y], np.float64)
         tip = p + u * length
         # Clear substrate past the tip: the spur must not reach a neighbour.
@@ -270,13 +272,15 @@ def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     return None
 
 
-def _blob(rng: np.random.Generator, centre: np.ndarray, length: float,
-          radius: float) -> tuple[list[np.ndarray], list[float]]:
-    """A short wobbly round-brush stroke centred on ``centre``."""
+def _blob(rng: np.random.Generator, centre: np.ndarray, length: float, radius: float,
+          wobble: float = 0.2) -> tuple[list[np.ndarray], list[float]]:
+    """A short round-brush stroke centred on ``centre`` whose points stray up to
+    ``wobble`` x ``length`` sideways."""
     u = _rotate(np.array([1.0, 0.0]), float(rng.uniform(0, math.pi)))
     n = int(rng.integers(2, 5))
     ts = np.linspace(-0.5, 0.5, n) * length
-    points = [centre + u * t + _perp(u) * float(rng.uniform(-0.2, 0.2)) * length for t in ts]
+    points = [centre + u * t + _perp(u) * float(rng.uniform(-wobble, wobble)) * length
+              for t in ts]
     radii = [radius * float(rng.uniform(0.7, 1.2)) for _ in range(n)]
     return points, radii
 
@@ -311,16 +315,19 @@ def sample_copper(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         length = _lognormal(rng, 24.0 * s, 0.3, 12.0 * s, 40.0 * s)
         radius = float(rng.uniform(1.3, 2.4)) * s
     else:
-        length = _lognormal(rng, 11.0 * s, 0.35, 2.0 * s, 28.0 * s)
-        radius = float(rng.uniform(3.2, 5.5)) * s
+        # Sizes as wide as the blobs of DeepPCB's five train boards (924): longest side
+        # p5/50/95 of 10/20/42 px, shortest 7/12/22 px, area 60/170/507 px.
+        length = _lognormal(rng, 9.0 * s, 0.75, 2.0 * s, 40.0 * s)
+        radius = float(rng.uniform(2.6, 6.5)) * s
     clear = length / 2 + 1.2 * radius + 8.0 * s
     for _ in range(4):
         spot = _random_where(rng, a, a.dist_substrate, clear)
         if spot is None:
             continue
         y, x = spot
-        points, radii = (_strand if strand else _blob)(rng, np.array([x, y], np.float64),
-                                                       length, radius)
+        centre = np.array([x, y], np.float64)
+        points, radii = (_strand(rng, centre, length, radius) if strand
+                         else _blob(rng, centre, length, radius, wobble=0.3))
         if _inside(a, points, radius + 2):
             return {"strokes": [_stroke(points, radii)], "host": [y, x]}
     return None
@@ -329,8 +336,10 @@ def sample_copper(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
 def sample_pin_hole(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     """A void strictly inside copper."""
     s = a.scale
-    length = _lognormal(rng, 12.0 * s, 0.4, 1.0 * s, 28.0 * s)
-    radius = float(rng.uniform(2.5, 4.0)) * s
+    # Sizes of the pin-holes of DeepPCB's five train boards (922): longest side p5/50/95
+    # of 8/17/33 px, area 41/117/355 px; the widest ones only fit in wide copper.
+    length = _lognormal(rng, 11.0 * s, 0.55, 1.0 * s, 32.0 * s)
+    radius = _lognormal(rng, 3.0 * s, 0.35, 1.8 * s, 7.0 * s)
     for _ in range(4):
         # The hole keeps ~3 px of copper round it, more than misregistration can eat.
         spot = _random_where(rng, a, a.dist_copper, length / 2 + 1.2 * radius + 3.0 * s)
@@ -368,7 +377,7 @@ def _round_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         width = 2.0 * half
         if width < 9.0 * s:
             continue
-        radius = float(rng.uniform(2.8, 4.6)) * s
+        radius = float(rng.uniform(2.2, 5.0)) * s
         # At least ~4 px of the conductor stays, so it is bitten, not cut.
         # The brush's near side stays outside the edge (a bite, not a hole).
         depth = min(float(rng.uniform(0.35, 0.7)) * width, width - 4.5 * s,
@@ -377,7 +386,7 @@ def _round_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             continue
         t = _perp(n)
         centre = p + n * (depth - radius)
-        along = float(rng.uniform(4.0, 13.0)) * s
+        along = _lognormal(rng, 7.0 * s, 0.6, 1.0 * s, 24.0 * s)
         points = [centre - t * along / 2 + n * float(rng.uniform(-1, 1)) * s,
                   centre + t * float(rng.uniform(-1, 1)) * s,
                   centre + t * along / 2 + n * float(rng.uniform(-1, 1)) * s]
@@ -408,7 +417,7 @@ def _slit_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         radius = float(rng.uniform(1.5, 2.4)) * s
         lean = float(rng.choice([-1.0, 1.0])) * float(rng.uniform(0.35, 1.15))
         u = _rotate(n, lean)
-        length = _lognormal(rng, 13.0 * s, 0.35, 6.0 * s, 30.0 * s)
+        length = _lognormal(rng, 11.0 * s, 0.6, 3.0 * s, 36.0 * s)
         end_radius = radius
         if rng.random() < 0.3:
             end_radius = float(rng.uniform(2.4, 3.4)) * s  # a rounder dab at the end
@@ -431,7 +440,9 @@ def _slit_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
 
 def sample_mousebite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     """A bite out of a conductor edge that leaves the conductor whole: a thin oblique slit
-    (:data:`MOUSEBITE_SLIT_SHARE` of the time) or a round bite."""
+    (:data:`MOUSEBITE_SLIT_SHARE` of the time) or a round bite. Sizes spread as widely as
+    the mousebites of DeepPCB's five train boards (1251): longest side p5/50/95 of
+    6/14/33 px, area 22/65/219 px."""
     if not len(a.edge_in):
         return None
     if rng.random() < MOUSEBITE_SLIT_SHARE:

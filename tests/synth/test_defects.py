@@ -350,3 +350,26 @@ def test_shorts_bridge_a_channel_cut_into_one_conductor(monkeypatch) -> None:
     # Near the channel's end the two sides meet inside the box: the check refuses those
     # (synthesis then draws elsewhere); away from it the bridge is a short.
     assert passed >= 9, passed
+
+
+@pytest.mark.parametrize("name", [DefectClass.spur, DefectClass.mousebite, DefectClass.copper,
+                                  DefectClass.pin_hole], ids=lambda c: c.value)
+def test_sizes_spread_from_specks_to_large_defects(monkeypatch, name) -> None:
+    # DeepPCB's five train boards: the 90th percentile of a class's area is 4-6x its 10th
+    # (e.g. spurious copper 77 -> 404 px) and of its longest side ~3x. A narrow size band
+    # teaches a model one size.
+    monkeypatch.setattr(defects, "COPPER_STRAND_SHARE", 0.0)
+    a = analyze_board(_bands_board())
+    longest, areas = [], []
+    for seed in range(150):
+        params = _sample(a, name, seed)
+        assert params is not None
+        region, _ = defect_region(a, name, params)
+        ys, xs = np.nonzero(region)
+        rect = cv2.minAreaRect(np.stack([xs, ys], 1).astype(np.float32))
+        longest.append(max(rect[1]) + 1)
+        areas.append(int(region.sum()))
+    p10, p90 = np.percentile(areas, [10, 90])
+    assert p90 / p10 >= 3.0, (p10, p90)
+    p10, p90 = np.percentile(longest, [10, 90])
+    assert p90 / p10 >= 2.3, (p10, p90)
