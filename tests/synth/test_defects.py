@@ -352,8 +352,8 @@ def test_shorts_bridge_a_channel_cut_into_one_conductor(monkeypatch) -> None:
     assert passed >= 9, passed
 
 
-@pytest.mark.parametrize("name", [DefectClass.spur, DefectClass.mousebite, DefectClass.copper,
-                                  DefectClass.pin_hole], ids=lambda c: c.value)
+@pytest.mark.parametrize("name", [DefectClass.spur, DefectClass.copper, DefectClass.pin_hole],
+                         ids=lambda c: c.value)
 def test_sizes_spread_from_specks_to_large_defects(monkeypatch, name) -> None:
     # DeepPCB's five train boards: the 90th percentile of a class's area is 4-6x its 10th
     # (e.g. spurious copper 77 -> 404 px) and of its longest side ~3x. A narrow size band
