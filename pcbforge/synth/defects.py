@@ -175,8 +175,8 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             if params is None:
                 continue
             return params
-        # Lengths spread as widely as the spurs of DeepPCB's five train boards (1043):
-        # longest side p5/50/95 of 7/14/31 px, area 33/79/247 px.
+        # Lengths spread after the spurs of DeepPCB's five train boards (1043): longest
+        # side p5/50/95 of 7/14/31 px, area 33/79/247 px (drawn: 8/15/29 and 42/90/179).
         if rng.random() < SPUR_SLIVER_SHARE:
             # A sliver: leaning well over, a stroke of near even width.
             length = _lognormal(rng, 10.0 * s, 0.55, 3.0 * s, 32.0 * s)
@@ -315,8 +315,8 @@ def sample_copper(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         length = _lognormal(rng, 24.0 * s, 0.3, 12.0 * s, 40.0 * s)
         radius = float(rng.uniform(1.3, 2.4)) * s
     else:
-        # Sizes as wide as the blobs of DeepPCB's five train boards (924): longest side
-        # p5/50/95 of 10/20/42 px, shortest 7/12/22 px, area 60/170/507 px.
+        # Sizes after the islands of DeepPCB's five train boards (924): longest side
+        # p5/50/95 of 11/20/42 px, area 60/170/507 px (drawn: 11/20/39 and 66/173/430).
         length = _lognormal(rng, 9.0 * s, 0.75, 2.0 * s, 40.0 * s)
         radius = float(rng.uniform(2.6, 6.5)) * s
     clear = length / 2 + 1.2 * radius + 8.0 * s
@@ -336,8 +336,9 @@ def sample_copper(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
 def sample_pin_hole(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     """A void strictly inside copper."""
     s = a.scale
-    # Sizes of the pin-holes of DeepPCB's five train boards (922): longest side p5/50/95
-    # of 8/17/33 px, area 41/117/355 px; the widest ones only fit in wide copper.
+    # Sizes after the pin-holes of DeepPCB's five train boards (922): longest side
+    # p5/50/95 of 8/17/33 px, area 41/117/355 px (drawn: 8/17/34 and 33/109/304); the
+    # widest only fit in wide copper.
     length = _lognormal(rng, 11.0 * s, 0.55, 1.0 * s, 32.0 * s)
     radius = _lognormal(rng, 3.0 * s, 0.35, 1.8 * s, 7.0 * s)
     for _ in range(4):
