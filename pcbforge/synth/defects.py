@@ -206,9 +206,11 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
 #: train boards span more than 37 px and a tenth more than 56 px (up to ~170): thin,
 #: nearly straight bridges across the wide clearance between copper bands and pours.
 SHORT_MAX_GAP = 80.0
-#: A gap wider than 36 px is kept with probability ``SHORT_WIDE_KEEP * 36 / gap``, so the
-#: shorts' spans follow the train boards' (a random edge spot faces a wide gap far more
-#: often than real shorts do).
+#: Gap (px at 48 px/mm) above which a short is "wide" and only sometimes kept.
+SHORT_WIDE_GAP = 36.0
+#: A gap wider than ``SHORT_WIDE_GAP`` is kept with probability
+#: ``SHORT_WIDE_KEEP * SHORT_WIDE_GAP / gap``, so the shorts' spans follow the train
+#: boards' (a random edge spot faces a wide gap far more often than real shorts do).
 SHORT_WIDE_KEEP = 0.1
 #: Share of the bridges between two sides of one conductor that are kept: 4.6% of the
 #: train boards' shorts join copper that is apart inside their box but one conductor on
@@ -251,7 +253,7 @@ def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         # are kept only part of the time.
         if gap < 12.0 * s and rng.random() < 0.5:
             continue
-        if gap > 36.0 * s and rng.random() >= SHORT_WIDE_KEEP * 36.0 * s / gap:
+        if gap > SHORT_WIDE_GAP * s and rng.random() >= SHORT_WIDE_KEEP * SHORT_WIDE_GAP * s / gap:
             continue
         into = 2.0 * s
         pa = p - u * into
