@@ -328,6 +328,25 @@ def test_wide_gap_shorts_bridge_the_clearance_nearly_straight(monkeypatch) -> No
     assert all(_sample(a, DefectClass.short, seed) is None for seed in range(4))
 
 
+def test_fine_pitch_shorts_bridge_a_5_px_clearance() -> None:
+    """Traces 5 px apart (fine pitch, where shorts happen most): shorts are drawn across
+    that clearance, join two different traces and pass the topology check."""
+    board = np.full((320, 640), 255, np.uint8)
+    for top in range(60, 260, 17):  # 12 px traces, 5 px clearance
+        board[top:top + 12, 20:620] = 0
+    a = analyze_board(board)
+    drawn = 0
+    for seed in range(8):
+        params = _sample(a, DefectClass.short, seed)
+        if params is None:
+            continue
+        drawn += 1
+        assert params["nets"][0] != params["nets"][1]
+        ok, reason = _topology(a, DefectClass.short, params)
+        assert ok, (seed, reason)
+    assert drawn >= 6
+
+
 def test_shorts_bridge_a_channel_cut_into_one_conductor(monkeypatch) -> None:
     """A pour with a 10 px channel cut into it (ending inside, so one conductor): a short
     across the channel joins its two sides, apart inside the box, and is drawn only as
