@@ -347,6 +347,27 @@ def test_fine_pitch_shorts_bridge_a_5_px_clearance() -> None:
     assert drawn >= 6
 
 
+def test_spurious_copper_fits_between_fine_pitch_traces() -> None:
+    """Traces 20 px apart and no open substrate: islands are drawn in the channels, apart
+    from every trace (at least 2 px of substrate round them) and never touching one."""
+    board = np.full((300, 640), 255, np.uint8)
+    for top in range(0, 300, 32):  # 12 px traces, 20 px clearance, edge to edge
+        board[top:top + 12, :] = 0
+    a = analyze_board(board)
+    drawn = 0
+    for seed in range(12):
+        params = _sample(a, DefectClass.copper, seed)
+        if params is None:
+            continue
+        drawn += 1
+        ok, reason = _topology(a, DefectClass.copper, params)
+        assert ok, (seed, reason)
+        region, (x, y) = defect_region(a, DefectClass.copper, params)
+        h, w = region.shape
+        assert a.dist_substrate[y:y + h, x:x + w][region > 0].min() >= 2.0, seed
+    assert drawn >= 8, drawn
+
+
 def test_shorts_bridge_a_channel_cut_into_one_conductor(monkeypatch) -> None:
     """A pour with a 10 px channel cut into it (ending inside, so one conductor): a short
     across the channel joins its two sides, apart inside the box, and is drawn only as
