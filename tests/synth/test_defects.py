@@ -329,8 +329,9 @@ def test_wide_gap_shorts_bridge_the_clearance_nearly_straight(monkeypatch) -> No
 
 
 def test_fine_pitch_shorts_bridge_a_5_px_clearance() -> None:
-    """Traces 5 px apart (fine pitch, where shorts happen most): shorts are drawn across
-    that clearance, join two different traces and pass the topology check."""
+    """Traces 5 px apart (fine pitch; the previous generator bridged nothing under 6 px):
+    shorts are drawn across that clearance, join two different traces and pass the
+    topology check."""
     board = np.full((320, 640), 255, np.uint8)
     for top in range(60, 260, 17):  # 12 px traces, 5 px clearance
         board[top:top + 12, 20:620] = 0
