@@ -328,6 +328,20 @@ def test_wide_gap_shorts_bridge_the_clearance_nearly_straight(monkeypatch) -> No
     assert all(_sample(a, DefectClass.short, seed) is None for seed in range(4))
 
 
+def _drawn_and_checked(a: BoardAnalysis, name: DefectClass, seeds: range) -> dict[int, dict]:
+    """The defects drawn for ``seeds`` (seeds that draw none left out), each asserted to
+    pass its class's topology check."""
+    drawn = {}
+    for seed in seeds:
+        params = _sample(a, name, seed)
+        if params is None:
+            continue
+        ok, reason = _topology(a, name, params)
+        assert ok, (seed, reason)
+        drawn[seed] = params
+    return drawn
+
+
 def test_fine_pitch_shorts_bridge_a_5_px_clearance() -> None:
     """Traces 5 px apart (fine pitch; the previous generator bridged nothing under 6 px):
     shorts are drawn across that clearance, join two different traces and pass the
@@ -335,17 +349,9 @@ def test_fine_pitch_shorts_bridge_a_5_px_clearance() -> None:
     board = np.full((320, 640), 255, np.uint8)
     for top in range(60, 260, 17):  # 12 px traces, 5 px clearance
         board[top:top + 12, 20:620] = 0
-    a = analyze_board(board)
-    drawn = 0
-    for seed in range(8):
-        params = _sample(a, DefectClass.short, seed)
-        if params is None:
-            continue
-        drawn += 1
-        assert params["nets"][0] != params["nets"][1]
-        ok, reason = _topology(a, DefectClass.short, params)
-        assert ok, (seed, reason)
-    assert drawn >= 6
+    drawn = _drawn_and_checked(analyze_board(board), DefectClass.short, range(8))
+    assert all(params["nets"][0] != params["nets"][1] for params in drawn.values())
+    assert len(drawn) >= 6
 
 
 def test_spurious_copper_fits_between_fine_pitch_traces() -> None:
@@ -355,18 +361,12 @@ def test_spurious_copper_fits_between_fine_pitch_traces() -> None:
     for top in range(0, 300, 32):  # 12 px traces, 20 px clearance, edge to edge
         board[top:top + 12, :] = 0
     a = analyze_board(board)
-    drawn = 0
-    for seed in range(12):
-        params = _sample(a, DefectClass.copper, seed)
-        if params is None:
-            continue
-        drawn += 1
-        ok, reason = _topology(a, DefectClass.copper, params)
-        assert ok, (seed, reason)
+    drawn = _drawn_and_checked(a, DefectClass.copper, range(12))
+    for seed, params in drawn.items():
         region, (x, y) = defect_region(a, DefectClass.copper, params)
         h, w = region.shape
         assert a.dist_substrate[y:y + h, x:x + w][region > 0].min() >= 2.0, seed
-    assert drawn >= 8, drawn
+    assert len(drawn) >= 8, len(drawn)
 
 
 def test_shorts_bridge_a_channel_cut_into_one_conductor(monkeypatch) -> None:
