@@ -206,6 +206,8 @@ def sample_spur(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
 #: train boards span more than 37 px and a tenth more than 56 px (up to ~170): thin,
 #: nearly straight bridges across the wide clearance between copper bands and pours.
 SHORT_MAX_GAP = 80.0
+#: Narrowest gap a short bridges (px at 48 px/mm): fine pitch.
+SHORT_MIN_GAP = 4.0
 #: Gap (px at 48 px/mm) above which a short is "wide" and only sometimes kept.
 SHORT_WIDE_GAP = 36.0
 #: A gap wider than ``SHORT_WIDE_GAP`` is kept with probability
@@ -242,14 +244,14 @@ def sample_short(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             continue
         gap = float(ts[hits[0]])
         net_b = int(a.nets[ys[hits[0]], xs[hits[0]]])
-        if net_a == 0 or net_b == 0 or not 4.0 * s <= gap <= SHORT_MAX_GAP * s:
+        if net_a == 0 or net_b == 0 or not SHORT_MIN_GAP * s <= gap <= SHORT_MAX_GAP * s:
             continue
         # Copper of one net on both sides (a pour around a channel): a short only where the
         # two sides are apart near the bridge (the topology check in the box decides), and
         # only as often as on the train boards.
         if net_b == net_a and rng.random() >= SHORT_SAME_NET_KEEP:
             continue
-        # Every clearance from fine pitch (4 px) up is bridged as often as a random edge
+        # Every clearance from SHORT_MIN_GAP up is bridged as often as a random edge
         # spot faces it; wide ones only part of the time. On 300 train templates the
         # drawn shorts then cross channels (twice the largest substrate distance in the
         # bridge) of p10/25/50 10/16/22 px, the train boards' real ones 10/14/20. Halving
