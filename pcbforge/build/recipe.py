@@ -167,6 +167,9 @@ class SynthSection(_Section):
     box: Literal["padded", "tight"] = "padded"
     copper: Literal["dark", "light"] = "dark"
     nuisance: bool = True
+    #: Etch variation: each image grows its board's copper by whole px drawn from this
+    #: range (negative: shrinks it) before defects are drawn; ``[0, 0]``: boards as they are.
+    etch_px: tuple[int, int] = (0, 0)
     #: albumentations preset for the pair: ``light``, ``geometric`` or a YAML file.
     augment: str | None = None
     format: Literal["png", "jpg"] = "png"

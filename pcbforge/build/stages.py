@@ -238,7 +238,7 @@ def run_synth(ctx: BuildContext, folder: Path) -> dict:
         "defects_per_image": synth.defects_per_image,
         "px_per_mm": synth.px_per_mm or px_per_mm or 48.0, "box": synth.box,
         "copper": synth.copper, "nuisance": {"enabled": synth.nuisance},
-        "augment": {"preset": synth.augment},
+        "augment": {"preset": synth.augment}, "etch_px": synth.etch_px,
     })
     with ctx.engine(WORKER_MODULES) as engine:
         report = synthesize(f"build sources: {', '.join(recipe.board_sources())}", folder,

@@ -28,15 +28,16 @@ synth_app = typer.Typer(
 )
 
 
-def _range(text: str) -> tuple[int, int]:
+def _pair(text: str, option: str, sep: str, example: str) -> tuple[int, int]:
+    """``N`` or ``MIN{sep}MAX`` as a pair of ints; a clear error otherwise."""
     try:
-        parts = [int(v) for v in text.split("-")]
+        parts = [int(v) for v in text.split(sep)]
     except ValueError:
         parts = []
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2:
-        fail(f"--defects-per-image must be N or MIN-MAX (e.g. 3-12), got {text!r}")
+        fail(f"{option} must be N or MIN{sep}MAX (e.g. {example}), got {text!r}")
     return parts[0], parts[1]
 
 
@@ -70,6 +71,10 @@ def synth_command(
     ] = True,
     augment: Annotated[str | None, typer.Option(
         help="albumentations preset for the pair: light, geometric, or a YAML file.")] = None,
+    etch_px: Annotated[str, typer.Option(
+        help="Etch variation: grow each board's copper by N px, or by MIN,MAX drawn per "
+             "image (negative shrinks it); the etched board is that image's template.")
+    ] = "0",
     image_format: Annotated[str, typer.Option("--format", help="png or jpg.")] = "png",
 ) -> None:
     """Draw defects on good boards and label them exactly (boxes, masks, params)."""
@@ -86,9 +91,11 @@ def synth_command(
     try:
         dataset_px = source_px_per_mm(boards)
         config = SynthConfig.model_validate({
-            "classes": classes, "defects_per_image": _range(defects_per_image),
+            "classes": classes,
+            "defects_per_image": _pair(defects_per_image, "--defects-per-image", "-", "3-12"),
             "px_per_mm": px_per_mm or dataset_px or 48.0, "box": box, "copper": copper,
             "nuisance": {"enabled": nuisance}, "augment": {"preset": augment},
+            "etch_px": _pair(etch_px, "--etch-px", ",", "0,1"),
         })
     except ValidationError as err:
         fail(validation_message(err))

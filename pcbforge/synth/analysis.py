@@ -93,6 +93,24 @@ def _colour_stats(image: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, flo
     return median.astype(np.float32), noise
 
 
+def etch_board(image: np.ndarray, px: int, copper: str = "dark") -> np.ndarray:
+    """``image`` with its copper grown by ``px`` px on every edge (``px`` < 0: shrunk):
+    the board under- or over-etched, its clearances ``2 * px`` narrower (or wider).
+
+    Grey-level morphology with a round ``2|px| + 1`` kernel (a min filter grows dark
+    copper), so gray, BGR and binarized boards keep their own levels; ``px`` = 0 returns
+    ``image`` itself.
+    """
+    if copper not in ("dark", "light"):
+        raise ValueError(f"copper must be 'dark' or 'light', got {copper!r}")
+    if px == 0:
+        return image
+    side = 2 * abs(int(px)) + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+    grow = (px > 0) == (copper == "dark")  # dark copper grows under a min filter
+    return cv2.erode(image, kernel) if grow else cv2.dilate(image, kernel)
+
+
 def analyze_board(image: np.ndarray, *, px_per_mm: float = DEEPPCB_PX_PER_MM,
                   copper: str = "dark") -> BoardAnalysis:
     """Analyse a defect-free board image (uint8 gray or BGR)."""

@@ -17,7 +17,13 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pcbforge.synth.analysis import DEEPPCB_PX_PER_MM, BoardAnalysis, analyze_board, copper_mask
+from pcbforge.synth.analysis import (
+    DEEPPCB_PX_PER_MM,
+    BoardAnalysis,
+    analyze_board,
+    copper_mask,
+    etch_board,
+)
 from pcbforge.synth.augment import AugmentConfig
 from pcbforge.synth.defects import GENERATORS, Params, defect_region
 from pcbforge.synth.nuisance import NuisanceParams, apply_nuisance, sample_nuisance, warp_mask
@@ -25,6 +31,8 @@ from pcbforge.synth.topology import ADDS_COPPER, DefectClass, check_topology, de
 
 #: DeepPCB's boxes are the defect plus about this margin on each side (at 48 px/mm).
 DEEPPCB_BOX_MARGIN_PX = 10.0
+#: The most copper ``etch_px`` may grow or shrink a board by, in px.
+ETCH_MAX_PX = 8
 
 
 class SynthConfig(BaseModel):
@@ -46,6 +54,12 @@ class SynthConfig(BaseModel):
     copper: Literal["dark", "light"] = "dark"
     #: Spots tried for one defect before it is dropped.
     tries: int = Field(6, ge=1, le=100)
+    #: Etch variation: before any defect is drawn, each image grows the good board's copper
+    #: by a whole number of px drawn from this range (both ends included; negative
+    #: shrinks it), and that board is the image's template. Under-etching and finer design
+    #: rules narrow clearances, so shorts and spurious copper meet fine pitch even on
+    #: boards that have little. ``(0, 0)``: boards as they are.
+    etch_px: tuple[int, int] = (0, 0)
     nuisance: NuisanceParams = Field(default_factory=NuisanceParams)
     #: Optional albumentations stage on the finished pair (``preset=None``: off).
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -77,6 +91,15 @@ class SynthConfig(BaseModel):
         lo, hi = value
         if not 1 <= lo <= hi <= 255:
             raise ValueError(f"must be 1 <= min <= max <= 255, got {lo}-{hi}")
+        return value
+
+    @field_validator("etch_px")
+    @classmethod
+    def _etch(cls, value: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = value
+        if not -ETCH_MAX_PX <= lo <= hi <= ETCH_MAX_PX:
+            raise ValueError(f"must be {-ETCH_MAX_PX} <= min <= max <= {ETCH_MAX_PX}, "
+                             f"got {lo}, {hi}")
         return value
 
     @property
@@ -238,15 +261,26 @@ def copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
     return ((gray < threshold) if cu_v < sub_v else (gray > threshold)).astype(np.uint8)
 
 
+def draw_etch(config: SynthConfig, rng: np.random.Generator) -> int:
+    """The px one image grows its board's copper by (see ``SynthConfig.etch_px``); a
+    fixed range draws nothing from ``rng``, so ``(0, 0)`` leaves every later draw as is."""
+    lo, hi = config.etch_px
+    return lo if lo == hi else int(rng.integers(lo, hi + 1))
+
+
 def synthesize_image(board: np.ndarray, rng: np.random.Generator,
                      config: SynthConfig | None = None, *,
                      analysis: BoardAnalysis | None = None) -> SynthImage:
     """Draw defects on ``board`` (a good board, uint8 gray or BGR) and label them exactly.
 
-    ``analysis``: ``analyze_board(board, ...)`` with the config's px/mm and copper side,
-    when the caller already has it (several images from one board); never modified.
+    The board is first etched by :func:`draw_etch` px (``config.etch_px``), and the
+    result's template is that board. ``analysis``: when the caller already has it (several
+    images from one board), the analysis of the board as etched, with the config's px/mm
+    and copper side, after it drew the etch from ``rng`` the same way; never modified.
     """
     config = config or SynthConfig()
+    if analysis is None:
+        board = etch_board(board, draw_etch(config, rng), config.copper)
     a = analysis or analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper)
     lo, hi = config.defects_per_image
     if config.class_weights is None:

@@ -51,11 +51,12 @@ from pcbforge.datasets.formats_common import read_image_size
 from pcbforge.datasets.masks import encode_mask_window, mask_box
 from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json
 from pcbforge.engine import Engine, LocalEngine
-from pcbforge.synth.analysis import BoardAnalysis, analyze_board
+from pcbforge.synth.analysis import BoardAnalysis, analyze_board, etch_board
 from pcbforge.synth.compose import (
     SynthConfig,
     SynthImage,
     copper_of,
+    draw_etch,
     pad_box,
     synthesize_image,
 )
@@ -215,11 +216,14 @@ def _augment(made: SynthImage, config: SynthConfig, transform, rng: np.random.Ge
     return False
 
 
-@lru_cache(maxsize=2)
-def _analysed_board(board_file: str, px_per_mm: float, copper: str) -> BoardAnalysis:
-    """A board read and analysed once per worker: tasks come grouped by board, so every
-    image after the first from one board skips both (the analysis is read-only)."""
-    analysis = analyze_board(read_board(board_file), px_per_mm=px_per_mm, copper=copper)
+@lru_cache(maxsize=4)
+def _analysed_board(board_file: str, px_per_mm: float, copper: str,
+                    etch: int = 0) -> BoardAnalysis:
+    """A board read, etched and analysed once per worker: tasks come grouped by board, so
+    every image after the first from one board (and etch) skips all three (the analysis
+    is read-only)."""
+    board = etch_board(read_board(board_file), etch, copper)
+    analysis = analyze_board(board, px_per_mm=px_per_mm, copper=copper)
     for value in vars(analysis).values():
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
@@ -233,12 +237,15 @@ def synth_one(task: tuple) -> dict:
     name = f"images/syn_{index:06d}.{fmt}"
     template_name = ""
     try:
-        analysis = _analysed_board(board_file, config.px_per_mm, config.copper)
         rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+        etch = draw_etch(config, rng)
+        analysis = _analysed_board(board_file, config.px_per_mm, config.copper, etch)
         made = synthesize_image(analysis.image, rng, config, analysis=analysis)
         transform = _transform(config_json)
-        if transform is not None and _augment(made, config, transform, rng, analysis):
-            # The template moved with the tested image: it is this image's own template.
+        augmented = transform is not None and _augment(made, config, transform, rng, analysis)
+        if etch or augmented:
+            # An etched board, or a template that moved with the tested image: this
+            # image's own template.
             template_name = f"templates/augmented/syn_{index:06d}.png"
             _write_bytes(Path(out) / template_name, _encode(made.template, "png"))
     except ValueError as err:
@@ -261,7 +268,8 @@ def synth_one(task: tuple) -> dict:
         "height": height, "labels": labels,
         "binary": made.binary, "requested": made.requested, "redrawn": made.redrawn,
         "dropped": made.dropped,
-        "synth": json.dumps({"seed": seed, "index": index, "nuisance": made.nuisance},
+        "synth": json.dumps({"seed": seed, "index": index, "nuisance": made.nuisance,
+                             **({"etch_px": etch} if config.etch_px != (0, 0) else {})},
                             separators=(",", ":"), sort_keys=True),
     }
 

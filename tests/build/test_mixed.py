@@ -34,6 +34,7 @@ synth:
   images_per_class: 1
   defects_per_image: [2, 4]
   balance: fill
+  etch_px: [0, 1]
 split:
   ratios: [0.6, 0.2, 0.2]
 report: {{examples_per_class: 2, rejected_examples: 6}}
@@ -66,6 +67,13 @@ def test_mixed_sources_build_with_real_val_and_test(mixed):
     synthetic = samples["synthetic"].astype(bool)
     assert set(samples.loc[synthetic, "split"]) <= {"train", ""}
     assert not samples.loc[synthetic & samples["split"].isin(["val", "test"])].size
+    # etch_px reached synthesis: etched boards are their images' own templates, on the
+    # synthetic images' side of the split.
+    tested = samples[synthetic & (samples["role"] == "tested")]
+    etched = tested[tested["template_path"].str.contains("templates/augmented/")]
+    assert 0 < len(etched) < len(tested)
+    by_path = samples.set_index("path")
+    assert set(by_path.loc[etched["template_path"], "split"]) == {"train"}
     assert set(samples.loc[~synthetic & (samples["status"] == "ok"), "split"]) == {
         "train", "val", "test"}
     real_labels = dataset.labels[dataset.labels["sample_id"].isin(real["sample_id"])]

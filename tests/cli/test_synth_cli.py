@@ -67,12 +67,12 @@ def test_options_reach_the_config(boards, tmp_path) -> None:
     result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
                                  "--count", "2", "--seed", "2", "--classes", "spur, short",
                                  "--defects-per-image", "4", "--box", "tight",
-                                 "--no-nuisance", "--format", "jpg"])
+                                 "--no-nuisance", "--format", "jpg", "--etch-px", "-1,1"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "synth_report.json").read_text())
     config = report["config"]
     assert config["classes"] == ["spur", "short"]
-    assert config["defects_per_image"] == [4, 4]
+    assert config["defects_per_image"] == [4, 4] and config["etch_px"] == [-1, 1]
     assert config["box"] == "tight" and config["nuisance"]["enabled"] is False
     labels = pd.read_parquet(out / "labels.parquet")
     assert set(labels["label"]) <= {"spur", "short"} and len(labels) > 0
@@ -91,6 +91,9 @@ def test_options_reach_the_config(boards, tmp_path) -> None:
         (["--defects-per-image", "0"], r"defects.per.image"),
         (["--defects-per-image", "three"], r"--defects-per-image must be N or MIN-MAX"),
         (["--defects-per-image", "1-2-3"], r"--defects-per-image must be N or MIN-MAX"),
+        (["--etch-px", "one"], r"--etch-px must be N or MIN,MAX"),
+        (["--etch-px", "2,1"], r"etch.px.*2, 1"),
+        (["--etch-px", "0,9"], r"etch.px.*-8 <= min <= max <= 8"),
         (["--box", "loose"], r"box.*loose"),
         (["--copper", "shiny"], r"copper.*shiny"),
         (["--px-per-mm", "-3"], r"px.per.mm"),
@@ -99,7 +102,8 @@ def test_options_reach_the_config(boards, tmp_path) -> None:
         (["--count", "0"], r"count must be >= 1"),
     ],
     ids=["unknown_class", "one_unknown_class", "min_above_max", "zero_defects",
-         "not_a_number", "three_parts", "bad_box", "bad_copper", "negative_px_per_mm",
+         "not_a_number", "three_parts", "etch_not_a_number", "etch_min_above_max",
+         "etch_too_far", "bad_box", "bad_copper", "negative_px_per_mm",
          "unknown_augment", "bad_format", "zero_count"],
 )
 def test_bad_option_is_one_clear_line_and_exit_2(boards, tmp_path, extra, message) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pydantic
 import pytest
 
-from pcbforge.synth.analysis import analyze_board, copper_mask
+from pcbforge.synth.analysis import analyze_board, copper_mask, etch_board
 from pcbforge.synth.boards import draw_board
-from pcbforge.synth.compose import SynthConfig, SynthImage, synthesize_image
+from pcbforge.synth.compose import SynthConfig, SynthImage, draw_etch, synthesize_image
 from pcbforge.synth.topology import ADDS_COPPER, DefectClass, check_topology, defect_class
 
 BOARD_SEEDS = tuple(range(10))
@@ -251,6 +251,70 @@ def test_no_class_weights_keeps_the_uniform_draw(boards) -> None:
 def test_bad_class_weights_are_refused(weights) -> None:
     with pytest.raises(pydantic.ValidationError, match="class_weights"):
         SynthConfig(class_weights=weights)
+
+
+def _bars(gap: int, copper: str = "dark") -> np.ndarray:
+    """Two 20 px copper bars ``gap`` px apart on substrate (gray, 0 and 255)."""
+    on, off = (0, 255) if copper == "dark" else (255, 0)
+    image = np.full((60, 80), off, np.uint8)
+    image[10:50, 10:30] = on
+    image[10:50, 30 + gap:50 + gap] = on
+    return image
+
+
+def _gap(image: np.ndarray, copper: str = "dark") -> int:
+    row = image[30] < 128 if copper == "dark" else image[30] >= 128
+    cols = np.flatnonzero(row)
+    return int(np.diff(cols).max() - 1)
+
+
+@pytest.mark.parametrize("copper", ["dark", "light"])
+def test_etch_board_narrows_or_widens_the_clearance(copper) -> None:
+    board = _bars(10, copper)
+    assert _gap(etch_board(board, 2, copper), copper) == 6  # copper grew 2 px on each side
+    assert _gap(etch_board(board, -2, copper), copper) == 14
+    assert set(np.unique(etch_board(board, 3, copper))) <= {0, 255}  # levels kept
+    assert etch_board(board, 0, copper) is board
+    np.testing.assert_array_equal(board, _bars(10, copper))  # the input is not modified
+    with pytest.raises(ValueError, match="copper"):
+        etch_board(board, 1, "shiny")
+
+
+def test_draw_etch_draws_only_from_a_range() -> None:
+    rng = np.random.default_rng(0)
+    assert draw_etch(SynthConfig(etch_px=(2, 2)), rng) == 2
+    assert draw_etch(SynthConfig(), rng) == 0
+    assert rng.integers(1 << 30) == np.random.default_rng(0).integers(1 << 30)  # untouched
+    drawn = {draw_etch(SynthConfig(etch_px=(-1, 1)), rng) for _ in range(60)}
+    assert drawn == {-1, 0, 1}
+
+
+def test_etched_board_is_the_template_and_labels_hold_on_it(boards) -> None:
+    config = SynthConfig(etch_px=(2, 2))
+    result = synthesize_image(boards[1], np.random.default_rng(7), config)
+    np.testing.assert_array_equal(result.template, etch_board(boards[1], 2))
+    assert _binary(result.template).sum() > _binary(boards[1]).sum()  # more copper
+    assert result.labels
+    before, after = _binary(result.template), _binary(result.image)
+    for label in result.labels:
+        x1, y1, x2, y2 = label["box"]
+        ok, why = check_topology(label["label"], before[y1:y2, x1:x2], after[y1:y2, x1:x2])
+        assert ok, (label["label"], label["box"], why)
+    # An analysis of the etched board, given, gives the same result.
+    rng = np.random.default_rng(7)
+    etched = etch_board(boards[1], draw_etch(config, rng))
+    shared = synthesize_image(etched, rng, config, analysis=analyze_board(etched))
+    assert _same(shared, result)
+    # No etch is the default draw: the same seed, the same bytes.
+    plain = synthesize_image(boards[0], np.random.default_rng(5), SynthConfig())
+    assert _same(plain, synthesize_image(boards[0], np.random.default_rng(5),
+                                         SynthConfig(etch_px=(0, 0))))
+
+
+@pytest.mark.parametrize("etch", [(1, 0), (-9, 0), (0, 9)])
+def test_bad_etch_ranges_are_refused(etch) -> None:
+    with pytest.raises(pydantic.ValidationError, match="etch_px"):
+        SynthConfig(etch_px=etch)
 
 
 def _coloured(board: np.ndarray, seed: int, kind: str) -> np.ndarray:

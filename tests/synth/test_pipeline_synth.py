@@ -14,6 +14,7 @@ import pytest
 
 from pcbforge.datasets import load
 from pcbforge.datasets.masks import decode_mask
+from pcbforge.synth.analysis import etch_board
 from pcbforge.synth.compose import SynthConfig, pad_box
 from pcbforge.synth.pipeline import (
     REPORT_JSON,
@@ -321,3 +322,39 @@ def test_geometric_augment_moves_template_and_labels_together(boards_dir, tmp_pa
     again = tmp_path / "again"
     synthesize(boards_dir, again, count=4, seed=SEED, config=config, progress=False)
     assert _image_bytes(again) == _image_bytes(out)
+
+
+def test_etched_boards_are_their_images_own_templates(boards_dir, tmp_path) -> None:
+    out = tmp_path / "etched"
+    config = SynthConfig(etch_px=(0, 1))
+    report = synthesize(boards_dir, out, count=6, seed=SEED, config=config, progress=False)
+    assert report["images"] == 6 and report["failed_images"] == []
+    dataset = load(out, check_files=True)
+    tested = _tested(dataset)
+    etch = [json.loads(s)["etch_px"] for s in tested["synth"]]
+    assert set(etch) == {0, 1}
+    templates = dataset.samples.set_index("path")
+    for row, px in zip(tested.itertuples(), etch, strict=True):
+        board = cv2.imread(row.board, cv2.IMREAD_UNCHANGED)
+        template = cv2.imread(str(out / row.template_path), cv2.IMREAD_UNCHANGED)
+        if px:
+            assert row.template_path.startswith("templates/augmented/")
+            assert templates.loc[row.template_path, "group"] == row.group
+            np.testing.assert_array_equal(template, etch_board(board, px))
+        else:
+            assert not row.template_path.startswith("templates/augmented/")
+            np.testing.assert_array_equal(template, board)
+    samples = dataset.samples.set_index("sample_id")
+    assert len(dataset.labels) > 0
+    for label in dataset.labels.itertuples():
+        sample = samples.loc[label.sample_id]
+        x1, y1, x2, y2 = (int(v) for v in (label.x1, label.y1, label.x2, label.y2))
+        before = _copper(out / sample["template_path"])[y1:y2, x1:x2]
+        after = _copper(out / sample["path"])[y1:y2, x1:x2]
+        ok, why = check_topology(label.label, before, after)
+        assert ok, (label.sample_id, label.label, why)
+    # Without etch, none is recorded.
+    plain = synthesize(boards_dir, tmp_path / "plain", count=2, seed=SEED, progress=False)
+    assert plain["images"] == 2
+    assert all("etch_px" not in json.loads(s)
+               for s in _tested(load(tmp_path / "plain"))["synth"])
