@@ -23,6 +23,17 @@ def _names(text: str | None) -> set[str] | None:
     return {v.strip() for v in text.split(",") if v.strip()} if text else None
 
 
+def _pair(text: str) -> tuple[int, int]:
+    """``N`` or ``MIN,MAX`` (an argparse type)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected N or MIN,MAX, got {text!r}")
+    return values[0], values[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train-dir", type=Path, required=True)
@@ -37,6 +48,8 @@ def main() -> None:
                         help="repeat each few-real crop this many times in few_real+synthetic")
     parser.add_argument("--no-negatives", action="store_true",
                         help="synthetic regimes without defect-free misregistered pairs")
+    parser.add_argument("--etch-px", type=_pair, default=(0, 1),
+                        help="MIN,MAX px each synthetic board's copper grows by (0,0: none)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -47,9 +60,8 @@ def main() -> None:
         train_boards=_names(args.train_boards), test_boards=_names(args.test_boards),
         regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
         few_share=args.few_share, synth_per_template=args.synth_per_template,
-        few_repeat=args.few_repeat,
-        negatives=not args.no_negatives, epochs=args.epochs, seed=args.seed,
-        device=args.device, workers=args.workers)
+        few_repeat=args.few_repeat, negatives=not args.no_negatives, etch_px=args.etch_px,
+        epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers)
     run_transfer(config, log=lambda line: print(line, flush=True))
     print()
     print((args.out / "results.md").read_text())

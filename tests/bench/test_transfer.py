@@ -79,7 +79,7 @@ def test_transfer_runs_end_to_end(deeppcb_folder: Path, tmp_path: Path) -> None:
     lines: list[str] = []
     payload = run_transfer(config, log=lines.append)
     assert payload["train_pairs"] == 12 and payload["test_pairs"] == 4
-    assert payload["few_real_pairs"] == 3
+    assert payload["few_real_pairs"] == 3 and payload["etch_px"] == [0, 1]
     assert list(payload["regimes"]) == ["real", "synthetic", "few_real+synthetic", "few_real"]
     for result in payload["regimes"].values():
         assert 0.0 <= result["mAP"] <= 1.0 and result["train_samples"] > 0
@@ -133,3 +133,19 @@ def test_few_repeat_weighs_the_few_real_crops(deeppcb_folder: Path, tmp_path: Pa
         run_transfer(TransferConfig(train_dir=deeppcb_folder, test_dir=deeppcb_folder,
                                     out=tmp_path / "z", train_boards={"group10000"},
                                     test_boards={"group20000"}, few_repeat=0))
+
+
+def test_synthetic_pairs_are_drawn_on_etched_templates(deeppcb_folder: Path,
+                                                       tmp_path: Path) -> None:
+    from pcbforge.bench.transfer import synthetic_pairs
+    from pcbforge.datasets.deeppcb import deeppcb_pairs
+
+    pairs = deeppcb_pairs(deeppcb_folder, {"group20000"})
+    made = synthetic_pairs(pairs, tmp_path, per_template=1, seed=0, workers=1, etch_px=(1, 1))
+    assert len(made) == len(pairs)
+    for (template, _, _), (etched, tested, boxes) in zip(pairs, made, strict=True):
+        assert etched.parent.name == "augmented" and tested.is_file() and boxes
+        before = cv2.imread(str(template), cv2.IMREAD_GRAYSCALE) < 128
+        after = cv2.imread(str(etched), cv2.IMREAD_GRAYSCALE) < 128
+        assert after.sum() > before.sum()  # the copper grew
+        assert (after | ~before).all()  # and covers all it covered
