@@ -353,7 +353,8 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
     results.sort(key=lambda r: r["index"])
     seconds = time.perf_counter() - start
 
-    used: dict[int, Board] = {}
+    used: dict[int, Board] = {}  # boards copied as a template (drawn on un-etched, unmoved)
+    drawn: set[int] = set()  # boards drawn on at all
     tested_rows, template_rows, label_rows, failed = [], [], [], []
     placed, dropped = Counter(), Counter()
     redrawn = requested = 0
@@ -364,6 +365,7 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
                            "reason": result["error"]})
             continue
         sample_id = sample_id_for(result["path"], "synth")
+        drawn.add(result["index"] % len(board_list))
         if result["template"]:
             template_rows.append(_template_row(result["template"], board, result["width"],
                                                result["height"]))
@@ -407,7 +409,7 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
                 stale.unlink()
     report = {
         "dataset": str(out), "boards": str(boards), "boards_found": len(board_list),
-        "boards_used": len(used), "images": len(tested_rows), "requested_images": count,
+        "boards_used": len(drawn), "images": len(tested_rows), "requested_images": count,
         "failed_images": failed, "defects": dict(sorted(placed.items())),
         "defects_total": int(sum(placed.values())), "defects_requested": requested,
         "dropped": dict(sorted(dropped.items())), "redrawn": redrawn,

@@ -353,6 +353,12 @@ def test_etched_boards_are_their_images_own_templates(boards_dir, tmp_path) -> N
         after = _copper(out / sample["path"])[y1:y2, x1:x2]
         ok, why = check_topology(label.label, before, after)
         assert ok, (label.sample_id, label.label, why)
+    # All etched: every board is still counted as used, and none is copied as a template.
+    every = synthesize(boards_dir, tmp_path / "every", count=3, seed=SEED,
+                       config=SynthConfig(etch_px=(1, 1)), progress=False)
+    assert every["boards_used"] == 3 and every["images"] == 3
+    assert set(_tested(load(tmp_path / "every"))["template_path"]) == {
+        f"templates/augmented/syn_{i:06d}.png" for i in range(3)}
     # Without etch, none is recorded.
     plain = synthesize(boards_dir, tmp_path / "plain", count=2, seed=SEED, progress=False)
     assert plain["images"] == 2
