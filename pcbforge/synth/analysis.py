@@ -107,8 +107,9 @@ def etch_board(image: np.ndarray, px: int, copper: str = "dark") -> np.ndarray:
         return image
     side = 2 * abs(int(px)) + 1
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
-    grow = (px > 0) == (copper == "dark")  # dark copper grows under a min filter
-    return cv2.erode(image, kernel) if grow else cv2.dilate(image, kernel)
+    # A min filter grows the dark side, a max filter the light one.
+    min_filter = (px > 0) == (copper == "dark")
+    return cv2.erode(image, kernel) if min_filter else cv2.dilate(image, kernel)
 
 
 def analyze_board(image: np.ndarray, *, px_per_mm: float = DEEPPCB_PX_PER_MM,
