@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pcbforge.core.files import write_json
 from pcbforge.curate.dedupe import VARIANT_NAMES, DedupeParams, find_duplicates
 from pcbforge.curate.runner import CACHE_DIR, THUMBS_FILE, CurateParams, inspect_files
 from pcbforge.curate.scan import FoundFile
 from pcbforge.datasets.dataset import Dataset, load
-from pcbforge.datasets.samples import write_json
 from pcbforge.engine import LocalEngine
 from pcbforge.split import SPLIT_NAMES, leakage_groups
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pcbforge import __version__
+from pcbforge.core.files import write_json
 from pcbforge.curate import CurateParams, curate
 from pcbforge.curate.runner import status_counts
 from pcbforge.datasets.dataset import (
@@ -31,7 +32,6 @@ from pcbforge.datasets.dataset import (
     with_defaults,
 )
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, LayoutProblem, read_deeppcb
-from pcbforge.datasets.samples import write_json
 from pcbforge.engine import Engine
 from pcbforge.split import leakage_groups
 

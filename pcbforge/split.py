@@ -35,9 +35,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pcbforge import __version__
+from pcbforge.core.files import write_json
 from pcbforge.curate.dedupe import UnionFind
 from pcbforge.datasets.dataset import SPLITS, load, save
-from pcbforge.datasets.samples import write_json
 
 SPLIT_NAMES = SPLITS[1:]  # ("train", "val", "test"): SPLITS also allows "" (unassigned)
 #: Statuses that are assigned a split; duplicates then follow their group.

@@ -249,3 +249,25 @@ def dask_engine(crash_corpus):
     with DaskEngine(2, partition_size=8, allowed_failures=1,
                     worker_env={CRASH_TEST_ENV: str(planted)}) as engine:
         yield engine
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs mounted at a fresh folder: a disk that fills up. Needs root and a
+    kernel that lets this process mount (CI runs as root); otherwise the test is skipped,
+    saying why."""
+    import shutil
+    import subprocess
+
+    mount_point = tmp_path / "small_disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a full-disk test needs root to mount a small tmpfs")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)

@@ -23,9 +23,11 @@ import pandas as pd
 import yaml
 
 from pcbforge import __version__
-from pcbforge.curate.runner import _progress_bar, _remove_stale_stages, _swap_into_place
+from pcbforge.core.files import atomic_write, write_json
+from pcbforge.core.output import recover_output, swap_into_place
+from pcbforge.core.progress import progress_bar
 from pcbforge.datasets.dataset import Dataset, load
-from pcbforge.datasets.samples import STATUSES, atomic_write, write_json
+from pcbforge.datasets.samples import STATUSES
 from pcbforge.split import SPLIT_NAMES
 
 REPORT_JSON = "report.json"
@@ -398,7 +400,7 @@ def build_report(root: Path | str, settings: ReportSettings | None = None, *,
     thumbs = (sum(len(c) for c in _example_boxes(ok, labels, classes,
                                                   settings.examples_per_class).values())
               + len(_rejected_rows(samples, settings.rejected_examples)))
-    with _progress_bar(progress, "report", thumbs) as advance:
+    with progress_bar(progress, "report", thumbs) as advance:
         examples = _examples(dataset, ok, labels, classes, settings.examples_per_class,
                              folder, advance)
         rejected = _rejected(dataset, settings.rejected_examples, folder, advance)
@@ -454,13 +456,13 @@ def write_report(root: Path | str, settings=None, *, progress: bool = False) -> 
         settings = ReportSettings(settings.examples_per_class, settings.rejected_examples,
                                   settings.histogram_bins)
     final = root / REPORT_DIR
-    _remove_stale_stages(final)
+    recover_output(final)
     staging = root / f".{REPORT_DIR}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         report = build_report(root, settings, folder=staging, progress=progress)
-        _swap_into_place(staging, final)
+        swap_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

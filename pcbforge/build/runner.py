@@ -30,8 +30,8 @@ from pathlib import Path
 from rich.console import Console
 
 from pcbforge import __version__
-from pcbforge.curate.runner import _process_alive, _remove_stale_stages, _swap_into_place
-from pcbforge.datasets.samples import atomic_write, write_json
+from pcbforge.core.files import atomic_write, write_json
+from pcbforge.core.output import process_alive, recover_output, swap_into_place
 from pcbforge.engine import Engine, open_engine
 
 #: Bump when the layout of a build's outputs changes: every stage then runs again.
@@ -201,7 +201,7 @@ class BuildLock:
                     pid = int(self.path.read_text().strip() or 0)
                 except (OSError, ValueError):
                     pid = 0
-                if pid and pid != os.getpid() and _process_alive(pid):
+                if pid and pid != os.getpid() and process_alive(pid):
                     raise BuildError(f"another build (pid {pid}) is writing "
                                      f"{self.path.parents[1]}; wait for it or stop it") from None
                 self.path.unlink(missing_ok=True)  # left by a build that died
@@ -272,14 +272,14 @@ def _run_one(ctx: BuildContext, stage: Stage, output: Path) -> dict:
         output.parent.mkdir(parents=True, exist_ok=True)
         return stage.run(ctx, output) or {}
     output.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_stages(output)
+    recover_output(output)
     staging = output.parent / f".{output.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
         summary = stage.run(ctx, staging) or {}
         settle_json(staging, output)
-        _swap_into_place(staging, output)
+        swap_into_place(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -46,6 +46,7 @@ from pcbforge.build.runner import (
     copy_file,
     files_digest,
 )
+from pcbforge.core.files import write_json
 from pcbforge.curate import CurateParams, curate
 from pcbforge.datasets.dataset import (
     DATASET_JSON,
@@ -60,7 +61,7 @@ from pcbforge.datasets.dataset import (
     save,
     with_defaults,
 )
-from pcbforge.datasets.samples import SAMPLES_CSV, SAMPLES_PARQUET, write_json
+from pcbforge.datasets.samples import SAMPLES_CSV, SAMPLES_PARQUET
 from pcbforge.split import SPLIT_NAMES, SplitParams, leakage_groups, split_samples
 
 MERGED_IMAGES = f"{STAGES_DIR}/merge/images"
@@ -518,7 +519,7 @@ def run_audit(ctx: BuildContext, folder: Path) -> dict:
 
 def run_export(ctx: BuildContext, folder: Path) -> dict:
     """Publish the dataset into the build folder, then write each export format."""
-    from pcbforge.curate.runner import _progress_bar
+    from pcbforge.core.progress import progress_bar
     from pcbforge.pipeline import export_dataset
 
     recipe: Recipe = ctx.recipe
@@ -527,7 +528,7 @@ def run_export(ctx: BuildContext, folder: Path) -> dict:
     for old in sorted(folder.iterdir()):  # every format is written afresh
         shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
     written = {}
-    with _progress_bar(ctx.progress, "export", len(recipe.export.formats)) as advance:
+    with progress_bar(ctx.progress, "export", len(recipe.export.formats)) as advance:
         for fmt in recipe.export.formats:
             report = export_dataset(ctx.out, fmt, folder / fmt,
                                     include_status=tuple(recipe.export.include_status))
@@ -601,7 +602,7 @@ def plan(recipe: Recipe) -> list[Stage]:
 
 
 def write_recipe_copy(ctx: BuildContext) -> None:
-    from pcbforge.datasets.samples import atomic_write
+    from pcbforge.core.files import atomic_write
 
     text = recipe_yaml(ctx.recipe)
     atomic_write(ctx.out / RECIPE_COPY, lambda tmp: Path(tmp).write_text(text, "utf-8"))

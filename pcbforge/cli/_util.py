@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Annotated, NoReturn
 
+import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
+from pcbforge.core.errors import EXIT_BUSY, EXIT_STORAGE, OutputBusyError, storage_error
 from pcbforge.engine import SCHEDULER_ENV, Engine, EngineError, EngineKind, open_engine
 
 #: ``--engine``: shared by every command that maps work over files (see engine_options).
@@ -23,10 +27,44 @@ SchedulerOption = Annotated[str | None, typer.Option(
          f"${SCHEDULER_ENV}, else a LocalCluster started for the run].")]
 
 
-def fail(message: object) -> NoReturn:
-    """Print one clear error line on stderr (never wrapped) and exit with code 2."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code=2)
+def fail(message: object, code: int = 2) -> NoReturn:
+    """Print one clear error line on stderr (never wrapped) and exit with ``code``."""
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(message))}", soft_wrap=True,
+                               highlight=False)
+    raise typer.Exit(code=code)
+
+
+def guarded(command: Callable) -> Callable:
+    """``command`` with the errors every command shares turned into one line each:
+    another writer on the output folder (exit 75) and a storage failure (disk full,
+    read-only file system, permission denied... exit 74), wherever it happened, in this
+    process or a worker's."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except OutputBusyError as err:
+            fail(err, code=EXIT_BUSY)
+        except Exception as err:
+            found = storage_error(err)
+            if found is None:
+                raise
+            fail(found, code=EXIT_STORAGE)
+
+    return run
+
+
+def guard_commands(app: typer.Typer) -> None:
+    """Apply :func:`guarded` to every command of ``app`` and of its sub-apps."""
+    for info in app.registered_commands:
+        if info.callback is not None and not getattr(info.callback, "__wrapped__", None):
+            info.callback = guarded(info.callback)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            guard_commands(group.typer_instance)
 
 
 def validation_message(err: ValidationError) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from pcbforge import __version__
+from pcbforge.cli._util import guard_commands
 from pcbforge.cli.audit import audit_command
 from pcbforge.cli.build import build_command
 from pcbforge.cli.curate import curate_command
@@ -49,6 +50,9 @@ def _root(
     ),
 ) -> None:
     apply_offline_defaults()
+
+
+guard_commands(app)
 
 
 def main() -> None:

@@ -68,6 +68,7 @@ def view_command(
 
 def _view(dataset: Path, name: str | None, port: int, address: str, remote: bool,
           launch: bool) -> None:
+    from pcbforge.core.files import write_json
     from pcbforge.datasets.dataset import DatasetError, load
     from pcbforge.datasets.fiftyone_io import (
         database_description,
@@ -78,7 +79,6 @@ def _view(dataset: Path, name: str | None, port: int, address: str, remote: bool
         view_counts,
         view_urls,
     )
-    from pcbforge.datasets.samples import write_json
 
     console = Console()
     try:

@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from pcbforge import __version__
+from pcbforge.core.files import write_json
 from pcbforge.curate.dedupe import DedupeParams, ImageHashes, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
 from pcbforge.curate.inspect import InspectParams, inspect_into_store
@@ -42,7 +43,7 @@ from pcbforge.datasets.dataset import (
     previous_splits,
     sample_id_for,
 )
-from pcbforge.datasets.samples import STATUSES, write_json, write_samples
+from pcbforge.datasets.samples import STATUSES, write_samples
 from pcbforge.engine import Engine, LocalEngine
 
 REPORT_JSON = "report.json"

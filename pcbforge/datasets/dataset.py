@@ -32,8 +32,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pcbforge import __version__
+from pcbforge.core.files import atomic_write, write_json
 from pcbforge.datasets.masks import parse_rle
-from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json, write_samples
+from pcbforge.datasets.samples import SAMPLES_PARQUET, write_samples
 
 DATASET_JSON = "dataset.json"
 LABELS_PARQUET = "labels.parquet"

@@ -70,6 +70,7 @@ import numpy as np
 import pandas as pd
 
 from pcbforge import __version__
+from pcbforge.core.files import atomic_write, write_json
 from pcbforge.datasets.dataset import (
     Dataset,
     DatasetError,
@@ -81,7 +82,7 @@ from pcbforge.datasets.dataset import (
 )
 from pcbforge.datasets.formats_common import BORDER_SLACK_PX, read_image_size
 from pcbforge.datasets.masks import decode_mask, encode_mask
-from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json
+from pcbforge.datasets.samples import SAMPLES_PARQUET
 from pcbforge.env import apply_offline_defaults
 
 logger = logging.getLogger(__name__)

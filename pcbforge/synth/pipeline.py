@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from pcbforge import __version__
-from pcbforge.curate.runner import _progress_bar
+from pcbforge.core.files import atomic_write, write_json
+from pcbforge.core.progress import progress_bar
 from pcbforge.curate.scan import scan_folder
 from pcbforge.datasets.dataset import (
     DATASET_JSON,
@@ -49,7 +50,7 @@ from pcbforge.datasets.dataset import (
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
 from pcbforge.datasets.formats_common import read_image_size
 from pcbforge.datasets.masks import encode_mask_window, mask_box
-from pcbforge.datasets.samples import SAMPLES_PARQUET, atomic_write, write_json
+from pcbforge.datasets.samples import SAMPLES_PARQUET
 from pcbforge.engine import Engine, LocalEngine
 from pcbforge.synth.analysis import BoardAnalysis, analyze_board, etch_board
 from pcbforge.synth.compose import (
@@ -344,7 +345,7 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
     tasks = [(i, board_list[i % len(board_list)].file, str(out), seed, config_json, image_format)
              for i in order]
     results = []
-    with _progress_bar(progress, "synth", count) as advance, \
+    with progress_bar(progress, "synth", count) as advance, \
             nullcontext(engine) if engine else LocalEngine(workers, preload=WORKER_MODULES) as run:
         where = run.describe()
         for result in run.map(synth_one, tasks, on_crash=_synth_crashed):
@@ -444,7 +445,7 @@ def write_boards(out: Path | str, *, count: int, seed: int = 0, size: int = 640,
     out.mkdir(parents=True, exist_ok=True)
     tasks = [(i, str(out), seed, size) for i in range(count)]
     names = []
-    with _progress_bar(progress, "boards", count) as advance, \
+    with progress_bar(progress, "boards", count) as advance, \
             LocalEngine(workers, preload=("numpy", "cv2")) as engine:
         for name in engine.map(_board_one, tasks):
             names.append(name)

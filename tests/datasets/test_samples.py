@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from pcbforge.datasets.samples import atomic_write
+from pcbforge.core.files import atomic_write
 
 
 def test_atomic_write_gives_the_usual_mode_and_leaves_nothing_behind(tmp_path):
