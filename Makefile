@@ -9,7 +9,7 @@ DEMO   ?= demo-out
 export FIFTYONE_DO_NOT_TRACK ?= true
 export NO_ALBUMENTATIONS_UPDATE ?= 1
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test browser lint clean
 
 install: $(STAMP)
 
@@ -33,8 +33,22 @@ demo: install
 	@echo "report:  open $(DEMO)/dataset/report.html in a browser"
 	@echo "FiftyOne: $(VENV)/bin/pcbforge view $(DEMO)/dataset"
 
-test: install
+test: install browser
 	$(VENV)/bin/pytest -q
+
+# The browser tests drive Debian's chromium (no browser download). Installed here when we
+# can (root with apt-get); otherwise those tests are skipped and say why.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium >/dev/null) \
+	    || echo "note: chromium could not be installed: the browser tests will be skipped"; \
+	else \
+	  echo "note: chromium is missing and apt-get needs root: the browser tests will be" \
+	       "skipped (apt-get install chromium)"; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check pcbforge tests benchmarks

@@ -271,3 +271,23 @@ def small_disk(tmp_path):
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+#: Set by .ci/run: there the browser tests must run, never skip.
+REQUIRE_BROWSER_ENV = "PCBFORGE_REQUIRE_BROWSER"
+
+
+@pytest.fixture
+def chromium_path() -> Path:
+    """Debian's chromium for the browser tests. ``make test`` installs it where it can
+    (root with apt-get); elsewhere these tests are skipped, saying why, except under
+    ``.ci/run``, which installs it and must run them."""
+    from tests.cli.cdp import CHROMIUM
+
+    if CHROMIUM.is_file():
+        return CHROMIUM
+    message = (f"{CHROMIUM} not found: the browser test needs Debian's chromium "
+               "(apt-get install chromium; `make test` installs it when run as root)")
+    if os.environ.get(REQUIRE_BROWSER_ENV):
+        pytest.fail(message)
+    pytest.skip(message)

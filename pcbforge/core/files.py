@@ -141,10 +141,23 @@ def atomic_write(path: Path | str, writer: Callable[[str], object]) -> None:
         writer(tmp)
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except OSError as err:
+        _unlink_quietly(tmp)
+        if err.errno and not err.filename:
+            # Writers such as pyarrow raise without the path ("error writing bytes to
+            # file"): name the file, so a full disk reads as one line that says where.
+            raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
         raise
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:

@@ -66,6 +66,21 @@ def lock_path(out: Path | str) -> Path:
 _HELD: dict[str, list[int]] = {}
 
 
+def _forget_locks_in_child() -> None:
+    # A forked child shares the parent's lock; its copies are closed so that the lock
+    # ends with the parent, and the child does not think it holds it.
+    for fd, _ in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
 class OutputLock:
     """One writer per output folder, for every command (see the module docstring).
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.cli.cdp import CHROMIUM, Chromium
+from tests.cli.cdp import Chromium
 
 pytestmark = pytest.mark.browser
 
@@ -20,13 +20,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 IMAGES_JS = """Array.from(document.images).map(i => [i.getAttribute('src'), i.complete,
                                                  i.naturalWidth, i.naturalHeight])"""
 
-
-@pytest.fixture
-def chromium_path() -> Path:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium: apt-get install -y "
-                    f"chromium (or deselect this test with -m 'not browser')")
-    return CHROMIUM
 
 
 def test_report_html_renders_every_plot_and_thumbnail(small_build, chromium_path, tmp_path):

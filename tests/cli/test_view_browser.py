@@ -28,7 +28,7 @@ import pytest
 
 from pcbforge.datasets import load
 from pcbforge.datasets.fiftyone_io import table_view_counts
-from tests.cli.cdp import CHROMIUM, BrowserError, Chromium
+from tests.cli.cdp import BrowserError, Chromium
 from tests.conftest import fiftyone_database_services, start_mongod
 
 pytestmark = pytest.mark.browser
@@ -132,13 +132,6 @@ class ViewProcess:
             self.own_mongod.wait(60)
         self.log.close()
 
-
-@pytest.fixture
-def chromium_path() -> Path:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium: apt-get install -y "
-                    f"chromium (or deselect this test with -m 'not browser')")
-    return CHROMIUM
 
 
 def _chroma(image: np.ndarray) -> np.ndarray:
