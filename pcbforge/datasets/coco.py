@@ -30,12 +30,15 @@ import pandas as pd
 from pcbforge import __version__
 from pcbforge.datasets.dataset import image_file
 from pcbforge.datasets.formats_common import (
+    MAX_JSON_FILE_BYTES,
     SAMPLE_COLUMNS,
     box_inside,
     boxes_by_sample,
     copy_image,
+    inside_root,
     labels_frame,
     read_image_size,
+    read_label_text,
     sample_flag,
     sample_size,
     text_value,
@@ -97,8 +100,8 @@ def save_coco(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
     return json_path
 
 
-def load_coco(json_path: Path, images_dir: Path | Sequence[Path] | None = None
-              ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def load_coco(json_path: Path, images_dir: Path | Sequence[Path] | None = None, *,
+              allow_outside: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Read a COCO instances file: ``(samples, labels, classes)``.
 
     ``classes`` are the category names in category-id order. ``sample_id`` comes from the
@@ -106,86 +109,168 @@ def load_coco(json_path: Path, images_dir: Path | Sequence[Path] | None = None
     With ``images_dir`` every image must exist there (its location is the ``file`` column),
     and a missing width/height is read from its header; a list of folders means the first
     one that holds the first image. Boxes must lie inside their image (see ``box_inside``).
+
+    Every ``file_name`` must stay inside the images folder (the JSON's own folder without
+    ``images_dir``): ``..``, an absolute name or a link leading out raises
+    ``PathOutsideRootError`` naming the entry, unless ``allow_outside``. The file must have
+    an ``annotations`` list: without one every image would read as defect-free (an empty
+    list says so explicitly).
     """
     json_path = Path(json_path)
-    if not json_path.is_file():
+    if not json_path.exists():
         raise FileNotFoundError(f"{json_path}: COCO annotations file not found")
+    text = read_label_text(json_path, "COCO annotations file", MAX_JSON_FILE_BYTES)
     try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{json_path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+        raise ValueError(f"{json_path}:{err.lineno}: not valid JSON ({err.msg})") from err
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise ValueError(f"{json_path}: not a COCO instances file (no 'images' list)")
+        raise ValueError(f"{json_path}: not a COCO instances file (expected an object with an "
+                         f"'images' list, got {_kind_of(data, 'images')})")
+    if not isinstance(data.get("annotations"), list):
+        raise ValueError(f"{json_path}: expected an 'annotations' list, got "
+                         f"{_kind_of(data, 'annotations')} (without it every image would read "
+                         f"as defect-free; write \"annotations\": [] if none has a defect)")
     if images_dir is not None and not isinstance(images_dir, str | Path):
         images_dir = _images_folder(json_path, data["images"], [Path(f) for f in images_dir])
-    categories = sorted(data.get("categories", []), key=lambda c: c["id"])
-    names = {c["id"]: str(c["name"]) for c in categories}
-    classes = [str(c["name"]) for c in categories]
+    classes, names = _read_categories(json_path, data.get("categories", []))
+    root = Path(images_dir) if images_dir is not None else json_path.parent
     samples, images = [], {}
-    for image in data["images"]:
-        row = _read_image(image, json_path, images_dir)
+    for index, image in enumerate(data["images"]):
+        row = _read_image(image, f"{json_path}: images[{index}]", root,
+                          images_dir is not None, allow_outside)
         if image["id"] in images:
-            raise ValueError(f"{json_path}: image id {image['id']} appears twice")
+            raise ValueError(f"{json_path}: images[{index}]: image id {image['id']!r} appears "
+                             f"twice (image ids must be unique)")
         images[image["id"]] = row
         samples.append(row)
     rows = []
-    for annotation in data.get("annotations", []):
-        rows.append(_read_annotation(annotation, json_path, names, images))
+    for index, annotation in enumerate(data["annotations"]):
+        rows.append(_read_annotation(annotation, json_path, index, names, images))
     return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
+
+
+def _kind_of(data: object, key: str) -> str:
+    """What arrived where a COCO object's ``key`` should be, in a few words."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}"
+    if key not in data:
+        return f"no {key!r} key"
+    return f"{key!r} as a JSON {type(data[key]).__name__}"
+
+
+def _read_categories(json_path: Path, categories: object) -> tuple[list[str], dict]:
+    """``(classes, names)``: category names in id order, and id -> name."""
+    if not isinstance(categories, list):
+        raise ValueError(f"{json_path}: 'categories' must be a list, got "
+                         f"{type(categories).__name__}")
+    names: dict = {}
+    for index, category in enumerate(categories):
+        if (not isinstance(category, dict) or not _is_id(category.get("id"))
+                or not isinstance(category.get("name"), str) or not category["name"]):
+            raise ValueError(f"{json_path}: categories[{index}] must be an object with an "
+                             f"integer 'id' and a 'name', got {category!r:.80}")
+        if category["id"] in names:
+            raise ValueError(f"{json_path}: categories[{index}]: category id {category['id']} "
+                             f"appears twice (ids must be unique)")
+        names[category["id"]] = category["name"]
+    ordered = dict(sorted(names.items()))
+    return list(ordered.values()), ordered
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _images_folder(json_path: Path, images: list, candidates: list[Path]) -> Path:
     """The first of ``candidates`` that holds the file of the first image."""
     if not images:
         return candidates[-1]
-    name = str(images[0].get("file_name", "")) if isinstance(images[0], dict) else ""
+    first = images[0]
+    name = first.get("file_name") if isinstance(first, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{json_path}: images[0] has no 'file_name' (got {first!r:.80})")
     for folder in candidates:
         if (folder / name).is_file():
             return folder
-    raise FileNotFoundError(f"{json_path}: image {name!r} is not in "
-                            f"{', '.join(str(c) for c in candidates)}; pass --images")
+    raise FileNotFoundError(f"{json_path}: images[0] file_name {name!r} is in none of "
+                            f"{', '.join(str(c) for c in candidates)}; pass --images FOLDER")
 
 
-def _read_image(image: dict, json_path: Path, images_dir: Path | None) -> dict:
-    if "id" not in image or "file_name" not in image:
-        raise ValueError(f"{json_path}: image {image!r:.80} has no id or file_name")
+def _read_image(image: object, where: str, root: Path, open_files: bool,
+                allow_outside: bool) -> dict:
+    """One samples row from an ``images`` entry; ``where`` names the file and the entry.
+    ``root`` is the folder file names are relative to; ``open_files``: the images are there
+    (check that each exists, read a missing size from its header)."""
+    if not isinstance(image, dict):
+        raise ValueError(f"{where}: expected an object with 'id' and 'file_name', got "
+                         f"{image!r:.80}")
+    name = image.get("file_name")
+    if not (_is_id(image.get("id")) or isinstance(image.get("id"), str)):
+        raise ValueError(f"{where}: expected an integer 'id', got {image.get('id')!r:.80}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where} (id {image['id']}): expected a 'file_name', got "
+                         f"{name!r:.80}")
+    where = f"{where} (id {image['id']})"
     extra = image.get("pcbforge") or {}
-    path = str(image["file_name"]).replace("\\", "/")
-    width, height = image.get("width"), image.get("height")
-    file = None
-    if images_dir is not None:
-        file = Path(images_dir) / path
+    path = name.replace("\\", "/")
+    file = inside_root(root, path, f"{where} file_name", allow_outside=allow_outside)
+    width, height = _size(image.get("width")), _size(image.get("height"))
+    if open_files:
         if not file.is_file():
-            raise FileNotFoundError(f"{json_path}: image id {image['id']}: {file} not found")
+            raise FileNotFoundError(f"{where}: image {path!r} not found in {root}")
         if not (width and height):
             width, height = read_image_size(file)
     if not (width and height):
-        raise ValueError(f"{json_path}: image id {image['id']} has no width/height "
-                         f"(pass images_dir to read them from the files)")
+        raise ValueError(f"{where}: expected a positive integer width and height, got "
+                         f"{image.get('width')!r} and {image.get('height')!r} (pass the "
+                         f"images folder to read them from the files)")
     given = str(extra.get("sample_id") or "")
     return {"sample_id": given or f"coco-{image['id']}", "id_given": bool(given), "path": path,
-            "file": str(file) if file is not None else "",
-            "width": int(width), "height": int(height), "split": str(extra.get("split", "")),
+            "file": str(root / path) if open_files else "",
+            "width": width, "height": height, "split": str(extra.get("split", "")),
             "synthetic": bool(extra.get("synthetic", False))}
 
 
-def _read_annotation(annotation: dict, json_path: Path, names: dict,
+def _size(value: object) -> int:
+    """A width or height as a positive int; 0 when missing or not a positive whole number."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value) if math.isfinite(value) and value >= 1 and value == int(value) else 0
+
+
+def _read_annotation(annotation: object, json_path: Path, index: int, names: dict,
                      images: dict) -> dict:
-    where = f"{json_path}: annotation id {annotation.get('id')}"
+    where = f"{json_path}: annotations[{index}]"
+    if not isinstance(annotation, dict):
+        raise ValueError(f"{where}: expected an object with image_id, category_id and bbox, "
+                         f"got {annotation!r:.80}")
+    if "id" in annotation:  # the id is how people find an annotation; the index when none
+        where = f"{json_path}: annotation id {annotation['id']!r:.40}"
     category = annotation.get("category_id")
-    if category not in names:
-        raise ValueError(f"{where}: unknown category_id {category!r} "
-                         f"(categories: {sorted(names)})")
-    if annotation.get("image_id") not in images:
-        raise ValueError(f"{where}: unknown image_id {annotation.get('image_id')!r}")
-    bbox = annotation.get("bbox")
-    try:
-        x, y, w, h = (float(v) for v in bbox)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}") from err
-    if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
-        raise ValueError(f"{where}: empty or invalid bbox {bbox!r}")
-    image = images[annotation["image_id"]]
+    if not _is_id(category) or category not in names:
+        raise ValueError(f"{where}: unknown category_id {category!r:.40} (categories: "
+                         f"{sorted(names)})")
+    image_id = annotation.get("image_id")
+    if not (_is_id(image_id) or isinstance(image_id, str)) or image_id not in images:
+        raise ValueError(f"{where}: image_id {image_id!r:.40} is not the id of an entry of "
+                         f"'images'")
+    if "bbox" not in annotation:
+        raise ValueError(f"{where}: has no 'bbox' (expected [x, y, width, height])")
+    bbox = annotation["bbox"]
+    if (not isinstance(bbox, list) or len(bbox) != 4
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)):
+        raise ValueError(f"{where}: bbox must be 4 numbers [x, y, width, height], got "
+                         f"{bbox!r:.80}")
+    x, y, w, h = (float(v) for v in bbox)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise ValueError(f"{where}: bbox {bbox!r} has a value that is not a finite number")
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{where}: bbox {bbox!r} is empty (expected width > 0 and "
+                         f"height > 0)")
+    image = images[image_id]
     x1, y1, x2, y2 = box_inside(f"{where} (image {image['path']})", (x, y, x + w, y + h),
                                 image["width"], image["height"])
     extra = annotation.get("pcbforge") or {}

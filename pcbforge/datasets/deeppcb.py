@@ -27,7 +27,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from pcbforge.core.files import PathOutsideRootError, resolve_inside
 from pcbforge.datasets.dataset import image_file
+from pcbforge.datasets.formats_common import read_label_text
 
 #: DeepPCB type id -> class name (type 1 is index 0).
 DEEPPCB_CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
@@ -91,22 +93,29 @@ def parse_annotation(text: str, source: str) -> tuple[list[dict], list[LayoutPro
     return boxes, problems
 
 
-def read_deeppcb(root: Path | str) -> DeepPCBLayout:
+def read_deeppcb(root: Path | str, *, allow_outside: bool = False) -> DeepPCBLayout:
     """Find every tested image, its template, its board and its defect boxes.
 
     Samples columns: ``path`` (relative to ``root``), ``role`` (``tested`` or
     ``template``), ``template_path`` (for tested images), ``board`` (the
     ``groupN`` folder: one scanned board), ``pair`` (the tile id shared by an
     image and its template), ``listed_in`` (``trainval``/``test`` when a list
-    file names it), ``label_problem`` (``missing_label_file`` or ``bad_label_line`` for a
-    tested image whose labels cannot all be trusted, else ""). Labels columns: ``path`` of
-    the tested image, ``label``, ``x1, y1, x2, y2``, ``annotation`` and ``annotation_line``.
+    file names it), ``label_problem`` (``missing_label_file``, ``unreadable_label_file``,
+    ``bad_label_line`` or ``outside_root`` for a tested image whose labels cannot all be
+    trusted, else ""). Labels columns: ``path`` of the tested image, ``label``,
+    ``x1, y1, x2, y2``, ``annotation`` and ``annotation_line``.
+
+    Label files are read only when they are regular files of a sane size (a FIFO or device
+    is a problem, never a hang). Paths must stay inside ``root``: a list-file line naming
+    an image or annotation outside it (``..``, absolute) is a ``file:line`` problem and is
+    skipped, and a tested image, template or annotation that is a link leading out is a
+    problem that holds its image back (``outside_root``), unless ``allow_outside``.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
     problems: list[LayoutProblem] = []
-    listed = _read_lists(root, problems)
+    listed = _read_lists(root, problems, allow_outside)
     samples, labels = [], []
     for tested in sorted(root.glob("*/*/*_test.jpg")):
         relative = tested.relative_to(root).as_posix()
@@ -128,11 +137,25 @@ def read_deeppcb(root: Path | str) -> DeepPCBLayout:
                 "path": template, "role": "template", "template_path": "",
                 "board": group_dir, "pair": pair, "listed_in": listed_in, "label_problem": "",
             })
+        outside = [] if allow_outside else [
+            LayoutProblem(path, 0, why) for path, why in
+            ((path, _outside(root, path)) for path in (relative, template, annotation))
+            if why is not None]
+        if outside:
+            # Its pixels or labels are not this dataset's: keep the row, hold the image back.
+            problems.extend(outside)
+            tested_row["label_problem"] = "outside_root"
+            continue
         try:
-            text = (root / annotation).read_text(encoding="utf-8", errors="replace")
+            text = read_label_text(root / annotation, "DeepPCB annotation file", errors="replace")
         except FileNotFoundError:
             problems.append(LayoutProblem(relative, 0, f"annotation {annotation} is missing"))
             tested_row["label_problem"] = "missing_label_file"
+            continue
+        except ValueError as err:  # a FIFO, a device or a file far too large for labels
+            problems.append(LayoutProblem(annotation, 0, str(err).removeprefix(
+                f"{root / annotation}: ")))
+            tested_row["label_problem"] = "unreadable_label_file"
             continue
         boxes, found = parse_annotation(text, annotation)
         problems.extend(found)
@@ -168,14 +191,30 @@ def deeppcb_pairs(root: Path | str, boards: set[str] | None = None
             for row in tested.itertuples()]
 
 
-def _read_lists(root: Path, problems: list[LayoutProblem]) -> dict[str, str]:
+def _outside(root: Path, relative: str) -> str | None:
+    """Why ``relative`` leads out of ``root`` (``..``, absolute, a link), else ``None``."""
+    try:
+        resolve_inside(root, relative)
+    except PathOutsideRootError as err:
+        what = "annotation path" if relative.endswith(".txt") else "image path"
+        return str(err).replace("image path", what, 1)
+    return None
+
+
+def _read_lists(root: Path, problems: list[LayoutProblem],
+                allow_outside: bool = False) -> dict[str, str]:
     """Image -> list name, from trainval.txt / test.txt when present."""
     listed: dict[str, str] = {}
     for filename, name in _LIST_FILES.items():
         path = root / filename
-        if not path.is_file():
+        if not path.exists():
             continue
-        for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text = read_label_text(path, "DeepPCB list file", errors="replace")
+        except ValueError as err:  # a FIFO, a device or a file far too large for a list
+            problems.append(LayoutProblem(filename, 0, str(err).removeprefix(f"{path}: ")))
+            continue
+        for number, raw in enumerate(text.splitlines(), start=1):
             fields = raw.split()
             if not fields:
                 continue
@@ -183,6 +222,11 @@ def _read_lists(root: Path, problems: list[LayoutProblem]) -> dict[str, str]:
                 problems.append(LayoutProblem(
                     filename, number, f"expected 'image.jpg labels.txt', got {raw!r}"
                 ))
+                continue
+            outside = None if allow_outside else next(
+                (why for why in map(lambda f: _outside(root, f), fields) if why), None)
+            if outside is not None:
+                problems.append(LayoutProblem(filename, number, f"{outside}; line skipped"))
                 continue
             listed[fields[0]] = name
     return listed

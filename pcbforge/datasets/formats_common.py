@@ -1,4 +1,4 @@
-"""Helpers shared by the COCO, YOLO and VOC modules (file names, sizes, rows)."""
+"""Helpers shared by the label-format modules (file names, sizes, rows, bounded reads)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from pcbforge.core.files import UnreadableFileError, read_regular_file, resolve_inside
 from pcbforge.datasets.dataset import LABEL_COLUMNS, empty_labels
 
 #: Sample columns the format loaders return. ``id_given`` says the ``sample_id`` was stored
@@ -22,6 +23,54 @@ SAMPLE_COLUMNS = ["sample_id", "id_given", "path", "file", "width", "height", "s
 BORDER_SLACK_PX = 1e-3
 #: Separator that replaces "/" when nested sample paths are flattened into one folder.
 FLAT_SEPARATOR = "__"
+#: Largest label text file read (YOLO txt/yaml, VOC XML, DeepPCB lists): a 16 MiB label
+#: file is already some 300k boxes; anything larger is a mistake or a device, not labels.
+MAX_LABEL_FILE_BYTES = 16 << 20
+#: Largest JSON annotations file read (COCO instances, the YOLO side file): about a million
+#: boxes at ~250 bytes each; PCB label sets are far smaller, and parsing costs ~10x in memory.
+MAX_JSON_FILE_BYTES = 256 << 20
+
+
+def read_label_bytes(path: Path, what: str, max_bytes: int = MAX_LABEL_FILE_BYTES) -> bytes:
+    """The bytes of the label file ``path`` (``what`` names its kind in messages).
+
+    Read only when it is a regular file of at most ``max_bytes``: a FIFO, socket or device
+    (also behind a link) or a larger file raises ``ValueError`` naming ``path``, instead of
+    a hang or a read without end. A missing file raises ``FileNotFoundError``."""
+    try:
+        return read_regular_file(path, max_bytes=max_bytes)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: {what} not found") from err
+    except UnreadableFileError as err:
+        if err.reason == "too_large":
+            detail = f"larger than the {max_bytes:,}-byte limit for a {what}; not read"
+        else:
+            detail = f"{err.detail} (a {what} must be one); not read"
+        raise ValueError(f"{path}: {detail}") from err
+
+
+def read_label_text(path: Path, what: str, max_bytes: int = MAX_LABEL_FILE_BYTES, *,
+                    errors: str = "strict") -> str:
+    """The UTF-8 text of the label file ``path``, read as :func:`read_label_bytes` does;
+    bytes that are not UTF-8 raise ``ValueError`` naming ``file:line`` (unless ``errors``
+    says otherwise, as for :meth:`bytes.decode`)."""
+    data = read_label_bytes(path, what, max_bytes)
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ValueError(f"{path}:{line}: {what} is not UTF-8 text (byte "
+                         f"{data[err.start]:#04x} at offset {err.start})") from err
+
+
+def inside_root(root: Path, name: str, where: str, *, allow_outside: bool) -> Path:
+    """``name`` (relative to ``root``) resolved, when it stays inside ``root``; else
+    :class:`~pcbforge.core.files.PathOutsideRootError` that starts with ``where`` (the
+    label file and the entry or line that names the path)."""
+    try:
+        return resolve_inside(root, name, allow_outside=allow_outside)
+    except ValueError as err:
+        raise type(err)(f"{where}: {err}") from err
 
 
 def flat_file_names(paths: Iterable[str]) -> list[str]:
@@ -102,13 +151,22 @@ def box_inside(where: str, corners: tuple[float, float, float, float], width: in
     ``height`` image: empty or outside raises ``ValueError`` naming ``where``; float
     overshoot up to :data:`BORDER_SLACK_PX` is clipped onto the border."""
     x1, y1, x2, y2 = corners
-    if not all(math.isfinite(v) for v in corners) or x2 <= x1 or y2 <= y1:
-        raise ValueError(f"{where}: empty or invalid box {list(corners)}")
+    if not all(math.isfinite(v) for v in corners):
+        raise ValueError(f"{where}: box {_corners_text(corners)} has a coordinate that is not "
+                         f"a finite number")
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f"{where}: box {_corners_text(corners)} is empty (expected x2 > x1 "
+                         f"and y2 > y1)")
     slack = BORDER_SLACK_PX
     if x1 < -slack or y1 < -slack or x2 > width + slack or y2 > height + slack:
-        raise ValueError(f"{where}: box (x1={x1:g}, y1={y1:g}, x2={x2:g}, y2={y2:g}) is outside "
-                         f"the {width}x{height} image")
+        raise ValueError(f"{where}: box {_corners_text(corners)} is outside the "
+                         f"{width}x{height} image")
     return max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+
+
+def _corners_text(corners: tuple[float, float, float, float]) -> str:
+    x1, y1, x2, y2 = corners
+    return f"(x1={x1:g}, y1={y1:g}, x2={x2:g}, y2={y2:g})"
 
 
 def check_missing_labels(missing_labels: str) -> None:

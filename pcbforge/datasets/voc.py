@@ -35,8 +35,11 @@ from pcbforge.datasets.formats_common import (
     check_missing_labels,
     copy_image,
     flat_file_names,
+    inside_root,
     labels_frame,
     read_image_size,
+    read_label_bytes,
+    read_label_text,
     sample_flag,
     sample_size,
     text_value,
@@ -110,7 +113,7 @@ def _bool_text(value: bool) -> str:
     return "true" if value else "false"
 
 
-def load_voc(out_dir: Path, *, missing_labels: str = "error"
+def load_voc(out_dir: Path, *, missing_labels: str = "error", allow_outside: bool = False
              ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Read a VOC folder: ``(samples, labels, classes)``.
 
@@ -120,6 +123,10 @@ def load_voc(out_dir: Path, *, missing_labels: str = "error"
     ``ImageSets/Main/{train,val,test}.txt``. An image in ``JPEGImages`` without an XML file
     raises ``FileNotFoundError`` unless ``missing_labels="empty"`` (then it has no boxes);
     a box outside its image raises ``ValueError`` naming the XML file and object.
+
+    Images are looked up in ``JPEGImages``: a ``<filename>`` that leads out of it (``..``,
+    an absolute name, a link leading out; links among the images too) raises
+    ``PathOutsideRootError`` naming ``file:line``, unless ``allow_outside``.
     """
     check_missing_labels(missing_labels)
     out_dir = Path(out_dir)
@@ -127,12 +134,13 @@ def load_voc(out_dir: Path, *, missing_labels: str = "error"
     if not annotations_dir.is_dir():
         raise FileNotFoundError(f"{annotations_dir}: not found; is {out_dir} a VOC dataset?")
     labels_txt = out_dir / LABELS_TXT
-    classes = ([line.strip() for line in labels_txt.read_text(encoding="utf-8").splitlines()
-                if line.strip()] if labels_txt.is_file() else None)
+    classes = ([line.strip() for line in
+                read_label_text(labels_txt, "VOC class list").splitlines() if line.strip()]
+               if labels_txt.exists() else None)
     listed = _image_sets(out_dir)
     samples, rows = [], []
     for xml_path in sorted(annotations_dir.glob("*.xml")):
-        sample, boxes = _read_annotation(xml_path, out_dir, classes)
+        sample, boxes = _read_annotation(xml_path, out_dir, classes, allow_outside)
         sample["split"] = sample["split"] or listed.get(xml_path.stem, "")
         samples.append(sample)
         rows.extend(boxes)
@@ -146,6 +154,7 @@ def load_voc(out_dir: Path, *, missing_labels: str = "error"
             f"not found ({len(unlabelled)} images have none; to read them as images with no "
             f"defects, allow missing labels)")
     for image in unlabelled:
+        inside_root(images_dir, image.name, str(image), allow_outside=allow_outside)
         width, height = read_image_size(image)
         samples.append({"sample_id": sample_id_for(image.name, "voc"), "id_given": False,
                         "path": image.name, "file": str(image), "width": width,
@@ -156,26 +165,32 @@ def load_voc(out_dir: Path, *, missing_labels: str = "error"
     return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
 
 
-def _read_annotation(xml_path: Path, out_dir: Path,
-                     classes: list[str] | None) -> tuple[dict, list[dict]]:
+def _read_annotation(xml_path: Path, out_dir: Path, classes: list[str] | None,
+                     allow_outside: bool) -> tuple[dict, list[dict]]:
+    data = read_label_bytes(xml_path, "VOC annotation file")
     try:
-        root = ET.parse(xml_path).getroot()
+        root = ET.fromstring(data)  # bytes: the XML declaration's encoding is honoured
     except ET.ParseError as err:
         line = err.position[0]
         raise ValueError(f"{xml_path}:{line}: not valid XML ({err})") from err
     if root.tag != "annotation":
         raise ValueError(f"{xml_path}: root element is <{root.tag}>, expected <annotation>")
     name = (root.findtext("filename") or "").strip() or f"{xml_path.stem}.jpg"
+    images_dir = out_dir / "JPEGImages"
+    # ElementTree keeps no line numbers; the first <filename> tag is the one findtext read.
+    line = data[:data.find(b"<filename")].count(b"\n") + 1 if b"<filename" in data else 0
+    image = inside_root(images_dir, name, f"{xml_path}:{line}: filename",
+                        allow_outside=allow_outside)
     extra = root.find("pcbforge")
     width = _int_or_zero(root.findtext("size/width"))
     height = _int_or_zero(root.findtext("size/height"))
     if not (width and height):
-        width, height = read_image_size(out_dir / "JPEGImages" / name)
+        width, height = read_image_size(image)
     path = _extra_text(extra, "path") or name
     given = _extra_text(extra, "sample_id")
     sample_id = given or sample_id_for(name, "voc")
     sample = {"sample_id": sample_id, "id_given": bool(given), "path": path,
-              "file": str(out_dir / "JPEGImages" / name), "width": width, "height": height,
+              "file": str(images_dir / name), "width": width, "height": height,
               "split": _extra_text(extra, "split"),
               "synthetic": _extra_text(extra, "synthetic") == "true"}
     boxes = []
@@ -190,10 +205,14 @@ def _read_annotation(xml_path: Path, out_dir: Path,
         corners = []
         for tag in ("xmin", "ymin", "xmax", "ymax"):
             text = item.findtext(f"bndbox/{tag}")
+            if text is None:
+                raise ValueError(f"{where}: has no <bndbox><{tag}> (expected xmin, ymin, "
+                                 f"xmax and ymax)")
             try:
                 corners.append(float(text))
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{where}: bndbox {tag} is {text!r}, not a number") from err
+            except ValueError as err:
+                raise ValueError(f"{where}: bndbox {tag} is {text.strip()!r}, not a "
+                                 f"number") from err
         xmin, ymin, xmax, ymax = corners
         x1, y1, x2, y2 = box_inside(f"{where} ({name})", (xmin - 1, ymin - 1, xmax, ymax),
                                     width, height)
@@ -211,8 +230,8 @@ def _image_sets(out_dir: Path) -> dict[str, str]:
     for name, split in (("trainval", "train"), ("train", "train"), ("val", "val"),
                         ("test", "test")):
         path = out_dir / "ImageSets" / "Main" / f"{name}.txt"
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
+        if path.exists():
+            for line in read_label_text(path, "VOC image set list").splitlines():
                 if line.split():
                     listed[line.split()[0]] = split
     return listed
@@ -225,9 +244,10 @@ def _extra_text(element: ET.Element | None, tag: str) -> str:
 
 
 def _int_or_zero(text: str | None) -> int:
+    """A positive size from ``<size>``; 0 when missing, not a number or not positive."""
     try:
-        return int(float(text))
-    except (TypeError, ValueError):
+        return max(int(float(text)), 0)
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 

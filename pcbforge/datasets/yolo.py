@@ -30,16 +30,20 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from pcbforge.core.files import PathOutsideRootError, resolve_inside
 from pcbforge.datasets.dataset import image_file, sample_id_for
 from pcbforge.datasets.formats_common import (
+    MAX_JSON_FILE_BYTES,
     SAMPLE_COLUMNS,
     box_inside,
     boxes_by_sample,
     check_missing_labels,
     copy_image,
     flat_file_names,
+    inside_root,
     labels_frame,
     read_image_size,
+    read_label_text,
     sample_flag,
     sample_size,
     split_suffix,
@@ -98,8 +102,8 @@ def save_yolo(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
 def _write_yaml(out_dir: Path, split: str, classes: list[str]) -> None:
     config: dict = {}
     existing = out_dir / YAML_NAMES[0]
-    if existing.is_file():
-        config = yaml.safe_load(existing.read_text(encoding="utf-8")) or {}
+    if existing.exists():
+        config = yaml.safe_load(read_label_text(existing, "YOLO data.yaml")) or {}
         old = _names(config.get("names"), existing)
         if old and old != list(classes):
             raise ValueError(f"{existing}: has classes {old}, cannot add split {split!r} "
@@ -116,12 +120,12 @@ def _write_yaml(out_dir: Path, split: str, classes: list[str]) -> None:
 
 def _read_sidecar(out_dir: Path) -> dict:
     path = out_dir / SIDECAR
-    if not path.is_file():
+    if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_label_text(path, "pcbforge side file", MAX_JSON_FILE_BYTES))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from err
 
 
 def _names(names: object, where: Path) -> list[str]:
@@ -134,7 +138,8 @@ def _names(names: object, where: Path) -> list[str]:
         try:
             keyed = {int(k): str(v) for k, v in names.items()}
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: names keys must be class indices") from err
+            raise ValueError(f"{where}: names keys must be class indices 0, 1, ..., got "
+                             f"{list(names)!r:.80}") from err
         if sorted(keyed) != list(range(len(keyed))):
             raise ValueError(f"{where}: names indices must be 0..{len(keyed) - 1}, "
                              f"got {sorted(keyed)}")
@@ -158,21 +163,41 @@ def yaml_splits(out_dir: Path) -> list[str]:
 
 
 def _read_yaml(out_dir: Path) -> tuple[Path, dict]:
-    yaml_path = next((out_dir / n for n in YAML_NAMES if (out_dir / n).is_file()), None)
-    if yaml_path is None:
-        raise FileNotFoundError(f"{out_dir / YAML_NAMES[0]}: not found; is {out_dir} a YOLO "
-                                f"dataset?")
+    yaml_path, text = _yaml_text(out_dir)
     try:
-        config = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+        config = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"{yaml_path}: not valid YAML ({err})") from err
     if not isinstance(config, dict):
-        raise ValueError(f"{yaml_path}: not a YOLO data.yaml (expected a mapping)")
+        raise ValueError(f"{yaml_path}: not a YOLO data.yaml (expected a mapping of keys to "
+                         f"values, got a {type(config).__name__})")
     return yaml_path, config
 
 
-def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "error"
-              ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def _yaml_text(out_dir: Path) -> tuple[Path, str]:
+    # exists(), not is_file(): a FIFO named data.yaml is refused by name, not "not found".
+    yaml_path = next((out_dir / n for n in YAML_NAMES if (out_dir / n).exists()), None)
+    if yaml_path is None:
+        raise FileNotFoundError(f"{out_dir / YAML_NAMES[0]}: not found; is {out_dir} a YOLO "
+                                f"dataset?")
+    return yaml_path, read_label_text(yaml_path, "YOLO data.yaml")
+
+
+def _key_line(yaml_path: Path, key: str) -> int:
+    """The 1-based line of the top-level ``key`` in ``yaml_path`` (0 when not found)."""
+    try:
+        node = yaml.compose(read_label_text(yaml_path, "YOLO data.yaml"),
+                            Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, ValueError, OSError):
+        return 0
+    for key_node, _ in getattr(node, "value", []) if isinstance(node, yaml.MappingNode) else []:
+        if getattr(key_node, "value", None) == key:
+            return key_node.start_mark.line + 1
+    return 0
+
+
+def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "error",
+              allow_outside: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Read split ``split`` of a YOLO folder: ``(samples, labels, classes)``.
 
     Every image in ``images/<split>/`` is a sample; an image with no boxes has an empty label
@@ -181,6 +206,10 @@ def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "err
     otherwise turn every defect image into a defect-free one. Boxes are turned back into
     pixels with the size from each image's header. A malformed line, a class index out of
     range or a box outside the image raises ``ValueError`` naming ``file:line``.
+
+    The split folder and every image (links followed) must stay inside ``out_dir``: a
+    split named as ``../elsewhere`` or an absolute folder in data.yaml, or an image that is
+    a link leading out, raises ``PathOutsideRootError``, unless ``allow_outside``.
     """
     check_missing_labels(missing_labels)
     out_dir = Path(out_dir)
@@ -188,9 +217,17 @@ def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "err
     classes = _names(config.get("names"), yaml_path)
     if split not in config:
         raise ValueError(f"{yaml_path}: no split {split!r} (has "
-                         f"{[k for k in config if k not in ('path', 'nc', 'names')]})")
+                         f"{[k for k in config if k not in _NOT_SPLITS]})")
+    if not isinstance(config[split], str) or not config[split]:
+        raise ValueError(f"{yaml_path}:{_key_line(yaml_path, split)}: split {split!r} must "
+                         f"name one folder, got {config[split]!r:.80}")
     # The split folder is taken relative to this folder, not `path`, so a moved export loads.
-    images_dir = (out_dir / str(config[split])).resolve()
+    root = out_dir.resolve()
+    try:
+        images_dir = resolve_inside(root, config[split], allow_outside=allow_outside)
+    except PathOutsideRootError as err:
+        raise PathOutsideRootError(f"{yaml_path}:{_key_line(yaml_path, split)}: split "
+                                   f"{split!r}: {err}") from err
     if not images_dir.is_dir():
         raise FileNotFoundError(f"{yaml_path}: split {split!r} folder {images_dir} not found")
     labels_dir = _labels_dir(images_dir)
@@ -198,6 +235,9 @@ def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "err
     samples, rows = [], []
     for image in sorted(p for p in images_dir.rglob("*") if p.is_file()):
         name = image.relative_to(images_dir).as_posix()
+        if not allow_outside:  # a link under images/ may lead anywhere
+            inside_root(root, image.relative_to(root).as_posix(), str(image),
+                        allow_outside=False)
         width, height = read_image_size(image)
         extra = known.get(name, {})
         path = extra.get("path", name)
@@ -207,7 +247,7 @@ def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "err
                         "file": str(image), "width": width, "height": height, "split": split,
                         "synthetic": bool(extra.get("synthetic", False))})
         txt = labels_dir / (split_suffix(name)[0] + ".txt")
-        if txt.is_file():
+        if txt.exists():  # not is_file(): a FIFO or device is refused by name, not skipped
             boxes = _read_label_file(txt, classes, width, height)
             rows.extend(_with_extras(boxes, extra.get("boxes", []), sample_id, width, height))
         elif missing_labels == "error":
@@ -230,7 +270,8 @@ def _labels_dir(images_dir: Path) -> Path:
 def _read_label_file(txt: Path, classes: list[str], width: int,
                      height: int) -> list[tuple[str, float, float, float, float]]:
     boxes = []
-    for number, raw in enumerate(txt.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(read_label_text(txt, "YOLO label file").splitlines(),
+                                 start=1):
         fields = raw.split()
         if not fields:
             continue
@@ -247,7 +288,8 @@ def _read_label_file(txt: Path, classes: list[str], width: int,
             raise ValueError(f"{where}: class index {index} out of range "
                              f"(names has {len(classes)} classes)")
         if not all(math.isfinite(v) for v in (cx, cy, w, h)) or w <= 0 or h <= 0:
-            raise ValueError(f"{where}: empty or invalid box {raw.strip()!r}")
+            raise ValueError(f"{where}: box {raw.strip()!r} has a value that is not a finite "
+                             f"number or a width/height <= 0")
         corners = ((cx - w / 2) * width, (cy - h / 2) * height,
                    (cx + w / 2) * width, (cy + h / 2) * height)
         boxes.append((classes[index], *box_inside(where, corners, width, height)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -280,3 +281,138 @@ def test_coco_polygons_are_read_as_masks(tmp_path):
     mask = decode_mask(labels["mask"][0])
     assert mask.shape == (20, 30) and mask.sum() == 10 * 6 and mask[3:9, 2:12].all()
     assert samples["sample_id"][0] == "coco-7" and not samples["id_given"][0]
+
+
+# --- Messages that say what arrived and what was expected (issue 25, failure 8) ----------------
+
+
+def _coco_file(tmp_path: Path, **changes) -> Path:
+    """A one-image COCO file with one box; ``changes`` replace its top-level keys."""
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((20, 30, 3), np.uint8))
+    payload = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 30, "height": 20}],
+        "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 6]}],
+        "categories": [{"id": 1, "name": "short"}],
+    }
+    payload.update(changes)
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({k: v for k, v in payload.items() if v is not None}))
+    return path
+
+
+def test_coco_without_annotations_is_an_error_naming_the_file(tmp_path):
+    path = _coco_file(tmp_path, annotations=None)
+    with pytest.raises(ValueError, match=r"instances\.json: expected an 'annotations' list, got "
+                                         r"no 'annotations' key \(without it every image would "
+                                         r"read as defect-free"):
+        load_coco(path)
+
+
+def test_coco_with_an_empty_annotations_list_has_images_without_defects(tmp_path):
+    samples, labels, classes = load_coco(_coco_file(tmp_path, annotations=[]))
+    assert len(samples) == 1 and labels.empty and classes == ["short"]
+
+
+COCO_IMAGE = {"id": 1, "file_name": "a.png", "width": 30, "height": 20}
+COCO_BOX = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 6]}
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"annotations": {"a": 1}}, r"expected an 'annotations' list, got 'annotations' as a JSON "
+                                r"dict"),
+    ({"images": [5]}, r"images\[0\]: expected an object with 'id' and 'file_name', got 5"),
+    ({"images": [{**COCO_IMAGE, "id": [1]}]}, r"images\[0\]: expected an integer 'id', got \[1\]"),
+    ({"images": [{**COCO_IMAGE, "file_name": ""}]},
+     r"images\[0\] \(id 1\): expected a 'file_name', got ''"),
+    ({"images": [{**COCO_IMAGE, "width": "abc"}]},
+     r"images\[0\] \(id 1\): expected a positive integer width and height, got 'abc' and 20"),
+    ({"images": [{**COCO_IMAGE, "height": -20}]},
+     r"images\[0\] \(id 1\): expected a positive integer width and height, got 30 and -20"),
+    ({"images": [COCO_IMAGE, {**COCO_IMAGE}]},
+     r"images\[1\]: image id 1 appears twice \(image ids must be unique\)"),
+    ({"categories": [{"id": 1}]},
+     r"categories\[0\] must be an object with an integer 'id' and a 'name', got \{'id': 1\}"),
+    ({"categories": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]},
+     r"categories\[1\]: category id 1 appears twice"),
+    ({"annotations": ["box"]},
+     r"annotations\[0\]: expected an object with image_id, category_id and bbox, got 'box'"),
+    ({"annotations": [{k: v for k, v in COCO_BOX.items() if k != "bbox"}]},
+     r"annotation id 5: has no 'bbox' \(expected \[x, y, width, height\]\)"),
+    ({"annotations": [{**COCO_BOX, "bbox": "2310"}]},
+     r"annotation id 5: bbox must be 4 numbers \[x, y, width, height\], got '2310'"),
+    ({"annotations": [{**COCO_BOX, "bbox": [2, 3, 10]}]},
+     r"annotation id 5: bbox must be 4 numbers \[x, y, width, height\], got "
+     r"\[2, 3, 10\]"),
+    ({"annotations": [{**COCO_BOX, "bbox": [2, 3, 0, 6]}]},
+     r"annotation id 5: bbox \[2, 3, 0, 6\] is empty \(expected width > 0 and "
+     r"height > 0\)"),
+    ({"annotations": [{**COCO_BOX, "image_id": 9}]},
+     r"annotation id 5: image_id 9 is not the id of an entry of 'images'"),
+    ({"annotations": [{**COCO_BOX, "image_id": [1]}]},
+     r"annotation id 5: image_id \[1\] is not the id of an entry of 'images'"),
+], ids=["annotations-dict", "image-not-object", "image-id-list", "empty-file-name",
+        "width-text", "height-negative", "image-id-twice", "category-without-name",
+        "category-id-twice", "annotation-not-object", "no-bbox", "bbox-text", "bbox-3",
+        "bbox-empty", "unknown-image", "image-id-list-in-annotation"])
+def test_coco_messages_say_what_arrived(changes, expected, tmp_path):
+    path = _coco_file(tmp_path, **changes)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: {expected}"):
+        load_coco(path)
+
+
+def test_coco_first_image_without_file_name_is_named_as_such(tmp_path):
+    path = _coco_file(tmp_path, images=[{"id": 1, "width": 30, "height": 20}])
+    with pytest.raises(ValueError, match=r"instances\.json: images\[0\] has no 'file_name' "
+                                         r"\(got \{'id': 1"):
+        load_coco(path, images_dir=[tmp_path / "images", tmp_path])
+
+
+def test_coco_image_in_none_of_the_folders_names_entry_and_folders(tmp_path):
+    path = _coco_file(tmp_path, images=[{**COCO_IMAGE, "file_name": "gone.png"}])
+    with pytest.raises(FileNotFoundError, match=r"images\[0\] file_name 'gone\.png' is in none "
+                                                r"of .*; pass --images FOLDER"):
+        load_coco(path, images_dir=[tmp_path / "images", tmp_path])
+
+
+def test_coco_bad_json_names_the_line(tmp_path):
+    path = tmp_path / "instances.json"
+    path.write_text('{\n  "images": [\n  oops\n]}\n')
+    with pytest.raises(ValueError, match=r"instances\.json:3: not valid JSON"):
+        load_coco(path)
+
+
+def test_coco_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "instances.json"
+    path.write_bytes(b'{"images": [],\n "info": "caf\xe9"}')
+    with pytest.raises(ValueError, match=r"instances\.json:2: COCO annotations file is not "
+                                         r"UTF-8 text \(byte 0xe9"):
+        load_coco(path)
+
+
+def test_voc_missing_bndbox_corner_is_named(tiny, tmp_path):
+    samples, labels, root = tiny
+    out = save_voc(samples, labels, CLASSES, root, tmp_path / "voc")
+    xml = out / "Annotations" / "img2.xml"
+    xml.write_text(re.sub(r"<xmax>[^<]*</xmax>", "", xml.read_text(), count=1))
+    with pytest.raises(ValueError, match=r"img2\.xml: object 1: has no <bndbox><xmax> "
+                                         r"\(expected xmin, ymin, xmax and ymax\)"):
+        load_voc(out)
+
+
+def test_empty_box_says_which_corners(tiny, tmp_path):
+    samples, labels, root = tiny
+    out = save_voc(samples, labels, CLASSES, root, tmp_path / "voc")
+    xml = out / "Annotations" / "img2.xml"
+    xml.write_text(re.sub(r"<xmax>[^<]*</xmax>", "<xmax>0</xmax>", xml.read_text(), count=1))
+    with pytest.raises(ValueError, match=r"img2\.xml: object 1 \(img2\.jpg\): box \(x1=0, "
+                                         r"y1=0, x2=0, y2=80\) is empty \(expected x2 > x1"):
+        load_voc(out)
+
+
+def test_yolo_names_keys_that_are_not_indices_are_shown(tiny, tmp_path):
+    samples, labels, root = tiny
+    out = save_yolo(samples, labels, CLASSES, root, tmp_path / "yolo")
+    (out / "data.yaml").write_text("names:\n  a: open\ntrain: ./images/train/\n")
+    with pytest.raises(ValueError, match=r"data\.yaml: names keys must be class indices 0, 1, "
+                                         r"\.\.\., got \['a'\]"):
+        load_yolo(out)
