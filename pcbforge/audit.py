@@ -10,21 +10,34 @@ datasets with ``against``) that show one board region:
 all found by curation's own search and pixel verification, run afresh on the samples'
 images; plus ``same_group``: samples that the split's leakage groups (curation ``group``,
 ``template_path``, ``group_by`` columns) tie together.
+
+With ``verify`` it also proves the images are still the ones the dataset describes: each
+image whose row has a ``sha256`` is hashed again, and any that changed, vanished or can no
+longer be read is named (:func:`verify_images`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pcbforge.core.files import write_json
+from pcbforge.core.files import (
+    DEFAULT_MAX_FILE_BYTES,
+    UnreadableFileError,
+    read_regular_file,
+    write_json,
+)
+from pcbforge.core.output import interrupted_output, staged_output
+from pcbforge.core.progress import progress_bar
 from pcbforge.curate.dedupe import VARIANT_NAMES, DedupeParams, find_duplicates
 from pcbforge.curate.runner import CACHE_DIR, THUMBS_FILE, CurateParams, inspect_files
 from pcbforge.curate.scan import FoundFile
-from pcbforge.datasets.dataset import Dataset, load
+from pcbforge.datasets.dataset import Dataset, load, require_folder
 from pcbforge.engine import LocalEngine
 from pcbforge.split import SPLIT_NAMES, leakage_groups
 
@@ -48,14 +61,65 @@ def _sides(dataset: Dataset, name: str, every_row: bool) -> pd.DataFrame:
 
 
 def audit(dataset_path: Path | str, against: Path | str | None = None, *,
-          group_by: tuple[str, ...] = (), workers: int = 1, progress: bool = False) -> dict:
+          group_by: tuple[str, ...] = (), workers: int = 1, progress: bool = False,
+          verify: bool = False, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict:
     """Find leaks (see the module docstring); writes ``audit.json`` into the dataset and
-    returns the report (``clean`` is True when nothing leaks)."""
+    returns the report (``clean`` is True when nothing leaks).
+
+    ``verify`` also re-hashes every image that has a ``sha256`` (see
+    :func:`verify_images`); ``images_intact`` is then False when any image no longer
+    matches its row. A dataset with no split yet can be verified alone: the leak search
+    needs splits and is then skipped (``leak_check`` says so).
+
+    ``audit.json`` is written like every output: into a hard-link copy of the folder,
+    swapped in whole under the folder's writer lock, which is held for the whole audit
+    so that the report describes the dataset as it is."""
+    if interrupted_output(dataset_path) is None:  # a killed swap is put back by staged_output
+        require_folder(dataset_path)
+    with staged_output(dataset_path, command="audit", clone=True) as stage:
+        report = _audit(dataset_path, against, group_by, workers, progress, verify,
+                        max_file_bytes)
+        write_json(stage / AUDIT_JSON, report)
+    return report
+
+
+def _audit(dataset_path, against, group_by, workers, progress, verify, max_file_bytes
+           ) -> dict:
     dataset = load(dataset_path)
     other = load(against) if against is not None else None
+    integrity = (verify_images(dataset, workers=workers, progress=progress,
+                               max_bytes=max_file_bytes) if verify else None)
     mine = _sides(dataset, "dataset", every_row=False)
-    if other is None and mine.empty:
+    if other is None and mine.empty and not verify:
         raise ValueError(f"{dataset_path}: no sample has a split; run `pcbforge split` first")
+    leak_check = "done"
+    if other is None and mine.empty:
+        leak_check = "skipped: no sample has a split (run `pcbforge split` first)"
+        unique = []
+        images_checked = 0
+    else:
+        unique, images_checked = _leaks(dataset, mine, other, group_by, workers, progress)
+    report = {
+        "command": "audit",
+        "dataset": str(dataset_path),
+        "against": str(against) if against is not None else None,
+        "leak_check": leak_check,
+        "images_checked": images_checked,
+        "clean": not unique,
+        "leaks": len(unique),
+        "leaks_by_reason": pd.Series([leak["reason"] for leak in unique],
+                                     dtype=object).value_counts().to_dict(),
+        "pairs": unique,
+        "per_class": _per_class(dataset),
+    }
+    if integrity is not None:
+        report["images_intact"] = not integrity["mismatches"]
+        report["integrity"] = integrity
+    return report
+
+
+def _leaks(dataset: Dataset, mine: pd.DataFrame, other: Dataset | None,
+           group_by: tuple[str, ...], workers: int, progress: bool) -> tuple[list[dict], int]:
     parts = [mine] + ([_sides(other, "against", every_row=True)] if other is not None else [])
     rows = pd.concat(parts, ignore_index=True)
     rows["side"] = (rows["dataset"] + "/" + rows["split"]) if other is not None else rows["split"]
@@ -71,21 +135,59 @@ def audit(dataset_path: Path | str, against: Path | str | None = None, *,
         if key not in seen:
             seen.add(key)
             unique.append(leak)
-    per_class = _per_class(dataset)
-    report = {
-        "command": "audit",
-        "dataset": str(dataset_path),
-        "against": str(against) if against is not None else None,
-        "images_checked": len(rows),
-        "clean": not unique,
-        "leaks": len(unique),
-        "leaks_by_reason": pd.Series([leak["reason"] for leak in unique],
-                                     dtype=object).value_counts().to_dict(),
-        "pairs": unique,
-        "per_class": per_class,
-    }
-    write_json(Path(dataset_path) / AUDIT_JSON, report)
-    return report
+    return unique, len(rows)
+
+
+#: What :func:`verify_images` found wrong with an image, in the report's ``problem``.
+CHANGED, MISSING, UNREADABLE = "changed", "missing", "unreadable"
+
+
+def verify_images(dataset: Dataset, *, workers: int = 1, progress: bool = False,
+                  max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict:
+    """Hash again every image whose row has a ``sha256`` and compare.
+
+    Returns ``{"images": checked, "without_sha256": rows with none, "mismatches": [...]}``
+    where each mismatch is ``{"path", "sample_id", "problem", "detail"}`` with ``problem``
+    one of ``changed`` (other bytes), ``missing`` (no file) or ``unreadable`` (not a
+    regular file, above ``max_bytes``, or refused by the system), in table order.
+    Reads go through :func:`~pcbforge.core.files.read_regular_file`: a FIFO or device in
+    the image's place is named, never waited on; a file the system refuses to read is a
+    finding too, not a crash."""
+    samples = dataset.samples
+    recorded = (samples["sha256"].fillna("").astype(str) if "sha256" in samples.columns
+                else pd.Series("", index=samples.index))
+    rows = samples[recorded != ""]
+    jobs = [(str(path), str(sample_id), dataset.image_path(str(path)), digest)
+            for path, sample_id, digest in zip(rows["path"], rows["sample_id"],
+                                               recorded[recorded != ""], strict=True)]
+    mismatches = []
+    # Threads: hashing and reading release the GIL; the work is I/O bound.
+    with progress_bar(progress, "verifying image hashes", len(jobs)) as advance, \
+            ThreadPoolExecutor(max(1, workers)) as pool:
+        for (path, sample_id, _, _), found in zip(
+                jobs, pool.map(lambda job: _check_image(job[2], job[3], max_bytes), jobs),
+                strict=True):
+            advance()
+            if found is not None:
+                mismatches.append({"path": path, "sample_id": sample_id, "problem": found[0],
+                                   "detail": found[1]})
+    return {"images": len(jobs), "without_sha256": int(len(samples) - len(rows)),
+            "mismatches": mismatches}
+
+
+def _check_image(file: Path, expected: str, max_bytes: int) -> tuple[str, str] | None:
+    try:
+        data = read_regular_file(file, max_bytes)
+    except FileNotFoundError:
+        return MISSING, f"{file} does not exist"
+    except UnreadableFileError as err:
+        return UNREADABLE, f"{file}: {err.detail}"
+    except OSError as err:  # permission denied, an I/O error: this file is the finding
+        return UNREADABLE, f"{file}: {err.strerror or err}"
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        return CHANGED, f"sha256 is {actual}, the row records {expected}"
+    return None
 
 
 def _pixel_leaks(rows: pd.DataFrame, workers: int, progress: bool) -> list[dict]:
@@ -147,4 +249,4 @@ def _per_class(dataset: Dataset) -> dict:
     return table
 
 
-__all__ = ["AUDIT_JSON", "audit"]
+__all__ = ["AUDIT_JSON", "CHANGED", "MISSING", "UNREADABLE", "audit", "verify_images"]

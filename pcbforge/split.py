@@ -28,7 +28,6 @@ splits furthest below their targets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,8 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pcbforge import __version__
 from pcbforge.core.files import write_json
+from pcbforge.core.output import interrupted_output, staged_output
 from pcbforge.curate.dedupe import UnionFind
-from pcbforge.datasets.dataset import SPLITS, load, save
+from pcbforge.datasets.dataset import SPLITS, load, require_folder, save
 
 SPLIT_NAMES = SPLITS[1:]  # ("train", "val", "test"): SPLITS also allows "" (unassigned)
 #: Statuses that are assigned a split; duplicates then follow their group.
@@ -427,15 +427,25 @@ SPLIT_REPORT = "split_report.json"
 
 
 def split_dataset(path, params: SplitParams) -> dict:
-    """Assign the ``split`` column of the dataset folder ``path`` (files written
-    atomically) and write ``split_report.json``; returns the report."""
-    dataset = load(path)
-    result = split_samples(dataset.samples, dataset.labels, dataset.info.classes, params,
-                           previous=dataset.info.split)
-    dataset.samples = result.samples
-    dataset.info.split = {**params.model_dump(mode="json", exclude={"reshuffle"}),
-                          "method": result.report["method"], "pcbforge_version": __version__}
-    save(dataset)
-    report = {**result.report, "dataset": str(path)}
-    write_json(Path(path) / SPLIT_REPORT, report)
+    """Assign the ``split`` column of the dataset folder ``path`` and write
+    ``split_report.json``; returns the report.
+
+    The folder is rewritten as a whole: the new tables go into a hard-link copy of it,
+    which is swapped in when complete, under the folder's writer lock. A kill at any
+    point leaves the dataset as it was before or as it is after; never a new split
+    column beside old labels."""
+    if interrupted_output(path) is None:  # a killed swap is put back by staged_output
+        require_folder(path)
+    with staged_output(path, command="split", clone=True) as stage:
+        # Read under the lock: no other writer can change the folder until the swap.
+        dataset = load(path)
+        result = split_samples(dataset.samples, dataset.labels, dataset.info.classes, params,
+                               previous=dataset.info.split)
+        dataset.samples = result.samples
+        dataset.info.split = {**params.model_dump(mode="json", exclude={"reshuffle"}),
+                              "method": result.report["method"],
+                              "pcbforge_version": __version__}
+        save(dataset, stage)  # replaces the linked files: the live folder is not touched
+        report = {**result.report, "dataset": str(path)}
+        write_json(stage / SPLIT_REPORT, report)
     return report

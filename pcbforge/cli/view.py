@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pcbforge.cli._util import fail
@@ -31,14 +32,21 @@ class _QuietBundledMongo(logging.Filter):
 
 def view_command(
     dataset: Annotated[Path | None, typer.Argument(
-        help="A pcbforge dataset folder.", exists=True, file_okay=False)] = None,
+        help="A pcbforge dataset folder.")] = None,
     name: Annotated[str | None, typer.Option(
         help="FiftyOne dataset name (default: the folder's name).")] = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="App port.")] = 5151,
-    address: Annotated[str, typer.Option(help="Address the App listens on.")] = "127.0.0.1",
+    address: Annotated[str, typer.Option(
+        help="Address the App listens on. Only loopback (127.0.0.1, ::1, localhost) unless "
+             "--allow-remote.")] = "127.0.0.1",
     remote: Annotated[bool, typer.Option(
         "--remote", help="Open no browser here: serve the App to another machine "
                          "(e.g. through ssh -L).")] = False,
+    allow_remote: Annotated[bool, typer.Option(
+        "--allow-remote", help="Let --address be a non-loopback address (e.g. 0.0.0.0). "
+                               "The App has no login and serves any file you can read to "
+                               "anyone who reaches the port; prefer `ssh -L 5151:localhost:"
+                               "5151 HOST`.")] = False,
     launch: Annotated[bool, typer.Option(
         "--launch/--no-launch", help="Start the App; --no-launch only loads or updates the "
                                      "FiftyOne dataset and prints the summary.")] = True,
@@ -63,12 +71,31 @@ def view_command(
         fail("give a dataset folder: pcbforge view DATASET")
     if out is not None:
         fail("--out is for --from-fiftyone; pcbforge view DATASET writes nothing but its report")
-    _view(dataset, name, port, address, remote, launch)
+    if launch:
+        _check_address(address, port, allow_remote)
+    _view(dataset, name, port, address, remote, launch, allow_remote)
+
+
+def _check_address(address: str, port: int, allow_remote: bool) -> None:
+    """Refuse a non-loopback address without --allow-remote; warn with it. Before any
+    work: the check is about what the user asked, not about the dataset."""
+    from pcbforge.datasets.fiftyone_io import is_loopback, remote_warning
+
+    if is_loopback(address):
+        return
+    if not allow_remote:
+        fail(f"refusing to serve the App on {address}: it has no login and its /media "
+             f"endpoint serves any file you can read to anyone who reaches port {port}. "
+             f"From another machine use `ssh -L {port}:localhost:{port} THIS_HOST`; to "
+             "accept the risk, pass --allow-remote")
+    Console(stderr=True).print(f"[bold yellow]warning:[/] {escape(remote_warning(address, port))}",
+                               soft_wrap=True, highlight=False)
 
 
 def _view(dataset: Path, name: str | None, port: int, address: str, remote: bool,
-          launch: bool) -> None:
+          launch: bool, allow_remote: bool = False) -> None:
     from pcbforge.core.files import write_json
+    from pcbforge.core.output import staged_output
     from pcbforge.datasets.dataset import DatasetError, load
     from pcbforge.datasets.fiftyone_io import (
         database_description,
@@ -107,11 +134,19 @@ def _view(dataset: Path, name: str | None, port: int, address: str, remote: bool
     if launch:
         try:
             session, report["url"] = launch_app(fo_dataset, port=port, address=address,
-                                                remote=remote)
+                                                remote=remote, allow_remote=allow_remote)
         except (ValueError, OSError) as err:
             fail(err)
         report["view_urls"] = view_urls(fo_dataset, report["url"])
-    write_json(dataset / VIEW_REPORT, report)
+    try:
+        # The report joins the dataset like every output: a hard-link copy of the folder
+        # with it added, swapped in whole under the folder's writer lock.
+        with staged_output(dataset, command="view", clone=True) as stage:
+            write_json(stage / VIEW_REPORT, report)
+    except BaseException:
+        if launch:
+            shutdown(session)  # no App left serving when the command ends with an error
+        raise
     console.print(f"database: {report['database']} | report: {dataset / VIEW_REPORT}",
                   soft_wrap=True)
     if not launch:

@@ -32,7 +32,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pcbforge import __version__
+from pcbforge.core.errors import storage_error
 from pcbforge.core.files import atomic_write, write_json
+from pcbforge.core.output import interrupted_output
 from pcbforge.datasets.masks import parse_rle
 from pcbforge.datasets.samples import SAMPLES_PARQUET, write_samples
 
@@ -145,18 +147,56 @@ def load(path: Path | str, *, check_files: bool = False) -> Dataset:
 
     ``check_files`` also checks that every usable sample's image exists.
     A curate output (no ``labels.parquet`` yet) loads as a dataset with no
-    labels.
+    labels. A folder that a killed run left missing or half-written is refused
+    with a :class:`DatasetError` that says so and names the file.
     """
     root = Path(path)
+    require_folder(root)
     if not (root / SAMPLES_PARQUET).is_file():
         raise DatasetError(f"{root}: no {SAMPLES_PARQUET}; is this a pcbforge dataset?")
     info = read_info(root)
-    samples = pd.read_parquet(root / SAMPLES_PARQUET)
-    labels = pd.read_parquet(root / LABELS_PARQUET) if (root / LABELS_PARQUET).is_file() else None
+    samples = read_table(root / SAMPLES_PARQUET, ("path",))
+    labels = (read_table(root / LABELS_PARQUET, LABEL_COLUMNS[:6])
+              if (root / LABELS_PARQUET).is_file() else None)
     samples, labels = with_defaults(samples, labels)
     dataset = Dataset(root, samples, labels, info)
     validate(dataset, check_files=check_files)
     return dataset
+
+
+def require_folder(root: Path | str) -> None:
+    """Raise :class:`DatasetError` when the dataset folder ``root`` does not exist,
+    saying so plainly, and how to get it back when a killed run's swap parked it."""
+    message = interrupted_output(root)
+    if message is not None:
+        raise DatasetError(message)
+    if not Path(root).is_dir():
+        raise DatasetError(f"{root}: no such dataset folder"
+                           if not os.path.lexists(root) else f"{root} is not a folder")
+
+
+def read_table(path: Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The parquet table ``path``; a truncated or foreign file (half a dataset) raises
+    :class:`DatasetError` naming it. Storage failures (permission denied...) propagate
+    as the ``OSError`` they are."""
+    try:
+        table = pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many types for one cause
+        if storage_error(err) is not None:
+            raise
+        raise DatasetError(f"{path}: not a readable parquet table ({_first_line(err)}); the "
+                           "folder is damaged or was left half-written: rebuild it with the "
+                           "command that made it") from err
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        raise DatasetError(f"{path}: expected columns {list(required)}, missing "
+                           f"{missing} (columns found: {list(table.columns)})")
+    return table
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def save(dataset: Dataset, path: Path | str | None = None) -> Path:
@@ -260,6 +300,10 @@ def _first_bad(mask: np.ndarray, table: pd.DataFrame, file: Path, describe) -> N
 
 def read_info(root: Path) -> DatasetInfo:
     """The ``dataset.json`` header of the folder ``root`` (defaults when it has none)."""
+    root = Path(root)
+    message = interrupted_output(root)
+    if message is not None:
+        raise DatasetError(message)
     path = root / DATASET_JSON
     if not path.is_file():
         return DatasetInfo()
@@ -267,6 +311,9 @@ def read_info(root: Path) -> DatasetInfo:
         return DatasetInfo.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from err
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}); the file is "
+                           "damaged") from err
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
@@ -276,5 +323,5 @@ def read_info(root: Path) -> DatasetInfo:
 __all__ = [
     "Dataset", "DatasetError", "DatasetInfo", "LABEL_COLUMNS", "SAMPLE_DEFAULTS",
     "apply_previous_splits", "empty_labels", "image_file", "load", "previous_splits",
-    "sample_id_for", "save", "validate",
+    "read_table", "require_folder", "sample_id_for", "save", "validate",
 ]

@@ -56,10 +56,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import ipaddress
 import logging
 import math
 import os
-import shutil
 import socket
 import sys
 from collections import Counter
@@ -71,6 +71,7 @@ import pandas as pd
 
 from pcbforge import __version__
 from pcbforge.core.files import atomic_write, write_json
+from pcbforge.core.output import staged_output
 from pcbforge.datasets.dataset import (
     Dataset,
     DatasetError,
@@ -663,10 +664,11 @@ def from_fiftyone(name: str, out: Path | str, *, label_field: str | None = None)
     sample that is in FiftyOne; sample tags other than split names go to the ``tags``
     column (comma-separated, e.g. ``bad_label``), tags on boxes to ``label_tags``. Every
     other column comes from the source dataset unchanged; samples missing from FiftyOne
-    keep their labels. ``out`` is the source dataset folder (its tables are replaced, each
-    file atomically), a new folder (built in a hidden sibling and renamed into place; its
-    ``image_root`` points at the source images) or an earlier output of this function for
-    the same source. Images are never written.
+    keep their labels. ``out`` is the source dataset folder (its tables are replaced, the
+    folder swapped in whole), a new folder (its ``image_root`` points at the source
+    images) or an earlier output of this function for the same source; either way the
+    output is built in a hidden stage and swapped in under its writer lock
+    (:func:`pcbforge.core.staged_output`). Images are never written.
     """
     fo = _import_fiftyone()
     if not fo.dataset_exists(name):
@@ -711,14 +713,20 @@ def from_fiftyone(name: str, out: Path | str, *, label_field: str | None = None)
     report = _write_back_report(name, source, samples, labels, in_fiftyone, ignored, out)
     if out.exists() and out.resolve() == source.root.resolve():
         result = Dataset(source.root, samples, labels, info)
-        validate(result)  # before any file is replaced
-        save(result)  # each table atomically; the images are not touched
-        write_json(source.root / FROM_FIFTYONE_REPORT, report)
+        validate(result)  # before the folder is locked and copied
+        # A hard-link copy of the source with its tables replaced, swapped in whole: the
+        # images are not touched, and a kill leaves the old tables or the new ones.
+        with staged_output(source.root, command="view --from-fiftyone", clone=True) as stage:
+            save(result, stage)
+            write_json(stage / FROM_FIFTYONE_REPORT, report)
         return report
     info.image_root = str(source.image_root.resolve())
     result = Dataset(out, samples, labels, info)
     validate(result)
-    _write_new(out, result, report)
+    with staged_output(out, command="view --from-fiftyone") as stage:
+        _check_out(out, source.root.resolve())  # again, under the lock
+        save(result, stage)
+        write_json(stage / FROM_FIFTYONE_REPORT, report)
     return report
 
 
@@ -838,27 +846,6 @@ def _check_out(out: Path, source_root: Path) -> None:
                          f"dataset {source_root} or to a new folder")
 
 
-def _write_new(out: Path, dataset: Dataset, report: dict) -> None:
-    """Build the dataset in a hidden sibling folder, then rename it into place."""
-    out = out.absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    try:
-        save(dataset, stage)
-        write_json(stage / FROM_FIFTYONE_REPORT, report)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(stage, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
-
 # --- the App and its database --------------------------------------------------------------------
 
 def database_description() -> str:
@@ -883,13 +870,43 @@ def database_description() -> str:
     return f"bundled MongoDB at {path}"
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` is reachable from this machine only: ``localhost``, 127.0.0.0/8
+    or ``::1``. Any other name or address (``0.0.0.0`` above all) may be public."""
+    if address.strip().lower().rstrip(".") in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+#: Why the App stays on this machine unless asked otherwise.
+REMOTE_RISK = ("the FiftyOne App has no login, and its /media endpoint serves any file "
+               "this user can read, so anyone who can reach {address}:{port} can read them")
+
+
+def remote_warning(address: str, port: int) -> str:
+    """What a user who serves the App on a non-loopback ``address`` must know."""
+    return (REMOTE_RISK.format(address=address, port=port) + ". The safe way to use it from "
+            f"another machine: keep the default address and run `ssh -L {port}:localhost:"
+            f"{port} THIS_HOST` there, then open http://localhost:{port}")
+
+
 def launch_app(fo_dataset, *, port: int = 5151, address: str = "127.0.0.1",
-               remote: bool = False):
+               remote: bool = False, allow_remote: bool = False):
     """Start the App on ``fo_dataset``; returns the FiftyOne session and the dataset URL.
 
     A port already in use is refused (``ValueError``): FiftyOne would otherwise join
-    whatever App serves it, or wait a minute for a server that cannot start.
+    whatever App serves it, or wait a minute for a server that cannot start. So is an
+    ``address`` other than loopback unless ``allow_remote`` (see :func:`remote_warning`):
+    the App would publish every file this user can read.
     """
+    if not is_loopback(address) and not allow_remote:
+        raise ValueError(f"refusing to serve the App on {address}: "
+                         + REMOTE_RISK.format(address=address, port=port)
+                         + f". Use `ssh -L {port}:localhost:{port} THIS_HOST` from the other "
+                         "machine, or pass --allow-remote (allow_remote=True) to accept this")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -932,6 +949,7 @@ def shutdown(session=None, timeout: float = 30.0) -> str:
 __all__ = [
     "CLASS_VIEW_PREFIX", "FROM_FIFTYONE_REPORT", "KEY_FIELD", "LABEL_FIELD",
     "TEMPLATE_FIELD", "box_mask", "database_description", "duplicate_clusters", "field_name",
-    "from_fiftyone", "full_mask", "launch_app", "media_path", "parse_tags", "shutdown",
+    "from_fiftyone", "full_mask", "is_loopback", "launch_app", "media_path", "parse_tags",
+    "remote_warning", "shutdown",
     "table_view_counts", "to_fiftyone", "view_counts", "view_urls",
 ]
