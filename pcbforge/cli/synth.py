@@ -16,6 +16,7 @@ from pcbforge.cli._util import (
     engine_line,
     engine_options,
     fail,
+    guarded,
     validation_message,
 )
 from pcbforge.engine import EngineKind
@@ -42,6 +43,7 @@ def _pair(text: str, option: str, sep: str, example: str) -> tuple[int, int]:
 
 
 @synth_app.callback()
+@guarded  # a group's callback: guard_commands reaches only its subcommands
 def synth_command(
     ctx: typer.Context,
     boards: Annotated[Path | None, typer.Option(

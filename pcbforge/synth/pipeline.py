@@ -7,6 +7,11 @@
       images/syn_000000.png      the tested (defective) boards
       samples.parquet, labels.parquet, dataset.json, synth_report.json
 
+The folder is built in a hidden stage beside ``DATASET`` and swapped in whole
+(:func:`pcbforge.core.staged_output`): a run killed at any point leaves the previous
+complete output, never a mix of two runs. Every image's ``sha256`` (of the bytes
+written) is in the samples table, so a later change to a file can be found.
+
 Image ``i`` is made from board ``i mod len(boards)`` with a generator seeded by
 ``(seed, i)`` only, so the bytes do not depend on the number of workers, and a
 larger ``count`` with the same seed keeps every earlier image. Templates are
@@ -19,8 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
+import re
 import time
+import uuid
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -33,6 +40,7 @@ import pandas as pd
 
 from pcbforge import __version__
 from pcbforge.core.files import atomic_write, write_json
+from pcbforge.core.output import staged_output
 from pcbforge.core.progress import progress_bar
 from pcbforge.curate.scan import scan_folder
 from pcbforge.datasets.dataset import (
@@ -163,8 +171,53 @@ def _encode(image: np.ndarray, fmt: str) -> bytes:
     return data.tobytes()
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+def _write_bytes(out: Path | str, name: str, data: bytes) -> str:
+    """Write ``data`` as the file ``name`` of the folder ``out`` atomically; its sha256,
+    of exactly these bytes.
+
+    ``out`` must exist: a worker makes only the folders inside it, one level at a time.
+    A task still running after its run failed (a Dask task is not stopped by a cancel)
+    then fails on the stage the run removed instead of making it again."""
+    path = Path(out) / name
+    folder = Path(out)
+    for part in PurePosixPath(name).parent.parts:
+        folder = folder / part
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass
+    # O_EXCL on a unique name: no other writer's file; mode 0o666 lets the umask decide,
+    # as a plain open() does.
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.part"
+    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        with os.fdopen(handle, "wb") as writer:
+            writer.write(data)
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(err, OSError) and err.errno and not err.filename:
+            raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
+        raise
+    return hashlib.sha256(data).hexdigest()
+
+
+def _copy_hashed(source: str, path: Path) -> str:
+    """Copy the file ``source`` to ``path`` atomically; the sha256 of the bytes copied
+    (hashed on the way through, not read again)."""
+    digest = hashlib.sha256()
+
+    def copy(tmp: str) -> None:
+        with open(source, "rb") as reader, open(tmp, "wb") as writer:
+            while chunk := reader.read(1 << 20):
+                digest.update(chunk)
+                writer.write(chunk)
+
+    atomic_write(path, copy)
+    return digest.hexdigest()
 
 
 @lru_cache(maxsize=4)
@@ -232,11 +285,15 @@ def _analysed_board(board_file: str, px_per_mm: float, copper: str,
 
 
 def synth_one(task: tuple) -> dict:
-    """Make and write synthetic image ``index`` (a pure per-item function for any engine)."""
+    """Make and write synthetic image ``index`` into the folder ``out`` (a pure per-item
+    function for any engine).
+
+    A board that cannot be used gives an ``error`` result; a failed write (a full disk)
+    raises its ``OSError``, which ends the run."""
     index, board_file, out, seed, config_json, fmt = task
     config = _config(config_json)
     name = f"images/syn_{index:06d}.{fmt}"
-    template_name = ""
+    template_name = template_sha256 = ""
     try:
         rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
         etch = draw_etch(config, rng)
@@ -248,10 +305,11 @@ def synth_one(task: tuple) -> dict:
             # An etched board, or a template that moved with the tested image: this
             # image's own template.
             template_name = f"templates/augmented/syn_{index:06d}.png"
-            _write_bytes(Path(out) / template_name, _encode(made.template, "png"))
+            template_sha256 = _write_bytes(out, template_name,
+                                           _encode(made.template, "png"))
     except ValueError as err:
         return {"index": index, "error": str(err)}
-    _write_bytes(Path(out) / name, _encode(made.image, fmt))
+    sha256 = _write_bytes(out, name, _encode(made.image, fmt))
     height, width = made.image.shape[:2]
     labels = []
     for label in made.labels:
@@ -265,8 +323,8 @@ def synth_one(task: tuple) -> dict:
                        "synthetic": True,
                        "params": json.dumps(params, separators=(",", ":"), sort_keys=True)})
     return {
-        "index": index, "path": name, "template": template_name, "width": width,
-        "height": height, "labels": labels,
+        "index": index, "path": name, "sha256": sha256, "template": template_name,
+        "template_sha256": template_sha256, "width": width, "height": height, "labels": labels,
         "binary": made.binary, "requested": made.requested, "redrawn": made.redrawn,
         "dropped": made.dropped,
         "synth": json.dumps({"seed": seed, "index": index, "nuisance": made.nuisance,
@@ -280,11 +338,12 @@ def _synth_crashed(task: tuple) -> dict:
     return {"index": task[0], "error": "worker_crash: the worker process died making it"}
 
 
-def _template_row(path: str, board: Board, width: int, height: int) -> dict:
+def _template_row(path: str, board: Board, width: int, height: int, sha256: str) -> dict:
     return {
-        "sample_id": sample_id_for(path, "synth"), "path": path, "status": "ok", "reason": "",
-        "synthetic": False, "template_path": "", "group": board.group, "role": "template",
-        "source": "synth", "board": board.file, "width": width, "height": height, "synth": "",
+        "sample_id": sample_id_for(path, "synth"), "path": path, "sha256": sha256,
+        "status": "ok", "reason": "", "synthetic": False, "template_path": "",
+        "group": board.group, "role": "template", "source": "synth", "board": board.file,
+        "width": width, "height": height, "synth": "",
     }
 
 
@@ -311,14 +370,18 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
     pcbforge dataset ``out``; return the report (also written to ``synth_report.json``).
 
     ``engine``: a started engine to map the per-image work on (``workers`` is then unused):
-    a :class:`LocalEngine`, or a Dask engine whose workers read ``boards`` and write ``out``
-    at the same paths; by default a :class:`LocalEngine` with ``workers`` processes is
-    started and stopped. Either way, and whatever the number of workers, the same bytes.
+    a :class:`LocalEngine`, or a Dask engine whose workers read ``boards`` and write beside
+    ``out`` (its hidden stage) at the same paths; by default a :class:`LocalEngine` with
+    ``workers`` processes is started and stopped. Either way, and whatever the number of
+    workers, the same bytes.
     ``board_list``: the good boards, already listed (several sources: ``pcbforge build``);
     ``boards`` then only names them in the report and provenance.
 
     Re-running into an earlier output (same or larger ``count``) rewrites it; with the same
-    seed the images are the same bytes and earlier split assignments are kept.
+    seed the images are the same bytes and earlier split assignments are kept. The new
+    output replaces the old one whole, or not at all: a run that fails (a full disk raises
+    its ``OSError``) or is killed leaves the previous output as it was. Another process
+    writing ``out`` raises :class:`~pcbforge.core.OutputBusyError`.
     """
     boards, out = Path(boards), Path(out)
     config = config or SynthConfig()
@@ -330,20 +393,35 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
         raise SynthError(f"image format must be one of {IMAGE_FORMATS}, got {image_format!r}")
     if board_list is None:
         board_list, _ = list_boards(boards)
-        _check_out(out, boards)
+        inside = boards
     elif not board_list:
         raise SynthError("no good boards to draw on")
     else:
-        _check_out(out, None)
-    earlier_split, earlier = previous_splits(out)
-    out.mkdir(parents=True, exist_ok=True)
+        inside = None
+    _check_out(out, inside)  # before the lock too: a refused --out gets nothing beside it
+    with staged_output(out, command="synth") as stage:
+        _check_out(out, inside)  # again under the lock, after a killed run's recovery
+        # Read before the swap replaces the old output: the test set only grows.
+        earlier_split, earlier = previous_splits(out)
+        report = _synthesize_into(stage, out, boards, board_list, count=count, seed=seed,
+                                  config=config, image_format=image_format, workers=workers,
+                                  progress=progress, engine=engine,
+                                  earlier_split=earlier_split, earlier=earlier)
+    return report
+
+
+def _synthesize_into(stage: Path, out: Path, boards: Path, board_list: list[Board], *,
+                     count: int, seed: int, config: SynthConfig, image_format: str,
+                     workers: int, progress: bool, engine: Engine | None,
+                     earlier_split: dict | None, earlier: dict[str, str]) -> dict:
+    """Write the whole dataset into the empty folder ``stage``; records name ``out``."""
     start = time.perf_counter()
     config_json = config.model_dump_json()
     # Grouped by board, so a worker reads and analyses each board once (see
     # _analysed_board); the seeds follow the image index, so the order changes no byte.
     order = sorted(range(count), key=lambda i: (i % len(board_list), i))
-    tasks = [(i, board_list[i % len(board_list)].file, str(out), seed, config_json, image_format)
-             for i in order]
+    tasks = [(i, board_list[i % len(board_list)].file, str(stage), seed, config_json,
+              image_format) for i in order]
     results = []
     with progress_bar(progress, "synth", count) as advance, \
             nullcontext(engine) if engine else LocalEngine(workers, preload=WORKER_MODULES) as run:
@@ -369,11 +447,12 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
         drawn.add(result["index"] % len(board_list))
         if result["template"]:
             template_rows.append(_template_row(result["template"], board, result["width"],
-                                               result["height"]))
+                                               result["height"], result["template_sha256"]))
         else:
             used[result["index"] % len(board_list)] = board
         tested_rows.append({
-            "sample_id": sample_id, "path": result["path"], "status": "ok", "reason": "",
+            "sample_id": sample_id, "path": result["path"], "sha256": result["sha256"],
+            "status": "ok", "reason": "",
             "synthetic": True, "template_path": result["template"] or board.path,
             "group": board.group,
             "role": "tested", "source": "synth", "board": board.file, "width": result["width"],
@@ -386,9 +465,9 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
         redrawn += result["redrawn"]
         requested += result["requested"]
     for board in sorted(used.values(), key=lambda b: b.path):
-        atomic_write(out / board.path, lambda tmp, src=board.file: shutil.copyfile(src, tmp))
+        sha256 = _copy_hashed(board.file, stage / board.path)
         width, height = read_image_size(Path(board.file))  # header only: no decode
-        template_rows.append(_template_row(board.path, board, width, height))
+        template_rows.append(_template_row(board.path, board, width, height, sha256))
     samples = pd.DataFrame(sorted(template_rows, key=lambda r: r["path"]) + tested_rows)
     samples["split"] = ""
     samples = apply_previous_splits(samples, earlier)
@@ -401,13 +480,7 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
                      "image_format": image_format, "config": config.model_dump(mode="json"),
                      "pcbforge_version": __version__}],
     )
-    save(Dataset(out, samples, labels, info))
-    # Images of an earlier, larger run that this one did not make are ours to remove.
-    keep = set(samples["path"])
-    for folder in (out / "images", out / "templates" / "augmented"):
-        for stale in sorted(folder.glob("syn_*")) if folder.is_dir() else []:
-            if stale.relative_to(out).as_posix() not in keep:
-                stale.unlink()
+    save(Dataset(stage, samples, labels, info))
     report = {
         "dataset": str(out), "boards": str(boards), "boards_found": len(board_list),
         "boards_used": len(drawn), "images": len(tested_rows), "requested_images": count,
@@ -419,7 +492,7 @@ def synthesize(boards: Path | str, out: Path | str, *, count: int, seed: int = 0
         if seconds > 0 else None, "seed": seed, "config": config.model_dump(mode="json"),
         "engine": where,
     }
-    write_json(out / REPORT_JSON, report)
+    write_json(stage / REPORT_JSON, report)
     return report
 
 
@@ -428,26 +501,50 @@ def _board_one(task: tuple) -> str:
 
     index, out, seed, size = task
     rng = np.random.default_rng(np.random.SeedSequence([seed, index, 0xB0A2D]))
-    name = f"board_{index:06d}.png"
-    _write_bytes(Path(out) / name, _encode(draw_board(rng, size), "png"))
+    name = BOARD_NAME.format(index=index)
+    _write_bytes(out, name, _encode(draw_board(rng, size), "png"))
     return name
+
+
+#: The name of procedural board ``index``.
+BOARD_NAME = "board_{index:06d}.png"
+_BOARD_PATTERN = re.compile(r"board_\d{6}\.png")
+
+
+def _check_boards_out(out: Path) -> None:
+    """Refuse an ``out`` that holds anything but procedural boards: the new folder
+    replaces it whole, and a user's files are never removed."""
+    if not out.is_dir():
+        if os.path.lexists(out):
+            raise SynthError(f"--out {out} exists and is not a folder; give a new folder")
+        return
+    foreign = sorted(name for name in os.listdir(out) if not _BOARD_PATTERN.fullmatch(name))
+    if foreign:
+        raise SynthError(f"--out {out} holds files that are not procedural boards (e.g. "
+                         f"{foreign[0]!r}); give a new folder or an earlier `pcbforge synth "
+                         f"boards` output")
 
 
 def write_boards(out: Path | str, *, count: int, seed: int = 0, size: int = 640,
                  workers: int = 1, progress: bool = True) -> list[str]:
     """Write ``count`` procedural defect-free boards (binarized, DeepPCB-like tiles) into the
-    folder ``out`` as ``board_NNNNNN.png``; board ``i`` depends on ``(seed, i)`` only."""
+    folder ``out`` as ``board_NNNNNN.png``; board ``i`` depends on ``(seed, i)`` only.
+
+    The folder is built in a hidden stage and swapped in whole; an existing ``out`` must
+    hold nothing but boards (an earlier run's), else :class:`SynthError`."""
     if count < 1:
         raise SynthError(f"count must be >= 1, got {count}")
     if size < 64:
         raise SynthError(f"size must be >= 64, got {size}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tasks = [(i, str(out), seed, size) for i in range(count)]
-    names = []
-    with progress_bar(progress, "boards", count) as advance, \
-            LocalEngine(workers, preload=("numpy", "cv2")) as engine:
-        for name in engine.map(_board_one, tasks):
-            names.append(name)
-            advance()
+    _check_boards_out(out)
+    with staged_output(out, command="synth boards") as stage:
+        _check_boards_out(out)
+        tasks = [(i, str(stage), seed, size) for i in range(count)]
+        names = []
+        with progress_bar(progress, "boards", count) as advance, \
+                LocalEngine(workers, preload=("numpy", "cv2")) as engine:
+            for name in engine.map(_board_one, tasks):
+                names.append(name)
+                advance()
     return names

@@ -182,3 +182,31 @@ def test_synth_help_lists_its_subcommands() -> None:
     assert result.exit_code == 0
     for word in ("boards", "messy", "--boards", "--classes", "--defects-per-image"):
         assert word in result.output
+
+
+@pytest.mark.parametrize("command", ["synth", "boards"])
+def test_a_full_disk_is_one_line_exit_74_and_leaves_nothing(boards, small_disk,
+                                                            command) -> None:
+    """Issue 25, failure 3: the synth command (a group callback, which the CLI's common
+    guard did not reach) ended in a traceback and left partial images."""
+    # All but 96 KiB taken: a few images fill the rest.
+    (small_disk / "filler").write_bytes(b"\0" * ((4 << 20) - (96 << 10)))
+    out = small_disk / "out"
+    args = (["synth", "--boards", str(boards)] if command == "synth"
+            else ["synth", "boards", "--size", "320"])
+    result = runner.invoke(app, [*args, "--count", "60", "--out", str(out), "--seed", "1"])
+    assert result.exit_code == 74, result.output
+    line = result.stderr.strip()
+    assert line.startswith("error: no space left on device: ") and "\n" not in line, line
+    assert "Traceback" not in result.output
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
+
+
+def test_boards_refuses_a_folder_of_other_files(tmp_path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("keep")
+    result = runner.invoke(app, ["synth", "boards", "--out", str(out), "--count", "1"])
+    assert result.exit_code == 2, result.output
+    assert "not procedural boards" in _one_error_line(result.output)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]

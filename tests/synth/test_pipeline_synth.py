@@ -201,11 +201,23 @@ def test_larger_count_keeps_the_earlier_images(first_run, boards_dir, tmp_path) 
 def test_synth_one_is_a_pure_function_of_its_task(boards_dir, tmp_path) -> None:
     config_json = SynthConfig().model_dump_json()
     board = str(boards_dir / "board_000001.png")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     first = synth_one((4, board, str(tmp_path / "a"), SEED, config_json, "png"))
     again = synth_one((4, board, str(tmp_path / "b"), SEED, config_json, "png"))
     assert first == again
     assert (tmp_path / "a" / first["path"]).read_bytes() == (
         tmp_path / "b" / again["path"]).read_bytes()
+
+
+def test_synth_one_never_makes_its_output_folder(boards_dir, tmp_path) -> None:
+    """A task left running after its run failed must not re-create the removed stage."""
+    config_json = SynthConfig().model_dump_json()
+    board = str(boards_dir / "board_000000.png")
+    gone = tmp_path / ".out.partial-1"
+    with pytest.raises(FileNotFoundError):
+        synth_one((0, board, str(gone), SEED, config_json, "png"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unreadable_board_is_reported_not_fatal(boards_dir, tmp_path) -> None:
@@ -364,3 +376,70 @@ def test_etched_boards_are_their_images_own_templates(boards_dir, tmp_path) -> N
     assert plain["images"] == 2
     assert all("etch_px" not in json.loads(s)
                for s in _tested(load(tmp_path / "plain"))["synth"])
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_every_image_records_the_sha256_of_its_bytes(first_run, boards_dir, tmp_path) -> None:
+    """Tested images, copied boards and etched templates alike: an `audit` can re-hash."""
+    out, _ = first_run
+    samples = load(out).samples
+    assert set(samples["role"]) == {"tested", "template"}
+    for row in samples.itertuples():
+        assert row.sha256 == _sha256(out / row.path), row.path
+    copied = samples[samples["role"] == "template"]
+    for row in copied.itertuples():  # a byte-for-byte copy hashes as its board
+        assert row.sha256 == _sha256(Path(row.board))
+    etched = tmp_path / "etched"
+    synthesize(boards_dir, etched, count=3, seed=SEED, config=SynthConfig(etch_px=(1, 1)),
+               progress=False)
+    samples = load(etched).samples
+    assert samples["path"].str.startswith("templates/augmented/").sum() == 3
+    for row in samples.itertuples():
+        assert row.sha256 == _sha256(etched / row.path), row.path
+
+
+def test_a_failed_run_leaves_the_previous_output_and_no_stage(first_run, boards_dir,
+                                                              tmp_path, monkeypatch) -> None:
+    """The output is built in a stage: an error half-way changes nothing in place."""
+    import pcbforge.synth.pipeline as pipeline
+
+    out = tmp_path / "dataset"
+    shutil.copytree(first_run[0], out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def fail_on_save(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "save", fail_on_save)
+    with pytest.raises(OSError, match="No space left"):
+        synthesize(boards_dir, out, count=COUNT, seed=SEED + 1, progress=False)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
+
+
+def test_a_smaller_rerun_leaves_only_its_own_images(first_run, boards_dir, tmp_path) -> None:
+    out = tmp_path / "dataset"
+    shutil.copytree(first_run[0], out)
+    synthesize(boards_dir, out, count=2, seed=SEED, progress=False)
+    assert sorted(_image_bytes(out)) == ["syn_000000.png", "syn_000001.png"]
+    assert len(_tested(load(out, check_files=True))) == 2
+
+
+def test_write_boards_replaces_its_own_folder_and_refuses_anything_else(tmp_path) -> None:
+    out = tmp_path / "boards"
+    write_boards(out, count=3, seed=0, size=64, progress=False)
+    assert write_boards(out, count=1, seed=0, size=64, progress=False) == ["board_000000.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["board_000000.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["boards"]  # no stage, no lock
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(SynthError, match="not procedural boards.*'notes.txt'"):
+        write_boards(out, count=1, seed=0, size=64, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["board_000000.png", "notes.txt"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SynthError, match="not a folder"):
+        write_boards(tmp_path / "file", count=1, size=64, progress=False)
