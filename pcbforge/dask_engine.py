@@ -25,7 +25,7 @@ from typing import TypeVar
 
 import dask
 from dask.utils import funcname
-from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed
+from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, wait
 
 from pcbforge.engine import EngineError, EngineKind
 
@@ -58,6 +58,10 @@ class WorkerSetup(WorkerPlugin):
 def _run_batch(function: Callable[[Item], Result], batch: list[Item]) -> list[Result]:
     """One task: a function over a batch of items (top-level, so workers can unpickle it)."""
     return [function(item) for item in batch]
+
+
+#: Seconds a failing ``map`` waits for its tasks already running on workers to end.
+DRAIN_TIMEOUT_S = 30.0
 
 
 class DaskEngine:
@@ -273,6 +277,13 @@ class DaskEngine:
                     yield from values
         finally:
             if running:
+                # A task already on a worker cannot be stopped: let those end (bounded) so
+                # that none still writes into an output folder once the caller, failing,
+                # has removed its stage; then drop the rest.
+                try:
+                    wait(list(running), timeout=DRAIN_TIMEOUT_S)
+                except Exception:  # noqa: BLE001 - a timeout or a dead cluster: cancel anyway
+                    pass
                 client.cancel(list(running))
                 self._running.difference_update(running)
 

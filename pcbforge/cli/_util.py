@@ -62,6 +62,10 @@ def guard_commands(app: typer.Typer) -> None:
     for info in app.registered_commands:
         if info.callback is not None and not getattr(info.callback, "__wrapped__", None):
             info.callback = guarded(info.callback)
+    callback = app.registered_callback
+    if callback is not None and callback.callback is not None \
+            and not getattr(callback.callback, "__wrapped__", None):
+        callback.callback = guarded(callback.callback)  # a group that runs work itself
     for group in app.registered_groups:
         if group.typer_instance is not None:
             guard_commands(group.typer_instance)
