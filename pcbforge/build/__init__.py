@@ -13,14 +13,18 @@ from pathlib import Path
 from pcbforge.build.recipe import Recipe, RecipeError, load_recipe
 from pcbforge.build.runner import (
     BUILD_DIR,
+    RUNNING_MARKER,
     BuildContext,
     BuildError,
-    BuildLock,
     StageResult,
+    remove_leftovers,
+    remove_running_marker,
     remove_unplanned,
     run_stages,
     write_last_run,
+    write_running_marker,
 )
+from pcbforge.core.output import OutputLock, recover_output
 
 
 @dataclass
@@ -65,6 +69,11 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
     else a LocalCluster of ``workers``); the output is the same bytes either way.
     ``on_stage(number, stage, event, result)`` is told when each stage starts, is skipped
     or is done.
+
+    Holds the writer lock of ``out`` for the whole run: raises
+    :class:`~pcbforge.core.OutputBusyError` when another process (a build, or any other
+    command) writes it. While it runs, and after a run that was killed or failed midway,
+    ``out/.build/running.json`` tells the dataset readers to refuse the folder.
     """
     import json
 
@@ -80,15 +89,26 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
     if console is not None:
         context.console = console
     stages = plan(recipe)
-    out.mkdir(parents=True, exist_ok=True)
-    with BuildLock(out):
-        # Temporary files of atomic writes that a killed build left in the build folder.
-        for leftover in out.glob(".*.part"):
-            leftover.unlink()
-        removed = remove_unplanned(context, stages)
-        write_recipe_copy(context)
-        results = run_stages(context, stages, on_stage)
-        write_last_run(context, results)
+    with OutputLock(out, command="build"):
+        # What other commands' killed runs left beside the folder (a folder parked by a
+        # swap goes back first); then the checks again, now that no writer can change it.
+        recover_output(out)
+        _check_out(out, recipe)
+        out.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(context, stages)
+        earlier = write_running_marker(out)
+        try:
+            removed = remove_unplanned(context, stages)
+            context.touched = bool(removed) or write_recipe_copy(context)
+            results = run_stages(context, stages, on_stage)
+            write_last_run(context, results)
+        except BaseException:
+            # Nothing a reader sees changed (a first stage failed before its swap): the
+            # previous complete build stays readable. Otherwise the marker stays.
+            if not earlier and not context.touched:
+                remove_running_marker(out)
+            raise
+        remove_running_marker(out)
     try:
         report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -96,4 +116,5 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
     return BuildResult(out, results, report, removed)
 
 
-__all__ = ["BuildError", "BuildResult", "Recipe", "RecipeError", "build", "load_recipe"]
+__all__ = ["RUNNING_MARKER", "BuildError", "BuildResult", "Recipe", "RecipeError", "build",
+           "load_recipe"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -24,7 +23,14 @@ import yaml
 
 from pcbforge import __version__
 from pcbforge.core.files import atomic_write, write_json
-from pcbforge.core.output import recover_output, swap_into_place
+from pcbforge.core.output import (
+    OutputLock,
+    interrupted_output,
+    recover_output,
+    stage_path,
+    staged_output,
+    swap_into_place,
+)
 from pcbforge.core.progress import progress_bar
 from pcbforge.datasets.dataset import Dataset, load
 from pcbforge.datasets.samples import STATUSES
@@ -116,7 +122,9 @@ def _class_section(labels: pd.DataFrame, classes: list[str], bins: int) -> dict:
                  "images": {"real": int(mine.loc[~mine["image_synthetic"], "sample_id"]
                                         .nunique()),
                             "synthetic": int(mine.loc[mine["image_synthetic"], "sample_id"]
-                                             .nunique())}}
+                                             .nunique())},
+                 # None without boxes: the page tests it (an absent key fails to render).
+                 "size_px": None}
         if len(mine):
             top = float(np.ceil(mine["side"].max()))
             edges = np.linspace(0.0, max(top, 1.0), bins + 1)
@@ -347,7 +355,7 @@ def _plot_splits(splits: dict, classes: list[str], path: Path) -> None:
 
 
 def _plot_sizes(section: dict, classes: list[str], path: Path) -> None:
-    shown = [c for c in classes if "size_px" in section[c]] or classes[:1] or ["(none)"]
+    shown = [c for c in classes if section[c].get("size_px")] or classes[:1] or ["(none)"]
     cols = min(3, len(shown))
     rows = int(np.ceil(len(shown) / cols))
     figure = _figure(4 * cols, 2.6 * rows)
@@ -374,13 +382,16 @@ def _plot_sizes(section: dict, classes: list[str], path: Path) -> None:
 
 
 def build_report(root: Path | str, settings: ReportSettings | None = None, *,
-                 folder: Path | None = None, progress: bool = False) -> dict:
+                 folder: Path | None = None, progress: bool = False,
+                 dataset: Dataset | None = None) -> dict:
     """The report of the dataset folder ``root``; images and plots go into ``folder``
-    (``root/report`` by default) and are named in the report relative to ``root``."""
+    (``root/report`` by default) and are named in the report relative to ``root``.
+    ``dataset``: its tables, when the caller has them (a build: its stage's copy, since
+    the folder it is publishing is refused by :func:`load` until the build is done)."""
     root = Path(root)
     settings = settings or ReportSettings()
     folder = Path(folder) if folder is not None else root / REPORT_DIR
-    dataset = load(root)
+    dataset = dataset if dataset is not None else load(root)
     samples = dataset.samples
     classes = list(dataset.info.classes) or sorted(dataset.labels["label"].unique())
     ok, labels = _usable_labels(dataset)
@@ -447,28 +458,53 @@ def render_html(report: dict) -> str:
     return environment.from_string(template).render(r=report, escape=html.escape)
 
 
-def write_report(root: Path | str, settings=None, *, progress: bool = False) -> dict:
+def write_report(root: Path | str, settings=None, *, progress: bool = False,
+                 dataset: Dataset | None = None, staged: bool = True) -> dict:
     """Write ``report/`` (plots, thumbnails), ``report.json`` and ``report.html`` into the
     dataset folder ``root`` and return the report. ``settings``: a recipe's ``report``
-    section or :class:`ReportSettings`."""
+    section or :class:`ReportSettings`; ``dataset``: see :func:`build_report`.
+
+    Takes the writer lock of ``root``: raises :class:`~pcbforge.core.OutputBusyError`
+    while another process writes it. ``staged`` (the default): like every command's
+    output, the folder is staged as a hard-link copy with the report added and swapped in
+    whole, so a kill leaves the previous folder or the new one. ``staged=False`` writes
+    into ``root`` (``report/`` swapped in, then each file replaced atomically): for a
+    build, which holds the lock already and whose running marker covers a kill midway.
+    """
     root = Path(root)
     if settings is not None and not isinstance(settings, ReportSettings):
         settings = ReportSettings(settings.examples_per_class, settings.rejected_examples,
                                   settings.histogram_bins)
-    final = root / REPORT_DIR
+    if not staged:
+        with OutputLock(root, command="report"):
+            return _write_report_into(root, root, settings, progress, dataset)
+    if not root.is_dir() and interrupted_output(root) is None:
+        load(root)  # refused with the readers' message, before anything is created
+    with staged_output(root, command="report", clone=True) as stage:
+        # Read under the lock: the tables cannot change before the swap.
+        dataset = dataset if dataset is not None else load(root)
+        return _write_report_into(root, stage, settings, progress, dataset)
+
+
+def _write_report_into(root: Path, into: Path, settings, progress: bool,
+                       dataset: Dataset | None) -> dict:
+    """The report of ``root`` written into the folder ``into`` (``root`` or its stage,
+    a hard-link copy of it: files there are replaced, never written into)."""
+    final = into / REPORT_DIR
     recover_output(final)
-    staging = root / f".{REPORT_DIR}.partial-{os.getpid()}"
+    staging = stage_path(final)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        report = build_report(root, settings, folder=staging, progress=progress)
+        report = build_report(root, settings, folder=staging, progress=progress,
+                              dataset=dataset)
+        page = render_html(report)  # before the swap: a template error changes nothing
         swap_into_place(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    write_json(root / REPORT_JSON, report)
-    page = render_html(report)
-    atomic_write(root / REPORT_HTML, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
+    write_json(into / REPORT_JSON, report)
+    atomic_write(into / REPORT_HTML, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return report
 
 

@@ -8,12 +8,21 @@ is in place; the marker is removed before a stage starts. So a run that is kille
 leaves a stage marked done that is not, and re-running skips exactly the stages whose
 marker matches their fingerprint.
 
-Stage outputs under ``stages/`` are built in a hidden sibling (``.NAME.partial-PID``) and
-renamed into place; partial folders of runs that died are removed when the stage runs
-again. JSON files in a stage's output are settled before the rename: the staging path is
-replaced by the final one, and run times and worker counts (``timings``, ``seconds``,
-``workers``...) are dropped, so a stage's output depends on its inputs only and an
-interrupted build that is run again gives the same bytes as one that was not.
+The whole run holds the writer lock of the build folder (:class:`pcbforge.core.OutputLock`,
+the same lock every command takes), so a second build, or a ``curate``/``split`` into the
+same folder, is refused while it runs. Stage outputs under ``stages/`` are built in the
+hidden stage folder of :mod:`pcbforge.core.output` and swapped into place; what killed
+runs left there is removed when the next build starts. JSON files in a stage's output
+are settled before the swap: the staging path is replaced by the final one, and run
+times and worker counts (``timings``, ``seconds``, ``workers``...) are dropped, so a
+stage's output depends on its inputs only and an interrupted build that is run again
+gives the same bytes as one that was not.
+
+The dataset files at the top of the build folder (samples, labels, report...) are
+replaced one by one by the last stages, so a build that runs writes the marker
+``.build/running.json`` first and removes it only once every stage is done: a folder
+holding it is refused by the dataset readers (its files may come from two builds). A
+build that fails before it changed anything a reader sees removes it again.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,15 +40,19 @@ from pathlib import Path
 from rich.console import Console
 
 from pcbforge import __version__
+from pcbforge.core.errors import OutputBusyError, storage_error
 from pcbforge.core.files import atomic_write, write_json
-from pcbforge.core.output import process_alive, recover_output, swap_into_place
+from pcbforge.core.output import recover_output, stage_path, swap_into_place
+from pcbforge.datasets.dataset import UNFINISHED_MARKER
 from pcbforge.engine import Engine, open_engine
 
 #: Bump when the layout of a build's outputs changes: every stage then runs again.
 BUILD_FORMAT = 1
 BUILD_DIR = ".build"
 STATE_DIR = f"{BUILD_DIR}/state"
-LOCK_FILE = f"{BUILD_DIR}/lock"
+#: Present while a build changes the folder, and after one that was killed or failed
+#: midway: dataset readers refuse a folder holding it (see the module docstring).
+RUNNING_MARKER = UNFINISHED_MARKER  # .build/running.json: the readers refuse the folder
 LAST_RUN = f"{BUILD_DIR}/last_run.json"
 STAGES_DIR = "stages"
 #: Keys of how a run went (times, worker processes) in the reports and provenance that
@@ -67,6 +81,9 @@ class BuildContext:
     console: Console = field(default_factory=lambda: Console(stderr=True))
     engine_kind: str = "local"
     scheduler: str | None = None
+    #: Set once this run changed what a reader of the folder sees (a stage finished, or
+    #: a stage that writes in place started): a failure then keeps the running marker.
+    touched: bool = False
 
     def stage_dir(self, name: str) -> Path:
         return self.out / STAGES_DIR / name
@@ -185,34 +202,42 @@ def settle_json(staging: Path, final: Path) -> None:
                 write_json(path, fixed)
 
 
-class BuildLock:
-    """One build at a time per folder: ``.build/lock`` holds the running build's pid."""
+def write_running_marker(out: Path) -> bool:
+    """Mark ``out`` as being built (see the module docstring); ``True`` when a marker of
+    an earlier build that was killed or failed midway was already there."""
+    path = out / RUNNING_MARKER
+    earlier = path.exists()
+    write_json(path, {"command": "build", "pid": os.getpid(), "host": socket.gethostname(),
+                      "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return earlier
 
-    def __init__(self, out: Path):
-        self.path = out / LOCK_FILE
 
-    def __enter__(self) -> BuildLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and process_alive(pid):
-                    raise BuildError(f"another build (pid {pid}) is writing "
-                                     f"{self.path.parents[1]}; wait for it or stop it") from None
-                self.path.unlink(missing_ok=True)  # left by a build that died
-                continue
-            with os.fdopen(handle, "w") as lock:
-                lock.write(str(os.getpid()))
-            return self
-        raise BuildError(f"cannot take the build lock {self.path}")
+def remove_running_marker(out: Path) -> None:
+    (out / RUNNING_MARKER).unlink(missing_ok=True)
 
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
+
+def remove_leftovers(ctx: BuildContext, stages: list[Stage]) -> list[str]:
+    """What killed runs left in the build folder, cleaned (call it holding the lock, so no
+    live run owns any of it): an output parked by an interrupted swap is put back, stage
+    folders, temporary files and nested leftovers of the commands a stage ran are removed.
+    Returns what was done."""
+    done = []
+    for stage in stages:
+        done += recover_output(ctx.out / stage.output)
+    for folder in (ctx.out, ctx.out / BUILD_DIR, ctx.out / STATE_DIR):
+        for leftover in sorted(folder.glob(".*.part")):  # temporary files of atomic writes
+            leftover.unlink()
+            done.append(f"removed {leftover.relative_to(ctx.out)}")
+    stages_dir = ctx.out / STAGES_DIR
+    # Only a build writes under stages/, and this one holds the lock: every hidden entry
+    # there was left by a run that died (a stage, or a stage's own staged output).
+    for leftover in sorted(stages_dir.glob(".*")) if stages_dir.is_dir() else []:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+        done.append(f"removed {STAGES_DIR}/{leftover.name}")
+    return done
 
 
 def _marker(ctx: BuildContext, stage: Stage) -> Path:
@@ -249,17 +274,22 @@ def run_stages(ctx: BuildContext, stages: list[Stage],
         marker.unlink(missing_ok=True)
         if on_stage:
             on_stage(number, stage, "start", None)
+        if not stage.staged:
+            ctx.touched = True  # it writes in place from its first instruction
         started = time.perf_counter()
         try:
             summary = _run_one(ctx, stage, output)
-        except BuildError:
+        except (BuildError, OutputBusyError):
             raise
         except Exception as err:
+            if storage_error(err) is not None:
+                raise  # a full disk, a read-only folder...: the CLI's one line, exit 74
             raise BuildError(f"stage {stage.name} failed: {err}") from err
         seconds = time.perf_counter() - started
         write_json(marker, {"stage": stage.name, "fingerprint": prints[stage.name],
                             "pcbforge_version": __version__, "summary": summary,
                             "seconds": round(seconds, 3)})
+        ctx.touched = True
         result = StageResult(stage.name, stage.title, True, seconds, summary)
         results.append(result)
         if on_stage:
@@ -268,14 +298,15 @@ def run_stages(ctx: BuildContext, stages: list[Stage],
 
 
 def _run_one(ctx: BuildContext, stage: Stage, output: Path) -> dict:
-    if not stage.staged:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        return stage.run(ctx, output) or {}
     output.parent.mkdir(parents=True, exist_ok=True)
+    if not stage.staged:
+        return stage.run(ctx, output) or {}
+    # The build holds the lock of the whole folder: the stage protocol without a lock of
+    # its own (no lock files under stages/).
     recover_output(output)
-    staging = output.parent / f".{output.name}.partial-{os.getpid()}"
+    staging = stage_path(output)
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging.mkdir()
     try:
         summary = stage.run(ctx, staging) or {}
         settle_json(staging, output)
@@ -300,7 +331,7 @@ def remove_unplanned(ctx: BuildContext, stages: list[Stage]) -> list[str]:
                        if Path(s.output).parent.as_posix() == STAGES_DIR}
     for child in sorted(folder.iterdir()) if folder.is_dir() else []:
         if child.name.startswith("."):
-            continue  # partial folders: removed by their own stage (alive runs kept)
+            continue  # leftovers of killed runs: see remove_leftovers
         if child.name not in planned_outputs:
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             removed.append(child.name)

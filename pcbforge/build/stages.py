@@ -23,11 +23,13 @@ The build folder::
       export/coco/, export/yolo/ ...                   one folder per format
       report.html, report.json, report/                 the report and its images
       stages/                                           each stage's output
-      .build/                                           stage markers, lock, last run
+      .build/                                           stage markers, last run, and
+                                                        running.json while a build runs
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from functools import partial
@@ -46,7 +48,7 @@ from pcbforge.build.runner import (
     copy_file,
     files_digest,
 )
-from pcbforge.core.files import write_json
+from pcbforge.core.files import PathOutsideRootError, resolve_inside, write_json
 from pcbforge.curate import CurateParams, curate
 from pcbforge.datasets.dataset import (
     DATASET_JSON,
@@ -103,7 +105,12 @@ def _summary(report: dict, **more) -> dict:
 
 def _deeppcb_view(src: Path, groups: list[str], view: Path) -> None:
     """A DeepPCB-layout folder with only ``groups``: links to the group folders and the
-    list files cut down to their lines."""
+    list files cut down to their lines.
+
+    Its links lead out of the view by design, so the import of the view accepts paths
+    outside it; the rule that a source's paths stay inside it is checked here instead,
+    against ``src`` itself: a file of a group or a list line that leads out of ``src``
+    (``..``, absolute, a link) stops the build, naming it."""
     view.mkdir()
     for group in groups:
         if not (src / group).is_dir():
@@ -111,14 +118,33 @@ def _deeppcb_view(src: Path, groups: list[str], view: Path) -> None:
                            p.name.startswith("group"))
             raise BuildError(f"DeepPCB group {group} is not in {src} (groups there: "
                              f"{', '.join(found) or 'none'})")
+        _require_inside(src, src / group, f"{src / group}")
+        for folder, dirs, files in os.walk(src / group):
+            for name in dirs + files:
+                _require_inside(src, Path(folder) / name, str(Path(folder) / name))
         os.symlink(src / group, view / group)
     for name in ("trainval.txt", "test.txt"):
         if (src / name).is_file():
-            lines = [line for line in (src / name).read_text(encoding="utf-8").splitlines()
-                     if line.split("/", 1)[0] in groups]
+            lines = []
+            text = (src / name).read_text(encoding="utf-8", errors="replace")
+            for number, line in enumerate(text.splitlines(), start=1):
+                if line.split("/", 1)[0] not in groups:
+                    continue
+                for field in line.split():
+                    _require_inside(src, src / field, f"{src / name}:{number}")
+                lines.append(line)
             if lines:
                 (view / name).write_text("".join(line + "\n" for line in lines),
                                          encoding="utf-8")
+
+
+def _require_inside(src: Path, path: Path, where: str) -> None:
+    try:
+        resolve_inside(src, os.path.relpath(path, src))
+    except PathOutsideRootError as err:
+        why = str(err).split(" (pass ", 1)[0]  # the import's opt-in is no recipe option
+        raise BuildError(f"{where}: {why}; a build takes only paths inside its sources"
+                         ) from err
 
 
 def run_source(source, ctx: BuildContext, folder: Path) -> dict:
@@ -149,7 +175,9 @@ def run_source(source, ctx: BuildContext, folder: Path) -> dict:
             _deeppcb_view(source.path, source.groups, folder / "layout")
             src = folder / "layout"
         with ctx.engine() as engine:
-            result = import_deeppcb(src, dataset, params, progress=ctx.progress, engine=engine)
+            # A group view's links lead out of it: checked against the source instead.
+            result = import_deeppcb(src, dataset, params, progress=ctx.progress, engine=engine,
+                                    allow_outside_root=bool(source.groups))
         if source.groups:
             _relocate(dataset, folder / "layout")
         return _summary(result.report, labels=result.report.get("labels", 0),
@@ -518,24 +546,42 @@ def run_audit(ctx: BuildContext, folder: Path) -> dict:
 
 
 def run_export(ctx: BuildContext, folder: Path) -> dict:
-    """Publish the dataset into the build folder, then write each export format."""
+    """Publish the dataset into the build folder, then write each export format.
+
+    The formats are written from the audit stage's copy of the dataset: the build folder
+    itself is refused by the dataset readers until the build is done (its running marker),
+    and the two hold the same tables and images."""
     from pcbforge.core.progress import progress_bar
     from pcbforge.pipeline import export_dataset
 
     recipe: Recipe = ctx.recipe
-    _copy_dataset(ctx.stage_dir("audit"), ctx.out, MERGED_IMAGES, (SPLIT_REPORT, AUDIT_JSON))
+    published = ctx.stage_dir("audit")
+    _copy_dataset(published, ctx.out, MERGED_IMAGES, (SPLIT_REPORT, AUDIT_JSON))
     folder.mkdir(parents=True, exist_ok=True)
     for old in sorted(folder.iterdir()):  # every format is written afresh
         shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
     written = {}
     with progress_bar(ctx.progress, "export", len(recipe.export.formats)) as advance:
         for fmt in recipe.export.formats:
-            report = export_dataset(ctx.out, fmt, folder / fmt,
+            report = export_dataset(published, fmt, folder / fmt,
                                     include_status=tuple(recipe.export.include_status))
+            _name_dataset(folder / fmt, published, ctx.out)
             written[fmt] = sum(part.get("images", part.get("written", 0))
                                for part in report["splits"].values())
             advance()
     return {"formats": written}
+
+
+def _name_dataset(export: Path, made_from: Path, dataset: Path) -> None:
+    """The export's report names the dataset it was made from: the build folder, where
+    the published dataset is, not the stage copy that was read."""
+    path = export / "export_report.json"
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if report.get("dataset") == str(made_from):
+        write_json(path, {**report, "dataset": str(dataset)})
 
 
 # --- report ------------------------------------------------------------------------------
@@ -544,7 +590,11 @@ def run_export(ctx: BuildContext, folder: Path) -> dict:
 def run_report(ctx: BuildContext, folder: Path) -> dict:
     from pcbforge.build.report import write_report
 
-    report = write_report(ctx.out, ctx.recipe.report, progress=ctx.progress)
+    # The tables of the audit stage: the same as the build folder's, which the dataset
+    # readers refuse until the build is done (see run_export).
+    # In place: the build holds the folder's lock, and its running marker covers a kill.
+    report = write_report(ctx.out, ctx.recipe.report, progress=ctx.progress,
+                          dataset=load(ctx.stage_dir("audit")), staged=False)
     return {"plots": len(report["plots"]), "clean": (report.get("audit") or {}).get("clean")}
 
 
@@ -601,8 +651,16 @@ def plan(recipe: Recipe) -> list[Stage]:
     return stages
 
 
-def write_recipe_copy(ctx: BuildContext) -> None:
+def write_recipe_copy(ctx: BuildContext) -> bool:
+    """Write ``recipe.yaml`` into the build folder; ``True`` when its text changed."""
     from pcbforge.core.files import atomic_write
 
     text = recipe_yaml(ctx.recipe)
-    atomic_write(ctx.out / RECIPE_COPY, lambda tmp: Path(tmp).write_text(text, "utf-8"))
+    path = ctx.out / RECIPE_COPY
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, "utf-8"))
+    return True

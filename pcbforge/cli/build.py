@@ -31,6 +31,7 @@ def build_command(
     audit -> export -> report. Re-running skips the stages whose inputs did not change."""
     from pcbforge.build import BuildError, build
     from pcbforge.build.recipe import RecipeError, load_recipe, recipe_yaml
+    from pcbforge.core.errors import storage_error
 
     try:
         loaded = load_recipe(recipe)
@@ -61,6 +62,8 @@ def build_command(
         result = build(out, loaded, workers=workers, progress=not quiet, console=console,
                        on_stage=on_stage, engine=engine.value, scheduler=scheduler)
     except (BuildError, RecipeError, EngineError, ValueError) as err:
+        if storage_error(err) is not None:
+            raise  # disk full, read-only...: one line and exit 74 (cli._util.guarded)
         fail(err)
     print_summary(result, console)
     audit = result.report.get("audit") or {}

@@ -23,6 +23,7 @@ def report_command(
 
     from pcbforge.build.recipe import ReportSection
     from pcbforge.build.report import REPORT_HTML, write_report
+    from pcbforge.core.errors import storage_error
     from pcbforge.datasets.dataset import DatasetError
 
     settings = ReportSection()
@@ -36,6 +37,8 @@ def report_command(
     try:
         report = write_report(dataset, settings, progress=not quiet)
     except (DatasetError, OSError, ValueError) as err:
+        if storage_error(err) is not None:
+            raise  # disk full, read-only...: one line and exit 74 (cli._util.guarded)
         fail(err)
     audit = report.get("audit")
     verdict = "no audit" if audit is None else ("audit clean" if audit["clean"] else

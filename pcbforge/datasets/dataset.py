@@ -142,6 +142,22 @@ def with_defaults(samples: pd.DataFrame, labels: pd.DataFrame | None) -> tuple:
     return samples, labels[list(LABEL_COLUMNS)]
 
 
+#: Present while a writer that updates a dataset folder step by step (``pcbforge build``)
+#: is at work, and left by one that was killed or failed midway: its files may then come
+#: from two runs, so every reader refuses the folder until a run finishes.
+UNFINISHED_MARKER = ".build/running.json"
+
+
+def refuse_unfinished(root: Path | str) -> None:
+    """Raise :class:`DatasetError` when ``root`` carries :data:`UNFINISHED_MARKER`."""
+    marker = Path(root) / UNFINISHED_MARKER
+    if marker.exists():
+        raise DatasetError(
+            f"{root} is being built, or its build was killed or failed midway ({marker} is "
+            f"there), so its files may come from two builds; run `pcbforge build` again with "
+            f"the same recipe and --out {root} to finish it")
+
+
 def load(path: Path | str, *, check_files: bool = False) -> Dataset:
     """Read and validate the dataset folder ``path``.
 
@@ -152,6 +168,7 @@ def load(path: Path | str, *, check_files: bool = False) -> Dataset:
     """
     root = Path(path)
     require_folder(root)
+    refuse_unfinished(root)
     if not (root / SAMPLES_PARQUET).is_file():
         raise DatasetError(f"{root}: no {SAMPLES_PARQUET}; is this a pcbforge dataset?")
     info = read_info(root)

@@ -39,16 +39,17 @@ def _start_build(recipe: Path, out: Path, log: Path) -> subprocess.Popen:
 
 
 def _kill_during_synthesis(process: subprocess.Popen, out: Path, log: Path,
-                           at_least: int = 4, timeout: float = 240.0) -> Path:
+                           at_least: int = 4, timeout: float = 240.0) -> list[Path]:
     """SIGKILL the build (its whole process group) once synthesis has written
-    ``at_least`` images into its staging folder; returns that folder."""
+    ``at_least`` images into a staging folder (the stage's, or synthesize's own stage of
+    it beside it); returns what is there of them (their lock files included)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        partial = sorted((out / "stages").glob(".synth.partial-*"))
-        if partial and len(list((partial[0] / "images").glob("syn_*"))) >= at_least:
+        partial = sorted((out / "stages").glob("*.synth.partial-*"))
+        if any(len(list((p / "images").glob("syn_*"))) >= at_least for p in partial):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(30)
-            return partial[0]
+            return partial
         if process.poll() is not None:
             pytest.fail(f"the build ended (code {process.returncode}) before it could be "
                         f"killed in synthesis:\n{log.read_text()}")
@@ -73,13 +74,16 @@ def test_killed_in_synthesis_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     partial = _kill_during_synthesis(_start_build(recipe_file, out, log), out, log)
     state = out / ".build" / "state"
     assert sorted(p.stem for p in state.glob("*.json")) == ["source-boards"]
-    assert partial.is_dir() and not (out / "stages" / "synth").exists()
-    assert (out / ".build" / "lock").is_file()  # left by the killed build
+    assert any(p.is_dir() for p in partial)  # and synthesize's lock of its stage
+    assert not (out / "stages" / "synth").exists()
+    # The killed build's marker stays: its folder is not a complete build.
+    assert (out / ".build" / "running.json").is_file()
 
     resumed = build(out, recipe, workers=1)
     assert resumed.ran == ["synth", "merge", "split", "audit", "export", "report"]
-    assert not partial.exists()  # the dead run's staging folder is gone
-    assert not (out / ".build" / "lock").exists()
+    assert not any(p.exists() for p in partial)  # the dead run's staging folders are gone
+    assert not (out / ".build" / "running.json").exists()
+    assert not (tmp_path / ".dataset.lock").exists()  # the writer lock, released
     got = output_hashes(out)
     assert sorted(got) == sorted(expected)
     assert [k for k in expected if got[k] != expected[k]] == []
