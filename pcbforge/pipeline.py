@@ -8,7 +8,6 @@ lists and boxes joined onto the samples table, written as a pcbforge dataset.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from pcbforge import __version__
-from pcbforge.core.files import write_json
-from pcbforge.curate import CurateParams, curate
-from pcbforge.curate.runner import status_counts
+from pcbforge.core.files import write_bytes, write_json
+from pcbforge.core.output import staged_output
+from pcbforge.curate import CurateParams
+from pcbforge.curate.runner import CurateResult, check_paths, curate_into, status_counts
 from pcbforge.datasets.dataset import (
     Dataset,
     DatasetInfo,
@@ -48,11 +48,17 @@ class ImportResult:
 
 def import_deeppcb(
     src: Path | str, out: Path | str, params: CurateParams | None = None, *, progress: bool = False,
-    engine: Engine | None = None,
+    engine: Engine | None = None, allow_outside_root: bool = False,
 ) -> ImportResult:
     """Import a DeepPCB-layout folder into the dataset folder ``out``.
 
-    ``engine``: a started engine for the curation of every file (see :func:`curate`).
+    ``engine``: a started engine for the curation of every file (see
+    :func:`pcbforge.curate.curate`). ``allow_outside_root``: accept image and label paths
+    of the lists that lead outside ``src`` (refused by default, naming file and line).
+
+    ``out`` is written once, through :func:`pcbforge.core.staged_output`: curation,
+    labels, tables and report all go into one stage swapped in at the end, so a failed
+    or killed import leaves the previous dataset as it was.
 
     A tested image whose annotation file is missing or has a line that cannot be read gets
     status ``skipped`` (reason ``missing_label_file`` / ``bad_label_line``): its labels
@@ -61,12 +67,25 @@ def import_deeppcb(
     """
     started = time.perf_counter()
     src = Path(src)
-    layout = read_deeppcb(src)  # raises FileNotFoundError when it is not that layout
-    earlier = previous_splits(out)
-    # The layout's images are kept before any copy of them: they carry the boxes.
-    curated = curate(src, out, params, progress=progress, engine=engine,
-                     prefer=layout.samples["path"])
-    out = curated.out
+    # Raises FileNotFoundError when it is not that layout.
+    layout = read_deeppcb(src, allow_outside=allow_outside_root)
+    src_path, out_path = check_paths(src, Path(out))
+    with staged_output(out_path, command="import deeppcb") as stage:
+        earlier = previous_splits(out_path)  # under the lock, before it is replaced
+        # The layout's images are kept before any copy of them: they carry the boxes.
+        curated = curate_into(src_path, stage, params, progress=progress, engine=engine,
+                              prefer=layout.samples["path"], out_for_checks=out_path)
+        dataset, problems, report = _merge_deeppcb(curated, layout, stage, src_path, earlier)
+        report["import_s"] = round(time.perf_counter() - started, 3)
+        write_json(stage / "report.json", report)
+    dataset.root = out_path
+    return ImportResult(dataset, problems, report)
+
+
+def _merge_deeppcb(curated: CurateResult, layout, stage: Path, src: Path,
+                   earlier: tuple[dict | None, dict]) -> tuple[Dataset, list, dict]:
+    """The layout's pairs, boards, lists and boxes joined onto the curated samples, saved
+    into ``stage``: ``(dataset, problems, report)``."""
     samples = curated.samples.merge(layout.samples, on="path", how="left")
     for column in ("role", "template_path", "board", "pair", "listed_in", "label_problem"):
         samples[column] = samples[column].fillna("")
@@ -104,17 +123,15 @@ def import_deeppcb(
     samples = _hold_back(samples, samples["label_problem"], "the image's defect labels")
     samples = samples.drop(columns=["label_problem"])
     dataset, report = _save_import(
-        out, samples, labels, list(DEEPPCB_CLASSES), src.resolve(), "import deeppcb",
+        stage, samples, labels, list(DEEPPCB_CLASSES), src, "import deeppcb",
         curated.report, problems, earlier,
     )
     report.update({
         "tested_images": int((samples["role"] == "tested").sum()),
         "templates": int((samples["role"] == "template").sum()),
         "boards": int(samples.loc[samples["board"] != "", "board"].nunique()),
-        "import_s": round(time.perf_counter() - started, 3),
     })
-    write_json(out / "report.json", report)
-    return ImportResult(dataset, problems, report)
+    return dataset, problems, report
 
 
 def _hold_back(samples: pd.DataFrame, problem: pd.Series, what: str) -> pd.DataFrame:
@@ -134,7 +151,8 @@ def _hold_back(samples: pd.DataFrame, problem: pd.Series, what: str) -> pd.DataF
 def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
                  image_root: Path, command: str, curate_report: dict,
                  problems: list, earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
-    """Write the dataset; return it with a report whose counts follow the final table.
+    """Write the dataset into ``out`` (the import's stage); return it with a report whose
+    counts follow the final table.
 
     ``earlier`` is what :func:`previous_splits` read from ``out`` before it was rebuilt:
     when ``out`` had been split, every known sample keeps its split and new samples wait
@@ -179,7 +197,8 @@ class SourceError(ValueError):
 
 
 def read_labelled(fmt: str, src: Path | str, *, images: Path | str | None = None,
-                  missing_labels: str = "error") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+                  missing_labels: str = "error", allow_outside_root: bool = False
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Read a COCO, YOLO or VOC source (every split in it): ``(samples, labels, classes)``.
 
     ``samples`` has the loaders' columns (``file`` is each image's location on disk).
@@ -193,7 +212,8 @@ def read_labelled(fmt: str, src: Path | str, *, images: Path | str | None = None
       folders each holding one.
 
     A split folder's name (train/val/valid/test...) becomes the ``split`` unless the files
-    say otherwise.
+    say otherwise. An image path that leads outside its dataset root (``..``, absolute, a
+    link out) is refused with ``file:line`` unless ``allow_outside_root``.
     """
     if fmt not in LABELLED_FORMATS:
         raise SourceError(f"unknown format {fmt!r}; choose one of "
@@ -209,19 +229,22 @@ def read_labelled(fmt: str, src: Path | str, *, images: Path | str | None = None
             # Given, else images/ or data/ beside the JSON, else its own folder.
             folders = [Path(images)] if images else [json_path.parent / "images",
                                                      json_path.parent / "data", json_path.parent]
-            parts.append((load_coco(json_path, images_dir=folders), split))
+            parts.append((load_coco(json_path, images_dir=folders,
+                                    allow_outside=allow_outside_root), split))
     elif fmt == "yolo":
         from pcbforge.datasets.yolo import load_yolo, yaml_splits
 
         for split in yaml_splits(src):  # FileNotFoundError when there is no data.yaml
-            parts.append((load_yolo(src, split, missing_labels=missing_labels),
+            parts.append((load_yolo(src, split, missing_labels=missing_labels,
+                                    allow_outside=allow_outside_root),
                           _SPLIT_NAMES.get(split, "")))
     else:
         from pcbforge.datasets.voc import load_voc
 
         for folder, split in _split_folders(src, lambda f: (f / "Annotations").is_dir(),
                                             "Annotations/"):
-            parts.append((load_voc(folder, missing_labels=missing_labels), split))
+            parts.append((load_voc(folder, missing_labels=missing_labels,
+                                   allow_outside=allow_outside_root), split))
     return _combine(fmt, parts)
 
 
@@ -246,7 +269,7 @@ def _coco_json_in(folder: Path) -> Path | None:
 
 
 def _coco_files(src: Path) -> list[tuple[Path, str]]:
-    if src.is_file():
+    if not src.is_dir():  # a file (or a FIFO...): the loader reads it, or says why not
         return [(src, "")]
     return [(_coco_json_in(folder), split) for folder, split in
             _split_folders(src, lambda f: _coco_json_in(f) is not None, "COCO annotations JSON")]
@@ -277,22 +300,31 @@ def _combine(fmt: str, parts: list) -> tuple[pd.DataFrame, pd.DataFrame, list[st
 def import_labelled(
     fmt: str, src: Path | str, out: Path | str, params: CurateParams | None = None, *,
     images: Path | str | None = None, missing_labels: str = "error", progress: bool = False,
-    engine: Engine | None = None,
+    engine: Engine | None = None, allow_outside_root: bool = False,
 ) -> ImportResult:
     """Import a COCO, YOLO or VOC source (see :func:`read_labelled`) into ``out``.
 
-    ``engine``: a started engine for the curation of every image (see :func:`curate`).
+    ``engine``: a started engine for the curation of every image (see
+    :func:`pcbforge.curate.curate`). ``allow_outside_root``: accept image paths that lead
+    outside the source (see :func:`read_labelled`); without it the folder curated never
+    reaches beyond the source.
 
     The annotations are read and checked first (a broken file raises before any work);
     then every image under the images' common folder is curated. Images the annotations
     do not list keep a row with status ``skipped`` (reason ``not_in_annotations``): they
     are not known to be defect-free, so they are never used as such.
+
+    ``out`` is written once, through :func:`pcbforge.core.staged_output` (see
+    :func:`import_deeppcb`).
     """
     started = time.perf_counter()
     table, boxes, classes = read_labelled(fmt, src, images=images,
-                                          missing_labels=missing_labels)
+                                          missing_labels=missing_labels,
+                                          allow_outside_root=allow_outside_root)
     files = [Path(f).resolve() for f in table["file"]]
     image_root = Path(os.path.commonpath([f.parent for f in files]))
+    if not allow_outside_root:
+        _check_image_root(image_root, files, src, images)
     table["path"] = [f.relative_to(image_root).as_posix() for f in files]
     # Ids a loader made up are unique only within their part: derive them from the path.
     keys = list(zip(table["part"], table["sample_id"], strict=True))
@@ -308,10 +340,46 @@ def import_labelled(
         raise SourceError(f"{fmt}: duplicate sample id {repeated.iloc[0]!r} "
                            f"(images {', '.join(paths[:3])})")
 
-    earlier = previous_splits(out)
-    curated = curate(image_root, out, params, progress=progress, engine=engine,
-                     prefer=table["path"])
-    out = curated.out
+    image_root, out_path = check_paths(image_root, Path(out))
+    with staged_output(out_path, command=f"import {fmt}") as stage:
+        earlier = previous_splits(out_path)  # under the lock, before it is replaced
+        curated = curate_into(image_root, stage, params, progress=progress, engine=engine,
+                              prefer=table["path"], out_for_checks=out_path)
+        dataset, report = _merge_labelled(fmt, curated, table, boxes, classes, image_root,
+                                          stage, earlier)
+        report.update({
+            "source": str(Path(src).resolve()),
+            "annotated_images": len(table),
+            "images_not_in_annotations": report.pop("images_not_in_annotations"),
+            "splits": {k or "none": int(v) for k, v in table["split"].value_counts().items()},
+            "import_s": round(time.perf_counter() - started, 3),
+        })
+        write_json(stage / "report.json", report)
+    dataset.root = out_path
+    return ImportResult(dataset, [], report)
+
+
+def _check_image_root(image_root: Path, files: list[Path], src: Path | str,
+                      images: Path | str | None) -> None:
+    """Refuse a folder to curate that reaches beyond the source: the loaders keep each
+    image inside its root, and this keeps the common folder of them all there too (an
+    image outside would make the import scan unrelated folders)."""
+    source = Path(src).resolve()
+    roots = [source if source.is_dir() else source.parent]
+    if images:
+        roots.append(Path(images).resolve())
+    if any(image_root == root or root in image_root.parents for root in roots):
+        return
+    outside = next((f for f in files
+                    if not any(root == f or root in f.parents for root in roots)), image_root)
+    raise SourceError(f"image {outside} is outside the source {roots[0]} (pass "
+                      f"--allow-outside-root to accept images outside it)")
+
+
+def _merge_labelled(fmt: str, curated: CurateResult, table: pd.DataFrame,
+                    boxes: pd.DataFrame, classes: list[str], image_root: Path, stage: Path,
+                    earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
+    """The annotations joined onto the curated samples, saved into ``stage``."""
     listed = table[["path", "sample_id", "split", "synthetic", "width", "height"]].rename(
         columns={"width": "label_width", "height": "label_height"})
     samples = curated.samples.merge(listed, on="path", how="left", indicator=True)
@@ -332,17 +400,10 @@ def import_labelled(
     samples = _hold_back(samples, problem, "annotations")
     samples = samples.drop(columns=["label_width", "label_height"])
     labels = boxes.drop(columns="part")
-    dataset, report = _save_import(out, samples, labels, classes, image_root, f"import {fmt}",
-                                   curated.report, [], earlier)
-    report.update({
-        "source": str(Path(src).resolve()),
-        "annotated_images": len(table),
-        "images_not_in_annotations": int(unlisted_images.sum()),
-        "splits": {k or "none": int(v) for k, v in table["split"].value_counts().items()},
-        "import_s": round(time.perf_counter() - started, 3),
-    })
-    write_json(out / "report.json", report)
-    return ImportResult(dataset, [], report)
+    dataset, report = _save_import(stage, samples, labels, classes, image_root,
+                                   f"import {fmt}", curated.report, [], earlier)
+    report["images_not_in_annotations"] = int(unlisted_images.sum())
+    return dataset, report
 
 
 def _join_pair_groups(samples: pd.DataFrame) -> pd.Series:
@@ -372,23 +433,25 @@ def export_dataset(
 
     COCO and VOC get one folder per split (``all`` when nothing is split);
     YOLO one folder with ``images/<split>`` and a ``data.yaml`` naming every
-    split; DeepPCB one layout with ``trainval.txt``/``test.txt``. The export
-    is built in a hidden folder and renamed into place.
+    split; DeepPCB one layout with ``trainval.txt``/``test.txt``. The export,
+    ``export_report.json`` included, is built in a hidden stage and swapped into
+    place (:func:`pcbforge.core.staged_output`); an earlier export in ``out`` is
+    replaced, any other non-empty folder refused.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"--out {out} exists and is not empty")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is a file")
+    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_REPORT).is_file():
+        raise ValueError(f"--out {out} exists, is not empty and is not a pcbforge export; "
+                         "refusing to replace it")
     dataset = load(dataset_path, check_files=True)
     rows = dataset.samples[dataset.samples["status"].isin(include_status)]
     labels = dataset.labels[dataset.labels["sample_id"].isin(rows["sample_id"])]
     splits = sorted(set(rows["split"]) - {""}) or [""]
-    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
     counts: dict[str, dict[str, int]] = {}
-    try:
+    with staged_output(out, command="export") as stage:
         if fmt == "deeppcb":
             from pcbforge.datasets.deeppcb import save_deeppcb
 
@@ -399,18 +462,16 @@ def export_dataset(
                 part_labels = labels[labels["sample_id"].isin(part["sample_id"])]
                 _save_split(fmt, part, part_labels, dataset, stage, split)
                 counts[split or "all"] = {"images": len(part), "boxes": len(part_labels)}
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(stage, out)
         if fmt == "yolo":
-            _point_yolo_yaml_at(out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    report = {"command": "export", "format": fmt, "dataset": str(dataset_path), "out": str(out),
-              "include_status": list(include_status), "splits": counts}
-    write_json(out / "export_report.json", report)
+            _point_yolo_yaml_at(stage, out.resolve())
+        report = {"command": "export", "format": fmt, "dataset": str(dataset_path),
+                  "out": str(out), "include_status": list(include_status), "splits": counts}
+        write_json(stage / EXPORT_REPORT, report)
     return report
+
+
+#: The report an export writes into its folder; it also marks the folder as an export.
+EXPORT_REPORT = "export_report.json"
 
 
 def _save_split(fmt, samples, labels, dataset, stage: Path, split: str) -> None:
@@ -429,17 +490,18 @@ def _save_split(fmt, samples, labels, dataset, stage: Path, split: str) -> None:
         save_yolo(samples, labels, classes, root, stage, split=split or "train")
 
 
-def _point_yolo_yaml_at(folder: Path) -> None:
-    """The YOLO config's absolute ``path`` was the staging folder: point it at
-    the final one (Ultralytics resolves a relative path elsewhere)."""
+def _point_yolo_yaml_at(stage: Path, final: Path) -> None:
+    """The YOLO config in ``stage`` names the stage as its absolute ``path``: point it at
+    ``final``, the folder the stage becomes (Ultralytics resolves a relative path
+    elsewhere), before the swap."""
     import yaml
 
     from pcbforge.datasets.yolo import YAML_NAMES
 
     for name in YAML_NAMES:
-        config_path = folder / name
+        config_path = stage / name
         if config_path.is_file():
             config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-            config["path"] = str(folder.resolve())
-            config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-                                   encoding="utf-8")
+            config["path"] = str(final)
+            text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+            write_bytes(config_path, text.encode("utf-8"))

@@ -92,7 +92,8 @@ def test_export_refuses_bad_requests(tmp_path):
     assert unknown.exit_code == 2
     missing = runner.invoke(app, ["export", str(tmp_path / "nope"), "-f", "coco", "-o",
                                   str(tmp_path / "y")])
-    assert missing.exit_code == 2 and "no samples.parquet" in missing.output
+    assert missing.exit_code == 2 and str(tmp_path / "nope") in missing.output
+    assert re.search("no such dataset folder|no samples.parquet", missing.output)
 
 
 # --- import coco | yolo | voc ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pcbforge.cli._util import (
     fail,
     validation_message,
 )
+from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES
 from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
 from pcbforge.curate.quality import QualityThresholds
@@ -61,6 +62,10 @@ def curate_command(
     max_pixels: Annotated[
         int, typer.Option(help="Refuse images declaring more pixels (decompression bombs).")
     ] = 400_000_000,
+    max_file_mb: Annotated[
+        int, typer.Option("--max-file-mb", help="Files above this many MB are not read "
+                          "(corrupt/too_large).")
+    ] = DEFAULT_MAX_FILE_BYTES >> 20,
     min_side: Annotated[int, typer.Option(help="Smaller side below this is too_small.")] = 32,
     blank_range: Annotated[
         float, typer.Option(help="Grey range of the content below this is blank.")
@@ -75,11 +80,14 @@ def curate_command(
     """Find corrupt, low-quality and duplicate images; write DATASET/samples.parquet."""
     if copy_kept and link_kept:
         fail("choose one of --copy-kept and --link-kept")
+    if max_file_mb < 1:
+        fail(f"--max-file-mb: expected a whole number of MB, at least 1; got {max_file_mb}")
     try:
         params = CurateParams(
             workers=workers or default_workers(),
             inspect=InspectParams(
                 max_pixels=max_pixels,
+                max_file_bytes=max_file_mb << 20,
                 transformed=transformed,
                 quality=QualityThresholds(
                     min_side=min_side,

@@ -23,7 +23,8 @@ class ExportFormat(str, Enum):
 def export_command(
     dataset: Annotated[Path, typer.Argument(help="A pcbforge dataset folder.")],
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="Format to write.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create (must be new).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Folder to create, or an earlier export to replace.")],
     include_status: Annotated[
         str, typer.Option(help="Comma-separated statuses to export.")
     ] = "ok",

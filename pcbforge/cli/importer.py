@@ -66,7 +66,7 @@ def import_deeppcb_command(
         try:
             result = import_deeppcb(src, out, params, progress=True, engine=run,
                                     allow_outside_root=allow_outside_root)
-        except (CurateError, FileNotFoundError) as err:
+        except (CurateError, FileNotFoundError, ValueError) as err:
             fail(err)
     console = Console()
     for problem in result.problems:

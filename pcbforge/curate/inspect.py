@@ -8,7 +8,6 @@ used later for pixel-level duplicate checks.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES, UnreadableFileError, read_regular_file
 from pcbforge.curate.decode import (
     DEFAULT_MAX_PIXELS,
     LOSSLESS_FORMATS,
@@ -49,6 +49,8 @@ class InspectParams(BaseModel):
     quality: QualityThresholds = QualityThresholds()
     thumb_size: int = Field(THUMB_SIZE, ge=32, le=1024)
     transformed: bool = True  # compute hashes of rotated/mirrored variants
+    #: Files above this many bytes are not read: status ``corrupt``, reason ``too_large``.
+    max_file_bytes: int = Field(DEFAULT_MAX_FILE_BYTES, gt=0)
 
 
 @dataclass
@@ -62,27 +64,48 @@ class Inspection:
     content_codes: np.ndarray | None = None  # (8,) uint64 block-occupancy hashes
 
 
-def _open_thumb_store(path: str) -> np.ndarray:
-    # One memory map per worker process and store file, reused for every image.
-    # Keyed by inode too: a later run may create a new store at the same path.
-    return _open_thumb_store_cached(path, os.stat(path).st_ino)
+def create_thumb_store(path: str | os.PathLike, slots: int, size: int) -> int:
+    """Create the ``.npy`` thumbnail store of ``slots`` grey ``size`` x ``size`` thumbnails
+    (sparse: no pixel written yet) and return the byte offset of slot 0.
+
+    Workers fill it with :func:`write_thumb` (ordinary writes: a full disk is an
+    ``OSError`` in the worker, where a memory map would kill it with SIGBUS)."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+              "fortran_order": False, "shape": (slots, size, size)}
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        offset = handle.tell()
+        handle.truncate(offset + slots * size * size)
+    return offset
 
 
-@functools.lru_cache(maxsize=4)
-def _open_thumb_store_cached(path: str, inode: int) -> np.ndarray:
-    return np.load(path, mmap_mode="r+")
+def write_thumb(store: str, offset: int, index: int, thumb: np.ndarray) -> None:
+    """Write ``thumb`` into slot ``index`` of the store made by :func:`create_thumb_store`
+    (``offset``: what it returned). Storage errors are raised naming the store."""
+    data = memoryview(np.ascontiguousarray(thumb, dtype=np.uint8)).cast("B")
+    position = offset + index * len(data)
+    try:
+        fd = os.open(store, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            while len(data):
+                written = os.pwrite(fd, data, position)
+                data, position = data[written:], position + written
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, store) from err
 
 
 def inspect_into_store(
-    item: tuple[int, FoundFile], params: InspectParams, store: str
+    item: tuple[int, FoundFile], params: InspectParams, store: str, offset: int
 ) -> Inspection:
-    """:func:`inspect_file`, writing the thumbnail into row ``index`` of the
-    ``.npy`` thumbnail store instead of returning it (saves sending 64 KiB per
-    image back to the parent process)."""
+    """:func:`inspect_file`, writing the thumbnail into slot ``index`` of the
+    ``.npy`` thumbnail store (``offset``: where slot 0 starts) instead of returning
+    it (saves sending 64 KiB per image back to the parent process)."""
     index, found = item
     inspection = inspect_file(found, params)
     if inspection.thumb is not None:
-        _open_thumb_store(store)[index] = inspection.thumb
+        write_thumb(store, offset, index, inspection.thumb)
         inspection.thumb = None
         inspection.row["thumb_index"] = index
     return inspection
@@ -141,8 +164,13 @@ def inspect_file(found: FoundFile, params: InspectParams) -> Inspection:
         return Inspection(row, None, None, None)
     _crash_if_planted(found)
     try:
-        with open(found.fs_path, "rb") as handle:
-            data = handle.read()
+        # Regular files only, and bounded: a FIFO would hang the read, a device or a
+        # huge file would exhaust memory.
+        data = read_regular_file(found.fs_path, params.max_file_bytes)
+    except UnreadableFileError as err:
+        row.update(status="corrupt", reason=err.reason, detail=err.detail)
+        _fill_size(row, found)
+        return Inspection(row, None, None, None)
     except OSError as err:
         row.update(status="corrupt", reason="unreadable", detail=_os_error(err))
         _fill_size(row, found)

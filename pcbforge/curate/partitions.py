@@ -202,8 +202,12 @@ class _AtomicFile:
         return self.handle
 
     def __exit__(self, kind, *exc) -> None:
-        self.handle.close()
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
+        try:
+            self.handle.close()  # flushes: a full disk can fail here too
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+        if kind is not None:
             self.tmp.unlink(missing_ok=True)

@@ -1,8 +1,9 @@
 """``curate``: scan a folder, inspect every file, find duplicates, write a dataset.
 
-The source folder is only ever read. The dataset is built in a hidden sibling
-folder and renamed into place at the end, so an interrupted run leaves no
-half-written dataset that looks complete, and simply running again works.
+The source folder is only ever read. The dataset is built in a hidden stage beside
+it and swapped into place at the end (:func:`pcbforge.core.staged_output`), so an
+interrupted run leaves no half-written dataset that looks complete, and simply
+running again works.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pcbforge import __version__
 from pcbforge.core.files import write_json
+from pcbforge.core.output import staged_output
+from pcbforge.core.progress import progress_bar
 from pcbforge.curate.dedupe import DedupeParams, ImageHashes, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
-from pcbforge.curate.inspect import InspectParams, inspect_into_store
+from pcbforge.curate.inspect import InspectParams, create_thumb_store, inspect_into_store
 from pcbforge.curate.partitions import (
     PartedThumbs,
     crashed_inspection,
@@ -47,6 +50,8 @@ from pcbforge.datasets.samples import STATUSES, write_samples
 from pcbforge.engine import Engine, LocalEngine
 
 REPORT_JSON = "report.json"
+#: A `pcbforge build` folder holds this (its stage markers): never replaced by curate/import.
+BUILD_STATE_DIR = ".build"
 CACHE_DIR = "cache"
 THUMBS_FILE = "thumbs.npy"
 #: With a Dask engine: the thumbnails as one file per partition (cache/thumbs/part-*.npy).
@@ -103,84 +108,111 @@ def curate(
     partitions and duplicates searched on the cluster, with the same result;
     its workers must see ``src`` and the parent of ``out`` at the same paths.
 
+    ``out`` is written through :func:`pcbforge.core.staged_output`: one writer at a
+    time (another raises :class:`pcbforge.core.OutputBusyError`), built in a hidden
+    stage and swapped in whole, so a kill at any point leaves the previous dataset or
+    the new one.
+
     Raises :class:`CurateError` for unusable arguments (missing or empty
     source, output inside the source, unwritable output...). Bad files never
     raise: each gets a row with a status and a reason.
     """
     params = params or CurateParams()
-    src_path, out_path = _check_paths(Path(src), Path(out))
+    src_path, out_path = check_paths(Path(src), Path(out))
+    with staged_output(out_path, command="curate") as stage:
+        # Under the lock and after recovery, before the stage replaces the old output.
+        earlier = previous_splits(out_path)
+        result = curate_into(src_path, stage, params, progress=progress, engine=engine,
+                             prefer=prefer, out_for_checks=out_path, earlier=earlier)
+    result.out = out_path
+    return result
+
+
+def curate_into(
+    src: Path | str,
+    folder: Path | str,
+    params: CurateParams | None = None,
+    *,
+    progress: bool = False,
+    engine: Engine | None = None,
+    prefer: Collection[str] = (),
+    out_for_checks: Path | str | None = None,
+    earlier: tuple[dict | None, dict[str, str]] = (None, {}),
+) -> CurateResult:
+    """The work of :func:`curate`, written into the existing empty folder ``folder``
+    (a stage the caller holds the lock of and swaps in): no lock, no swap.
+
+    ``out_for_checks``: the output folder ``folder`` will become; it is checked against
+    ``src`` (see :func:`check_paths`), never scanned, and named in the report.
+    ``earlier``: :func:`previous_splits` of that output, read before it is replaced;
+    when it was split, every known sample keeps its split.
+    """
+    params = params or CurateParams()
+    stage = Path(folder)
+    out_path = Path(out_for_checks) if out_for_checks is not None else stage
+    src_path, out_path = check_paths(Path(src), out_path)
+    split_record, assigned = earlier
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    stage = out_path.parent / f".{out_path.name}.partial-{os.getpid()}"
-    _remove_stale_stages(out_path)
-    split_record, assigned = previous_splits(out_path)
-    try:
-        stage.mkdir(parents=True)
-    except OSError as err:
-        raise CurateError(f"cannot write to {out_path.parent}: {err.strerror}") from err
+    tick = time.perf_counter()
+    scan = scan_folder(src_path, exclude=out_path)
+    if not scan.files:
+        raise CurateError(f"no files found under {src_path}")
+    timings["scan_s"] = time.perf_counter() - tick
 
-    try:
+    own_engine = engine is None
+    with LocalEngine(params.workers, preload=WORKER_MODULES) if own_engine \
+            else nullcontext(engine) as engine:
+        where = engine.describe()
         tick = time.perf_counter()
-        scan = scan_folder(src_path, exclude=out_path)
-        if not scan.files:
-            raise CurateError(f"no files found under {src_path}")
-        timings["scan_s"] = time.perf_counter() - tick
-
-        own_engine = engine is None
-        with LocalEngine(params.workers, preload=WORKER_MODULES) if own_engine \
-                else nullcontext(engine) as engine:
-            where = engine.describe()
-            tick = time.perf_counter()
-            if engine.kind == "dask":
-                table, thumbs, hashes = inspect_partitioned(
-                    scan.files, params, stage, engine, progress)
-                thumbs_path = None
-            else:
-                table, thumbs, hashes = inspect_files(scan.files, params, stage, engine,
-                                                      progress)
-                thumbs_path = stage / CACHE_DIR / THUMBS_FILE
-            table["preferred"] = table["path"].isin(set(prefer))
-            timings["inspect_s"] = time.perf_counter() - tick
-
-            tick = time.perf_counter()
-            with _progress_bar(progress, "verifying duplicate candidates", None) as advance:
-                table, stats = find_duplicates(
-                    table, thumbs, hashes, params.dedupe, thumbs_path=thumbs_path,
-                    engine=engine, workdir=stage / CACHE_DIR, progress=advance,
-                )
-            timings["dedupe_s"] = time.perf_counter() - tick
+        if engine.kind == "dask":
+            table, thumbs, hashes = inspect_partitioned(
+                scan.files, params, stage, engine, progress)
+            thumbs_path = None
+        else:
+            table, thumbs, hashes = inspect_files(scan.files, params, stage, engine,
+                                                  progress)
+            thumbs_path = stage / CACHE_DIR / THUMBS_FILE
+        table["preferred"] = table["path"].isin(set(prefer))
+        timings["inspect_s"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        if params.materialize != "none":
-            _materialize(table, scan.files, stage / "images", params.materialize)
-        np.save(stage / CACHE_DIR / HASHES_FILE, hashes.codes)
-        del thumbs
-        table = table.drop(columns=["thumb_index", "preferred"])
-        if split_record is not None:  # re-curating a split dataset keeps its assignments
-            table["sample_id"] = [sample_id_for(path) for path in table["path"]]
-            table["split"] = ""
-            table = apply_previous_splits(table, assigned)
-        write_samples(table, stage)
-        timings["write_s"] = time.perf_counter() - tick
-        timings["total_s"] = time.perf_counter() - started
+        with progress_bar(progress, "verifying duplicate candidates", None) as advance:
+            table, stats = find_duplicates(
+                table, thumbs, hashes, params.dedupe, thumbs_path=thumbs_path,
+                engine=engine, workdir=stage / CACHE_DIR, progress=advance,
+            )
+        timings["dedupe_s"] = time.perf_counter() - tick
 
-        report = _report(src_path, out_path, table, params, timings, stats, scan, where)
-        write_json(stage / REPORT_JSON, report)
-        # The images stay where they are: the dataset records where that is.
-        info = DatasetInfo(image_root=str(src_path), split=split_record, provenance=[{
-            "command": "curate", "source": str(src_path),
-            "parameters": params.model_dump(mode="json"),
-        }])
-        write_json(stage / DATASET_JSON, info.model_dump(mode="json"))
-        _swap_into_place(stage, out_path)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    tick = time.perf_counter()
+    if params.materialize != "none":
+        _materialize(table, scan.files, stage / "images", params.materialize)
+    np.save(stage / CACHE_DIR / HASHES_FILE, hashes.codes)
+    del thumbs
+    table = table.drop(columns=["thumb_index", "preferred"])
+    if split_record is not None:  # re-curating a split dataset keeps its assignments
+        table["sample_id"] = [sample_id_for(path) for path in table["path"]]
+        table["split"] = ""
+        table = apply_previous_splits(table, assigned)
+    write_samples(table, stage)
+    timings["write_s"] = time.perf_counter() - tick
+    timings["total_s"] = time.perf_counter() - started
+
+    report = _report(src_path, out_path, table, params, timings, stats, scan, where)
+    write_json(stage / REPORT_JSON, report)
+    # The images stay where they are: the dataset records where that is.
+    info = DatasetInfo(image_root=str(src_path), split=split_record, provenance=[{
+        "command": "curate", "source": str(src_path),
+        "parameters": params.model_dump(mode="json"),
+    }])
+    write_json(stage / DATASET_JSON, info.model_dump(mode="json"))
     return CurateResult(out_path, table, report)
 
 
-def _check_paths(src: Path, out: Path) -> tuple[Path, Path]:
+def check_paths(src: Path, out: Path) -> tuple[Path, Path]:
+    """``(src, out)`` resolved, or :class:`CurateError` when they cannot be a source and
+    an output: missing or file source, one inside the other, a foreign ``out``."""
     if not src.exists():
         raise CurateError(f"source folder {src} does not exist")
     if not src.is_dir():
@@ -193,6 +225,9 @@ def _check_paths(src: Path, out: Path) -> tuple[Path, Path]:
     if out_real.exists():
         if not out_real.is_dir():
             raise CurateError(f"--out {out} exists and is a file")
+        if (out_real / BUILD_STATE_DIR).is_dir():
+            raise CurateError(f"--out {out} is a `pcbforge build` folder; replacing it would "
+                              "lose the build: choose another place")
         if any(out_real.iterdir()) and not (out_real / REPORT_JSON).is_file():
             raise CurateError(
                 f"--out {out} exists, is not empty and is not a pcbforge dataset; "
@@ -208,28 +243,6 @@ def _check_paths(src: Path, out: Path) -> tuple[Path, Path]:
     return src_real, out_real
 
 
-def _remove_stale_stages(out: Path) -> None:
-    """Remove what interrupted runs left behind (their hidden stage folders),
-    but not the stage of a run that is still going (its process is alive)."""
-    if not out.parent.exists():
-        return
-    for leftover in out.parent.glob(f".{out.name}.partial-*"):
-        pid = leftover.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
-            continue
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
 def inspect_files(files, params: CurateParams, stage: Path, engine: Engine, progress: bool):
     """Inspect every file; thumbnails go to a store with one slot per image file."""
     size = params.inspect.thumb_size
@@ -238,17 +251,16 @@ def inspect_files(files, params: CurateParams, stage: Path, engine: Engine, prog
     slots = np.full(len(files), -1, dtype=np.int64)
     images = [n for n, found in enumerate(files) if not found.skip_reason]
     slots[images] = np.arange(len(images))
-    thumbs = np.lib.format.open_memmap(
-        store, mode="w+", dtype=np.uint8, shape=(max(len(images), 1), size, size)
-    )
-    del thumbs  # workers write through their own maps of the file
+    # Ordinary writes, no writable memory map: a full disk must be an error, not SIGBUS.
+    offset = create_thumb_store(store, max(len(images), 1), size)
     # Hashes share the thumbnails' slots (the row's ``thumb_index``).
     codes = np.zeros((max(len(images), 1), N_VARIANTS), dtype=np.uint64)
     weak = np.zeros_like(codes)
     content = np.zeros_like(codes)
     rows: list[dict] = []
-    work = partial(inspect_into_store, params=params.inspect, store=str(store))
-    with _progress_bar(progress, "inspecting", len(files)) as advance:
+    work = partial(inspect_into_store, params=params.inspect, store=str(store),
+                   offset=offset)
+    with progress_bar(progress, "inspecting", len(files)) as advance:
         items = list(zip(slots.tolist(), files, strict=True))
         for slot, inspection in zip(slots, engine.map(work, items), strict=True):
             if inspection.codes is not None:
@@ -285,7 +297,7 @@ def inspect_partitioned(files: list[FoundFile], params: CurateParams, stage: Pat
         return write_partition(partition, inspections, str(parts_dir), str(thumbs_dir), size)
 
     done = 0
-    with _progress_bar(progress, "inspecting", len(files)) as advance:
+    with progress_bar(progress, "inspecting", len(files)) as advance:
         for summary in engine.map(work, partitions, chunksize=1, on_crash=file_by_file,
                                   confirm_crash=False):
             done += summary["files"]
@@ -298,48 +310,6 @@ def inspect_partitioned(files: list[FoundFile], params: CurateParams, stage: Pat
     return table, PartedThumbs(str(thumbs_dir), engine.partition_size, n_slots, size), hashes
 
 
-class _progress_bar:
-    """A rich progress bar when asked for, a no-op otherwise.
-
-    Entering returns ``advance(done=None, total=None)``: with no arguments it
-    adds one step; with both it sets the position (totals known only later).
-    """
-
-    def __init__(self, enabled: bool, label: str, total: int | None):
-        self.enabled, self.label, self.total = enabled, label, total
-        self._progress = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda done=None, total=None: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), transient=False,
-        )
-        self._progress.start()
-        task = self._progress.add_task(self.label, total=self.total)
-
-        def advance(done: int | None = None, total: int | None = None) -> None:
-            if done is None:
-                self._progress.advance(task)
-            else:
-                self._progress.update(task, completed=done, total=total)
-
-        return advance
-
-    def __exit__(self, *exc):
-        if self._progress is not None:
-            self._progress.stop()
-
-
 def _materialize(table: pd.DataFrame, files: list[FoundFile], folder: Path, how: str) -> None:
     by_path = {f.path: f for f in files}
     for path in table.loc[table["status"] == "ok", "path"]:
@@ -350,16 +320,6 @@ def _materialize(table: pd.DataFrame, files: list[FoundFile], folder: Path, how:
             shutil.copy2(source, target)
         else:
             os.symlink(os.path.abspath(source), target)
-
-
-def _swap_into_place(stage: Path, out: Path) -> None:
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(stage, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(stage, out)
 
 
 def status_counts(table: pd.DataFrame) -> dict:

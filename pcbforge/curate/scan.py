@@ -45,7 +45,8 @@ def scan_folder(root: Path, exclude: Path | None = None) -> ScanResult:
     Directory symlinks are followed once: a link back to a folder already
     visited (a loop) is recorded and not entered. ``exclude`` (for example
     the output folder) is never entered. Hidden folders (``.git``...) are not
-    entered either; hidden files are listed as skipped.
+    entered either; hidden files are listed as skipped. Whatever is not a folder is
+    listed, FIFOs, sockets and devices included: nothing is dropped.
     """
     root = root.resolve()
     result = ScanResult(files=[])
@@ -78,12 +79,8 @@ def scan_folder(root: Path, exclude: Path | None = None) -> ScanResult:
                 visited.add(real)
                 stack.append((entry.path, relative + "/"))
                 continue
-            try:
-                is_file = entry.is_file(follow_symlinks=True)
-            except OSError:
-                is_file = False
-            if not is_file and not entry.is_symlink():
-                continue  # sockets, fifos, devices: not files to curate
+            # Files, links, and also FIFOs, sockets and devices: every entry gets a row
+            # (inspection never opens what is not a regular file, and says so).
             result.files.append(
                 FoundFile(printable_path(relative), entry.path, _skip_reason(entry.name))
             )

@@ -141,16 +141,18 @@ def test_source_is_untouched_and_output_is_deterministic(messy_corpus, tmp_path)
     assert second.report["counts"] == first.report["counts"]
 
 
-def test_leftovers_of_dead_runs_are_removed_and_live_ones_kept(messy_corpus, tmp_path):
+def test_leftovers_of_killed_runs_are_removed(messy_corpus, tmp_path):
+    """A live run holds the output's writer lock, so every stage found by the run that
+    takes the lock is a killed run's leftover (a live writer is refused instead: see
+    test_reliability.py)."""
     root, _ = messy_corpus
-    dead = tmp_path / ".out.partial-999999999"
-    live = tmp_path / f".out.partial-{os.getppid()}"
-    for stage in (dead, live):
+    stages = [tmp_path / ".out.partial-999999999", tmp_path / f".out.partial-{os.getppid()}"]
+    for stage in stages:
         stage.mkdir()
         (stage / "half-written.parquet").write_bytes(b"x")
     curate(root, tmp_path / "out", CurateParams(workers=1))
-    assert not dead.exists()
-    assert live.exists()
+    assert not any(stage.exists() for stage in stages)
+    assert not (tmp_path / ".out.lock").exists()  # released with the run
 
 
 def test_interrupted_run_leaves_no_dataset_and_rerun_works(messy_corpus, tmp_path, monkeypatch):
