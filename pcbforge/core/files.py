@@ -127,14 +127,31 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
-def atomic_write(path: Path | str, writer: Callable[[str], object]) -> None:
+def _make_folders(path: Path, inside: Path | str | None) -> None:
+    if inside is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    # Only the folders below ``inside``, one level at a time: a task that outlives its
+    # failed run then fails on the stage that run removed instead of making it again.
+    folder = Path(inside)
+    for part in path.parent.relative_to(folder).parts:
+        folder = folder / part
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass
+
+
+def atomic_write(path: Path | str, writer: Callable[[str], object], *,
+                 inside: Path | str | None = None) -> None:
     """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see half a file.
 
-    The file gets the usual mode for the user's umask (``mkstemp`` alone would leave it
-    readable by its owner only). On any failure (a full disk included) the temporary
-    file is removed and the error raised."""
+    Missing parent folders are made; with ``inside`` (a folder that must already exist)
+    only those below it. The file gets the usual mode for the user's umask (``mkstemp``
+    alone would leave it readable by its owner only). On any failure (a full disk
+    included) the temporary file is removed and the error raised, naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(path, inside)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
     try:
@@ -160,9 +177,9 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-def write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+def write_bytes(path: Path | str, data: bytes, *, inside: Path | str | None = None) -> None:
+    """Write ``data`` to ``path`` atomically (``inside``: see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), inside=inside)
 
 
 def write_json(path: Path | str, payload: dict) -> None:

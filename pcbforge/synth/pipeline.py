@@ -27,7 +27,6 @@ import json
 import os
 import re
 import time
-import uuid
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from pcbforge import __version__
-from pcbforge.core.files import atomic_write, write_json
+from pcbforge.core.files import atomic_write, write_bytes, write_json
 from pcbforge.core.output import staged_output
 from pcbforge.core.progress import progress_bar
 from pcbforge.curate.scan import scan_folder
@@ -172,36 +171,10 @@ def _encode(image: np.ndarray, fmt: str) -> bytes:
 
 
 def _write_bytes(out: Path | str, name: str, data: bytes) -> str:
-    """Write ``data`` as the file ``name`` of the folder ``out`` atomically; its sha256,
-    of exactly these bytes.
-
-    ``out`` must exist: a worker makes only the folders inside it, one level at a time.
-    A task still running after its run failed (a Dask task is not stopped by a cancel)
-    then fails on the stage the run removed instead of making it again."""
-    path = Path(out) / name
-    folder = Path(out)
-    for part in PurePosixPath(name).parent.parts:
-        folder = folder / part
-        try:
-            os.mkdir(folder)
-        except FileExistsError:
-            pass
-    # O_EXCL on a unique name: no other writer's file; mode 0o666 lets the umask decide,
-    # as a plain open() does.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.part"
-    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        with os.fdopen(handle, "wb") as writer:
-            writer.write(data)
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError) and err.errno and not err.filename:
-            raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
-        raise
+    """Write ``data`` as the file ``name`` of the existing folder ``out`` atomically; its
+    sha256, of exactly these bytes. Only folders inside ``out`` are made (a Dask task
+    still running after its run failed must not make the removed stage again)."""
+    write_bytes(Path(out) / name, data, inside=out)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -128,3 +128,12 @@ def test_a_writer_that_drops_the_path_gets_it_back(tmp_path):
     assert caught.value.errno == 28 and caught.value.filename == str(tmp_path / "samples.parquet")
     assert caught.value.strerror == "No space left on device"
     assert os.listdir(tmp_path) == []
+
+
+def test_inside_makes_only_the_folders_below_it(tmp_path):
+    write_bytes(tmp_path / "a" / "b" / "c.bin", b"1", inside=tmp_path)
+    assert (tmp_path / "a" / "b" / "c.bin").read_bytes() == b"1"
+    gone = tmp_path / "stage"  # a stage its failed run removed: never made again
+    with pytest.raises(FileNotFoundError):
+        write_bytes(gone / "images" / "x.png", b"2", inside=gone)
+    assert not gone.exists()
