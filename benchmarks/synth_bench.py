@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pcbforge.core.files import write_bytes  # noqa: E402
 from pcbforge.datasets.masks import encode_mask_window  # noqa: E402
 from pcbforge.engine import LocalEngine  # noqa: E402
 from pcbforge.synth.analysis import analyze_board  # noqa: E402
@@ -36,8 +37,7 @@ from pcbforge.synth.compose import SynthConfig, synthesize_image  # noqa: E402
 from pcbforge.synth.nuisance import apply_nuisance, sample_nuisance  # noqa: E402
 from pcbforge.synth.pipeline import (  # noqa: E402
     WORKER_MODULES,
-    _encode,
-    _write_bytes,
+    encode_image,
     list_boards,
     read_board,
     synthesize,
@@ -48,7 +48,7 @@ from pcbforge.synth.pipeline import (  # noqa: E402
 def copy_one(task: tuple[str, str, str]) -> int:
     source, target, fmt = task
     image = read_board(source)
-    _write_bytes(Path(target), _encode(image, fmt))
+    write_bytes(Path(target), encode_image(image, fmt))  # atomic, as synth writes
     return image.size
 
 
@@ -69,8 +69,8 @@ def stage_breakdown(files: list[str], config: SynthConfig, fmt: str, seed: int) 
                 for i, b in enumerate(boards)]
     nuisance_ms, _ = _ms(lambda k: apply_nuisance(boards[k], nuisance[k], binary=True),
                          range(len(files)))
-    encode_ms, _ = _ms(lambda m: _encode(m.image, fmt), made)
-    clean_ms, _ = _ms(lambda b: _encode(b, fmt), boards)
+    encode_ms, _ = _ms(lambda m: encode_image(m.image, fmt), made)
+    clean_ms, _ = _ms(lambda b: encode_image(b, fmt), boards)
     masks_ms, _ = _ms(lambda m: [encode_mask_window(
         lab["mask"][lab["tight"][1]:lab["tight"][3], lab["tight"][0]:lab["tight"][2]],
         lab["tight"][0], lab["tight"][1], *m.image.shape[:2]) for lab in m.labels], made)

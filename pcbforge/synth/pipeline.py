@@ -162,7 +162,7 @@ def read_board(file: str) -> np.ndarray:
     return image
 
 
-def _encode(image: np.ndarray, fmt: str) -> bytes:
+def encode_image(image: np.ndarray, fmt: str) -> bytes:
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
     ok, data = cv2.imencode(f".{fmt}", image, params)
     if not ok:
@@ -279,10 +279,10 @@ def synth_one(task: tuple) -> dict:
             # image's own template.
             template_name = f"templates/augmented/syn_{index:06d}.png"
             template_sha256 = _write_bytes(out, template_name,
-                                           _encode(made.template, "png"))
+                                           encode_image(made.template, "png"))
     except ValueError as err:
         return {"index": index, "error": str(err)}
-    sha256 = _write_bytes(out, name, _encode(made.image, fmt))
+    sha256 = _write_bytes(out, name, encode_image(made.image, fmt))
     height, width = made.image.shape[:2]
     labels = []
     for label in made.labels:
@@ -475,7 +475,7 @@ def _board_one(task: tuple) -> str:
     index, out, seed, size = task
     rng = np.random.default_rng(np.random.SeedSequence([seed, index, 0xB0A2D]))
     name = BOARD_NAME.format(index=index)
-    _write_bytes(out, name, _encode(draw_board(rng, size), "png"))
+    _write_bytes(out, name, encode_image(draw_board(rng, size), "png"))
     return name
 
 

@@ -115,8 +115,11 @@ def test_other_writers_are_refused_while_a_build_runs_and_its_kill_frees_the_fol
         cv2.imwrite(str(src / "board.png"), np.full((64, 64), 200, np.uint8))
         recipe = tmp_path / "small.yaml"
         recipe.write_text(SMALL_RECIPE)
-        for args in (["curate", str(src), "--out", str(out), "--workers", "1"],
-                     ["build", str(recipe), "--out", str(out), "--quiet"],
+        curated = CliRunner().invoke(app, ["curate", str(src), "--out", str(out),
+                                           "--workers", "1"])
+        assert curated.exit_code == 2  # never replaces a build folder, running or not
+        assert "is a `pcbforge build` folder" in " ".join(curated.output.split())
+        for args in (["build", str(recipe), "--out", str(out), "--quiet"],
                      ["report", str(out), "--quiet"]):
             result = CliRunner().invoke(app, args)
             assert result.exit_code == EXIT_BUSY, (args, result.output)
