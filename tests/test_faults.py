@@ -154,8 +154,8 @@ def _scenario(command: str, work: Path) -> Scenario:
         formats = ("coco", "yolo")
         return Scenario(lambda v, o: export_dataset(dataset, formats[v], o), out, None)
     if command == "build":
-        from pcbforge.build import build
-        from pcbforge.build.recipe import load_recipe
+        from pcbforge.pipeline import build
+        from pcbforge.pipeline.recipe import load_recipe
 
         def run(variant: int, o: Path):
             recipe = load_recipe(text=(

@@ -29,9 +29,9 @@ def build_command(
 ) -> None:
     """Run the whole pipeline from one recipe: sources -> synth -> curate -> split ->
     audit -> export -> report. Re-running skips the stages whose inputs did not change."""
-    from pcbforge.build import BuildError, build
-    from pcbforge.build.recipe import RecipeError, load_recipe, recipe_yaml
     from pcbforge.core.errors import storage_error
+    from pcbforge.pipeline import BuildError, build
+    from pcbforge.pipeline.recipe import RecipeError, load_recipe, recipe_yaml
 
     try:
         loaded = load_recipe(recipe)
@@ -55,7 +55,7 @@ def build_command(
         else:
             console.print(f"{head}: done in {result.seconds:.1f} s ({_line(result.summary)})")
 
-    from pcbforge.build.stages import plan
+    from pcbforge.pipeline.stages import plan
 
     total = len(plan(loaded))
     try:

@@ -21,10 +21,10 @@ def report_command(
     import yaml
     from pydantic import ValidationError
 
-    from pcbforge.build.recipe import ReportSection
-    from pcbforge.build.report import REPORT_HTML, write_report
     from pcbforge.core.errors import storage_error
     from pcbforge.datasets.dataset import DatasetError
+    from pcbforge.pipeline.recipe import ReportSection
+    from pcbforge.pipeline.report import REPORT_HTML, write_report
 
     settings = ReportSection()
     recipe = dataset / "recipe.yaml"

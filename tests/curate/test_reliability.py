@@ -223,7 +223,7 @@ def _fingerprint(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_failed_import_leaves_the_previous_dataset_untouched(tmp_path, monkeypatch):
-    import pcbforge.pipeline as pipeline
+    import pcbforge.pipeline.ingest as pipeline
 
     src = tmp_path / "deeppcb"
     write_deeppcb_layout(src, {"group00001": 2}, np.random.default_rng(3))
@@ -246,7 +246,7 @@ def test_a_failed_import_leaves_the_previous_dataset_untouched(tmp_path, monkeyp
 
 
 def test_a_failed_coco_import_leaves_the_previous_dataset_untouched(tmp_path, monkeypatch):
-    import pcbforge.pipeline as pipeline
+    import pcbforge.pipeline.ingest as pipeline
 
     src = tmp_path / "coco"
     _write_tiles(src / "images", 2)
@@ -295,11 +295,12 @@ def test_import_root_stays_inside_the_source(tmp_path):
 def test_export_is_staged_and_replaces_an_earlier_export(tmp_path, monkeypatch):
     import yaml
 
-    import pcbforge.pipeline as pipeline
+    import pcbforge.pipeline.export as pipeline
+    from pcbforge.pipeline import import_deeppcb
 
     src = tmp_path / "deeppcb"
     write_deeppcb_layout(src, {"group00001": 2}, np.random.default_rng(4))
-    pipeline.import_deeppcb(src, tmp_path / "ds", CurateParams(workers=1))
+    import_deeppcb(src, tmp_path / "ds", CurateParams(workers=1))
     out = tmp_path / "yolo"
     report = pipeline.export_dataset(tmp_path / "ds", "yolo", out)
     config = yaml.safe_load((out / "data.yaml").read_text())

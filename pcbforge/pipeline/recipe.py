@@ -327,7 +327,7 @@ class Recipe(_Section):
 
 
 def default_recipe_text() -> str:
-    return resources.files("pcbforge.build").joinpath(DEFAULT_RECIPE).read_text("utf-8")
+    return resources.files("pcbforge.pipeline").joinpath(DEFAULT_RECIPE).read_text("utf-8")
 
 
 def load_recipe(path: Path | str | None = None, *, text: str | None = None) -> Recipe:

@@ -39,15 +39,6 @@ import numpy as np
 import pandas as pd
 
 from pcbforge import __version__
-from pcbforge.build.recipe import Recipe, recipe_yaml
-from pcbforge.build.runner import (
-    STAGES_DIR,
-    BuildContext,
-    BuildError,
-    Stage,
-    copy_file,
-    files_digest,
-)
 from pcbforge.core.files import PathOutsideRootError, resolve_inside, write_json
 from pcbforge.curate import CurateParams, curate
 from pcbforge.datasets.dataset import (
@@ -64,6 +55,15 @@ from pcbforge.datasets.dataset import (
     with_defaults,
 )
 from pcbforge.datasets.samples import SAMPLES_CSV, SAMPLES_PARQUET
+from pcbforge.pipeline.recipe import Recipe, recipe_yaml
+from pcbforge.pipeline.runner import (
+    STAGES_DIR,
+    BuildContext,
+    BuildError,
+    Stage,
+    copy_file,
+    files_digest,
+)
 from pcbforge.split import SPLIT_NAMES, SplitParams, leakage_groups, split_samples
 
 MERGED_IMAGES = f"{STAGES_DIR}/merge/images"
@@ -148,7 +148,7 @@ def _require_inside(src: Path, path: Path, where: str) -> None:
 
 
 def run_source(source, ctx: BuildContext, folder: Path) -> dict:
-    from pcbforge.pipeline import import_deeppcb, import_labelled
+    from pcbforge.pipeline.ingest import import_deeppcb, import_labelled
 
     dataset = folder / "dataset"
     params = _curate_params(ctx)
@@ -207,7 +207,7 @@ def source_dataset(ctx: BuildContext, name: str) -> Path:
 
 def class_weights(recipe: Recipe, real_counts: dict[str, int]) -> list[float] | None:
     """Weights of the synthetic defects' classes (``None``: uniform); see
-    :class:`~pcbforge.build.recipe.SynthSection`'s ``balance``."""
+    :class:`~pcbforge.pipeline.recipe.SynthSection`'s ``balance``."""
     synth = recipe.synth
     if synth.balance == "uniform":
         return None
@@ -552,7 +552,7 @@ def run_export(ctx: BuildContext, folder: Path) -> dict:
     itself is refused by the dataset readers until the build is done (its running marker),
     and the two hold the same tables and images."""
     from pcbforge.core.progress import progress_bar
-    from pcbforge.pipeline import export_dataset
+    from pcbforge.pipeline.export import export_dataset
 
     recipe: Recipe = ctx.recipe
     published = ctx.stage_dir("audit")
@@ -588,7 +588,7 @@ def _name_dataset(export: Path, made_from: Path, dataset: Path) -> None:
 
 
 def run_report(ctx: BuildContext, folder: Path) -> dict:
-    from pcbforge.build.report import write_report
+    from pcbforge.pipeline.report import write_report
 
     # The tables of the audit stage: the same as the build folder's, which the dataset
     # readers refuse until the build is done (see run_export).

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from pcbforge.build.recipe import (
+from pcbforge.cli.main import app
+from pcbforge.pipeline.recipe import (
     DeepPCBSource,
     FolderSource,
     RecipeError,
@@ -13,7 +14,6 @@ from pcbforge.build.recipe import (
     load_recipe,
     recipe_yaml,
 )
-from pcbforge.cli.main import app
 
 ONE_SOURCE = "sources: [{name: boards, kind: procedural}]\n"
 

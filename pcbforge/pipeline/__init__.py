@@ -1,8 +1,13 @@
-"""``pcbforge build``: the whole pipeline from one recipe, resumable, with a report.
+"""The orchestration layer: commands that compose several parts, so no part imports
+another.
 
-``build(out, recipe)`` runs sources -> synth -> merge (curate) -> split -> audit ->
-export -> report (see :mod:`pcbforge.build.stages`), skipping every stage whose inputs
-did not change since it last finished (see :mod:`pcbforge.build.runner`).
+* :mod:`pcbforge.pipeline.ingest`: ``import`` (DeepPCB, COCO, YOLO, VOC) = curation of
+  every file + the labels joined on.
+* :mod:`pcbforge.pipeline.export`: ``export`` to COCO, YOLO, VOC or DeepPCB.
+* ``build(out, recipe)`` (here): the whole pipeline from one recipe, resumable, with a
+  report: sources -> synth -> merge (curate) -> split -> audit -> export -> report (see
+  :mod:`pcbforge.pipeline.stages`), skipping every stage whose inputs did not change
+  since it last finished (see :mod:`pcbforge.pipeline.runner`).
 """
 
 from __future__ import annotations
@@ -10,8 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pcbforge.build.recipe import Recipe, RecipeError, load_recipe
-from pcbforge.build.runner import (
+from pcbforge.core.output import OutputLock, recover_output
+from pcbforge.pipeline.export import EXPORT_FORMATS, export_dataset
+from pcbforge.pipeline.ingest import (
+    LABELLED_FORMATS,
+    ImportResult,
+    SourceError,
+    import_deeppcb,
+    import_labelled,
+    read_labelled,
+)
+from pcbforge.pipeline.recipe import Recipe, RecipeError, load_recipe
+from pcbforge.pipeline.runner import (
     BUILD_DIR,
     RUNNING_MARKER,
     BuildContext,
@@ -24,7 +39,6 @@ from pcbforge.build.runner import (
     write_last_run,
     write_running_marker,
 )
-from pcbforge.core.output import OutputLock, recover_output
 
 
 @dataclass
@@ -77,7 +91,7 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
     """
     import json
 
-    from pcbforge.build.stages import plan, write_recipe_copy
+    from pcbforge.pipeline.stages import plan, write_recipe_copy
 
     out = Path(out).absolute()
     recipe = recipe if recipe is not None else load_recipe()
@@ -116,5 +130,6 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
     return BuildResult(out, results, report, removed)
 
 
-__all__ = ["RUNNING_MARKER", "BuildError", "BuildResult", "Recipe", "RecipeError", "build",
-           "load_recipe"]
+__all__ = ["EXPORT_FORMATS", "LABELLED_FORMATS", "RUNNING_MARKER", "BuildError", "BuildResult",
+           "ImportResult", "Recipe", "RecipeError", "SourceError", "build", "export_dataset",
+           "import_deeppcb", "import_labelled", "load_recipe", "read_labelled"]

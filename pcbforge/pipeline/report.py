@@ -451,7 +451,7 @@ def build_report(root: Path | str, settings: ReportSettings | None = None, *,
 def render_html(report: dict) -> str:
     import jinja2
 
-    template = resources.files("pcbforge.build").joinpath(TEMPLATE).read_text("utf-8")
+    template = resources.files("pcbforge.pipeline").joinpath(TEMPLATE).read_text("utf-8")
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                                      trim_blocks=True, lstrip_blocks=True)
     environment.filters["yaml"] = lambda value: yaml.safe_dump(value, sort_keys=False)

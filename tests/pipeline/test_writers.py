@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pcbforge.build import build
-from pcbforge.build.recipe import load_recipe
 from pcbforge.cli.main import app
 from pcbforge.core import EXIT_BUSY, EXIT_STORAGE, OutputBusyError, OutputLock
-from tests.build.conftest import SMALL_RECIPE, output_hashes
+from pcbforge.pipeline import build
+from pcbforge.pipeline.recipe import load_recipe
+from tests.pipeline.conftest import SMALL_RECIPE, output_hashes
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNING = Path(".build") / "running.json"
@@ -98,8 +98,8 @@ def test_other_writers_are_refused_while_a_build_runs_and_its_kill_frees_the_fol
     recipe_text = SMALL_RECIPE + "export: {formats: [coco, yolo, voc]}\n"
     builder = _python("""
         import sys, time, pathlib
-        from pcbforge.build import build
-        from pcbforge.build.recipe import load_recipe
+        from pcbforge.pipeline import build
+        from pcbforge.pipeline.recipe import load_recipe
         out, ready, go, text = sys.argv[1:5]
         def on_stage(number, stage, event, result):
             if event == "start" and not pathlib.Path(ready).exists():
@@ -166,7 +166,8 @@ def test_a_build_killed_while_publishing_is_finished_by_the_next_one(small_build
     assert (out / RUNNING).is_file(), log.read_text()
 
     resumed = build(out, recipe, workers=1)
-    assert resumed.ran == ["export", "report"]
+    # The kill fell in the export stage, or (on a fast machine) just after it finished.
+    assert resumed.ran in (["export", "report"], ["report"])
     assert not (out / RUNNING).exists()
     got = output_hashes(out)
     # Only files that name the build folder itself may differ (it is another folder).
@@ -218,7 +219,7 @@ def test_a_failed_first_stage_leaves_the_previous_build_readable(small_build, sm
                                                                    tmp_path, monkeypatch):
     """Nothing a reader sees changed (the stage's output was never swapped in): no
     marker stays behind; a failure after a stage was swapped in keeps it."""
-    import pcbforge.build.stages as stages
+    import pcbforge.pipeline.stages as stages
 
     out = _copy_build(small_build, tmp_path / "ds")
     expected = output_hashes(out)
@@ -259,7 +260,7 @@ def test_report_is_staged_whole_a_failure_at_its_last_write_changes_nothing(
     """A full disk at the last file (report.html): the folder is as it was (old code
     had swapped report/ and replaced report.json already), nothing staged is left, and
     the CLI says so in one line with exit 74."""
-    import pcbforge.build.report as report_module
+    import pcbforge.pipeline.report as report_module
 
     out = _copy_build(small_build, tmp_path / "ds")
     recipe = out / "recipe.yaml"  # another report section: the new report differs
@@ -307,7 +308,7 @@ def test_deeppcb_groups_are_imported_and_a_link_out_of_the_source_stops_the_buil
     link inside a group that leads out of the source is refused, naming it."""
     import numpy as np
 
-    from pcbforge.build import BuildError
+    from pcbforge.pipeline import BuildError
     from tests.conftest import write_deeppcb_layout
 
     src = tmp_path / "deeppcb"
@@ -317,8 +318,8 @@ sources:
   - {{name: real, kind: deeppcb, path: {src}, groups: [group00010]}}
 synth: {{enabled: false}}
 """)
-    from pcbforge.build.runner import BuildContext
-    from pcbforge.build.stages import run_source
+    from pcbforge.pipeline.runner import BuildContext
+    from pcbforge.pipeline.stages import run_source
 
     folder = tmp_path / "stage"
     folder.mkdir()

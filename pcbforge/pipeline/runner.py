@@ -75,7 +75,7 @@ class BuildContext:
     """
 
     out: Path
-    recipe: object  # pcbforge.build.recipe.Recipe
+    recipe: object  # pcbforge.pipeline.recipe.Recipe
     workers: int = 1
     progress: bool = False
     console: Console = field(default_factory=lambda: Console(stderr=True))

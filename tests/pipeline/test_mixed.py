@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from pcbforge.build import build
-from pcbforge.build.recipe import load_recipe
 from pcbforge.datasets import load
+from pcbforge.pipeline import build
+from pcbforge.pipeline.recipe import load_recipe
 from tests.conftest import write_deeppcb_layout
 
 

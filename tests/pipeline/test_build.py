@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pcbforge.build import BuildError, build
-from pcbforge.build.recipe import load_recipe
 from pcbforge.cli.main import app
 from pcbforge.datasets import load
-from tests.build.conftest import SMALL_RECIPE, output_hashes
+from pcbforge.pipeline import BuildError, build
+from pcbforge.pipeline.recipe import load_recipe
+from tests.pipeline.conftest import SMALL_RECIPE, output_hashes
 
 CLASSES = ["open", "short", "mousebite", "spur", "copper", "pin-hole"]
 
@@ -126,7 +126,7 @@ def test_a_moved_build_is_still_complete_and_only_changed_stages_run(small_build
 
 def test_a_failed_stage_is_not_marked_done_and_the_rerun_starts_there(
         small_recipe, tmp_path, monkeypatch):
-    import pcbforge.build.stages as stages
+    import pcbforge.pipeline.stages as stages
 
     out = tmp_path / "ds"
     real_split = stages.run_split
@@ -232,7 +232,7 @@ def test_a_build_on_a_dask_cluster_gives_the_same_dataset(small_build, small_rec
                                                             dask_engine, tmp_path):
     """``--engine dask --scheduler ADDRESS``: every stage's per-file work on the cluster,
     the same tables, images, labels and exports as the local build."""
-    from pcbforge.build import build
+    from pcbforge.pipeline import build
 
     _, local = small_build
     address = dask_engine.describe()["scheduler"]

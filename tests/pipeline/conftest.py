@@ -44,7 +44,7 @@ def output_hashes(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def small_recipe():
-    from pcbforge.build.recipe import load_recipe
+    from pcbforge.pipeline.recipe import load_recipe
 
     return load_recipe(text=SMALL_RECIPE)
 
@@ -52,7 +52,7 @@ def small_recipe():
 @pytest.fixture(scope="session")
 def small_build(small_recipe, tmp_path_factory):
     """``(BuildResult, folder)`` of :data:`SMALL_RECIPE`, built once with one worker."""
-    from pcbforge.build import build
+    from pcbforge.pipeline import build
 
     out = tmp_path_factory.mktemp("small-build") / "dataset"
     return build(out, small_recipe, workers=1), out

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pcbforge.build import build
-from pcbforge.build.recipe import load_recipe
-from tests.build.conftest import output_hashes
+from pcbforge.pipeline import build
+from pcbforge.pipeline.recipe import load_recipe
+from tests.pipeline.conftest import output_hashes
 
 #: Enough synthetic images (one process) that synthesis runs for a few seconds.
 RESUME_RECIPE = """
