@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pcbforge.core.scan import scan_folder
 from pcbforge.curate.runner import CurateParams, curate
-from pcbforge.curate.scan import scan_folder
 
 
 def _decode_only(path: str) -> int:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pcbforge import __version__
 from pcbforge.core.files import write_json
 from pcbforge.core.output import interrupted_output, staged_output
-from pcbforge.curate.dedupe import UnionFind
+from pcbforge.core.unionfind import UnionFind
 from pcbforge.datasets.dataset import SPLITS, load, require_folder, save
 
 SPLIT_NAMES = SPLITS[1:]  # ("train", "val", "test"): SPLITS also allows "" (unassigned)

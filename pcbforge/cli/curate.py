@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -14,17 +16,19 @@ from rich.table import Table
 from pcbforge.cli._util import (
     EngineOption,
     SchedulerOption,
+    WorkersOption,
     engine_line,
     engine_options,
     fail,
     validation_message,
+    workers_of,
 )
 from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES
 from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
-from pcbforge.curate.quality import QualityThresholds
+from pcbforge.curate.quality import CHECKS, QualityThresholds
 from pcbforge.curate.runner import WORKER_MODULES, CurateError, CurateParams, curate
-from pcbforge.engine import EngineKind, default_workers
+from pcbforge.engine import EngineKind
 
 
 class Materialize(str, Enum):
@@ -33,14 +37,34 @@ class Materialize(str, Enum):
     link = "link"
 
 
+def with_check_options(command: Callable) -> Callable:
+    """Give ``command`` one ``--<threshold>`` option per registered quality check (its
+    help from the check, its type and default from :class:`QualityThresholds`), passed in
+    its ``**thresholds``: typer reads the signature, so a new check needs no edit here."""
+    signature = inspect.signature(command, eval_str=True)
+    fields = QualityThresholds.model_fields
+    options = [
+        inspect.Parameter(
+            check.threshold,
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[fields[check.threshold].annotation,
+                                 typer.Option(help=check.help)],
+            default=fields[check.threshold].default,
+        )
+        for check in CHECKS.values()
+    ]
+    named = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=named + options)
+    return command
+
+
+@with_check_options
 def curate_command(
     src: Annotated[
         Path, typer.Argument(help="Folder of images to scan (only read, never changed).")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
-    workers: Annotated[
-        int, typer.Option(help="Worker processes (default: all cores, at most 8).")
-    ] = 0,
+    workers: WorkersOption = 0,
     engine: EngineOption = EngineKind.local,
     scheduler: SchedulerOption = None,
     copy_kept: Annotated[
@@ -66,16 +90,7 @@ def curate_command(
         int, typer.Option("--max-file-mb", help="Files above this many MB are not read "
                           "(corrupt/too_large).")
     ] = DEFAULT_MAX_FILE_BYTES >> 20,
-    min_side: Annotated[int, typer.Option(help="Smaller side below this is too_small.")] = 32,
-    blank_range: Annotated[
-        float, typer.Option(help="Grey range of the content below this is blank.")
-    ] = 5.0,
-    dark_max: Annotated[
-        float, typer.Option(help="Brightest content below this grey level is too_dark.")
-    ] = 38.0,
-    bright_min: Annotated[
-        float, typer.Option(help="Darkest content above this grey level is too_bright.")
-    ] = 230.0,
+    **thresholds: float,
 ) -> None:
     """Find corrupt, low-quality and duplicate images; write DATASET/samples.parquet."""
     if copy_kept and link_kept:
@@ -84,17 +99,12 @@ def curate_command(
         fail(f"--max-file-mb: expected a whole number of MB, at least 1; got {max_file_mb}")
     try:
         params = CurateParams(
-            workers=workers or default_workers(),
+            workers=workers_of(workers),
             inspect=InspectParams(
                 max_pixels=max_pixels,
                 max_file_bytes=max_file_mb << 20,
                 transformed=transformed,
-                quality=QualityThresholds(
-                    min_side=min_side,
-                    blank_range=blank_range,
-                    dark_max=dark_max,
-                    bright_min=bright_min,
-                ),
+                quality=QualityThresholds(**thresholds),
             ),
             dedupe=DedupeParams(max_distance=max_distance, transformed=transformed),
             materialize="copy" if copy_kept else "link" if link_kept else "none",

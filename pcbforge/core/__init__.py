@@ -10,6 +10,9 @@ Imports nothing else of pcbforge. What lives here is solved once for every comma
 * :mod:`pcbforge.core.errors`: the storage errors (disk full, permission denied,
   read-only file system...) that end a command with one line and a distinct exit code.
 * :mod:`pcbforge.core.progress`: the progress bar every long step shows.
+* :mod:`pcbforge.core.decode`: strict image decoding (a reason for every file that
+  cannot be used); :mod:`pcbforge.core.scan`: folder listing, without recursion or
+  loops; :mod:`pcbforge.core.unionfind`: disjoint sets for groups.
 """
 
 from pcbforge.core.errors import (

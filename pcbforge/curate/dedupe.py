@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from pcbforge.core.unionfind import UnionFind
 from pcbforge.curate.candidates import (
     CandidatePairs,
     SearchConfig,
@@ -80,29 +81,6 @@ class DedupeStats:
     #: variant of j matched to i), reason ``exact``, ``duplicate`` or ``variant`` (a defect
     #: variant); a distance of -1: found by the occupancy hash.
     edges: list[tuple[int, int, str, int, int]] = field(default_factory=list)
-
-
-class UnionFind:
-    """Iterative union-find with path halving (no recursion limits)."""
-
-    def __init__(self, size: int):
-        self.parent = np.arange(size, dtype=np.int64)
-
-    def find(self, item: int) -> int:
-        parent = self.parent
-        while parent[item] != item:
-            parent[item] = parent[parent[item]]
-            item = parent[item]
-        return int(item)
-
-    def union(self, a: int, b: int) -> None:
-        """Join the sets of ``a`` and ``b``; the smaller root stays the root."""
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-    def labels(self) -> np.ndarray:
-        return np.array([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
 
 
 def keeper_order(table: pd.DataFrame) -> pd.Series:

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES, UnreadableFileError, read_regular_file
-from pcbforge.curate.decode import (
+from pcbforge.core.decode import (
     DEFAULT_MAX_PIXELS,
     LOSSLESS_FORMATS,
     decode_image_bytes,
     format_from_extension,
     to_gray_uint8,
 )
+from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES, UnreadableFileError, read_regular_file
+from pcbforge.core.scan import FoundFile
 from pcbforge.curate.hashing import (
     THUMB_SIZE,
     content_hashes,
@@ -33,11 +34,12 @@ from pcbforge.curate.hashing import (
 )
 from pcbforge.curate.quality import (
     SCORE_COLUMNS,
+    Measured,
     QualityThresholds,
-    low_quality_reason,
+    apply_checks,
+    check_score_columns,
     quality_scores,
 )
-from pcbforge.curate.scan import FoundFile
 
 
 class InspectParams(BaseModel):
@@ -138,7 +140,7 @@ def empty_row(found: FoundFile) -> dict:
         "low_quality_reason": "",
         "thumb_index": -1,
     }
-    row.update({column: np.nan for column in SCORE_COLUMNS})
+    row.update({column: np.nan for column in SCORE_COLUMNS + check_score_columns()})
     row["content_score"] = np.nan  # share of the frame holding content
     return row
 
@@ -211,7 +213,9 @@ def inspect_bytes(data: bytes, row: dict, params: InspectParams) -> Inspection:
     row["phash"] = hash_to_hex(codes[0])
     scores = quality_scores(thumb)
     row.update(scores)
-    reason = low_quality_reason(scores, decoded.width, decoded.height, params.quality)
+    check_scores, reason = apply_checks(
+        Measured(thumb, scores, decoded.width, decoded.height), params.quality)
+    row.update(check_scores)
     row["low_quality_reason"] = reason
     row["status"] = "low_quality" if reason else "ok"
     row["reason"] = reason

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pcbforge.core.scan import FoundFile
 from pcbforge.curate.hashing import N_VARIANTS
 from pcbforge.curate.inspect import Inspection, InspectParams, empty_row, inspect_file
-from pcbforge.curate.scan import FoundFile
 
 #: Hash columns a samples part carries until the gather takes them off.
 HASH_KINDS = ("code", "weak", "content")

@@ -1,12 +1,22 @@
-"""Image quality scores and the low-quality verdict.
+"""Image quality scores and the low-quality verdict: the ``CHECKS`` registry.
 
 Scores are computed on the grey analysis thumbnail, so they cost the same for
 a 640 px tile and a 16k line-scan image. Thresholds are deliberately loose:
 binarised PCB tiles are mostly white or mostly black by nature, so "too dark"
 means nothing in the image is bright, not that the mean is low.
+
+Each check (:class:`QualityCheck`) owns its score, score column, threshold, reason and
+CLI help; inspection applies :data:`CHECKS` in order and ``pcbforge curate`` builds one
+option per check. Adding a check: a :class:`CheckName`, its entry in :data:`CHECKS`
+and its field in :class:`QualityThresholds`, all in this module.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -68,20 +78,133 @@ def quality_scores(thumb: np.ndarray) -> dict[str, float]:
     }
 
 
-def low_quality_reason(
-    scores: dict[str, float], width: int, height: int, thresholds: QualityThresholds
-) -> str:
-    """The first low-quality reason that applies, or ``""``.
+class CheckName(str, Enum):
+    """The built-in quality checks, in the order they are applied."""
 
-    Order: too_small, blank, too_dark, too_bright (a black frame is `blank`,
-    not `too_dark`: it has no content at all).
+    too_small = "too_small"
+    blank = "blank"
+    too_dark = "too_dark"
+    too_bright = "too_bright"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a check scores one image on: its grey thumbnail, the shared
+    :func:`quality_scores` of it, and the image's full size."""
+
+    thumb: np.ndarray
+    scores: Mapping[str, float]
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """One low-quality check, in the manner of cleanvision's issue managers.
+
+    ``name`` is the reason written to ``reason`` and ``low_quality_reason`` when the check
+    flags an image. ``measure`` scores a :class:`Measured` image; the score goes to the
+    samples table's ``score_column`` (None: the table already holds what it reads, as
+    ``width``/``height`` for ``too_small``). ``threshold`` names the field of
+    :class:`QualityThresholds` holding the limit, which ``pcbforge curate`` offers as
+    ``--<threshold>`` with ``help``. An image is flagged when ``score * scale`` is
+    ``below`` (or ``above``) the limit; ``scale`` puts a 0-1 score on the limit's scale.
     """
-    if min(width, height) < thresholds.min_side:
-        return "too_small"
-    if scores["range_score"] * 255.0 < thresholds.blank_range:
-        return "blank"
-    if scores["dark_score"] * 255.0 < thresholds.dark_max:
-        return "too_dark"
-    if scores["bright_score"] * 255.0 > thresholds.bright_min:
-        return "too_bright"
-    return ""
+
+    name: str
+    measure: Callable[[Measured], float]
+    score_column: str | None
+    threshold: str
+    flagged_when: Literal["below", "above"]
+    help: str
+    scale: float = 1.0
+
+    def score(self, measured: Measured) -> float:
+        return self.measure(measured)
+
+    def limit(self, thresholds: BaseModel) -> float:
+        """This check's limit in ``thresholds``; ``KeyError`` naming the fields when absent."""
+        try:
+            return getattr(thresholds, self.threshold)
+        except AttributeError:
+            raise KeyError(
+                f"quality check {self.name!r} reads the threshold {self.threshold!r}; expected "
+                f"it among the fields of {type(thresholds).__name__}: "
+                f"{', '.join(type(thresholds).model_fields)}"
+            ) from None
+
+    def is_issue(self, score: float, limit: float) -> bool:
+        scaled = score * self.scale
+        return scaled < limit if self.flagged_when == "below" else scaled > limit
+
+
+#: The quality checks, applied in this order: the first that flags an image names its
+#: reason (a black frame is ``blank``, not ``too_dark``: it has no content at all). Worker
+#: processes import this module, so a check belongs here to run with several workers.
+CHECKS: dict[str, QualityCheck] = {
+    CheckName.too_small: QualityCheck(
+        CheckName.too_small.value, lambda m: min(m.width, m.height), None, "min_side",
+        "below", "Smaller side below this is too_small.",
+    ),
+    CheckName.blank: QualityCheck(
+        CheckName.blank.value, lambda m: m.scores["range_score"], "range_score",
+        "blank_range", "below", "Grey range of the content below this is blank.", 255.0,
+    ),
+    CheckName.too_dark: QualityCheck(
+        CheckName.too_dark.value, lambda m: m.scores["dark_score"], "dark_score", "dark_max",
+        "below", "Brightest content below this grey level is too_dark.", 255.0,
+    ),
+    CheckName.too_bright: QualityCheck(
+        CheckName.too_bright.value, lambda m: m.scores["bright_score"], "bright_score",
+        "bright_min", "above", "Darkest content above this grey level is too_bright.", 255.0,
+    ),
+}
+
+
+def get_check(name: str) -> QualityCheck:
+    """The registered check ``name``; ``KeyError`` listing the valid names otherwise."""
+    try:
+        return CHECKS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown quality check {name!r}; expected one of: {', '.join(CHECKS)}"
+        ) from None
+
+
+def register_check(check: QualityCheck) -> QualityCheck:
+    """Add ``check`` after the others; ``ValueError`` when its name or score column is
+    taken (a score column must end in ``_score``, as the table's score columns do)."""
+    if check.name in CHECKS:
+        raise ValueError(f"a quality check named {check.name!r} is already registered")
+    if check.score_column is not None:
+        if not check.score_column.endswith("_score"):
+            raise ValueError(f"score column of {check.name!r}: expected a name ending in "
+                             f"'_score', got {check.score_column!r}")
+        if any(other.score_column == check.score_column for other in CHECKS.values()):
+            raise ValueError(f"score column {check.score_column!r} of {check.name!r} is "
+                             "already written by another check")
+    CHECKS[check.name] = check
+    return check
+
+
+def check_score_columns() -> tuple[str, ...]:
+    """Score columns of the registered checks that :func:`quality_scores` does not write."""
+    return tuple(dict.fromkeys(
+        check.score_column for check in CHECKS.values()
+        if check.score_column is not None and check.score_column not in SCORE_COLUMNS
+    ))
+
+
+def apply_checks(measured: Measured, thresholds: BaseModel) -> tuple[dict[str, float], str]:
+    """Every registered check's score (by score column) and the first reason that applies,
+    or ``""``."""
+    scores: dict[str, float] = {}
+    reason = ""
+    for check in CHECKS.values():
+        score, limit = check.score(measured), check.limit(thresholds)  # both, always
+        if check.score_column is not None:
+            scores[check.score_column] = score
+        if not reason and check.is_issue(score, limit):
+            reason = check.name
+    return scores, reason
+

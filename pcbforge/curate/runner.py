@@ -26,6 +26,7 @@ from pcbforge import __version__
 from pcbforge.core.files import write_json
 from pcbforge.core.output import staged_output
 from pcbforge.core.progress import progress_bar
+from pcbforge.core.scan import FoundFile, scan_folder
 from pcbforge.curate.dedupe import DedupeParams, ImageHashes, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
 from pcbforge.curate.inspect import InspectParams, create_thumb_store, inspect_into_store
@@ -38,7 +39,6 @@ from pcbforge.curate.partitions import (
     plan_partitions,
     write_partition,
 )
-from pcbforge.curate.scan import FoundFile, scan_folder
 from pcbforge.datasets.dataset import (
     DATASET_JSON,
     DatasetInfo,
@@ -151,7 +151,6 @@ def curate_into(
     stage = Path(folder)
     out_path = Path(out_for_checks) if out_for_checks is not None else stage
     src_path, out_path = check_paths(Path(src), out_path)
-    split_record, assigned = earlier
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -161,18 +160,43 @@ def curate_into(
         raise CurateError(f"no files found under {src_path}")
     timings["scan_s"] = time.perf_counter() - tick
 
+    table, hashes, stats, where = inspect_and_dedupe(
+        scan.files, params, stage, engine, prefer, progress, timings)
+
+    tick = time.perf_counter()
+    table = write_tables(table, hashes, scan.files, params, stage, earlier)
+    timings["write_s"] = time.perf_counter() - tick
+    timings["total_s"] = time.perf_counter() - started
+
+    report = _report(src_path, out_path, table, params, timings, stats, scan, where)
+    write_json(stage / REPORT_JSON, report)
+    # The images stay where they are: the dataset records where that is.
+    split_record = earlier[0]  # None unless the output was split: its record carries over
+    info = DatasetInfo(image_root=str(src_path), split=split_record, provenance=[{
+        "command": "curate", "source": str(src_path),
+        "parameters": params.model_dump(mode="json"),
+    }])
+    write_json(stage / DATASET_JSON, info.model_dump(mode="json"))
+    return CurateResult(out_path, table, report)
+
+
+def inspect_and_dedupe(files: list[FoundFile], params: CurateParams, stage: Path,
+                       engine: Engine | None, prefer: Collection[str], progress: bool,
+                       timings: dict[str, float]):
+    """Inspect every file, then find duplicates, on ``engine`` (default: a
+    :class:`LocalEngine` of ``params.workers`` opened for this step). Returns the samples
+    table (with ``thumb_index`` and ``preferred``), the hashes, the search statistics and
+    the engine's description; ``inspect_s`` and ``dedupe_s`` go to ``timings``."""
     own_engine = engine is None
     with LocalEngine(params.workers, preload=WORKER_MODULES) if own_engine \
             else nullcontext(engine) as engine:
         where = engine.describe()
         tick = time.perf_counter()
         if engine.kind == "dask":
-            table, thumbs, hashes = inspect_partitioned(
-                scan.files, params, stage, engine, progress)
+            table, thumbs, hashes = inspect_partitioned(files, params, stage, engine, progress)
             thumbs_path = None
         else:
-            table, thumbs, hashes = inspect_files(scan.files, params, stage, engine,
-                                                  progress)
+            table, thumbs, hashes = inspect_files(files, params, stage, engine, progress)
             thumbs_path = stage / CACHE_DIR / THUMBS_FILE
         table["preferred"] = table["path"].isin(set(prefer))
         timings["inspect_s"] = time.perf_counter() - tick
@@ -184,30 +208,26 @@ def curate_into(
                 engine=engine, workdir=stage / CACHE_DIR, progress=advance,
             )
         timings["dedupe_s"] = time.perf_counter() - tick
+    return table, hashes, stats, where
 
-    tick = time.perf_counter()
+
+def write_tables(table: pd.DataFrame, hashes: ImageHashes, files: list[FoundFile],
+                 params: CurateParams, stage: Path,
+                 earlier: tuple[dict | None, dict[str, str]]) -> pd.DataFrame:
+    """Write the samples table and the hash cache into ``stage`` (and the kept images,
+    when ``params.materialize`` asks); return the table as written. ``earlier``: see
+    :func:`curate_into`."""
+    split_record, assigned = earlier
     if params.materialize != "none":
-        _materialize(table, scan.files, stage / "images", params.materialize)
+        _materialize(table, files, stage / "images", params.materialize)
     np.save(stage / CACHE_DIR / HASHES_FILE, hashes.codes)
-    del thumbs
     table = table.drop(columns=["thumb_index", "preferred"])
     if split_record is not None:  # re-curating a split dataset keeps its assignments
         table["sample_id"] = [sample_id_for(path) for path in table["path"]]
         table["split"] = ""
         table = apply_previous_splits(table, assigned)
     write_samples(table, stage)
-    timings["write_s"] = time.perf_counter() - tick
-    timings["total_s"] = time.perf_counter() - started
-
-    report = _report(src_path, out_path, table, params, timings, stats, scan, where)
-    write_json(stage / REPORT_JSON, report)
-    # The images stay where they are: the dataset records where that is.
-    info = DatasetInfo(image_root=str(src_path), split=split_record, provenance=[{
-        "command": "curate", "source": str(src_path),
-        "parameters": params.model_dump(mode="json"),
-    }])
-    write_json(stage / DATASET_JSON, info.model_dump(mode="json"))
-    return CurateResult(out_path, table, report)
+    return table
 
 
 def check_paths(src: Path, out: Path) -> tuple[Path, Path]:

@@ -100,8 +100,8 @@ def test_the_size_cap_is_an_option(tmp_path):
 
 def test_partitions_give_the_same_rows_for_odd_files(tmp_path):
     """The Dask path inspects through the same function: the same rows, no hang."""
+    from pcbforge.core.scan import scan_folder
     from pcbforge.curate.partitions import inspect_partition, plan_partitions
-    from pcbforge.curate.scan import scan_folder
 
     src = tmp_path / "src"
     _write_tiles(src, 2)

@@ -7,8 +7,8 @@ import os
 import pandas as pd
 import pytest
 
+from pcbforge.core.scan import printable_path
 from pcbforge.curate.runner import CurateError, CurateParams, curate
-from pcbforge.curate.scan import printable_path
 
 
 def _by_path(result, manifest):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from pcbforge.curate.decode import decode_image_bytes, sniff_format, to_gray_uint8
+from pcbforge.core.decode import decode_image_bytes, sniff_format, to_gray_uint8
 from pcbforge.curate.hashing import pixel_hash
 
 
