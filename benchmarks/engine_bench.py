@@ -181,7 +181,7 @@ def worker_pids(engine) -> list[int]:
 def open_bench_engine(kind: str, workers: int):
     if kind == "local":
         return LocalEngine(workers, preload=WORKER_MODULES)
-    from pcbforge.dask_engine import DaskEngine
+    from pcbforge.engine.dask import DaskEngine
 
     return DaskEngine(workers, preload=WORKER_MODULES)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,11 @@ from pcbforge.core.files import (
 )
 from pcbforge.core.output import interrupted_output, staged_output
 from pcbforge.core.progress import progress_bar
+from pcbforge.core.scan import FoundFile
 from pcbforge.curate.dedupe import VARIANT_NAMES, DedupeParams, find_duplicates
 from pcbforge.curate.runner import CACHE_DIR, THUMBS_FILE, CurateParams, inspect_files
-from pcbforge.curate.scan import FoundFile
 from pcbforge.datasets.dataset import Dataset, load, require_folder
-from pcbforge.engine import LocalEngine
+from pcbforge.engine import Engine, LocalEngine
 from pcbforge.split import SPLIT_NAMES, leakage_groups
 
 AUDIT_JSON = "audit.json"
@@ -62,7 +63,8 @@ def _sides(dataset: Dataset, name: str, every_row: bool) -> pd.DataFrame:
 
 def audit(dataset_path: Path | str, against: Path | str | None = None, *,
           group_by: tuple[str, ...] = (), workers: int = 1, progress: bool = False,
-          verify: bool = False, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> dict:
+          verify: bool = False, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+          engine: Engine | None = None) -> dict:
     """Find leaks (see the module docstring); writes ``audit.json`` into the dataset and
     returns the report (``clean`` is True when nothing leaks).
 
@@ -71,6 +73,9 @@ def audit(dataset_path: Path | str, against: Path | str | None = None, *,
     matches its row. A dataset with no split yet can be verified alone: the leak search
     needs splits and is then skipped (``leak_check`` says so).
 
+    ``engine``: a started engine (local pool or Dask cluster) for the leak search's
+    per-image work; without one, a local pool of ``workers`` processes for this call.
+
     ``audit.json`` is written like every output: into a hard-link copy of the folder,
     swapped in whole under the folder's writer lock, which is held for the whole audit
     so that the report describes the dataset as it is."""
@@ -78,13 +83,13 @@ def audit(dataset_path: Path | str, against: Path | str | None = None, *,
         require_folder(dataset_path)
     with staged_output(dataset_path, command="audit", clone=True) as stage:
         report = _audit(dataset_path, against, group_by, workers, progress, verify,
-                        max_file_bytes)
+                        max_file_bytes, engine)
         write_json(stage / AUDIT_JSON, report)
     return report
 
 
-def _audit(dataset_path, against, group_by, workers, progress, verify, max_file_bytes
-           ) -> dict:
+def _audit(dataset_path, against, group_by, workers, progress, verify, max_file_bytes,
+           engine) -> dict:
     dataset = load(dataset_path)
     other = load(against) if against is not None else None
     integrity = (verify_images(dataset, workers=workers, progress=progress,
@@ -98,7 +103,8 @@ def _audit(dataset_path, against, group_by, workers, progress, verify, max_file_
         unique = []
         images_checked = 0
     else:
-        unique, images_checked = _leaks(dataset, mine, other, group_by, workers, progress)
+        unique, images_checked = _leaks(dataset, mine, other, group_by, workers, progress,
+                                        engine)
     report = {
         "command": "audit",
         "dataset": str(dataset_path),
@@ -119,14 +125,15 @@ def _audit(dataset_path, against, group_by, workers, progress, verify, max_file_
 
 
 def _leaks(dataset: Dataset, mine: pd.DataFrame, other: Dataset | None,
-           group_by: tuple[str, ...], workers: int, progress: bool) -> tuple[list[dict], int]:
+           group_by: tuple[str, ...], workers: int, progress: bool,
+           engine: Engine | None = None) -> tuple[list[dict], int]:
     parts = [mine] + ([_sides(other, "against", every_row=True)] if other is not None else [])
     rows = pd.concat(parts, ignore_index=True)
     rows["side"] = (rows["dataset"] + "/" + rows["split"]) if other is not None else rows["split"]
     if other is not None:
         rows.loc[rows["dataset"] == "against", "side"] = "against"
 
-    leaks = _pixel_leaks(rows, workers, progress)
+    leaks = _pixel_leaks(rows, workers, progress, engine)
     if other is None:
         leaks += _group_leaks(dataset, rows, group_by)
     seen, unique = set(), []
@@ -190,15 +197,19 @@ def _check_image(file: Path, expected: str, max_bytes: int) -> tuple[str, str] |
     return None
 
 
-def _pixel_leaks(rows: pd.DataFrame, workers: int, progress: bool) -> list[dict]:
+def _pixel_leaks(rows: pd.DataFrame, workers: int, progress: bool,
+                 engine: Engine | None = None) -> list[dict]:
     files = [FoundFile(path, file) for path, file in zip(rows["path"], rows["file"],
                                                          strict=True)]
     params = CurateParams(workers=workers)
     with tempfile.TemporaryDirectory(prefix="pcbforge-audit-") as stage, \
-            LocalEngine(workers) as engine:
-        table, thumbs, hashes = inspect_files(files, params, Path(stage), engine, progress)
-        _, stats = find_duplicates(table, thumbs, hashes, DedupeParams(), engine=engine,
-                                   thumbs_path=Path(stage) / CACHE_DIR / THUMBS_FILE)
+            nullcontext(engine) if engine is not None else LocalEngine(workers) as run:
+        # One thumbnail store file, also on a Dask engine: the workers write their slots
+        # into it and the verification reads it (the LSH search needs its workdir).
+        table, thumbs, hashes = inspect_files(files, params, Path(stage), run, progress)
+        _, stats = find_duplicates(table, thumbs, hashes, DedupeParams(), engine=run,
+                                   thumbs_path=Path(stage) / CACHE_DIR / THUMBS_FILE,
+                                   workdir=Path(stage) / CACHE_DIR)
         del thumbs
     side = rows["side"].to_numpy()
     leaks = []

@@ -200,7 +200,7 @@ def fiftyone_db(tmp_path_factory):
     FiftyOne attaches to any database service already running for the same user."""
     import sys
 
-    from pcbforge.datasets.fiftyone_io import _import_fiftyone
+    from pcbforge.datasets.fiftyone import import_fiftyone as _import_fiftyone
 
     if "fiftyone" in sys.modules:  # imported before (its config is fixed): use it as is
         yield _import_fiftyone()
@@ -243,7 +243,7 @@ def dask_engine(crash_corpus):
     shared by the Dask tests. Small partitions so that small corpora still spread over
     both workers; one retry after a worker dies, so the crash test stays fast."""
     from pcbforge.curate.inspect import CRASH_TEST_ENV
-    from pcbforge.dask_engine import DaskEngine
+    from pcbforge.engine.dask import DaskEngine
 
     _, planted = crash_corpus
     with DaskEngine(2, partition_size=8, allowed_failures=1,

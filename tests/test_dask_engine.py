@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pcbforge.cli.main import app
+from pcbforge.core.scan import scan_folder
 from pcbforge.curate.inspect import InspectParams
 from pcbforge.curate.partitions import (
     PartedThumbs,
@@ -23,9 +24,8 @@ from pcbforge.curate.partitions import (
     plan_partitions,
 )
 from pcbforge.curate.runner import CurateParams, curate
-from pcbforge.curate.scan import scan_folder
-from pcbforge.dask_engine import DaskEngine, WorkerCrashError
 from pcbforge.engine import SCHEDULER_ENV
+from pcbforge.engine.dask import DaskEngine, WorkerCrashError
 from pcbforge.synth.pipeline import synthesize, write_boards
 
 runner = CliRunner()
@@ -244,7 +244,7 @@ def test_import_cli_reads_the_scheduler_from_the_environment(dask_engine, tmp_pa
 
 def test_synth_cli_on_dask(dask_engine, synth_boards, tmp_path) -> None:
     address = dask_engine.describe()["scheduler"]
-    args = ["synth", "--boards", str(synth_boards), "--count", "4", "--seed", "2"]
+    args = ["synth", "defects", "--boards", str(synth_boards), "--count", "4", "--seed", "2"]
     local = runner.invoke(app, [*args, "--out", str(tmp_path / "l")])
     distributed = runner.invoke(app, [*args, "--out", str(tmp_path / "d"), "--engine", "dask",
                                       "--scheduler", address])

@@ -42,9 +42,10 @@ from pcbforge.bench.reference import (
     pair_samples,
     train,
 )
+from pcbforge.core.files import write_bytes
 from pcbforge.datasets.dataset import load
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, deeppcb_pairs
-from pcbforge.engine import LocalEngine
+from pcbforge.engine import Engine, LocalEngine
 
 REGIMES = ("real", "synthetic", "few_real+synthetic", "few_real")
 RESULTS_JSON = "results.json"
@@ -93,9 +94,11 @@ def few_pairs(pairs: list[Pair], share: float) -> list[Pair]:
 
 
 def synthetic_pairs(pairs: list[Pair], work: Path, *, per_template: int, seed: int,
-                    workers: int, etch_px: tuple[int, int] = (0, 0)) -> list[Pair]:
+                    workers: int, etch_px: tuple[int, int] = (0, 0),
+                    engine: Engine | None = None) -> list[Pair]:
     """pcbforge-synthetic defects on the pairs' templates, as pairs with exact labels
-    (each tested image against its own template: the board as etched, see ``etch_px``)."""
+    (each tested image against its own template: the board as etched, see ``etch_px``).
+    ``engine``: a started engine to draw them on; without one, ``workers`` processes."""
     from pcbforge.synth.compose import SynthConfig
     from pcbforge.synth.pipeline import synthesize
 
@@ -109,7 +112,8 @@ def synthetic_pairs(pairs: list[Pair], work: Path, *, per_template: int, seed: i
     if out.exists():
         shutil.rmtree(out)
     synthesize(boards, out, count=per_template * len(pairs), seed=seed, workers=workers,
-               config=SynthConfig(etch_px=etch_px), image_format="jpg", progress=True)
+               config=SynthConfig(etch_px=etch_px), image_format="jpg", progress=True,
+               engine=engine)
     dataset = load(out)
     samples = dataset.samples.set_index("sample_id")
     boxes: dict[str, list] = {}
@@ -122,22 +126,55 @@ def synthetic_pairs(pairs: list[Pair], work: Path, *, per_template: int, seed: i
             for sample_id, row in tested.iterrows()]
 
 
-def _map(function, tasks: list, workers: int) -> list:
-    with LocalEngine(workers, preload=("numpy", "cv2", "pcbforge.bench.reference")) as engine:
-        return list(engine.map(function, tasks))
+#: Modules the benchmark's workers import before their first task (crops and synthesis).
+WORKER_MODULES = ("numpy", "cv2", "pcbforge.bench.reference", "pcbforge.synth.compose")
+
+
+@dataclass
+class TransferCrops:
+    """What the regimes train and are tested on, cut once for all of them."""
+
+    real: list[Samples]  # one per train pair, in train order
+    few_real: list[Samples]  # those of the few real pairs
+    synthetic: Samples  # synthetic defects, plus defect-free synthetic pairs
+    synth_seconds: float
+    tests: list  # one (candidate boxes, their crops) per test pair, in test order
+    test_samples: Samples
+    truths: list[Truth]
 
 
 def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> dict:
     """Run the benchmark; write results.json, results.md and results.png under ``out``."""
+    check_config(config)
+    started = time.perf_counter()
+    config.out.mkdir(parents=True, exist_ok=True)
+    train_pairs, test_pairs = load_pairs(config, log)
+    few = few_pairs(train_pairs, config.few_share)
+    # One pool for all the crop cutting and the synthesis, closed before training starts.
+    with LocalEngine(config.workers, preload=WORKER_MODULES) as engine:
+        crops = cut_crops(config, train_pairs, test_pairs, few, engine, log)
+    results = {regime: train_regime(regime, config, crops, test_pairs, log)
+               for regime in config.regimes}
+    payload = results_payload(config, train_pairs, test_pairs, few, crops, results,
+                              seconds=time.perf_counter() - started)
+    write_results(payload, config.out)
+    return payload
+
+
+def check_config(config: TransferConfig) -> None:
+    """Raise ``ValueError`` for regimes or counts the benchmark does not know."""
     unknown = set(config.regimes) - set(REGIMES)
     if unknown:
         raise ValueError(f"unknown regimes {sorted(unknown)}; valid: {', '.join(REGIMES)}")
     if config.few_repeat < 1 or config.synth_per_template < 1:
         raise ValueError(f"few_repeat and synth_per_template must be >= 1, got "
                          f"{config.few_repeat} and {config.synth_per_template}")
-    started = time.perf_counter()
-    out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def load_pairs(config: TransferConfig, log: Callable[[str], None]
+               ) -> tuple[list[Pair], list[Pair]]:
+    """The train and test pairs; ``ValueError`` when either is empty or they share a tested
+    image."""
     train_pairs = deeppcb_pairs(config.train_dir, config.train_boards)
     test_pairs = deeppcb_pairs(config.test_dir, config.test_boards)
     if not train_pairs or not test_pairs:
@@ -149,84 +186,109 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
                          f"set (e.g. {sorted(shared)[0]}); hold out whole groups")
     log(f"train: {len(train_pairs)} pairs from {config.train_dir}; "
         f"test: {len(test_pairs)} pairs from {config.test_dir}")
+    return train_pairs, test_pairs
 
+
+def cut_crops(config: TransferConfig, train_pairs: list[Pair], test_pairs: list[Pair],
+              few: list[Pair], engine: Engine, log: Callable[[str], None]) -> TransferCrops:
+    """The training crops each regime needs (real, few real, synthetic) and the test
+    candidates, cut on ``engine``."""
     needs_real = {"real", "few_real", "few_real+synthetic"} & set(config.regimes)
     needs_synth = {"synthetic", "few_real+synthetic"} & set(config.regimes)
-    few = few_pairs(train_pairs, config.few_share)
-    few_names = {p[1] for p in few}
     t0 = time.perf_counter()
-    real = _map(pair_samples, [(str(a), str(b), c) for a, b, c in train_pairs], config.workers) \
-        if needs_real else []
+    real = list(engine.map(pair_samples, [(str(a), str(b), c) for a, b, c in train_pairs])
+                ) if needs_real else []
     real_by_pair = dict(zip((p[1] for p in train_pairs), real, strict=False))
-    few_real = [real_by_pair[n] for n in sorted(few_names)] if needs_real else []
-    synthetic = Samples.empty()
-    synth_seconds = 0.0
+    few_real = [real_by_pair[n] for n in sorted(p[1] for p in few)] if needs_real else []
+    synthetic, synth_seconds = Samples.empty(), 0.0
     if needs_synth:
-        log(f"synthesizing {config.synth_per_template} defective board(s) per train template")
-        s0 = time.perf_counter()
-        synth = synthetic_pairs(train_pairs, out / "work", per_template=config.synth_per_template,
-                                seed=config.seed, workers=config.workers,
-                                etch_px=config.etch_px)
-        synth_seconds = time.perf_counter() - s0
-        synthetic = Samples.concat(_map(pair_samples, [(str(a), str(b), c) for a, b, c in synth],
-                                        config.workers))
-        if config.negatives:
-            negatives = Samples.concat(_map(
-                negative_samples, [(str(t), config.seed * 1_000_003 + k)
-                                   for k, (t, _, _) in enumerate(train_pairs)], config.workers))
-            synthetic = Samples.concat([synthetic, negatives])
-    tests = _map(pair_candidates, [(str(a), str(b)) for a, b, _ in test_pairs], config.workers)
+        synthetic, synth_seconds = synthetic_crops(config, train_pairs, engine, log)
+    tests = list(engine.map(pair_candidates, [(str(a), str(b)) for a, b, _ in test_pairs]))
     truths = [Truth(str(tested), label, (x1, y1, x2, y2))
               for _, tested, boxes in test_pairs for x1, y1, x2, y2, label in boxes]
     test_samples = Samples.concat([s for _, s in tests])
     log(f"crops ready in {time.perf_counter() - t0:.0f} s: {sum(len(s) for s in real)} real, "
         f"{len(synthetic)} synthetic, {len(test_samples)} test candidates")
+    return TransferCrops(real, few_real, synthetic, synth_seconds, tests, test_samples, truths)
 
-    sets = {
-        "real": lambda: Samples.concat(real),
-        "synthetic": lambda: synthetic,
-        "few_real": lambda: Samples.concat(few_real),
-        "few_real+synthetic": lambda: Samples.concat(few_real * config.few_repeat
-                                                     + [synthetic]),
-    }
-    results: dict[str, dict] = {}
-    for regime in config.regimes:
-        samples = sets[regime]()
-        log(f"[{regime}] training on {len(samples)} crops")
-        model, report = train(samples, epochs=config.epochs, seed=config.seed,
-                              device=config.device, log=log)
-        probs = classify(model, test_samples, device=config.device)
-        found, at = [], 0
-        for (_, tested, _), (boxes, crops) in zip(test_pairs, tests, strict=True):
-            found += merge_fragments(detections(str(tested), boxes, probs[at:at + len(crops)]))
-            at += len(crops)
-        evaluation = evaluate(found, truths, DEEPPCB_CLASSES)
-        results[regime] = {**evaluation.as_dict(),
-                           "confusion": confusion(test_pairs, tests, probs),
-                           "train_samples": report.samples,
-                           "train_per_class": report.per_class,
-                           "train_seconds": report.seconds}
-        log(f"[{regime}] mAP {evaluation.mean_ap:.3f}  F {evaluation.f_score:.3f}  "
-            f"({report.seconds:.0f} s)")
 
-    summary = _ratios(results)
-    payload = {
+def synthetic_crops(config: TransferConfig, train_pairs: list[Pair], engine: Engine,
+                    log: Callable[[str], None]) -> tuple[Samples, float]:
+    """Crops of synthetic defects drawn on the train templates (plus defect-free synthetic
+    pairs with ``negatives``), and the seconds the synthesis took."""
+    log(f"synthesizing {config.synth_per_template} defective board(s) per train template")
+    s0 = time.perf_counter()
+    synth = synthetic_pairs(train_pairs, config.out / "work",
+                            per_template=config.synth_per_template, seed=config.seed,
+                            workers=config.workers, etch_px=config.etch_px, engine=engine)
+    synth_seconds = time.perf_counter() - s0
+    synthetic = Samples.concat(list(engine.map(pair_samples,
+                                               [(str(a), str(b), c) for a, b, c in synth])))
+    if config.negatives:
+        negatives = Samples.concat(list(engine.map(
+            negative_samples, [(str(t), config.seed * 1_000_003 + k)
+                               for k, (t, _, _) in enumerate(train_pairs)])))
+        synthetic = Samples.concat([synthetic, negatives])
+    return synthetic, synth_seconds
+
+
+def training_set(regime: str, config: TransferConfig, crops: TransferCrops) -> Samples:
+    """The crops ``regime`` trains on."""
+    if regime == "real":
+        return Samples.concat(crops.real)
+    if regime == "synthetic":
+        return crops.synthetic
+    if regime == "few_real":
+        return Samples.concat(crops.few_real)
+    return Samples.concat(crops.few_real * config.few_repeat + [crops.synthetic])
+
+
+def train_regime(regime: str, config: TransferConfig, crops: TransferCrops,
+                 test_pairs: list[Pair], log: Callable[[str], None]) -> dict:
+    """Train reference model A on ``regime``'s crops and evaluate it on the test pairs."""
+    samples = training_set(regime, config, crops)
+    log(f"[{regime}] training on {len(samples)} crops")
+    model, report = train(samples, epochs=config.epochs, seed=config.seed,
+                          device=config.device, log=log)
+    probs = classify(model, crops.test_samples, device=config.device)
+    found, at = [], 0
+    for (_, tested, _), (boxes, candidates) in zip(test_pairs, crops.tests, strict=True):
+        found += merge_fragments(detections(str(tested), boxes, probs[at:at + len(candidates)]))
+        at += len(candidates)
+    evaluation = evaluate(found, crops.truths, DEEPPCB_CLASSES)
+    log(f"[{regime}] mAP {evaluation.mean_ap:.3f}  F {evaluation.f_score:.3f}  "
+        f"({report.seconds:.0f} s)")
+    return {**evaluation.as_dict(),
+            "confusion": confusion(test_pairs, crops.tests, probs),
+            "train_samples": report.samples,
+            "train_per_class": report.per_class,
+            "train_seconds": report.seconds}
+
+
+def results_payload(config: TransferConfig, train_pairs: list[Pair], test_pairs: list[Pair],
+                    few: list[Pair], crops: TransferCrops, results: dict[str, dict], *,
+                    seconds: float) -> dict:
+    """What results.json holds: the setup, each regime's figures and the ratios."""
+    return {
         "train_dir": str(config.train_dir), "test_dir": str(config.test_dir),
         "train_boards": sorted(config.train_boards) if config.train_boards else None,
         "test_boards": sorted(config.test_boards) if config.test_boards else None,
         "train_pairs": len(train_pairs), "few_real_pairs": len(few),
-        "test_pairs": len(test_pairs), "test_truths": len(truths),
-        "candidate_recall": _candidate_recall(test_pairs, tests),
+        "test_pairs": len(test_pairs), "test_truths": len(crops.truths),
+        "candidate_recall": _candidate_recall(test_pairs, crops.tests),
         "seed": config.seed, "epochs": config.epochs, "device": config.device,
         "synth_per_template": config.synth_per_template, "few_repeat": config.few_repeat,
         "negatives": config.negatives, "etch_px": list(config.etch_px),
-        "synth_seconds": round(synth_seconds, 1), "regimes": results, "targets": summary,
-        "seconds": round(time.perf_counter() - started, 1),
+        "synth_seconds": round(crops.synth_seconds, 1), "regimes": results,
+        "targets": _ratios(results), "seconds": round(seconds, 1),
     }
-    (out / RESULTS_JSON).write_text(json.dumps(payload, indent=2, sort_keys=True))
-    (out / RESULTS_MD).write_text(markdown_table(payload))
+
+
+def write_results(payload: dict, out: Path) -> None:
+    """results.json, results.md and results.png in ``out`` (each written whole)."""
+    write_bytes(out / RESULTS_JSON, json.dumps(payload, indent=2, sort_keys=True).encode())
+    write_bytes(out / RESULTS_MD, markdown_table(payload).encode())
     plot(payload, out / RESULTS_PNG)
-    return payload
 
 
 def confusion(test_pairs: list[Pair], tests: list, probs: np.ndarray) -> dict[str, dict]:
@@ -315,5 +377,5 @@ def plot(payload: dict, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["REGIMES", "TransferConfig", "few_pairs", "markdown_table", "plot", "run_transfer",
-           "synthetic_pairs"]
+__all__ = ["REGIMES", "WORKER_MODULES", "TransferConfig", "TransferCrops", "few_pairs",
+           "markdown_table", "plot", "run_transfer", "synthetic_pairs"]

@@ -1,4 +1,5 @@
-"""Helpers shared by the CLI commands."""
+"""Helpers shared by the CLI commands: the common options, one-line errors, the help's
+layout, and the engine a command opens once per run."""
 
 from __future__ import annotations
 
@@ -12,9 +13,19 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand, TyperGroup
+from typer.models import DefaultPlaceholder
 
 from pcbforge.core.errors import EXIT_BUSY, EXIT_STORAGE, OutputBusyError, storage_error
-from pcbforge.engine import SCHEDULER_ENV, Engine, EngineError, EngineKind, open_engine
+from pcbforge.engine import (
+    MAX_DEFAULT_WORKERS,
+    SCHEDULER_ENV,
+    Engine,
+    EngineError,
+    EngineKind,
+    default_workers,
+    open_engine,
+)
 
 #: ``--engine``: shared by every command that maps work over files (see engine_options).
 EngineOption = Annotated[EngineKind, typer.Option(
@@ -23,8 +34,22 @@ EngineOption = Annotated[EngineKind, typer.Option(
 #: ``--scheduler``: read only with ``--engine dask``.
 SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", metavar="ADDRESS",
-    help=f"Dask scheduler to use with --engine dask, e.g. tcp://10.0.0.5:8786 [default: "
-         f"${SCHEDULER_ENV}, else a LocalCluster started for the run].")]
+    help=f"Dask scheduler to use with --engine dask, e.g. tcp://10.0.0.5:8786 (default: "
+         f"${SCHEDULER_ENV}, else a LocalCluster started for the run).")]
+#: ``--workers``: one meaning in every command that maps work over files (see workers_of).
+WorkersOption = Annotated[int, typer.Option(
+    "--workers", show_default=False,
+    help=f"Worker processes (default: all cores, at most {MAX_DEFAULT_WORKERS}); 1 runs "
+         f"everything in this process.")]
+
+
+def workers_of(option: int) -> int:
+    """The worker count ``--workers`` asks for: 0 (not given) is :func:`default_workers`;
+    below 0 exits with one line."""
+    if option < 0:
+        fail(f"--workers: expected a number of worker processes, at least 1 (or 0 for all "
+             f"cores, at most {MAX_DEFAULT_WORKERS}); got {option}")
+    return option or default_workers()
 
 
 def fail(message: object, code: int = 2) -> NoReturn:
@@ -69,6 +94,55 @@ def guard_commands(app: typer.Typer) -> None:
     for group in app.registered_groups:
         if group.typer_instance is not None:
             guard_commands(group.typer_instance)
+
+
+class _TidyHelp:
+    """Help and usage lines as a person reads them: arguments by their upper-case name
+    (``SRC``, ``[RECIPE]``, not ``{src}``), and no type after a flag (``--verify``, not
+    ``--verify <bool>``): a flag takes no value."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)  # with --help, which is made here
+        for param in params:
+            if isinstance(param, TyperArgument) and param.metavar is None:
+                param.metavar = param.name.upper()
+            elif getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # typer's rich help prints the metavar in the type column
+        return params
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+
+class TidyCommand(_TidyHelp, TyperCommand):
+    """A command whose help follows :class:`_TidyHelp`."""
+
+
+class TidyGroup(_TidyHelp, TyperGroup):
+    """A command group whose help follows :class:`_TidyHelp`."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), self.subcommand_metavar]
+
+
+def tidy_help(app: typer.Typer) -> None:
+    """Give every command and group of ``app`` (and of its sub-apps) the tidy help of
+    :class:`TidyCommand`/:class:`TidyGroup`, unless it chose its own class."""
+    for info in app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = TidyCommand
+    if isinstance(app.info.cls, DefaultPlaceholder) or app.info.cls is None:
+        app.info.cls = TidyGroup
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            tidy_help(group.typer_instance)
 
 
 def validation_message(err: ValidationError) -> str:

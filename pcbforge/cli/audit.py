@@ -10,8 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pcbforge.cli._util import fail
-from pcbforge.engine import default_workers
+from pcbforge.cli._util import (
+    EngineOption,
+    SchedulerOption,
+    WorkersOption,
+    engine_options,
+    fail,
+    workers_of,
+)
+from pcbforge.engine import EngineKind
 
 #: Leaking pairs and changed images printed (all of them are in audit.json).
 _SHOWN = 20
@@ -28,7 +35,9 @@ def audit_command(
     group_by: Annotated[list[str] | None, typer.Option(
         "--group-by", help="Columns whose equal values must share a split (as in split).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes (default: all cores).")] = 0,
+    workers: WorkersOption = 0,
+    engine: EngineOption = EngineKind.local,
+    scheduler: SchedulerOption = None,
     verify: Annotated[bool, typer.Option(
         "--verify", help="Also hash every image again and name each one whose bytes no "
                          "longer match the sha256 in its row, or that is missing or "
@@ -39,14 +48,17 @@ def audit_command(
     across splits (or against another dataset). Exit 0: clean; 1: leaks; 3: --verify
     found images that no longer match their rows; 2: bad arguments or dataset."""
     from pcbforge.audit import audit
+    from pcbforge.curate.runner import WORKER_MODULES
     from pcbforge.datasets.dataset import DatasetError
     from pcbforge.split import SplitError
 
-    try:
-        report = audit(dataset, against, group_by=tuple(group_by or ()),
-                       workers=workers or default_workers(), progress=True, verify=verify)
-    except (DatasetError, SplitError, ValueError) as err:
-        fail(err)
+    workers = workers_of(workers)
+    with engine_options(engine, workers, scheduler, WORKER_MODULES) as run:
+        try:
+            report = audit(dataset, against, group_by=tuple(group_by or ()), workers=workers,
+                           progress=True, verify=verify, engine=run)
+        except (DatasetError, SplitError, ValueError) as err:
+            fail(err)
     console = Console()
     intact = _print_integrity(report, console)
     if report["leak_check"] != "done":

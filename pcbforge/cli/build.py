@@ -1,4 +1,4 @@
-"""``pcbforge build [RECIPE.yaml] --out DATASET [--workers N]``."""
+"""``pcbforge build [RECIPE] --out DATASET [--workers N] [--engine dask]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pcbforge.cli._util import EngineOption, SchedulerOption, fail
+from pcbforge.cli._util import EngineOption, SchedulerOption, WorkersOption, fail, workers_of
 from pcbforge.engine import EngineError, EngineKind
 
 
@@ -19,7 +19,7 @@ def build_command(
              "(procedural boards, synthetic defects).", dir_okay=False)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Build folder (the dataset).")
                    ] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes for the per-image work.")] = 1,
+    workers: WorkersOption = 0,
     show_recipe: Annotated[bool, typer.Option(
         "--show-recipe", help="Print the recipe with every default filled in, and exit.")
     ] = False,
@@ -28,7 +28,8 @@ def build_command(
     scheduler: SchedulerOption = None,
 ) -> None:
     """Run the whole pipeline from one recipe: sources -> synth -> curate -> split ->
-    audit -> export -> report. Re-running skips the stages whose inputs did not change."""
+    audit -> export -> report. Re-running skips the stages whose inputs did not change.
+    Every stage runs on one engine, opened once for the run."""
     from pcbforge.core.errors import storage_error
     from pcbforge.pipeline import BuildError, build
     from pcbforge.pipeline.recipe import RecipeError, load_recipe, recipe_yaml
@@ -59,7 +60,8 @@ def build_command(
 
     total = len(plan(loaded))
     try:
-        result = build(out, loaded, workers=workers, progress=not quiet, console=console,
+        result = build(out, loaded, workers=workers_of(workers), progress=not quiet,
+                       console=console,
                        on_stage=on_stage, engine=engine.value, scheduler=scheduler)
     except (BuildError, RecipeError, EngineError, ValueError) as err:
         if storage_error(err) is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pcbforge import __version__
-from pcbforge.cli._util import guard_commands
+from pcbforge.cli._util import guard_commands, tidy_help
 from pcbforge.cli.audit import audit_command
 from pcbforge.cli.build import build_command
 from pcbforge.cli.curate import curate_command
@@ -52,6 +52,7 @@ def _root(
     apply_offline_defaults()
 
 
+tidy_help(app)
 guard_commands(app)
 
 

@@ -18,22 +18,15 @@ def report_command(
 ) -> None:
     """Write DATASET/report.html, report.json and the plots in report/ from the dataset's
     files (counts, splits, defect sizes, examples, rejected files, audit)."""
-    import yaml
-    from pydantic import ValidationError
-
     from pcbforge.core.errors import storage_error
     from pcbforge.datasets.dataset import DatasetError
-    from pcbforge.pipeline.recipe import ReportSection
+    from pcbforge.pipeline import RecipeError, report_settings
     from pcbforge.pipeline.report import REPORT_HTML, write_report
 
-    settings = ReportSection()
-    recipe = dataset / "recipe.yaml"
-    if recipe.is_file():  # a build's: the report section it was built with
-        try:
-            section = (yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}).get("report")
-            settings = ReportSection.model_validate(section or {})
-        except (yaml.YAMLError, ValidationError, AttributeError) as err:
-            fail(f"{recipe}: {err}")
+    try:
+        settings = report_settings(dataset)  # a build's: the section it was built with
+    except RecipeError as err:
+        fail(err)
     try:
         report = write_report(dataset, settings, progress=not quiet)
     except (DatasetError, OSError, ValueError) as err:

@@ -1,10 +1,15 @@
-"""``pcbforge synth ...``: defects on good boards, procedural boards, messy test corpora."""
+"""``pcbforge synth defects|boards|messy``: defects on good boards, procedural boards, messy
+test corpora.
+
+``pcbforge synth --boards SRC ...`` (the form before ``defects`` existed) still runs
+``synth defects`` and says so in one line on stderr."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -13,19 +18,39 @@ from rich.table import Table
 from pcbforge.cli._util import (
     EngineOption,
     SchedulerOption,
+    TidyGroup,
+    WorkersOption,
     engine_line,
     engine_options,
     fail,
-    guarded,
     validation_message,
+    workers_of,
 )
 from pcbforge.engine import EngineKind
 
+#: The sub-command that ``pcbforge synth --boards ...`` (no sub-command) still runs.
+LEGACY_COMMAND = "defects"
+
+
+class SynthGroup(TidyGroup):
+    """``synth``'s sub-commands; options straight after ``synth`` (the old form of
+    ``synth defects``) go to ``synth defects``, with a one-line note."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].startswith("-") and args[0] not in ctx.help_option_names:
+            Console(stderr=True).print(
+                f"note: `pcbforge synth {args[0]} ...` is now `pcbforge synth {LEGACY_COMMAND} "
+                f"{args[0]} ...`; the old form will be removed", soft_wrap=True,
+                highlight=False, markup=False)
+            args = [LEGACY_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
 synth_app = typer.Typer(
+    cls=SynthGroup,
     no_args_is_help=True,
-    invoke_without_command=True,
-    help="Draw labelled defects on good boards: `pcbforge synth --boards SRC --out DATASET`. "
-         "Subcommands make procedural boards and messy test corpora.",
+    help="Synthetic data: `defects` drawn on good boards (labelled exactly), procedural "
+         "`boards`, `messy` test folders.",
 )
 
 
@@ -42,27 +67,24 @@ def _pair(text: str, option: str, sep: str, example: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
-@synth_app.callback()
-@guarded  # a group's callback: guard_commands reaches only its subcommands
-def synth_command(
-    ctx: typer.Context,
-    boards: Annotated[Path | None, typer.Option(
+@synth_app.command(LEGACY_COMMAND, no_args_is_help=True)
+def defects_command(
+    boards: Annotated[Path, typer.Option(
         help="Good boards: a folder of images, or a pcbforge dataset (its templates, or its "
-             "ok unlabelled images).", exists=True, file_okay=False)] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Dataset folder to write.")
-                   ] = None,
+             "ok unlabelled images).", exists=True, file_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
     count: Annotated[int, typer.Option(help="Defective images to make.")] = 100,
     defects_per_image: Annotated[str, typer.Option(help="N or MIN-MAX per image.")] = "3-12",
     classes: Annotated[str, typer.Option(
         help="Comma-separated classes: open, short, mousebite, spur, copper, pin-hole.")] = (
         "open,short,mousebite,spur,copper,pin-hole"),
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: WorkersOption = 0,
     engine: EngineOption = EngineKind.local,
     scheduler: SchedulerOption = None,
     px_per_mm: Annotated[float | None, typer.Option(
-        help="Board resolution; defect sizes scale with it [default: the dataset's, else "
-             "48, DeepPCB's].")] = None,
+        help="Board resolution; defect sizes scale with it (default: the dataset's, else "
+             "48, DeepPCB's).")] = None,
     box: Annotated[str, typer.Option(
         help="padded: defect plus DeepPCB's 10 px margin; tight: the defect's extent.")] = (
         "padded"),
@@ -80,16 +102,11 @@ def synth_command(
     image_format: Annotated[str, typer.Option("--format", help="png or jpg.")] = "png",
 ) -> None:
     """Draw defects on good boards and label them exactly (boxes, masks, params)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    if boards is None or out is None:
-        fail("give --boards SRC and --out DATASET (or a subcommand; see --help)")
     from pcbforge.datasets.dataset import DatasetError
     from pcbforge.synth.compose import SynthConfig
     from pcbforge.synth.pipeline import WORKER_MODULES, SynthError, source_px_per_mm, synthesize
 
-    if workers < 1:
-        fail(f"--workers must be >= 1, got {workers}")
+    workers = workers_of(workers)
     try:
         dataset_px = source_px_per_mm(boards)
         config = SynthConfig.model_validate({
@@ -137,13 +154,14 @@ def boards_command(
     count: Annotated[int, typer.Option(help="Boards to draw.")] = 20,
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
     size: Annotated[int, typer.Option(help="Tile side in px.")] = 640,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: WorkersOption = 0,
 ) -> None:
     """Draw defect-free procedural boards (binarized DeepPCB-like tiles)."""
     from pcbforge.synth.pipeline import SynthError, write_boards
 
     try:
-        names = write_boards(out, count=count, seed=seed, size=size, workers=workers)
+        names = write_boards(out, count=count, seed=seed, size=size,
+                             workers=workers_of(workers))
     except SynthError as err:
         fail(err)
     Console().print(f"wrote {len(names)} boards ({size}x{size} PNG) to {out}")

@@ -25,7 +25,7 @@ from pcbforge.pipeline.ingest import (
     import_labelled,
     read_labelled,
 )
-from pcbforge.pipeline.recipe import Recipe, RecipeError, load_recipe
+from pcbforge.pipeline.recipe import Recipe, RecipeError, ReportSection, load_recipe
 from pcbforge.pipeline.runner import (
     BUILD_DIR,
     RUNNING_MARKER,
@@ -78,9 +78,11 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
           scheduler: str | None = None) -> BuildResult:
     """Build the dataset folder ``out`` from ``recipe`` (default: the embedded one).
 
-    ``workers``: processes for the per-image work. ``engine``/``scheduler``: where it
-    runs (``local``, or ``dask`` on the cluster at ``scheduler`` / ``$PCBFORGE_SCHEDULER``,
-    else a LocalCluster of ``workers``); the output is the same bytes either way.
+    ``workers``: processes for the per-image work (1: all in this process).
+    ``engine``/``scheduler``: where it runs (``local``, or ``dask`` on the cluster at
+    ``scheduler`` / ``$PCBFORGE_SCHEDULER``, else a LocalCluster of ``workers``); the run
+    opens one engine, used by every stage that runs, and the output is the same bytes
+    either way.
     ``on_stage(number, stage, event, result)`` is told when each stage starts, is skipped
     or is done.
 
@@ -114,7 +116,8 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
         try:
             removed = remove_unplanned(context, stages)
             context.touched = bool(removed) or write_recipe_copy(context)
-            results = run_stages(context, stages, on_stage)
+            with context.run_engine():  # one engine for every stage of the run
+                results = run_stages(context, stages, on_stage)
             write_last_run(context, results)
         except BaseException:
             # Nothing a reader sees changed (a first stage failed before its swap): the
@@ -130,6 +133,37 @@ def build(out: Path | str, recipe: Recipe | None = None, *, workers: int = 1,
     return BuildResult(out, results, report, removed)
 
 
+def report_settings(dataset: Path | str) -> ReportSection:
+    """The ``report`` section a dataset folder's report is written with: that of the
+    recipe a build left in it (``recipe.yaml``), else the defaults. Raises
+    :class:`RecipeError` naming the file when that recipe cannot be read."""
+    import yaml
+    from pydantic import ValidationError
+
+    recipe = Path(dataset) / "recipe.yaml"
+    if not recipe.is_file():
+        return ReportSection()
+    try:
+        loaded = yaml.safe_load(recipe.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RecipeError(f"{recipe}: not valid YAML: {getattr(err, 'problem', None) or err}"
+                          f"{where}") from err
+    except OSError as err:
+        raise RecipeError(f"{recipe}: cannot be read: {err.strerror or err}") from err
+    if not isinstance(loaded, dict):
+        raise RecipeError(f"{recipe}: expected a mapping of recipe sections, got "
+                          f"{type(loaded).__name__}")
+    try:
+        return ReportSection.model_validate(loaded.get("report") or {})
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in ("report", *first["loc"]))
+        raise RecipeError(f"{recipe}: {where}: {first['msg']}") from err
+
+
 __all__ = ["EXPORT_FORMATS", "LABELLED_FORMATS", "RUNNING_MARKER", "BuildError", "BuildResult",
            "ImportResult", "Recipe", "RecipeError", "SourceError", "build", "export_dataset",
-           "import_deeppcb", "import_labelled", "load_recipe", "read_labelled"]
+           "import_deeppcb", "import_labelled", "load_recipe", "read_labelled",
+           "report_settings"]

@@ -33,7 +33,8 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,11 @@ STAGES_DIR = "stages"
 #: stages write: dropped when a stage settles, since they are not inputs of its output.
 RUN_KEYS = frozenset({"timings", "images_per_second", "import_s", "seconds", "total_s",
                       "workers", "engine"})
+#: Modules every worker of a build's engine imports before its first task: the union of
+#: what the stages' tasks need (curation's inspection and duplicate search, procedural
+#: boards and synthesis), so that the one engine of the run starts with all of them.
+WORKER_MODULES = ("numpy", "cv2", "pcbforge.curate.inspect", "pcbforge.curate.dedupe",
+                  "pcbforge.synth.compose")
 
 
 class BuildError(RuntimeError):
@@ -71,7 +77,8 @@ class BuildContext:
 
     ``engine()`` is the one place that decides where per-item work runs: a local process
     pool, or a Dask cluster (``engine_kind="dask"``, ``scheduler`` or
-    ``$PCBFORGE_SCHEDULER``, else a ``LocalCluster``). Outputs do not depend on it.
+    ``$PCBFORGE_SCHEDULER``, else a ``LocalCluster``). Outputs do not depend on it. Within
+    :meth:`run_engine` (the whole of a ``build``) every stage gets the same engine.
     """
 
     out: Path
@@ -88,9 +95,39 @@ class BuildContext:
     def stage_dir(self, name: str) -> Path:
         return self.out / STAGES_DIR / name
 
-    def engine(self, preload: tuple[str, ...] = ()) -> Engine:
-        """A new engine for one stage (use it as a context manager)."""
-        return open_engine(self.engine_kind, self.workers, self.scheduler, preload=preload)
+    #: The started engine of the run and what closes it (see run_engine).
+    _engine: Engine | None = field(default=None, init=False, repr=False)
+    _engines: ExitStack | None = field(default=None, init=False, repr=False)
+
+    def engine(self, preload: tuple[str, ...] = ()) -> AbstractContextManager[Engine]:
+        """The engine for a stage's per-item work: ``with ctx.engine() as engine: ...``.
+
+        Within :meth:`run_engine` it is the run's one engine, started on first use with
+        :data:`WORKER_MODULES` and ``preload`` loaded by its workers (a module a later
+        stage needs beyond those is imported by the workers on first use), and leaving
+        the ``with`` does not close it. Outside, a new engine for this use only."""
+        if self._engines is None:
+            return open_engine(self.engine_kind, self.workers, self.scheduler,
+                               preload=preload)
+        if self._engine is None:
+            modules = tuple(dict.fromkeys((*WORKER_MODULES, *preload)))
+            self._engine = self._engines.enter_context(open_engine(
+                self.engine_kind, self.workers, self.scheduler, preload=modules))
+        return nullcontext(self._engine)
+
+    @contextmanager
+    def run_engine(self) -> Iterator[None]:
+        """One engine for every stage that runs inside: started when a stage first asks
+        for it (a run whose stages are all skipped starts none), closed on leaving, its
+        workers stopped at once when leaving on an error."""
+        if self._engines is not None:
+            raise RuntimeError("the run's engine is already open")
+        try:
+            with ExitStack() as engines:
+                self._engines = engines
+                yield
+        finally:
+            self._engines = self._engine = None
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Tests for ``pcbforge synth`` (defects on good boards) and ``pcbforge synth boards``."""
+"""Tests for ``pcbforge synth defects`` (defects on good boards), ``pcbforge synth boards``
+and the old form ``pcbforge synth --boards``."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_boards_command_writes_seeded_boards(boards, tmp_path) -> None:
 
 def test_synth_writes_a_dataset_and_its_report(boards, tmp_path) -> None:
     out = tmp_path / "dataset"
-    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
                                  "--count", "4", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert "synth: 4 images from 2 boards" in result.output
@@ -56,7 +57,7 @@ def test_synth_writes_a_dataset_and_its_report(boards, tmp_path) -> None:
     assert len(dataset.labels) == report["defects_total"] > 0
     # Same command, same seed: the same bytes (re-running into its own output is allowed).
     images = {p.name: p.read_bytes() for p in (out / "images").iterdir()}
-    again = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+    again = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
                                 "--count", "4", "--seed", "1"])
     assert again.exit_code == 0, again.output
     assert {p.name: p.read_bytes() for p in (out / "images").iterdir()} == images
@@ -64,7 +65,7 @@ def test_synth_writes_a_dataset_and_its_report(boards, tmp_path) -> None:
 
 def test_options_reach_the_config(boards, tmp_path) -> None:
     out = tmp_path / "dataset"
-    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
                                  "--count", "2", "--seed", "2", "--classes", "spur, short",
                                  "--defects-per-image", "4", "--box", "tight",
                                  "--no-nuisance", "--format", "jpg", "--etch-px", "-1,1"])
@@ -108,7 +109,7 @@ def test_options_reach_the_config(boards, tmp_path) -> None:
 )
 def test_bad_option_is_one_clear_line_and_exit_2(boards, tmp_path, extra, message) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
                                  "--count", "2", *extra])
     assert result.exit_code == 2, result.output
     assert re.search(message, _one_error_line(result.output))
@@ -122,7 +123,7 @@ def test_bad_option_is_one_clear_line_and_exit_2(boards, tmp_path, extra, messag
 )
 def test_range_error_names_its_option_not_the_whole_config(boards, tmp_path, extra,
                                                            option) -> None:
-    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out",
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out",
                                  str(tmp_path / "out"), *extra])
     line = _one_error_line(result.output)
     assert f"invalid option {option}:" in line
@@ -131,8 +132,8 @@ def test_range_error_names_its_option_not_the_whole_config(boards, tmp_path, ext
 
 def test_bad_workers_is_one_clear_line_and_writes_nothing(boards, tmp_path) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
-                                 "--count", "1", "--workers", "0"])
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
+                                 "--count", "1", "--workers", "-1"])
     assert result.exit_code == 2, result.output
     assert "workers" in _one_error_line(result.output)
     assert not out.exists()
@@ -142,7 +143,7 @@ def test_refuses_an_output_that_is_not_ours(boards, tmp_path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     (out / "keep.txt").write_text("keep")
-    result = runner.invoke(app, ["synth", "--boards", str(boards), "--out", str(out),
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
                                  "--count", "1"])
     assert result.exit_code == 2, result.output
     assert "not an earlier `pcbforge synth` output" in _one_error_line(result.output)
@@ -150,10 +151,10 @@ def test_refuses_an_output_that_is_not_ours(boards, tmp_path) -> None:
 
 
 def test_missing_boards_or_out(boards, tmp_path) -> None:
-    result = runner.invoke(app, ["synth", "--boards", str(boards)])
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards)])
     assert result.exit_code == 2
-    assert "give --boards SRC and --out DATASET" in _one_error_line(result.output)
-    result = runner.invoke(app, ["synth", "--boards", str(tmp_path / "nowhere"), "--out",
+    assert "Missing option '--out'" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(tmp_path / "nowhere"), "--out",
                                  str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "Invalid value for '--boards'" in result.output
@@ -163,13 +164,14 @@ def test_missing_boards_or_out(boards, tmp_path) -> None:
 
 def test_empty_boards_folder_is_one_clear_line(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
-    result = runner.invoke(app, ["synth", "--boards", str(tmp_path / "empty"), "--out",
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(tmp_path / "empty"), "--out",
                                  str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "no good boards" in _one_error_line(result.output)
 
 
-@pytest.mark.parametrize("args", [["synth"], ["synth", "boards"]], ids=["synth", "boards"])
+@pytest.mark.parametrize("args", [["synth", "defects"], ["synth", "boards"]],
+                         ids=["defects", "boards"])
 def test_no_arguments_shows_help(args) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code in (0, 2)
@@ -177,11 +179,41 @@ def test_no_arguments_shows_help(args) -> None:
     assert "error:" not in result.output
 
 
-def test_synth_help_lists_its_subcommands() -> None:
-    result = runner.invoke(app, ["synth", "--help"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0
-    for word in ("boards", "messy", "--boards", "--classes", "--defects-per-image"):
+@pytest.mark.parametrize("args", [["synth"], ["synth", "--help"]], ids=["bare", "help"])
+def test_synth_help_lists_its_subcommands_and_no_options_of_theirs(args) -> None:
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code in (0, 2)
+    assert "error:" not in result.output and "note:" not in result.output
+    for word in ("defects", "boards", "messy"):
         assert word in result.output
+    assert "--classes" not in result.output and "--count" not in result.output
+
+
+def test_defects_help_lists_its_options() -> None:
+    result = runner.invoke(app, ["synth", "defects", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for word in ("--boards", "--classes", "--defects-per-image", "--workers"):
+        assert word in result.output
+
+
+def test_the_old_form_runs_defects_and_says_so(boards, tmp_path) -> None:
+    """``synth --boards`` sat beside the ``synth boards`` sub-command: it is now
+    ``synth defects --boards``, and the old form still works, with a one-line note."""
+    args = ["--boards", str(boards), "--count", "2", "--seed", "3"]
+    new = runner.invoke(app, ["synth", "defects", *args, "--out", str(tmp_path / "new")])
+    old = runner.invoke(app, ["synth", *args, "--out", str(tmp_path / "old")])
+    assert new.exit_code == 0 and old.exit_code == 0, old.output
+    assert "note:" not in new.stderr
+    note = old.stderr.strip()
+    assert note.startswith("note: `pcbforge synth --boards ...` is now `pcbforge synth "
+                           "defects --boards ...`") and "\n" not in note, note
+    for name in ("samples.parquet", "labels.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "new" / name),
+                                      pd.read_parquet(tmp_path / "old" / name))
+    images = sorted(p.name for p in (tmp_path / "new" / "images").iterdir())
+    assert images == sorted(p.name for p in (tmp_path / "old" / "images").iterdir())
+    assert all((tmp_path / "new" / "images" / n).read_bytes()
+               == (tmp_path / "old" / "images" / n).read_bytes() for n in images)
 
 
 @pytest.mark.parametrize("command", ["synth", "boards"])
@@ -192,7 +224,7 @@ def test_a_full_disk_is_one_line_exit_74_and_leaves_nothing(boards, small_disk,
     # All but 96 KiB taken: a few images fill the rest.
     (small_disk / "filler").write_bytes(b"\0" * ((4 << 20) - (96 << 10)))
     out = small_disk / "out"
-    args = (["synth", "--boards", str(boards)] if command == "synth"
+    args = (["synth", "defects", "--boards", str(boards)] if command == "synth"
             else ["synth", "boards", "--size", "320"])
     result = runner.invoke(app, [*args, "--count", "60", "--out", str(out), "--seed", "1"])
     assert result.exit_code == 74, result.output

@@ -248,3 +248,104 @@ def test_a_build_on_a_dask_cluster_gives_the_same_dataset(small_build, small_rec
              if str(out).encode() in (out / key).read_bytes()}
     assert differ == named, sorted(differ - named)
     assert any(key.endswith("samples.parquet") for key in mine)
+
+
+class _RecordingEngine:
+    """An inline engine that records what it runs and how often it is entered/left."""
+
+    kind = "local"
+    workers = 1
+
+    def __init__(self, preload=()):
+        self.preload, self.mapped, self.entered, self.left = preload, [], 0, 0
+
+    def __enter__(self):
+        self.entered += 1
+        return self
+
+    def __exit__(self, *exc):
+        self.left += 1
+
+    def describe(self):
+        return {"engine": "local", "workers": 1, "scheduler": None}
+
+    def map(self, function, items, chunksize=0, on_crash=None, **_):
+        name = getattr(function, "func", function).__name__
+        self.mapped.append(name)
+        return map(function, items)
+
+
+@pytest.fixture
+def recorded_build(small_recipe, tmp_path, monkeypatch):
+    """A build of the small recipe whose engines are recorded: ``(engines, folder)``."""
+    import pcbforge.pipeline.runner as runner
+
+    engines = []
+
+    def open_recording(kind, workers, scheduler, *, preload=()):
+        engines.append(_RecordingEngine(preload))
+        return engines[-1]
+
+    monkeypatch.setattr(runner, "open_engine", open_recording)
+    build(tmp_path / "dataset", small_recipe, workers=1)
+    return engines, tmp_path / "dataset"
+
+
+def test_a_build_opens_one_engine_and_every_stage_uses_it(recorded_build, small_build):
+    """Each stage opened an engine of its own, and the audit none of the run's: under
+    ``--engine dask`` its leak search ran locally."""
+    engines, out = recorded_build
+    assert len(engines) == 1
+    (engine,) = engines
+    assert engine.entered == 1 and engine.left == 1  # closed once, at the end of the run
+    # Curation inspects on it in the boards' source stage, the merge and the audit.
+    assert engine.mapped.count("inspect_into_store") == 3, engine.mapped
+    assert "synth_one" in engine.mapped
+    # One preload for the run: every stage's worker modules.
+    from pcbforge.curate.runner import WORKER_MODULES as CURATE_MODULES
+    from pcbforge.synth.pipeline import WORKER_MODULES as SYNTH_MODULES
+
+    assert set(CURATE_MODULES) | set(SYNTH_MODULES) <= set(engine.preload)
+    # Where the work ran changes no byte.
+    _, local = small_build
+    mine, theirs = output_hashes(out), output_hashes(local)
+    assert set(mine) == set(theirs)
+    differ = {k for k in mine if mine[k] != theirs[k]}
+    assert differ == {k for k in differ if str(out) in mine[k] or (  # it names its folder
+        not (out / k).is_symlink() and str(out).encode() in (out / k).read_bytes())}, differ
+
+
+def test_the_procedural_boards_are_drawn_on_the_run_engine(recorded_build):
+    engines, _ = recorded_build
+    assert len(engines) == 1 and "_board_one" in engines[0].mapped
+
+
+def test_a_skipped_run_starts_no_engine(small_recipe, tmp_path, monkeypatch):
+    import pcbforge.pipeline.runner as runner
+
+    out = tmp_path / "dataset"
+    build(out, small_recipe, workers=1)
+    opened = []
+    monkeypatch.setattr(runner, "open_engine", lambda *a, **k: opened.append(a))
+    again = build(out, small_recipe, workers=1)
+    assert again.ran == [] and opened == []
+
+
+def test_a_failing_stage_closes_the_run_engine(small_recipe, tmp_path, monkeypatch):
+    import pcbforge.pipeline.runner as runner
+    import pcbforge.pipeline.stages as stages
+
+    engines = []
+
+    def open_recording(kind, workers, scheduler, *, preload=()):
+        engines.append(_RecordingEngine(preload))
+        return engines[-1]
+
+    def broken_split(ctx, folder):
+        raise RuntimeError("split broke")
+
+    monkeypatch.setattr(runner, "open_engine", open_recording)
+    monkeypatch.setattr(stages, "run_split", broken_split)
+    with pytest.raises(BuildError, match="split broke"):
+        build(tmp_path / "dataset", small_recipe, workers=1)
+    assert len(engines) == 1 and engines[0].left == 1

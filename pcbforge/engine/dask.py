@@ -27,14 +27,10 @@ import dask
 from dask.utils import funcname
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, wait
 
-from pcbforge.engine import EngineError, EngineKind
+from pcbforge.engine.base import EngineError, EngineKind, WorkerCrashError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-
-class WorkerCrashError(RuntimeError):
-    """An item killed its worker on every attempt and the caller gave no ``on_crash``."""
 
 
 class WorkerSetup(WorkerPlugin):
@@ -309,3 +305,6 @@ class DaskEngine:
     def compute(self, collection):
         """Compute a Dask collection (e.g. a dask DataFrame) on this cluster and return it."""
         return self._require_client().compute(collection).result()
+
+
+__all__ = ["DRAIN_TIMEOUT_S", "DaskEngine", "WorkerCrashError", "WorkerSetup"]
