@@ -1,4 +1,5 @@
-"""``pcbforge export DATASET --format coco|yolo|voc|deeppcb --out DIR``."""
+"""``pcbforge export DATASET --format FORMAT --out DIR``: any format of the registry
+(:data:`pcbforge.datasets.formats.FORMATS`) that can be exported."""
 
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ from rich.console import Console
 
 from pcbforge.cli._util import fail
 from pcbforge.datasets.dataset import DatasetError
+from pcbforge.datasets.formats import format_names
 
-
-class ExportFormat(str, Enum):
-    coco = "coco"
-    yolo = "yolo"
-    voc = "voc"
-    deeppcb = "deeppcb"
+#: The choices of ``--format``: the registry's formats that can be exported.
+ExportFormat = Enum("ExportFormat", {name: name for name in format_names(can="export")},
+                    type=str)
 
 
 def export_command(

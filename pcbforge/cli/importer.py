@@ -1,7 +1,10 @@
-"""``pcbforge import FORMAT SRC --out DATASET``."""
+"""``pcbforge import FORMAT SRC --out DATASET``: ``deeppcb``, and one command per label
+format of the registry (:data:`pcbforge.datasets.formats.FORMATS`) that can be imported."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,16 +15,19 @@ from rich.console import Console
 from pcbforge.cli._util import (
     EngineOption,
     SchedulerOption,
+    WorkersOption,
     engine_options,
     fail,
     validation_message,
+    workers_of,
 )
 from pcbforge.cli.curate import print_summary
 from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES
 from pcbforge.curate import CurateError, CurateParams
 from pcbforge.curate.inspect import InspectParams
 from pcbforge.curate.runner import WORKER_MODULES
-from pcbforge.engine import EngineKind, default_workers
+from pcbforge.datasets.formats import FORMATS, LabelFormat
+from pcbforge.engine import EngineKind
 
 import_app = typer.Typer(no_args_is_help=True, help="Import labelled datasets (runs curation).")
 
@@ -39,7 +45,7 @@ MaxFileOption = Annotated[int, typer.Option(
 
 def _curate_params(workers: int, max_file_mb: int) -> CurateParams:
     try:
-        return CurateParams(workers=workers or default_workers(),
+        return CurateParams(workers=workers_of(workers),
                             inspect=InspectParams(max_file_bytes=max_file_mb * _MB))
     except ValidationError as err:
         fail(validation_message(err))
@@ -47,11 +53,9 @@ def _curate_params(workers: int, max_file_mb: int) -> CurateParams:
 
 @import_app.command("deeppcb", no_args_is_help=True)
 def import_deeppcb_command(
-    src: Annotated[Path, typer.Argument(help="Folder in DeepPCB layout (groupN/N/X_test.jpg).")],
+    src: Annotated[Path, typer.Argument(help=FORMATS["deeppcb"].source_help)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
-    workers: Annotated[
-        int, typer.Option(help="Worker processes (default: all cores, at most 8).")
-    ] = 0,
+    workers: WorkersOption = 0,
     engine: EngineOption = EngineKind.local,
     scheduler: SchedulerOption = None,
     allow_outside_root: AllowOutsideOption = False,
@@ -90,9 +94,10 @@ _MISSING_LABELS = typer.Option(
 )
 
 
-def _import_labelled(fmt: str, src: Path, out: Path, workers: int, missing: bool,
-                     images: Path | None = None, engine: EngineKind = EngineKind.local,
-                     scheduler: str | None = None, *, allow_outside_root: bool = False,
+def _import_labelled(fmt: str, src: Path, out: Path, *, workers: int = 0,
+                     allow_missing_labels: bool = False, images: Path | None = None,
+                     engine: EngineKind = EngineKind.local, scheduler: str | None = None,
+                     allow_outside_root: bool = False,
                      max_file_mb: int = DEFAULT_MAX_FILE_BYTES // _MB) -> None:
     from pcbforge.datasets.dataset import DatasetError
     from pcbforge.pipeline import import_labelled
@@ -102,8 +107,8 @@ def _import_labelled(fmt: str, src: Path, out: Path, workers: int, missing: bool
         try:
             result = import_labelled(
                 fmt, src, out, params, images=images,
-                missing_labels="empty" if missing else "error", progress=True, engine=run,
-                allow_outside_root=allow_outside_root,
+                missing_labels="empty" if allow_missing_labels else "error", progress=True,
+                engine=run, allow_outside_root=allow_outside_root,
             )
         except (CurateError, DatasetError, FileNotFoundError, ValueError) as err:
             fail(err)
@@ -118,59 +123,49 @@ def _import_labelled(fmt: str, src: Path, out: Path, workers: int, missing: bool
     )
 
 
-_SRC_HELP = {
-    "coco": "COCO instances JSON, or a folder holding one (or split folders each holding one).",
-    "yolo": "YOLO folder with data.yaml, images/<split>/ and labels/<split>/.",
-    "voc": "VOC folder with Annotations/ and JPEGImages/ (or split folders each holding one).",
-}
-_WORKERS = typer.Option(help="Worker processes (default: all cores, at most 8).")
+_IMAGES = typer.Option(
+    help="Folder the annotations' image names are relative to (default: images/ or data/ "
+         "beside the annotations file, else its folder).")
+#: The options a format may read (its ``options``), in the order the help lists them.
+_FORMAT_OPTIONS = {"images": (Path | None, _IMAGES, None),
+                   "missing_labels": (bool, _MISSING_LABELS, False)}
 
 
-@import_app.command("coco", no_args_is_help=True)
-def import_coco_command(
-    src: Annotated[Path, typer.Argument(help=_SRC_HELP["coco"])],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
-    images: Annotated[Path | None, typer.Option(
-        help="Folder the JSON's file_name values are relative to (default: images/ or data/ "
-             "beside the JSON, else its folder).")] = None,
-    workers: Annotated[int, _WORKERS] = 0,
-    engine: EngineOption = EngineKind.local,
-    scheduler: SchedulerOption = None,
-    allow_outside_root: AllowOutsideOption = False,
-    max_file_mb: MaxFileOption = DEFAULT_MAX_FILE_BYTES // _MB,
-) -> None:
-    """Import COCO detection labels (boxes) with curation of every image."""
-    _import_labelled("coco", src, out, workers, False, images, engine, scheduler,
-                     allow_outside_root=allow_outside_root, max_file_mb=max_file_mb)
+def _labelled_command(label_format: LabelFormat) -> Callable[..., None]:
+    """``pcbforge import <format>`` for a label format of the registry: the options every
+    import shares plus those the format reads (``--images``, ``--allow-missing-labels``)."""
+    def parameter(name: str, annotation, default=inspect.Parameter.empty):
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                 default=default)
+
+    own = []
+    for option, (kind, typer_option, default) in _FORMAT_OPTIONS.items():
+        if option in label_format.options:
+            name = "allow_missing_labels" if option == "missing_labels" else option
+            own.append(parameter(name, Annotated[kind, typer_option], default))
+    parameters = [
+        parameter("src", Annotated[Path, typer.Argument(help=label_format.source_help)]),
+        parameter("out", Annotated[Path, typer.Option("--out", "-o",
+                                                      help="Dataset folder to write.")]),
+        *own,
+        parameter("workers", WorkersOption, 0),
+        parameter("engine", EngineOption, EngineKind.local),
+        parameter("scheduler", SchedulerOption, None),
+        parameter("allow_outside_root", AllowOutsideOption, False),
+        parameter("max_file_mb", MaxFileOption, DEFAULT_MAX_FILE_BYTES // _MB),
+    ]
+
+    def command(**options) -> None:
+        _import_labelled(label_format.name, **options)
+
+    # typer reads the parameters from the signature and the hints: both name the real types.
+    command.__signature__ = inspect.Signature(parameters, return_annotation=None)
+    command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
+    command.__doc__ = f"Import {label_format.help}, with curation of every image."
+    command.__name__ = f"import_{label_format.name}_command"
+    return command
 
 
-@import_app.command("yolo", no_args_is_help=True)
-def import_yolo_command(
-    src: Annotated[Path, typer.Argument(help=_SRC_HELP["yolo"])],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
-    allow_missing_labels: Annotated[bool, _MISSING_LABELS] = False,
-    workers: Annotated[int, _WORKERS] = 0,
-    engine: EngineOption = EngineKind.local,
-    scheduler: SchedulerOption = None,
-    allow_outside_root: AllowOutsideOption = False,
-    max_file_mb: MaxFileOption = DEFAULT_MAX_FILE_BYTES // _MB,
-) -> None:
-    """Import a YOLO (Ultralytics) detection folder, every split its data.yaml names."""
-    _import_labelled("yolo", src, out, workers, allow_missing_labels, None, engine, scheduler,
-                     allow_outside_root=allow_outside_root, max_file_mb=max_file_mb)
-
-
-@import_app.command("voc", no_args_is_help=True)
-def import_voc_command(
-    src: Annotated[Path, typer.Argument(help=_SRC_HELP["voc"])],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
-    allow_missing_labels: Annotated[bool, _MISSING_LABELS] = False,
-    workers: Annotated[int, _WORKERS] = 0,
-    engine: EngineOption = EngineKind.local,
-    scheduler: SchedulerOption = None,
-    allow_outside_root: AllowOutsideOption = False,
-    max_file_mb: MaxFileOption = DEFAULT_MAX_FILE_BYTES // _MB,
-) -> None:
-    """Import Pascal VOC XML annotations."""
-    _import_labelled("voc", src, out, workers, allow_missing_labels, None, engine, scheduler,
-                     allow_outside_root=allow_outside_root, max_file_mb=max_file_mb)
+for _format in FORMATS.values():
+    if _format.can_import:
+        import_app.command(_format.name, no_args_is_help=True)(_labelled_command(_format))

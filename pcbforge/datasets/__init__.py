@@ -1,9 +1,11 @@
 """pcbforge datasets: the dataset folder (samples, labels, dataset.json) and format I/O.
 
 ``load(path)`` reads and validates a dataset folder; ``save(dataset)`` writes one. The
-format modules (``deeppcb``, ``coco``, ``yolo``, ``voc``, ``fiftyone_io``) convert at the
-edges. ``to_fiftyone`` and ``from_fiftyone`` are loaded on first use: importing
-fiftyone takes seconds, and ``import pcbforge`` must not pay for it.
+label-format modules (``coco``, ``yolo``, ``voc``, ``deeppcb``) convert at the edges, each
+owning its discovery, load and save; :data:`FORMATS` (``formats``) is their registry, read
+by import, export, the build recipe and the CLI (``register_format`` adds one).
+``to_fiftyone`` and ``from_fiftyone`` are loaded on first use: importing fiftyone takes
+seconds, and ``import pcbforge`` must not pay for it.
 """
 
 from pcbforge.datasets.dataset import (
@@ -14,12 +16,13 @@ from pcbforge.datasets.dataset import (
     save,
     validate,
 )
+from pcbforge.datasets.formats import FORMATS, LabelFormat, get_format, register_format
 
-__all__ = ["Dataset", "DatasetError", "DatasetInfo", "from_fiftyone", "load", "save",
-           "to_fiftyone", "validate"]
+__all__ = ["FORMATS", "Dataset", "DatasetError", "DatasetInfo", "LabelFormat", "from_fiftyone",
+           "get_format", "load", "register_format", "save", "to_fiftyone", "validate"]
 
-_LAZY = {"to_fiftyone": "pcbforge.datasets.fiftyone_io",
-         "from_fiftyone": "pcbforge.datasets.fiftyone_io"}
+_LAZY = {"to_fiftyone": "pcbforge.datasets.fiftyone",
+         "from_fiftyone": "pcbforge.datasets.fiftyone"}
 
 
 def __getattr__(name: str):

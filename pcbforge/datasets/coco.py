@@ -32,15 +32,21 @@ from pcbforge.datasets.dataset import image_file
 from pcbforge.datasets.formats_common import (
     MAX_JSON_FILE_BYTES,
     SAMPLE_COLUMNS,
+    LabelFormat,
+    ReadOptions,
+    SourceError,
+    SourcePart,
     box_inside,
     boxes_by_sample,
     copy_image,
     inside_root,
     labels_frame,
+    part_counts,
     read_image_size,
     read_label_text,
     sample_flag,
     sample_size,
+    split_folders,
     text_value,
 )
 from pcbforge.datasets.masks import decode_mask, encode_mask, mask_from_segmentation, parse_rle
@@ -287,4 +293,53 @@ def _read_annotation(annotation: object, json_path: Path, index: int, names: dic
             "params": str(extra.get("params", ""))}
 
 
-__all__ = ["ANNOTATIONS_JSON", "load_coco", "save_coco"]
+# --- the format: discovery, load and save as an import and an export use them -------------
+
+#: JSON files in a COCO folder that are not annotations (pcbforge's own reports).
+_NOT_COCO_JSON = {"export_report.json", "report.json", "dataset.json", "pcbforge_samples.json"}
+
+
+def discover_coco(src: Path) -> list[SourcePart]:
+    """The annotations files of a COCO source: the file ``src``, the one JSON in the folder
+    ``src``, or one in each of its split folders (a pcbforge export, other tools' exports).
+    """
+    src = Path(src)
+    if not src.is_dir():  # a file (or a FIFO...): the loader reads it, or says why not
+        return [SourcePart(src)]
+    return [SourcePart(_coco_json_in(part.path), part.split) for part in
+            split_folders(src, lambda f: _coco_json_in(f) is not None, "COCO annotations JSON")]
+
+
+def _coco_json_in(folder: Path) -> Path | None:
+    candidates = sorted(p for p in folder.glob("*.json") if p.name not in _NOT_COCO_JSON)
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise SourceError(f"{folder}: several JSON files ({names}); pass the COCO "
+                          f"annotations file itself")
+    return candidates[0] if candidates else None
+
+
+def _load_part(part: SourcePart, options: ReadOptions):
+    json_path = part.path
+    # Given, else images/ or data/ beside the JSON, else its own folder.
+    folders = [Path(options.images)] if options.images else [
+        json_path.parent / "images", json_path.parent / "data", json_path.parent]
+    return load_coco(json_path, images_dir=folders, allow_outside=options.allow_outside)
+
+
+def _save_part(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+               image_root: Path, out: Path, split: str) -> dict[str, int]:
+    save_coco(samples, labels, classes, image_root, out / (split or "all"))
+    return part_counts(samples, labels)
+
+
+FORMAT = LabelFormat(
+    name="coco",
+    help="COCO detection labels (boxes, instance masks)",
+    source_help="COCO instances JSON, or a folder holding one (or split folders each "
+                "holding one).",
+    discover=discover_coco, load=_load_part, save=_save_part, options=frozenset({"images"}),
+)
+
+
+__all__ = ["ANNOTATIONS_JSON", "FORMAT", "discover_coco", "load_coco", "save_coco"]

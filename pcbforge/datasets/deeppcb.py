@@ -29,7 +29,7 @@ import pandas as pd
 
 from pcbforge.core.files import PathOutsideRootError, resolve_inside
 from pcbforge.datasets.dataset import image_file
-from pcbforge.datasets.formats_common import read_label_text
+from pcbforge.datasets.formats_common import LabelFormat, read_label_text
 
 #: DeepPCB type id -> class name (type 1 is index 0).
 DEEPPCB_CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
@@ -232,6 +232,24 @@ def _read_lists(root: Path, problems: list[LayoutProblem],
     return listed
 
 
+def _layout_groups(tested: pd.DataFrame) -> dict[str, str]:
+    """A ``groupNNNNN`` folder name for each board of ``tested``. A board that is not
+    already such a name (a synthetic dataset records its source board's file path) gets
+    the next free number: a path must never become folders, inside ``out`` or out of it."""
+    boards = sorted(set(tested.get("board", pd.Series(dtype=object)).fillna("").astype(str)))
+    names = {b: b for b in boards if re.fullmatch(r"group\d+", b)}
+    used = {int(b.removeprefix("group")) for b in names}
+    number = 0
+    for board in boards:
+        if board in names:
+            continue
+        while number in used:
+            number += 1
+        names[board] = f"group{number:05d}"
+        used.add(number)
+    return names
+
+
 def save_deeppcb(
     samples: pd.DataFrame,
     labels: pd.DataFrame,
@@ -255,10 +273,13 @@ def save_deeppcb(
     boxes_by_sample = labels.groupby("sample_id")
     lists: dict[str, list[str]] = {"trainval.txt": [], "test.txt": []}
     written = 0
+    groups = _layout_groups(tested)
     for position, row in enumerate(tested.itertuples(index=False)):
-        board = str(getattr(row, "board", "") or "group00000")
-        number = board.removeprefix("group") or "00000"
-        pair = str(getattr(row, "pair", "") or f"{number}{position:03d}")
+        board = groups[str(getattr(row, "board", "") or "")]
+        number = board.removeprefix("group")
+        pair = str(getattr(row, "pair", "") or "")
+        if not re.fullmatch(r"\d+", pair):
+            pair = f"{number}{position:03d}"
         folder = out / board / number
         folder.mkdir(parents=True, exist_ok=True)
         (out / board / f"{number}_not").mkdir(exist_ok=True)
@@ -295,3 +316,19 @@ def _write_jpeg(source: Path, target: Path) -> None:
         raise ValueError(f"{source} cannot be decoded")
     _, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 100])
     target.write_bytes(encoded.tobytes())
+
+
+def _save_all(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+              image_root: Path, out: Path, split: str) -> dict[str, int]:
+    # One layout for every split: its list files carry them (see save_deeppcb).
+    return save_deeppcb(samples, labels, image_root, out)
+
+
+#: Exported through the registry; imported by ``pcbforge.pipeline.import_deeppcb`` (pairs,
+#: boards and lists need more than a labels table), so it has no discover/load.
+FORMAT = LabelFormat(
+    name="deeppcb",
+    help="DeepPCB layout: tested images with templates, boards, lists and defect boxes",
+    source_help="Folder in DeepPCB layout (groupN/N/X_test.jpg).",
+    save=_save_all, per_split=False,
+)

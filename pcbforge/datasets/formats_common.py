@@ -1,10 +1,13 @@
-"""Helpers shared by the label-format modules (file names, sizes, rows, bounded reads)."""
+"""Helpers shared by the label-format modules (file names, sizes, rows, bounded reads), and
+:class:`LabelFormat`, the record each of them registers (see :mod:`pcbforge.datasets.formats`).
+"""
 
 from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -193,4 +196,96 @@ def text_value(value: object) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
-# --- YOLO --------------------------------------------------------------------------------------
+# --- the format record --------------------------------------------------------------------
+
+
+class SourceError(ValueError):
+    """The source is not the format named, or breaks it: the message names file and place."""
+
+
+#: Folder names (and YOLO split keys) that mean a split, as export tools spell them.
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+               "validation": "val", "test": "test", "testing": "test"}
+
+
+@dataclass(frozen=True)
+class SourcePart:
+    """One part of a labelled source that a format's ``load`` reads: ``path`` (a file or a
+    folder, as the format's ``discover`` found it), the pcbforge ``split`` its place means
+    ("" when none) and the format's own name for that part (``key``: a YOLO split key)."""
+
+    path: Path
+    split: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What an import asks of a format's ``load``: the images' folder (COCO), what an image
+    without a label file means (``error`` / ``empty``) and whether image paths may lead
+    outside the source."""
+
+    images: Path | None = None
+    missing_labels: str = "error"
+    allow_outside: bool = False
+
+
+#: ``load(part, options) -> (samples, labels, classes)``: the loaders' tables
+#: (:data:`SAMPLE_COLUMNS`, the labels columns) and class names of one part.
+Loader = Callable[[SourcePart, ReadOptions], tuple[pd.DataFrame, pd.DataFrame, list[str]]]
+#: ``save(samples, labels, classes, image_root, out, split) -> counts``: write the rows of
+#: one split ("" for all rows when the format is not ``per_split``) into the export folder
+#: ``out``; the counts go into the export's report under the split's name (``all`` for "").
+Saver = Callable[[pd.DataFrame, pd.DataFrame, list[str], Path, Path, str], dict[str, int]]
+
+
+@dataclass(frozen=True)
+class LabelFormat:
+    """A label format: its name, its CLI help, and what it can do.
+
+    A format that can be imported has ``discover`` (``src -> [SourcePart]``: the parts of a
+    source, raising ``FileNotFoundError``/``SourceError`` when there are none) and ``load``;
+    one that can be exported has ``save``. ``per_split``: ``save`` is called once per split
+    (else once with every row, the format writing the splits itself); ``finish(stage,
+    final)`` runs after the last ``save``, before the export folder ``stage`` becomes
+    ``final``. ``options``: the import options it reads (``images``, ``missing_labels``),
+    which the CLI offers and the recipe accepts for it.
+    """
+
+    name: str
+    #: What the format is, a few words without a full stop (the CLI commands' help).
+    help: str
+    #: What a source of it looks like (the help of the CLI's SRC argument).
+    source_help: str = ""
+    discover: Callable[[Path], list[SourcePart]] | None = None
+    load: Loader | None = None
+    save: Saver | None = None
+    per_split: bool = True
+    finish: Callable[[Path, Path], None] | None = None
+    options: frozenset[str] = frozenset()
+
+    @property
+    def can_import(self) -> bool:
+        return self.discover is not None and self.load is not None
+
+    @property
+    def can_export(self) -> bool:
+        return self.save is not None
+
+
+def split_folders(src: Path, holds: Callable[[Path], bool], what: str) -> list[SourcePart]:
+    """``[SourcePart(src)]`` when ``src`` itself holds the format (``holds(src)``), else one
+    part per sub-folder that does, its split read from its name (``train/``, ``valid/``...);
+    none raises ``FileNotFoundError`` saying ``what`` was looked for."""
+    if holds(src):
+        return [SourcePart(src)]
+    found = [SourcePart(folder, SPLIT_NAMES.get(folder.name.lower(), ""))
+             for folder in sorted(p for p in src.iterdir() if p.is_dir()) if holds(folder)]
+    if not found:
+        raise FileNotFoundError(f"{src}: no {what} here or in its sub-folders")
+    return found
+
+
+def part_counts(samples: pd.DataFrame, labels: pd.DataFrame) -> dict[str, int]:
+    """The export report's counts of one split: images and boxes written."""
+    return {"images": len(samples), "boxes": len(labels)}

@@ -30,6 +30,9 @@ from PIL import Image
 from pcbforge.datasets.dataset import image_file, sample_id_for
 from pcbforge.datasets.formats_common import (
     SAMPLE_COLUMNS,
+    LabelFormat,
+    ReadOptions,
+    SourcePart,
     box_inside,
     boxes_by_sample,
     check_missing_labels,
@@ -37,11 +40,13 @@ from pcbforge.datasets.formats_common import (
     flat_file_names,
     inside_root,
     labels_frame,
+    part_counts,
     read_image_size,
     read_label_bytes,
     read_label_text,
     sample_flag,
     sample_size,
+    split_folders,
     text_value,
 )
 
@@ -251,4 +256,34 @@ def _int_or_zero(text: str | None) -> int:
         return 0
 
 
-__all__ = ["LABELS_TXT", "load_voc", "save_voc"]
+# --- the format: discovery, load and save as an import and an export use them -------------
+
+
+def discover_voc(src: Path) -> list[SourcePart]:
+    """The VOC folders of a source: ``src`` itself when it has ``Annotations/``, else each
+    of its split folders that has one."""
+    return split_folders(Path(src), lambda f: (f / "Annotations").is_dir(), "Annotations/")
+
+
+def _load_part(part: SourcePart, options: ReadOptions):
+    return load_voc(part.path, missing_labels=options.missing_labels,
+                    allow_outside=options.allow_outside)
+
+
+def _save_part(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+               image_root: Path, out: Path, split: str) -> dict[str, int]:
+    save_voc(samples, labels, classes, image_root, out / (split or "all"))
+    return part_counts(samples, labels)
+
+
+FORMAT = LabelFormat(
+    name="voc",
+    help="Pascal VOC XML annotations",
+    source_help="VOC folder with Annotations/ and JPEGImages/ (or split folders each "
+                "holding one).",
+    discover=discover_voc, load=_load_part, save=_save_part,
+    options=frozenset({"missing_labels"}),
+)
+
+
+__all__ = ["FORMAT", "LABELS_TXT", "discover_voc", "load_voc", "save_voc"]

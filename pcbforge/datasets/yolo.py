@@ -30,11 +30,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pcbforge.core.files import PathOutsideRootError, resolve_inside
+from pcbforge.core.files import PathOutsideRootError, resolve_inside, write_bytes
 from pcbforge.datasets.dataset import image_file, sample_id_for
 from pcbforge.datasets.formats_common import (
     MAX_JSON_FILE_BYTES,
     SAMPLE_COLUMNS,
+    SPLIT_NAMES,
+    LabelFormat,
+    ReadOptions,
+    SourcePart,
     box_inside,
     boxes_by_sample,
     check_missing_labels,
@@ -42,6 +46,7 @@ from pcbforge.datasets.formats_common import (
     flat_file_names,
     inside_root,
     labels_frame,
+    part_counts,
     read_image_size,
     read_label_text,
     sample_flag,
@@ -326,4 +331,47 @@ def _same_box(coords: list[float], exact: object, width: int, height: int) -> bo
                                                                         strict=True))
 
 
-__all__ = ["load_yolo", "save_yolo", "yaml_splits"]
+# --- the format: discovery, load and save as an import and an export use them -------------
+
+
+def discover_yolo(src: Path) -> list[SourcePart]:
+    """One part per split the source's data.yaml names (``FileNotFoundError`` without one);
+    the part's ``key`` is the yaml's name for it, its ``split`` pcbforge's (``valid`` ->
+    ``val``)."""
+    src = Path(src)
+    return [SourcePart(src, SPLIT_NAMES.get(key, ""), key) for key in yaml_splits(src)]
+
+
+def _load_part(part: SourcePart, options: ReadOptions):
+    return load_yolo(part.path, part.key, missing_labels=options.missing_labels,
+                     allow_outside=options.allow_outside)
+
+
+def _save_part(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
+               image_root: Path, out: Path, split: str) -> dict[str, int]:
+    save_yolo(samples, labels, classes, image_root, out, split=split or "train")
+    return part_counts(samples, labels)
+
+
+def point_yaml_at(folder: Path, final: Path) -> None:
+    """The YOLO config in ``folder`` names ``folder`` as its absolute ``path``: point it at
+    ``final``, the folder it becomes (Ultralytics resolves a relative path elsewhere)."""
+    for name in YAML_NAMES:
+        config_path = Path(folder) / name
+        if config_path.is_file():
+            config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+            config["path"] = str(final)
+            text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+            write_bytes(config_path, text.encode("utf-8"))
+
+
+FORMAT = LabelFormat(
+    name="yolo",
+    help="a YOLO (Ultralytics) detection folder, every split its data.yaml names",
+    source_help="YOLO folder with data.yaml, images/<split>/ and labels/<split>/.",
+    discover=discover_yolo, load=_load_part, save=_save_part, finish=point_yaml_at,
+    options=frozenset({"missing_labels"}),
+)
+
+
+__all__ = ["FORMAT", "discover_yolo", "load_yolo", "point_yaml_at", "save_yolo", "yaml_splits"]

@@ -1,14 +1,25 @@
-"""``pcbforge export``: a dataset's usable samples written in another format, per split."""
+"""``pcbforge export``: a dataset's usable samples written in another format, per split.
+
+Any format of the registry (:data:`pcbforge.datasets.formats.FORMATS`) that can be
+exported: the format writes the rows (its ``save``), this module chooses them, stages the
+folder and writes the report.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pcbforge.core.files import write_bytes, write_json
-from pcbforge.core.output import staged_output
-from pcbforge.datasets.dataset import load
+import pandas as pd
 
-EXPORT_FORMATS = ("coco", "yolo", "voc", "deeppcb")
+from pcbforge.core.files import write_json
+from pcbforge.core.output import staged_output
+from pcbforge.datasets.dataset import Dataset, load
+from pcbforge.datasets.formats import FormatNames, LabelFormat, get_format
+
+#: The formats :func:`export_dataset` writes (a live view of the registry).
+EXPORT_FORMATS = FormatNames("export")
+#: The report an export writes into its folder; it also marks the folder as an export.
+EXPORT_REPORT = "export_report.json"
 
 
 def export_dataset(
@@ -27,8 +38,7 @@ def export_dataset(
     place (:func:`pcbforge.core.staged_output`); an earlier export in ``out`` is
     replaced, any other non-empty folder refused.
     """
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    label_format = get_format(fmt, can="export")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is a file")
@@ -38,59 +48,33 @@ def export_dataset(
     dataset = load(dataset_path, check_files=True)
     rows = dataset.samples[dataset.samples["status"].isin(include_status)]
     labels = dataset.labels[dataset.labels["sample_id"].isin(rows["sample_id"])]
-    splits = sorted(set(rows["split"]) - {""}) or [""]
-    counts: dict[str, dict[str, int]] = {}
     with staged_output(out, command="export") as stage:
-        if fmt == "deeppcb":
-            from pcbforge.datasets.deeppcb import save_deeppcb
-
-            counts["all"] = save_deeppcb(rows, labels, dataset.image_root, stage)
-        else:
-            for split in splits:
-                part = rows if split == "" else rows[rows["split"] == split]
-                part_labels = labels[labels["sample_id"].isin(part["sample_id"])]
-                _save_split(fmt, part, part_labels, dataset, stage, split)
-                counts[split or "all"] = {"images": len(part), "boxes": len(part_labels)}
-        if fmt == "yolo":
-            _point_yolo_yaml_at(stage, out.resolve())
-        report = {"command": "export", "format": fmt, "dataset": str(dataset_path),
-                  "out": str(out), "include_status": list(include_status), "splits": counts}
+        counts = _save_parts(label_format, rows, labels, dataset, stage)
+        if label_format.finish is not None:
+            label_format.finish(stage, out.resolve())
+        report = {"command": "export", "format": label_format.name,
+                  "dataset": str(dataset_path), "out": str(out),
+                  "include_status": list(include_status), "splits": counts}
         write_json(stage / EXPORT_REPORT, report)
     return report
 
 
-#: The report an export writes into its folder; it also marks the folder as an export.
-EXPORT_REPORT = "export_report.json"
+def _save_parts(label_format: LabelFormat, rows: pd.DataFrame, labels: pd.DataFrame,
+                dataset: Dataset, stage: Path) -> dict[str, dict[str, int]]:
+    """Every split saved into ``stage`` (one call per split, or one for all the rows when
+    the format writes the splits itself): the counts of each, by split name."""
+    if not label_format.per_split:
+        return {"all": _save_split(label_format, rows, labels, dataset, stage, "")}
+    counts = {}
+    for split in sorted(set(rows["split"]) - {""}) or [""]:
+        part = rows if split == "" else rows[rows["split"] == split]
+        part_labels = labels[labels["sample_id"].isin(part["sample_id"])]
+        counts[split or "all"] = _save_split(label_format, part, part_labels, dataset, stage,
+                                             split)
+    return counts
 
 
-def _save_split(fmt, samples, labels, dataset, stage: Path, split: str) -> None:
-    classes, root = dataset.info.classes, dataset.image_root
-    if fmt == "coco":
-        from pcbforge.datasets.coco import save_coco
-
-        save_coco(samples, labels, classes, root, stage / (split or "all"))
-    elif fmt == "voc":
-        from pcbforge.datasets.voc import save_voc
-
-        save_voc(samples, labels, classes, root, stage / (split or "all"))
-    else:
-        from pcbforge.datasets.yolo import save_yolo
-
-        save_yolo(samples, labels, classes, root, stage, split=split or "train")
-
-
-def _point_yolo_yaml_at(stage: Path, final: Path) -> None:
-    """The YOLO config in ``stage`` names the stage as its absolute ``path``: point it at
-    ``final``, the folder the stage becomes (Ultralytics resolves a relative path
-    elsewhere), before the swap."""
-    import yaml
-
-    from pcbforge.datasets.yolo import YAML_NAMES
-
-    for name in YAML_NAMES:
-        config_path = stage / name
-        if config_path.is_file():
-            config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-            config["path"] = str(final)
-            text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
-            write_bytes(config_path, text.encode("utf-8"))
+def _save_split(label_format: LabelFormat, samples: pd.DataFrame, labels: pd.DataFrame,
+                dataset: Dataset, stage: Path, split: str) -> dict[str, int]:
+    return label_format.save(samples, labels, dataset.info.classes, dataset.image_root,
+                             stage, split)

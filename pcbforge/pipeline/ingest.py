@@ -2,7 +2,9 @@
 labels say joined onto the samples table, written as a pcbforge dataset.
 
 ``import_deeppcb``: a DeepPCB-layout folder (corrupt files are recorded, not crashed
-on), its pairs, boards, lists and boxes. ``import_labelled``: COCO, YOLO or VOC.
+on), its pairs, boards, lists and boxes. ``import_labelled``: any format of the registry
+(:data:`pcbforge.datasets.formats.FORMATS`) that can be imported: COCO, YOLO, VOC...;
+the format reads its labels, this module joins them onto what curation found.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ from pcbforge.datasets.dataset import (
     with_defaults,
 )
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, LayoutProblem, read_deeppcb
+from pcbforge.datasets.formats import (
+    FormatNames,
+    ReadOptions,
+    SourceError,
+    get_format,
+)
 from pcbforge.engine import Engine
 from pcbforge.split import leakage_groups
 
@@ -183,25 +191,19 @@ def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame, classes
     return dataset, report  # the caller adds its own counts, then writes report.json
 
 
-LABELLED_FORMATS = ("coco", "yolo", "voc")
-#: Folder names that mean a split, as export tools spell them.
-_SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                "validation": "val", "test": "test", "testing": "test"}
-#: JSON files in a COCO folder that are not annotations.
-_NOT_COCO_JSON = {"export_report.json", "report.json", "dataset.json", "pcbforge_samples.json"}
-
-
-class SourceError(ValueError):
-    """The source is not the format named, or breaks it: the message names file and place."""
+#: The formats :func:`import_labelled` reads (a live view of the registry: a format
+#: registered later is in it).
+LABELLED_FORMATS = FormatNames("import")
 
 
 def read_labelled(fmt: str, src: Path | str, *, images: Path | str | None = None,
                   missing_labels: str = "error", allow_outside_root: bool = False
                   ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Read a COCO, YOLO or VOC source (every split in it): ``(samples, labels, classes)``.
+    """Read a labelled source (every split in it): ``(samples, labels, classes)``.
 
-    ``samples`` has the loaders' columns (``file`` is each image's location on disk).
-    Sources:
+    ``fmt`` is any format of :data:`pcbforge.datasets.formats.FORMATS` that can be
+    imported; the format finds the parts of ``src`` and reads each. ``samples`` has the
+    loaders' columns (``file`` is each image's location on disk). The built-in sources:
 
     - ``coco``: an instances JSON file (images in ``--images``, else ``images/`` or
       ``data/`` beside it, else its own folder), or a folder holding one such JSON, or a
@@ -214,64 +216,16 @@ def read_labelled(fmt: str, src: Path | str, *, images: Path | str | None = None
     say otherwise. An image path that leads outside its dataset root (``..``, absolute, a
     link out) is refused with ``file:line`` unless ``allow_outside_root``.
     """
-    if fmt not in LABELLED_FORMATS:
-        raise SourceError(f"unknown format {fmt!r}; choose one of "
-                           f"{', '.join(('deeppcb', *LABELLED_FORMATS))}")
+    label_format = get_format(fmt, can="import")
     src = Path(src)
     if not src.exists():
         raise FileNotFoundError(f"{src}: not found")
-    parts = []
-    if fmt == "coco":
-        from pcbforge.datasets.coco import load_coco
-
-        for json_path, split in _coco_files(src):
-            # Given, else images/ or data/ beside the JSON, else its own folder.
-            folders = [Path(images)] if images else [json_path.parent / "images",
-                                                     json_path.parent / "data", json_path.parent]
-            parts.append((load_coco(json_path, images_dir=folders,
-                                    allow_outside=allow_outside_root), split))
-    elif fmt == "yolo":
-        from pcbforge.datasets.yolo import load_yolo, yaml_splits
-
-        for split in yaml_splits(src):  # FileNotFoundError when there is no data.yaml
-            parts.append((load_yolo(src, split, missing_labels=missing_labels,
-                                    allow_outside=allow_outside_root),
-                          _SPLIT_NAMES.get(split, "")))
-    else:
-        from pcbforge.datasets.voc import load_voc
-
-        for folder, split in _split_folders(src, lambda f: (f / "Annotations").is_dir(),
-                                            "Annotations/"):
-            parts.append((load_voc(folder, missing_labels=missing_labels,
-                                   allow_outside=allow_outside_root), split))
-    return _combine(fmt, parts)
-
-
-def _split_folders(src: Path, holds, what: str) -> list[tuple[Path, str]]:
-    """``[(src, "")]`` when ``src`` itself holds the format, else its split sub-folders."""
-    if holds(src):
-        return [(src, "")]
-    found = [(folder, _SPLIT_NAMES.get(folder.name.lower(), ""))
-             for folder in sorted(p for p in src.iterdir() if p.is_dir()) if holds(folder)]
-    if not found:
-        raise FileNotFoundError(f"{src}: no {what} here or in its sub-folders")
-    return found
-
-
-def _coco_json_in(folder: Path) -> Path | None:
-    candidates = sorted(p for p in folder.glob("*.json") if p.name not in _NOT_COCO_JSON)
-    if len(candidates) > 1:
-        names = ", ".join(p.name for p in candidates)
-        raise SourceError(f"{folder}: several JSON files ({names}); pass the COCO "
-                           f"annotations file itself")
-    return candidates[0] if candidates else None
-
-
-def _coco_files(src: Path) -> list[tuple[Path, str]]:
-    if not src.is_dir():  # a file (or a FIFO...): the loader reads it, or says why not
-        return [(src, "")]
-    return [(_coco_json_in(folder), split) for folder, split in
-            _split_folders(src, lambda f: _coco_json_in(f) is not None, "COCO annotations JSON")]
+    options = ReadOptions(images=Path(images) if images else None,
+                          missing_labels=missing_labels, allow_outside=allow_outside_root)
+    # Every part is found before any is read: a source without one fails at once.
+    parts = label_format.discover(src)
+    return _combine(label_format.name,
+                    [(label_format.load(part, options), part.split) for part in parts])
 
 
 def _combine(fmt: str, parts: list) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
@@ -301,7 +255,7 @@ def import_labelled(
     images: Path | str | None = None, missing_labels: str = "error", progress: bool = False,
     engine: Engine | None = None, allow_outside_root: bool = False,
 ) -> ImportResult:
-    """Import a COCO, YOLO or VOC source (see :func:`read_labelled`) into ``out``.
+    """Import a labelled source (COCO, YOLO, VOC...: see :func:`read_labelled`) into ``out``.
 
     ``engine``: a started engine for the curation of every image (see
     :func:`pcbforge.curate.curate`). ``allow_outside_root``: accept image paths that lead
@@ -317,6 +271,7 @@ def import_labelled(
     :func:`import_deeppcb`).
     """
     started = time.perf_counter()
+    fmt = get_format(fmt, can="import").name  # a FormatName too; unknown names raise here
     table, boxes, classes = read_labelled(fmt, src, images=images,
                                           missing_labels=missing_labels,
                                           allow_outside_root=allow_outside_root)

@@ -20,9 +20,12 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -31,10 +34,10 @@ from pydantic import (
 
 from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
-from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
+from pcbforge.datasets.formats import FORMATS, format_names
 from pcbforge.datasets.samples import STATUSES
 from pcbforge.split import SplitParams
-from pcbforge.synth.topology import defect_class
+from pcbforge.synth.registry import class_names, defect_spec
 
 DEFAULT_RECIPE = "default.yaml"
 #: Source names that the build uses itself (the synthetic images' folder).
@@ -113,11 +116,28 @@ class DeepPCBSource(_Named):
         return value
 
 
-class LabelledSource(_Named):
-    """A COCO, YOLO or VOC dataset (every split in it; a split it states is kept as
-    ``source_split``, the build makes its own)."""
+def _importable(kind: str) -> str:
+    valid = format_names(can="import")
+    if kind not in valid:
+        raise ValueError(f"not a label format that can be imported; choose one of "
+                         f"{', '.join(valid)}")
+    return kind
 
-    kind: Literal["coco", "yolo", "voc"]
+
+def _exportable(fmt: str) -> str:
+    valid = format_names(can="export")
+    if fmt not in valid:
+        raise ValueError(f"not a format that can be exported; choose one of "
+                         f"{', '.join(valid)}")
+    return fmt
+
+
+class LabelledSource(_Named):
+    """A dataset in a label format of the registry: COCO, YOLO, VOC... (every split in it;
+    a split it states is kept as ``source_split``, the build makes its own)."""
+
+    #: A format of :data:`pcbforge.datasets.formats.FORMATS` that can be imported.
+    kind: Annotated[str, AfterValidator(_importable)]
     name: str
     path: Path
     #: COCO only: the images' folder when it is not ``images/`` or ``data/`` beside the JSON.
@@ -128,15 +148,38 @@ class LabelledSource(_Named):
     _path = field_validator("path", "images")(_resolve)
 
     @model_validator(mode="after")
-    def _images_only_for_coco(self) -> LabelledSource:
-        if self.images is not None and self.kind != "coco":
-            raise ValueError(f"images is a COCO option; a {self.kind} source finds its images "
-                             f"itself")
+    def _images_only_where_read(self) -> LabelledSource:
+        if self.images is not None and "images" not in FORMATS[self.kind].options:
+            takers = [n for n in format_names(can="import") if "images" in FORMATS[n].options]
+            raise ValueError(f"images is a {'/'.join(takers).upper()} option; a {self.kind} "
+                             f"source finds its images itself")
         return self
 
 
-Source = Annotated[ProceduralSource | FolderSource | DeepPCBSource | LabelledSource,
-                   Field(discriminator="kind")]
+#: Source kinds with a model of their own; every importable label format is a
+#: :class:`LabelledSource` (union tag ``labelled``).
+_SOURCE_MODELS: dict[str, type[_Named]] = {
+    "procedural": ProceduralSource, "folder": FolderSource, "deeppcb": DeepPCBSource,
+    "labelled": LabelledSource}
+
+
+def source_kinds() -> tuple[str, ...]:
+    """Every valid source ``kind``: the built-in kinds, then the importable formats."""
+    return ("procedural", "folder", "deeppcb", *format_names(can="import"))
+
+
+def _source_tag(value: Any) -> str | None:
+    """The union tag of a source: its ``kind``, or ``labelled`` for a label format (read
+    from the registry when the recipe is validated, so a registered format is a kind)."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if not isinstance(kind, str):
+        return None
+    return "labelled" if kind in format_names(can="import") else kind
+
+
+Source = Annotated[Union[tuple(Annotated[model, Tag(tag)]  # noqa: UP007
+                               for tag, model in _SOURCE_MODELS.items())],
+                   Discriminator(_source_tag)]
 
 
 class CurateSection(_Section):
@@ -158,7 +201,7 @@ class SynthSection(_Section):
     images_per_class: int = Field(10, ge=1, le=1_000_000)
     #: Total synthetic images instead (give this or ``images_per_class``, not both).
     images: int | None = Field(None, ge=1, le=10_000_000)
-    classes: list[str] = Field(default_factory=lambda: list(DEEPPCB_CLASSES))
+    classes: list[str] = Field(default_factory=class_names)
     #: Class of each drawn defect: ``uniform`` (all alike), ``fill`` (classes the real
     #: labels lack are drawn more, towards equal totals of real + synthetic boxes), or
     #: ``{class: weight}`` (target shares of the synthetic defects).
@@ -183,14 +226,14 @@ class SynthSection(_Section):
     def _classes(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one defect class is needed")
-        return [defect_class(v).value for v in value]
+        return [defect_spec(v).name for v in value]
 
     @field_validator("balance")
     @classmethod
     def _balance(cls, value):
         if isinstance(value, dict):
             for name, weight in value.items():
-                defect_class(name)
+                defect_spec(name)
                 if not weight >= 0:
                     raise ValueError(f"weight of {name!r} must be >= 0, got {weight}")
             if not sum(value.values()) > 0:
@@ -246,13 +289,12 @@ class AuditSection(_Section):
     require_clean: bool = True
 
 
-ExportFormat = Literal["coco", "yolo", "voc", "deeppcb"]
-
-
 class ExportSection(_Section):
     """Formats written under ``DATASET/export/<format>`` (``pcbforge export``)."""
 
-    formats: list[ExportFormat] = Field(default_factory=lambda: ["coco", "yolo"])
+    #: Formats of :data:`pcbforge.datasets.formats.FORMATS` that can be exported.
+    formats: list[Annotated[str, AfterValidator(_exportable)]] = Field(
+        default_factory=lambda: ["coco", "yolo"])
     include_status: list[Literal[STATUSES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["ok"])
 
@@ -396,13 +438,14 @@ def error_lines(err: ValidationError) -> list[str]:
             lines.append(f"unknown key {key!r} {place}{hint}; valid keys: {', '.join(valid)}")
             continue
         if problem["type"] == "union_tag_invalid":
-            kinds = "procedural, folder, deeppcb, coco, yolo, voc"
+            kinds = ", ".join(source_kinds())
             lines.append(f"{_where(_model_path(loc))}.kind: unknown source kind "
                          f"{problem.get('ctx', {}).get('tag')!r}; valid kinds: {kinds}")
             continue
         if problem["type"] == "union_tag_not_found":
-            lines.append(f"{_where(_model_path(loc))}: a source needs a kind (procedural, "
-                         f"folder, deeppcb, coco, yolo or voc)")
+            *first, last = source_kinds()
+            lines.append(f"{_where(_model_path(loc))}: a source needs a kind "
+                         f"({', '.join(first)} or {last})")
             continue
         message = problem["msg"].removeprefix("Value error, ")
         where = _where(_model_path(loc))
@@ -419,15 +462,12 @@ def _model_path(loc: tuple) -> tuple:
     out = []
     for index, part in enumerate(loc):
         if (index > 0 and isinstance(loc[index - 1], int) and isinstance(part, str)
-                and part in _SOURCE_KINDS):
+                and part in _SOURCE_MODELS):
             continue
         if isinstance(part, str) and part.startswith(("function-", "literal[", "dict[")):
             continue
         out.append(part)
     return tuple(out)
-
-
-_SOURCE_KINDS = {"procedural", "folder", "deeppcb", "coco", "yolo", "voc"}
 
 
 def _members(annotation: Any) -> list[Any]:
@@ -456,11 +496,8 @@ def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
                 field = candidate.model_fields.get(str(part))
                 if field is not None:
                     following += _members(field.annotation)
-        if not following and isinstance(part, str):
-            # A union tag: keep the member whose ``kind`` takes that value.
-            following = [c for c in current if isinstance(c, type)
-                         and issubclass(c, BaseModel) and "kind" in c.model_fields
-                         and part in typing.get_args(c.model_fields["kind"].annotation)]
+        if not following and isinstance(part, str) and part in _SOURCE_MODELS:
+            following = [_SOURCE_MODELS[part]]  # a union tag: the source model it names
         current = following
         if not current:
             return None
@@ -472,5 +509,5 @@ __all__ = [
     "AuditSection", "CurateSection", "DeepPCBSource", "ExportSection", "FolderSource",
     "LabelledSource", "ProceduralSource", "Recipe", "RecipeError", "ReportSection",
     "SplitSection", "SynthSection", "default_recipe_text", "error_lines", "load_recipe",
-    "recipe_yaml",
+    "recipe_yaml", "source_kinds",
 ]

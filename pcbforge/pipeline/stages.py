@@ -2,8 +2,9 @@
 
 ::
 
-    source-<name>   one per source: a pcbforge dataset of it (curate, import deeppcb/
-                    coco/yolo/voc, or procedural boards drawn, then curated)
+    source-<name>   one per source: a pcbforge dataset of it (curate, import deeppcb or
+                    a label format of the registry: coco/yolo/voc..., or procedural
+                    boards drawn, then curated)
     synth           labelled defects on the good boards of the board sources
     merge           every source and the synthetic images under one image folder
                     (links, ``stages/merge/images/<source>/...``), curated together so
@@ -32,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -41,6 +43,7 @@ import pandas as pd
 from pcbforge import __version__
 from pcbforge.core.files import PathOutsideRootError, resolve_inside, write_json
 from pcbforge.curate import CurateParams, curate
+from pcbforge.curate.runner import CurateResult, curate_into
 from pcbforge.datasets.dataset import (
     DATASET_JSON,
     LABELS_CSV,
@@ -130,8 +133,8 @@ def _deeppcb_view(src: Path, groups: list[str], view: Path) -> None:
             for number, line in enumerate(text.splitlines(), start=1):
                 if line.split("/", 1)[0] not in groups:
                     continue
-                for field in line.split():
-                    _require_inside(src, src / field, f"{src / name}:{number}")
+                for entry in line.split():
+                    _require_inside(src, src / entry, f"{src / name}:{number}")
                 lines.append(line)
             if lines:
                 (view / name).write_text("".join(line + "\n" for line in lines),
@@ -156,10 +159,10 @@ def run_source(source, ctx: BuildContext, folder: Path) -> dict:
         from pcbforge.synth.pipeline import write_boards
 
         recipe: Recipe = ctx.recipe
-        names = write_boards(folder / "images", count=source.count,
-                             seed=recipe.seed_of(source.seed), size=source.size,
-                             workers=ctx.workers, progress=ctx.progress)
         with ctx.engine() as engine:
+            names = write_boards(folder / "images", count=source.count,
+                                 seed=recipe.seed_of(source.seed), size=source.size,
+                                 workers=ctx.workers, progress=ctx.progress, engine=engine)
             report = curate(folder / "images", dataset, params, progress=ctx.progress,
                             engine=engine).report
         _relocate(dataset, folder / "images")
@@ -182,6 +185,7 @@ def run_source(source, ctx: BuildContext, folder: Path) -> dict:
             _relocate(dataset, folder / "layout")
         return _summary(result.report, labels=result.report.get("labels", 0),
                         layout_problems=len(result.problems))
+    # Every other kind is a label format of the registry (pcbforge.datasets.formats).
     with ctx.engine() as engine:
         result = import_labelled(source.kind, source.path, dataset, params,
                                  images=source.images, missing_labels=source.missing_labels,
@@ -346,42 +350,100 @@ def _synth_rows(dataset: Dataset, board_paths: dict[str, str]) -> pd.DataFrame:
     })
 
 
+@dataclass
+class MergeInputs:
+    """What the merge joins: each source's dataset, the synthetic images, and what they
+    share (their classes, where each board image is in the merged folder, resolutions)."""
+
+    #: ``(source name, source kind, its dataset)`` in recipe order.
+    parts: list[tuple[str, str, Dataset]] = field(default_factory=list)
+    synth: Dataset | None = None
+    classes: list[str] = field(default_factory=list)
+    #: A board image's file -> its path in the merged folder (synthetic images name it).
+    board_paths: dict[str, str] = field(default_factory=dict)
+    resolutions: set = field(default_factory=set)
+
+    def datasets(self) -> list[tuple[str, Dataset]]:
+        """``(name, dataset)`` of every part, the synthetic images (``synth``) last."""
+        named = [(name, dataset) for name, _, dataset in self.parts]
+        return named + ([("synth", self.synth)] if self.synth is not None else [])
+
+
 def run_merge(ctx: BuildContext, folder: Path) -> dict:
+    """Every source and the synthetic images under one image folder, curated together and
+    joined with what each source says of its images; saved as the dataset ``folder``."""
     recipe: Recipe = ctx.recipe
-    farm = folder / "images"
+    inputs = link_merge_inputs(ctx, folder / "images")
+    curated = _curate_merged(ctx, folder / "images", folder)
+    samples = join_source_rows(curated.samples, inputs)
+    labels = _merged_labels(samples, inputs)
+    samples = samples.drop(columns=["old_id", "src_status", "src_reason", "src_detail"])
+    samples, labels = with_defaults(samples, labels)
+    known = inputs.resolutions - {None}
+    dataset_info = DatasetInfo(
+        classes=inputs.classes, px_per_mm=known.pop() if len(known) == 1 else None,
+        image_root="images",
+        provenance=[{"command": "build", "recipe": recipe.name,
+                     "sources": [s.name for s in recipe.sources],
+                     "synthetic": recipe.synth.enabled, "pcbforge_version": __version__}],
+    )
+    save(Dataset(folder, samples, labels, dataset_info))
+    report = {k: v for k, v in curated.report.items() if k not in ("source", "dataset")}
+    report["per_source"] = {name: int(n) for name, n in samples["source"].value_counts()
+                            .sort_index().items()}
+    write_json(folder / MERGE_REPORT, report)
+    return _summary(curated.report, labels=len(labels), sources=len(inputs.datasets()))
+
+
+def link_merge_inputs(ctx: BuildContext, farm: Path) -> MergeInputs:
+    """Link each source's images (``farm/<source>``) and the synthetic images and augmented
+    templates (``farm/synth/...``) into the new folder ``farm``; return what they are."""
+    recipe: Recipe = ctx.recipe
     farm.mkdir()
-    parts, classes, board_paths, resolutions = [], [], {}, set()
+    inputs = MergeInputs()
     boards_of = set(recipe.board_sources())
     for source in recipe.sources:
         dataset = load(source_dataset(ctx, source.name))
         _link(farm / source.name, dataset.image_root, ctx.out)
-        parts.append((source.name, source.kind, dataset))
-        classes += [c for c in dataset.info.classes if c not in classes]
+        inputs.parts.append((source.name, source.kind, dataset))
+        inputs.classes += [c for c in dataset.info.classes if c not in inputs.classes]
         if source.name in boards_of:
-            board_paths.update({str(dataset.image_path(p)): f"{source.name}/{p}"
-                                for p in dataset.samples["path"]})
-        resolutions.add(dataset.info.px_per_mm)
-    synth = None
+            inputs.board_paths.update({str(dataset.image_path(p)): f"{source.name}/{p}"
+                                       for p in dataset.samples["path"]})
+        inputs.resolutions.add(dataset.info.px_per_mm)
     if recipe.synth.enabled:
-        synth = load(ctx.stage_dir("synth"))
+        synth = inputs.synth = load(ctx.stage_dir("synth"))
         (farm / "synth").mkdir()
         _link(farm / "synth" / "images", synth.root / "images", ctx.out)
         augmented = synth.root / "templates" / "augmented"
         if augmented.is_dir():
             (farm / "synth" / "templates").mkdir()
             _link(farm / "synth" / "templates" / "augmented", augmented, ctx.out)
-        classes += [c for c in synth.info.classes if c not in classes]
-        resolutions.add(synth.info.px_per_mm)
+        inputs.classes += [c for c in synth.info.classes if c not in inputs.classes]
+        inputs.resolutions.add(synth.info.px_per_mm)
+    return inputs
 
+
+def _curate_merged(ctx: BuildContext, farm: Path, folder: Path) -> CurateResult:
+    """Curation of the merged folder; only its table and report are kept, so it works in a
+    scratch folder of the stage (no output of its own to lock and swap in)."""
+    scratch = folder / ".curate"
+    scratch.mkdir()
     with ctx.engine() as engine:
-        curated = curate(farm, folder / "curated", _curate_params(ctx), progress=ctx.progress,
-                         engine=engine)
-    shutil.rmtree(folder / "curated")  # its table is joined below; its report is kept
-    table = curated.samples.drop(columns=["sample_id", "split"], errors="ignore")
+        curated = curate_into(farm, scratch, _curate_params(ctx), progress=ctx.progress,
+                              engine=engine)
+    shutil.rmtree(scratch)
+    return curated
 
-    rows = [_source_rows(name, kind, dataset) for name, kind, dataset in parts]
-    if synth is not None:
-        rows.append(_synth_rows(synth, board_paths))
+
+def join_source_rows(curated: pd.DataFrame, inputs: MergeInputs) -> pd.DataFrame:
+    """The curated table of the merged folder joined with what each source says of its
+    images (roles, templates, boards, groups, held-back statuses), with build-wide ids.
+    Keeps ``old_id`` (the id in its source) and the ``src_*`` columns for the labels."""
+    table = curated.drop(columns=["sample_id", "split"], errors="ignore")
+    rows = [_source_rows(name, kind, dataset) for name, kind, dataset in inputs.parts]
+    if inputs.synth is not None:
+        rows.append(_synth_rows(inputs.synth, inputs.board_paths))
     info = pd.concat(rows, ignore_index=True)
     unknown = sorted(set(info["path"]) - set(table["path"]))
     if unknown:
@@ -400,32 +462,20 @@ def run_merge(ctx: BuildContext, folder: Path) -> dict:
         samples.loc[held, column] = samples.loc[held, f"src_{column}"]
     samples["sample_id"] = [sample_id_for(p, "build") for p in samples["path"]]
     samples["split"] = ""
+    return samples
 
+
+def _merged_labels(samples: pd.DataFrame, inputs: MergeInputs) -> pd.DataFrame:
+    """Every source's labels under the build-wide ids of ``samples`` (labels of images
+    that are not in it are dropped)."""
     new_id = {(s, o): n for s, o, n in zip(samples["source"], samples["old_id"],
                                            samples["sample_id"], strict=True) if o == o and o}
     label_parts = []
-    for name, _, dataset in parts + ([("synth", "synth", synth)] if synth is not None else []):
+    for name, dataset in inputs.datasets():
         labels = dataset.labels.copy()
         labels["sample_id"] = [new_id.get((name, i), "") for i in labels["sample_id"]]
         label_parts.append(labels[labels["sample_id"] != ""])
-    labels = pd.concat(label_parts, ignore_index=True) if label_parts else empty_labels()
-    samples = samples.drop(columns=["old_id", "src_status", "src_reason", "src_detail"])
-    samples, labels = with_defaults(samples, labels)
-    known = resolutions - {None}
-    dataset_info = DatasetInfo(
-        classes=classes, px_per_mm=known.pop() if len(known) == 1 else None,
-        image_root="images",
-        provenance=[{"command": "build", "recipe": recipe.name,
-                     "sources": [s.name for s in recipe.sources],
-                     "synthetic": recipe.synth.enabled, "pcbforge_version": __version__}],
-    )
-    save(Dataset(folder, samples, labels, dataset_info))
-    report = {k: v for k, v in curated.report.items() if k not in ("source", "dataset")}
-    report["per_source"] = {name: int(n) for name, n in samples["source"].value_counts()
-                            .sort_index().items()}
-    write_json(folder / MERGE_REPORT, report)
-    return _summary(curated.report, labels=len(labels),
-                    sources=len(parts) + (synth is not None))
+    return pd.concat(label_parts, ignore_index=True) if label_parts else empty_labels()
 
 
 # --- split -------------------------------------------------------------------------------
@@ -536,8 +586,9 @@ def run_audit(ctx: BuildContext, folder: Path) -> dict:
     from pcbforge.audit import audit
 
     _copy_dataset(ctx.stage_dir("split"), folder, "../merge/images", (SPLIT_REPORT,))
-    report = audit(folder, group_by=split_params(ctx.recipe).group_by, workers=ctx.workers,
-                   progress=ctx.progress)
+    with ctx.engine() as engine:
+        report = audit(folder, group_by=split_params(ctx.recipe).group_by,
+                       workers=ctx.workers, progress=ctx.progress, engine=engine)
     return {"clean": report["clean"], "leaks": report["leaks"],
             "images_checked": report["images_checked"]}
 

@@ -122,3 +122,23 @@ def test_write_then_read_gives_the_same_pairs_and_boxes(tmp_path):
     for name in ("00003000_test.jpg", "00003000_temp.jpg"):
         source = (tmp_path / "a/group00003/00003" / name).read_bytes()
         assert (tmp_path / "b/group00003/00003" / name).read_bytes() == source
+
+
+def test_export_of_a_synthetic_dataset_stays_inside_out(tmp_path):
+    """A synthetic dataset's ``board`` is its source board's file path: the DeepPCB
+    layout names that board ``groupNNNNN`` instead of making folders of the path."""
+    from pcbforge.pipeline import export_dataset
+    from pcbforge.synth.pipeline import synthesize, write_boards
+
+    boards = tmp_path / "boards"
+    write_boards(boards, count=2, seed=0, size=160)
+    synthesize(boards, tmp_path / "synth", count=4, seed=0, workers=1)
+    before = sorted(p.name for p in boards.iterdir())
+    report = export_dataset(tmp_path / "synth", "deeppcb", tmp_path / "out")
+    assert sorted(p.name for p in boards.iterdir()) == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == [
+        "group00000", "group00001"]
+    assert report["splits"]["all"]["written"] == 4
+    images = sorted(p.relative_to(tmp_path / "out").parts[0]
+                    for p in (tmp_path / "out").rglob("*.jpg"))
+    assert len(images) == 8 and set(images) == {"group00000", "group00001"}  # test + temp
