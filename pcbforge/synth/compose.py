@@ -25,9 +25,10 @@ from pcbforge.synth.analysis import (
     etch_board,
 )
 from pcbforge.synth.augment import AugmentConfig
-from pcbforge.synth.defects import GENERATORS, Params, defect_region
+from pcbforge.synth.defects import Params
 from pcbforge.synth.nuisance import NuisanceParams, apply_nuisance, sample_nuisance, warp_mask
-from pcbforge.synth.topology import ADDS_COPPER, DefectClass, check_topology, defect_class
+from pcbforge.synth.registry import DefectSpec, class_names, defect_spec
+from pcbforge.synth.topology import check_topology
 
 #: DeepPCB's boxes are the defect plus about this margin on each side (at 48 px/mm).
 DEEPPCB_BOX_MARGIN_PX = 10.0
@@ -40,7 +41,9 @@ class SynthConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    classes: tuple[DefectClass, ...] = tuple(DefectClass)
+    #: Class names (:data:`~pcbforge.synth.registry.DEFECTS`); by default every registered
+    #: class, in registry order.
+    classes: tuple[str, ...] = Field(default_factory=lambda: tuple(class_names()))
     #: Relative weight of each class in ``classes`` when a defect's class is drawn
     #: (``None``: every class alike, the original draw, so earlier seeds keep their bytes).
     class_weights: tuple[float, ...] | None = None
@@ -71,7 +74,7 @@ class SynthConfig(BaseModel):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not value:
             raise ValueError("at least one defect class is needed")
-        return tuple(defect_class(v) for v in value)  # type: ignore[union-attr]
+        return tuple(defect_spec(v).name for v in value)  # type: ignore[union-attr]
 
     @model_validator(mode="after")
     def _weights(self) -> SynthConfig:
@@ -111,7 +114,7 @@ class SynthConfig(BaseModel):
 class Defect:
     """One placed defect: its class, sampled parameters and changed pixels."""
 
-    name: DefectClass
+    spec: DefectSpec
     params: Params
     region: np.ndarray  # uint8 0/1, in a window at ``origin``
     origin: tuple[int, int]  # x, y of the window's top-left pixel
@@ -151,44 +154,14 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: in
                 or b[3] + gap <= a[1])
 
 
-def _nets_near(a: BoardAnalysis, region: np.ndarray, origin: tuple[int, int],
-               reach: float) -> set[int]:
-    """Conductors within ``reach`` px of the region."""
-    r = max(1, int(round(reach)))
-    x, y = origin
-    h, w = region.shape
-    y0, x0 = max(y - r, 0), max(x - r, 0)
-    y1, x1 = min(y + h + r, a.shape[0]), min(x + w + r, a.shape[1])
-    padded = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    padded[y - y0:y - y0 + h, x - x0:x - x0 + w] = region
-    near = cv2.dilate(padded, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
-    ids = np.unique(a.nets[y0:y1, x0:x1][near > 0])
-    return {int(i) for i in ids if i}
-
-
-def _clearance_ok(a: BoardAnalysis, name: DefectClass, params: Params, region: np.ndarray,
-                  origin: tuple[int, int]) -> bool:
-    """Class rules that need the whole board: which conductors a defect comes near."""
-    s = a.scale
-    if name is DefectClass.copper:
-        return not _nets_near(a, region, origin, 6.0 * s)
-    if name is DefectClass.spur:
-        return len(_nets_near(a, region, origin, 4.0 * s)) == 1
-    if name is DefectClass.short:
-        return _nets_near(a, region, origin, 3.0 * s) == set(params["nets"])  # type: ignore
-    if name is DefectClass.pin_hole:
-        x, y = origin
-        h, w = region.shape
-        return bool((a.dist_copper[y:y + h, x:x + w][region > 0] >= 2.5 * s).all())
-    return True
-
-
-def _place(a: BoardAnalysis, name: DefectClass, rng: np.random.Generator,
+def _place(a: BoardAnalysis, spec: DefectSpec, rng: np.random.Generator,
            boxes: list[tuple[int, int, int, int]], margin: float) -> Defect | None:
-    params = GENERATORS[name](a, rng)
+    """One defect of class ``spec`` sampled, drawn and checked on the clean board;
+    ``None`` when this try failed (no spot, too small, too close, wrong topology)."""
+    params = spec.sample(a, rng)
     if params is None:
         return None
-    drawn = defect_region(a, name, params)
+    drawn = spec.region(a, params)
     if drawn is None:
         return None
     region, (x0, y0) = drawn
@@ -202,20 +175,20 @@ def _place(a: BoardAnalysis, name: DefectClass, rng: np.random.Generator,
     # Boxes keep apart by a few px more than misregistration can move them.
     if any(_overlap(box, other, 4) for other in boxes):
         return None
-    if not _clearance_ok(a, name, params, region, (x0, y0)):
+    if not spec.clearance(a, params, region, (x0, y0)):
         return None
     bx0, by0, bx1, by1 = box
     before = a.copper[by0:by1, bx0:bx1]
     after = before.copy()
     h, w = region.shape
     window = after[y0 - by0:y0 - by0 + h, x0 - bx0:x0 - bx0 + w]
-    if name in ADDS_COPPER:
+    if spec.adds_copper:
         window |= region
     else:
         window &= 1 - region
-    if not check_topology(name, before, after)[0]:
+    if not check_topology(spec.name, before, after)[0]:
         return None
-    return Defect(name, params, region, (x0, y0), box)
+    return Defect(spec, params, region, (x0, y0), box)
 
 
 def _render(a: BoardAnalysis, defects: list[Defect]) -> np.ndarray:
@@ -224,14 +197,14 @@ def _render(a: BoardAnalysis, defects: list[Defect]) -> np.ndarray:
     for d in defects:
         x, y = d.origin
         h, w = d.region.shape
-        target = a.copper_colour if d.name in ADDS_COPPER else a.substrate_colour
+        target = a.copper_colour if d.spec.adds_copper else a.substrate_colour
         if a.binary:
             out[y:y + h, x:x + w][d.region > 0] = np.uint8(np.clip(round(float(target[0])),
                                                                    0, 255))
             continue
         # Grey or colour: the colour of the other side with its texture, blended over a
         # pixel so the edge looks like the board's own edges, not pasted.
-        noise_sd = a.copper_noise if d.name in ADDS_COPPER else a.substrate_noise
+        noise_sd = a.copper_noise if d.spec.adds_copper else a.substrate_noise
         seed = int(d.params["texture_seed"])  # type: ignore[arg-type]
         # The blend reaches ~3 px past the region, so every edge of it is soft.
         x0, y0, x1, y1 = pad_box((x, y, x + w, y + h), 3, a.shape)
@@ -282,6 +255,16 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
     if analysis is None:
         board = etch_board(board, draw_etch(config, rng), config.copper)
     a = analysis or analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper)
+    wanted = _draw_classes(config, rng)
+    result = SynthImage(image=a.image, template=a.image, binary=a.binary, requested=len(wanted))
+    defects = _place_all(a, wanted, rng, config, result)
+    result.nuisance = sample_nuisance(rng, config.nuisance, a.shape)
+    result.image, result.labels = _disturb_and_label(a, defects, config, result)
+    return result
+
+
+def _draw_classes(config: SynthConfig, rng: np.random.Generator) -> list[DefectSpec]:
+    """The class of each defect one image asks for: how many, then which."""
     lo, hi = config.defects_per_image
     if config.class_weights is None:
         drawn = rng.integers(0, len(config.classes), int(rng.integers(lo, hi + 1)))
@@ -289,68 +272,105 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
         weights = np.asarray(config.class_weights, dtype=np.float64)
         drawn = rng.choice(len(config.classes), size=int(rng.integers(lo, hi + 1)),
                            p=weights / weights.sum())
-    wanted = [config.classes[int(i)] for i in drawn]
-    result = SynthImage(image=a.image, template=a.image, binary=a.binary, requested=len(wanted))
+    specs = [defect_spec(name) for name in config.classes]
+    return [specs[int(i)] for i in drawn]
+
+
+def _drop(result: SynthImage, spec: DefectSpec) -> None:
+    result.dropped[spec.name] = result.dropped.get(spec.name, 0) + 1
+
+
+def _place_all(a: BoardAnalysis, wanted: list[DefectSpec], rng: np.random.Generator,
+               config: SynthConfig, result: SynthImage) -> list[Defect]:
+    """Place each wanted defect on the clean board (``config.tries`` spots each, apart from
+    the others' boxes); counts the redrawn spots and dropped defects into ``result``."""
     defects: list[Defect] = []
-    margin = config.margin_px
-    for name in wanted:
+    for spec in wanted:
         placed = None
         for attempt in range(config.tries):
-            placed = _place(a, name, rng, [d.box for d in defects], margin)
+            placed = _place(a, spec, rng, [d.box for d in defects], config.margin_px)
             if placed is not None:
                 result.redrawn += attempt
                 break
         if placed is None:
             result.redrawn += config.tries - 1
-            result.dropped[name.value] = result.dropped.get(name.value, 0) + 1
+            _drop(result, spec)
             continue
         placed.params["texture_seed"] = int(rng.integers(2**31))
         defects.append(placed)
-    nuisance = sample_nuisance(rng, config.nuisance, a.shape)
-    result.nuisance = nuisance
-    # Nuisance can, rarely, undo a defect's topology (a thin bridge lost to re-binarizing):
-    # such a defect is taken out and the image drawn again without it.
+    return defects
+
+
+def _disturb_and_label(a: BoardAnalysis, defects: list[Defect], config: SynthConfig,
+                       result: SynthImage) -> tuple[np.ndarray, list[dict]]:
+    """The tested image (defects rendered, then ``result.nuisance``) and a label per defect
+    that still holds its class's topology after the nuisance.
+
+    Nuisance can, rarely, undo a defect's topology (a thin bridge lost to re-binarizing):
+    such a defect is taken out (counted dropped) and the image drawn again without it."""
     while True:
-        tested = apply_nuisance(_render(a, defects), nuisance, binary=a.binary)
-        copper = copper_of(a, tested)
-        # A grey or colour board has blended edges: a label must hold under Otsu's
-        # threshold as well as under the halfway one, or another reader of the pair
-        # would see a different defect.
-        views = [(a.copper, copper)] if a.binary else [
-            (a.copper, copper), (copper_mask(a.image, config.copper),
-                                 copper_mask(tested, config.copper))]
-        # Every mask moves with the warp in one pass: an instance-id image.
-        ids = np.zeros(a.shape, np.uint8)
-        for k, d in enumerate(defects, 1):
-            x, y = d.origin
-            h, w = d.region.shape
-            ids[y:y + h, x:x + w][d.region > 0] = k
-        warped = warp_mask(ids, nuisance)
-        labels, failed = [], None
-        for k, d in enumerate(defects, 1):
-            wx0, wy0, wx1, wy1 = pad_box(d.box, 4, a.shape)  # the warp moves < 2.5 px
-            local = warped[wy0:wy1, wx0:wx1] == k
-            tight = _tight(local)
-            if tight is None:
-                failed = d
-                break
-            tight = (tight[0] + wx0, tight[1] + wy0, tight[2] + wx0, tight[3] + wy0)
-            box = pad_box(tight, margin, a.shape)
-            bx0, by0, bx1, by1 = box
-            ok = all(check_topology(d.name, before[by0:by1, bx0:bx1],
-                                    after[by0:by1, bx0:bx1])[0] for before, after in views)
-            if not ok:
-                failed = d
-                break
-            mask = np.zeros(a.shape, bool, order="F")  # column-major, as COCO RLE wants
-            mask[wy0:wy1, wx0:wx1] = local
-            labels.append({"label": d.name.value, "box": box if config.box == "padded" else tight,
-                           "tight": tight, "mask": mask, "params": d.params,
-                           "changed_px": int(local.sum())})
+        tested = apply_nuisance(_render(a, defects), result.nuisance, binary=a.binary)
+        labels, failed = _label_all(a, defects, tested, config, result.nuisance)
         if failed is None:
-            break
+            return tested, labels
         defects.remove(failed)
-        result.dropped[failed.name.value] = result.dropped.get(failed.name.value, 0) + 1
-    result.image = tested
-    result.labels = labels
-    return result
+        _drop(result, failed.spec)
+
+
+def _copper_views(a: BoardAnalysis, tested: np.ndarray, config: SynthConfig
+                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(template copper, tested copper) pairs every label must hold under."""
+    copper = copper_of(a, tested)
+    if a.binary:
+        return [(a.copper, copper)]
+    # A grey or colour board has blended edges: a label must hold under Otsu's threshold
+    # as well as under the halfway one, or another reader of the pair would see a
+    # different defect.
+    return [(a.copper, copper),
+            (copper_mask(a.image, config.copper), copper_mask(tested, config.copper))]
+
+
+def _warped_instances(a: BoardAnalysis, defects: list[Defect], nuisance: dict) -> np.ndarray:
+    """Defect ``k`` (from 1) painted ``k`` in an instance-id image, warped as the tested
+    image was: every mask moves with the warp in one pass."""
+    ids = np.zeros(a.shape, np.uint8)
+    for k, d in enumerate(defects, 1):
+        x, y = d.origin
+        h, w = d.region.shape
+        ids[y:y + h, x:x + w][d.region > 0] = k
+    return warp_mask(ids, nuisance)
+
+
+def _label_all(a: BoardAnalysis, defects: list[Defect], tested: np.ndarray,
+               config: SynthConfig, nuisance: dict) -> tuple[list[dict], Defect | None]:
+    """The labels of ``defects`` on ``tested``, or the first defect whose label fails."""
+    views = _copper_views(a, tested, config)
+    warped = _warped_instances(a, defects, nuisance)
+    labels = []
+    for k, d in enumerate(defects, 1):
+        label = _label(a, d, warped, k, views, config)
+        if label is None:
+            return labels, d
+        labels.append(label)
+    return labels, None
+
+
+def _label(a: BoardAnalysis, d: Defect, warped: np.ndarray, k: int,
+           views: list[tuple[np.ndarray, np.ndarray]], config: SynthConfig) -> dict | None:
+    """Defect ``d``'s label from its warped instance ``k``; ``None`` when the warp lost it
+    or its box no longer shows its class's topology in every view."""
+    wx0, wy0, wx1, wy1 = pad_box(d.box, 4, a.shape)  # the warp moves < 2.5 px
+    local = warped[wy0:wy1, wx0:wx1] == k
+    tight = _tight(local)
+    if tight is None:
+        return None
+    tight = (tight[0] + wx0, tight[1] + wy0, tight[2] + wx0, tight[3] + wy0)
+    box = pad_box(tight, config.margin_px, a.shape)
+    bx0, by0, bx1, by1 = box
+    if not all(check_topology(d.spec.name, before[by0:by1, bx0:bx1],
+                              after[by0:by1, bx0:bx1])[0] for before, after in views):
+        return None
+    mask = np.zeros(a.shape, bool, order="F")  # column-major, as COCO RLE wants
+    mask[wy0:wy1, wx0:wx1] = local
+    return {"label": d.spec.name, "box": box if config.box == "padded" else tight,
+            "tight": tight, "mask": mask, "params": d.params, "changed_px": int(local.sum())}

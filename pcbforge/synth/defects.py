@@ -1,11 +1,10 @@
-"""Defect generators: sample where and how (random), then draw (deterministic).
+"""Defect samplers: sample where and how (random), then draw (deterministic).
 
-Each class has one generator in :data:`GENERATORS`, keyed by
-:class:`~pcbforge.synth.topology.DefectClass`. A generator reads the board's
-:class:`~pcbforge.synth.analysis.BoardAnalysis`, draws every random number it
-needs from the caller's ``numpy.random.Generator`` and returns a plain dict of
-parameters (JSON-ready, written with the label), or ``None`` when it found no
-fitting spot. :func:`draw_defect` turns parameters into pixels without any
+Each class's spec in :data:`pcbforge.synth.registry.DEFECTS` names its sampler here. A
+sampler reads the board's :class:`~pcbforge.synth.analysis.BoardAnalysis`,
+draws every random number it needs from the caller's ``numpy.random.Generator`` and
+returns a plain dict of parameters (JSON-ready, written with the label), or ``None`` when
+it found no fitting spot. :func:`draw_strokes` turns parameters into pixels without any
 randomness, so a label's ``params`` reproduce its defect exactly.
 
 Defects are round-brush strokes (DeepPCB's were drawn that way): a polyline of
@@ -16,15 +15,13 @@ to those measured on DeepPCB (48 px/mm) and scale with the board's px/mm.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import cv2
 import numpy as np
 
 from pcbforge.synth.analysis import BoardAnalysis
-from pcbforge.synth.topology import ADDS_COPPER, DefectClass
 
-#: Spots a generator tries before it gives up on a board.
+#: Spots a sampler tries before it gives up on a board.
 SPOT_TRIES = 24
 #: Sub-pixel bits for cv2 drawing (1/16 px).
 _SHIFT = 4
@@ -113,7 +110,7 @@ def _random_where(rng: np.random.Generator, a: BoardAnalysis, field: np.ndarray,
     return int(ys[hits[0]]), int(xs[hits[0]])
 
 
-# --------------------------------------------------------------------------- generators
+# --------------------------------------------------------------------------- samplers
 
 
 #: Share of spurs drawn as slivers leaning well over the edge; the rest are fingers about
@@ -598,17 +595,6 @@ def sample_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
     return _trace_open(a, rng)
 
 
-#: One generator per class.
-GENERATORS: dict[DefectClass, Callable[[BoardAnalysis, np.random.Generator], Params | None]] = {
-    DefectClass.open: sample_open,
-    DefectClass.short: sample_short,
-    DefectClass.mousebite: sample_mousebite,
-    DefectClass.spur: sample_spur,
-    DefectClass.copper: sample_copper,
-    DefectClass.pin_hole: sample_pin_hole,
-}
-
-
 # --------------------------------------------------------------------------- drawing
 
 
@@ -646,20 +632,3 @@ def draw_strokes(params: Params, origin: tuple[int, int], size: tuple[int, int])
                 cv2.line(mask, (int(q[0]), int(q[1])), (int(p[0]), int(p[1])), 1, width,
                          cv2.LINE_8, _SHIFT)
     return mask
-
-
-def defect_region(a: BoardAnalysis, name: DefectClass, params: Params
-                  ) -> tuple[np.ndarray, tuple[int, int]] | None:
-    """Pixels the defect changes, as (mask, (x0, y0)) clipped to the board; ``None`` if
-    it changes nothing. Copper is added over substrate or removed from copper only."""
-    h, w = a.shape
-    x0, y0, x1, y1 = stroke_bounds(params)
-    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if cx1 <= cx0 or cy1 <= cy0:
-        return None
-    brush = draw_strokes(params, (cx0, cy0), (cy1 - cy0, cx1 - cx0))
-    copper = a.copper[cy0:cy1, cx0:cx1]
-    region = brush & ((1 - copper) if name in ADDS_COPPER else copper)
-    if not region.any():
-        return None
-    return region, (cx0, cy0)

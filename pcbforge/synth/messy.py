@@ -247,10 +247,36 @@ def make_messy_corpus(
         raise ValueError(f"refusing to write into non-empty {out}")
     out.mkdir(parents=True, exist_ok=True)
     wr = _Writer(out)
-    # Originals: (rel path, encoded bytes, decoded pixels, cluster id == scene id).
-    sources: list[tuple[str, bytes, np.ndarray, str]] = []
-    boards, photos = [], []
+    boards = _write_boards(wr, seed, n_boards)
+    photos = _write_photos(wr, seed, n_photos)
+    # Interleave so every kind of copy hits both boards and photos.
+    sources: list[_Original] = []
+    for k in range(max(len(boards), len(photos))):
+        sources += boards[k : k + 1] + photos[k : k + 1]
+    _write_exact_copies(wr, boards, photos, sources)
+    _write_near_copies(wr, seed, sources)
+    _write_transformed_copies(wr, sources)
+    _write_broken(wr, seed, boards[0][1], photos[0][1])
+    _write_odd(wr, seed)
+    _write_low_quality(wr, seed)
+    if hostile:
+        _write_hostile(wr, seed)
 
+    df = pd.DataFrame(wr.rows, columns=list(MANIFEST_COLUMNS), dtype=object)
+    return df.sort_values("path", ignore_index=True)
+
+
+#: An original image: (rel path, encoded bytes, decoded pixels, cluster id == scene id).
+_Original = tuple[str, bytes, np.ndarray, str]
+
+
+def _stem(rel: str) -> str:
+    return rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _write_boards(wr: _Writer, seed: int, n_boards: int) -> list[_Original]:
+    """Procedural boards (some cropped, PNG and JPEG), each with one defect variant."""
+    boards = []
     for i in range(n_boards):
         rng = _rng(seed, f"board{i}")
         arr = draw_board(rng, 640)
@@ -275,7 +301,11 @@ def make_messy_corpus(
                 name, f"{name}_{kind}",
             )
             break
+    return boards
 
+
+def _write_photos(wr: _Writer, seed: int, n_photos: int) -> list[_Original]:
+    photos = []
     for i in range(n_photos):
         img = render_photo_like(_rng(seed, f"photo{i}"), 360, 480)
         data = _encode(img, ".jpg", 90)
@@ -283,33 +313,32 @@ def make_messy_corpus(
         rel = f"photos/{name}.jpg"
         wr.add(rel, data, "original", "ok", "", name, name)
         photos.append((rel, data, _decode(data), name))
+    return photos
 
-    # Interleave so every kind of copy hits both boards and photos.
-    for k in range(max(len(boards), len(photos))):
-        sources += boards[k : k + 1] + photos[k : k + 1]
 
-    def stem(rel: str) -> str:
-        return rel.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-
-    # Exact duplicates: byte copies, and the same pixels in another lossless container.
+def _write_exact_copies(wr: _Writer, boards: list[_Original], photos: list[_Original],
+                        sources: list[_Original]) -> None:
+    """Exact duplicates: byte copies, and the same pixels in another lossless container."""
     copy_targets = [(boards[0], "copies/{stem}.png"), (photos[0], "copies/{stem} (1).jpg")]
     if len(boards) > 1:
         copy_targets.append((boards[1], "copies/backup/2023/{stem}.jpg"))
     for (rel, data, _, cluster), pattern in copy_targets:
-        dup = pattern.format(stem=stem(rel))
+        dup = pattern.format(stem=_stem(rel))
         wr.add(dup, data, "copy", "duplicate", "exact_duplicate", cluster, cluster)
     jpeg_src = next(s for s in sources if s[0].endswith(".jpg"))
     wr.add(
-        f"copies/{stem(jpeg_src[0])}_decoded.png", _encode(jpeg_src[2], ".png"), "png_of_jpeg",
+        f"copies/{_stem(jpeg_src[0])}_decoded.png", _encode(jpeg_src[2], ".png"), "png_of_jpeg",
         "duplicate", "exact_duplicate", jpeg_src[3], jpeg_src[3],
     )
     png_src = boards[0]
     wr.add(
-        f"copies/{stem(png_src[0])}.bmp", _encode(png_src[2], ".bmp"), "bmp_of_png",
+        f"copies/{_stem(png_src[0])}.bmp", _encode(png_src[2], ".bmp"), "bmp_of_png",
         "duplicate", "exact_duplicate", png_src[3], png_src[3],
     )
 
-    # Near duplicates: lossy re-encodes, resampling, photometric changes, noise, blur.
+
+def _write_near_copies(wr: _Writer, seed: int, sources: list[_Original]) -> None:
+    """Near duplicates: lossy re-encodes, resampling, photometric changes, noise, blur."""
     for j, (kind, op) in enumerate(_near_ops(_rng(seed, "near"))):
         rel, _, pixels, cluster = sources[j % len(sources)]
         if kind.startswith("reencode_q"):
@@ -318,28 +347,21 @@ def make_messy_corpus(
             ext, quality = ("." + rel.rsplit(".", 1)[-1]), 92
         data = _encode(op(pixels), ext, quality)
         wr.add(
-            f"copies/near/{stem(rel)}_{kind}{ext}", data, kind, "duplicate", "near_duplicate",
+            f"copies/near/{_stem(rel)}_{kind}{ext}", data, kind, "duplicate", "near_duplicate",
             cluster, cluster,
         )
 
-    # Transformed duplicates: rotations and mirrors, some of them re-encoded as JPEG.
+
+def _write_transformed_copies(wr: _Writer, sources: list[_Original]) -> None:
+    """Transformed duplicates: rotations and mirrors, some of them re-encoded as JPEG."""
     for j, (kind, op, quality) in enumerate(_TRANSFORMS):
         rel, _, pixels, cluster = sources[(j + 1) % len(sources)]
         ext = ".jpg" if quality or rel.endswith(".jpg") else ".png"
         data = _encode(op(pixels), ext, quality or 92)
         wr.add(
-            f"copies/aug/{stem(rel)}_{kind}{ext}", data, kind, "duplicate",
+            f"copies/aug/{_stem(rel)}_{kind}{ext}", data, kind, "duplicate",
             "transformed_duplicate", cluster, cluster,
         )
-
-    _write_broken(wr, seed, boards[0][1], photos[0][1])
-    _write_odd(wr, seed)
-    _write_low_quality(wr, seed)
-    if hostile:
-        _write_hostile(wr, seed)
-
-    df = pd.DataFrame(wr.rows, columns=list(MANIFEST_COLUMNS), dtype=object)
-    return df.sort_values("path", ignore_index=True)
 
 
 def _write_broken(wr: _Writer, seed: int, board_png: bytes, photo_jpg: bytes) -> None:

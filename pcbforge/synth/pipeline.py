@@ -29,7 +29,7 @@ import re
 import time
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
@@ -41,7 +41,7 @@ from pcbforge import __version__
 from pcbforge.core.files import atomic_write, write_bytes, write_json
 from pcbforge.core.output import staged_output
 from pcbforge.core.progress import progress_bar
-from pcbforge.curate.scan import scan_folder
+from pcbforge.core.scan import scan_folder
 from pcbforge.datasets.dataset import (
     DATASET_JSON,
     Dataset,
@@ -54,7 +54,6 @@ from pcbforge.datasets.dataset import (
     save,
     with_defaults,
 )
-from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
 from pcbforge.datasets.formats_common import read_image_size
 from pcbforge.datasets.masks import encode_mask_window, mask_box
 from pcbforge.datasets.samples import SAMPLES_PARQUET
@@ -68,6 +67,7 @@ from pcbforge.synth.compose import (
     pad_box,
     synthesize_image,
 )
+from pcbforge.synth.registry import class_names
 from pcbforge.synth.topology import check_topology
 
 REPORT_JSON = "synth_report.json"
@@ -389,6 +389,47 @@ def _synthesize_into(stage: Path, out: Path, boards: Path, board_list: list[Boar
                      earlier_split: dict | None, earlier: dict[str, str]) -> dict:
     """Write the whole dataset into the empty folder ``stage``; records name ``out``."""
     start = time.perf_counter()
+    results, where = _make_images(stage, board_list, count=count, seed=seed, config=config,
+                                  image_format=image_format, workers=workers,
+                                  progress=progress, engine=engine)
+    seconds = time.perf_counter() - start
+    tally = _tally(results, board_list)
+    tally.template_rows += _copy_templates(stage, tally.used)
+    samples = pd.DataFrame(sorted(tally.template_rows, key=lambda r: r["path"])
+                           + tally.tested_rows)
+    samples["split"] = ""
+    samples = apply_previous_splits(samples, earlier)
+    labels = pd.DataFrame(tally.label_rows) if tally.label_rows else None
+    samples, labels = with_defaults(samples, labels)
+    info = DatasetInfo(
+        # Every registered class, so a class added to the registry is a valid label.
+        classes=class_names(), px_per_mm=config.px_per_mm, image_root=".",
+        split=earlier_split,
+        provenance=[{"step": "synth", "boards": str(boards), "count": count, "seed": seed,
+                     "image_format": image_format, "config": config.model_dump(mode="json"),
+                     "pcbforge_version": __version__}],
+    )
+    save(Dataset(stage, samples, labels, info))
+    report = {
+        "dataset": str(out), "boards": str(boards), "boards_found": len(board_list),
+        "boards_used": len(tally.drawn), "images": len(tally.tested_rows),
+        "requested_images": count, "failed_images": tally.failed,
+        "defects": dict(sorted(tally.placed.items())),
+        "defects_total": int(sum(tally.placed.values())), "defects_requested": tally.requested,
+        "dropped": dict(sorted(tally.dropped.items())), "redrawn": tally.redrawn,
+        "binary_boards": int(sum(1 for r in results if r.get("binary"))),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(tally.tested_rows) / seconds, 2) if seconds > 0 else None,
+        "seed": seed, "config": config.model_dump(mode="json"), "engine": where,
+    }
+    write_json(stage / REPORT_JSON, report)
+    return report
+
+
+def _make_images(stage: Path, board_list: list[Board], *, count: int, seed: int,
+                 config: SynthConfig, image_format: str, workers: int, progress: bool,
+                 engine: Engine | None) -> tuple[list[dict], dict]:
+    """Every image's :func:`synth_one` result, in index order, and where they were made."""
     config_json = config.model_dump_json()
     # Grouped by board, so a worker reads and analyses each board once (see
     # _analysed_board); the seeds follow the image index, so the order changes no byte.
@@ -403,27 +444,44 @@ def _synthesize_into(stage: Path, out: Path, boards: Path, board_list: list[Boar
             results.append(result)
             advance()
     results.sort(key=lambda r: r["index"])
-    seconds = time.perf_counter() - start
+    return results, where
 
-    used: dict[int, Board] = {}  # boards copied as a template (drawn on un-etched, unmoved)
-    drawn: set[int] = set()  # boards drawn on at all
-    tested_rows, template_rows, label_rows, failed = [], [], [], []
-    placed, dropped = Counter(), Counter()
-    redrawn = requested = 0
+
+@dataclass
+class _Tally:
+    """The rows and counts of one run's results."""
+
+    tested_rows: list[dict] = field(default_factory=list)
+    template_rows: list[dict] = field(default_factory=list)
+    label_rows: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    placed: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    redrawn: int = 0
+    requested: int = 0
+    #: Boards copied as a template (drawn on un-etched, unmoved), by board index.
+    used: dict[int, Board] = field(default_factory=dict)
+    #: Indexes of the boards drawn on at all.
+    drawn: set[int] = field(default_factory=set)
+
+
+def _tally(results: list[dict], board_list: list[Board]) -> _Tally:
+    """Sample, template and label rows and the counts of every image's result."""
+    tally = _Tally()
     for result in results:
         board = board_list[result["index"] % len(board_list)]
         if "error" in result:
-            failed.append({"index": result["index"], "board": board.file,
-                           "reason": result["error"]})
+            tally.failed.append({"index": result["index"], "board": board.file,
+                                 "reason": result["error"]})
             continue
         sample_id = sample_id_for(result["path"], "synth")
-        drawn.add(result["index"] % len(board_list))
+        tally.drawn.add(result["index"] % len(board_list))
         if result["template"]:
-            template_rows.append(_template_row(result["template"], board, result["width"],
-                                               result["height"], result["template_sha256"]))
+            tally.template_rows.append(_template_row(result["template"], board, result["width"],
+                                                     result["height"], result["template_sha256"]))
         else:
-            used[result["index"] % len(board_list)] = board
-        tested_rows.append({
+            tally.used[result["index"] % len(board_list)] = board
+        tally.tested_rows.append({
             "sample_id": sample_id, "path": result["path"], "sha256": result["sha256"],
             "status": "ok", "reason": "",
             "synthetic": True, "template_path": result["template"] or board.path,
@@ -432,41 +490,22 @@ def _synthesize_into(stage: Path, out: Path, boards: Path, board_list: list[Boar
             "height": result["height"], "synth": result["synth"],
         })
         for label in result["labels"]:
-            label_rows.append({"sample_id": sample_id, **label})
-            placed[label["label"]] += 1
-        dropped.update(result["dropped"])
-        redrawn += result["redrawn"]
-        requested += result["requested"]
+            tally.label_rows.append({"sample_id": sample_id, **label})
+            tally.placed[label["label"]] += 1
+        tally.dropped.update(result["dropped"])
+        tally.redrawn += result["redrawn"]
+        tally.requested += result["requested"]
+    return tally
+
+
+def _copy_templates(stage: Path, used: dict[int, Board]) -> list[dict]:
+    """Copy each board used as it is into ``stage`` as a template; their sample rows."""
+    rows = []
     for board in sorted(used.values(), key=lambda b: b.path):
         sha256 = _copy_hashed(board.file, stage / board.path)
         width, height = read_image_size(Path(board.file))  # header only: no decode
-        template_rows.append(_template_row(board.path, board, width, height, sha256))
-    samples = pd.DataFrame(sorted(template_rows, key=lambda r: r["path"]) + tested_rows)
-    samples["split"] = ""
-    samples = apply_previous_splits(samples, earlier)
-    labels = pd.DataFrame(label_rows) if label_rows else None
-    samples, labels = with_defaults(samples, labels)
-    info = DatasetInfo(
-        classes=list(DEEPPCB_CLASSES), px_per_mm=config.px_per_mm, image_root=".",
-        split=earlier_split,
-        provenance=[{"step": "synth", "boards": str(boards), "count": count, "seed": seed,
-                     "image_format": image_format, "config": config.model_dump(mode="json"),
-                     "pcbforge_version": __version__}],
-    )
-    save(Dataset(stage, samples, labels, info))
-    report = {
-        "dataset": str(out), "boards": str(boards), "boards_found": len(board_list),
-        "boards_used": len(drawn), "images": len(tested_rows), "requested_images": count,
-        "failed_images": failed, "defects": dict(sorted(placed.items())),
-        "defects_total": int(sum(placed.values())), "defects_requested": requested,
-        "dropped": dict(sorted(dropped.items())), "redrawn": redrawn,
-        "binary_boards": int(sum(1 for r in results if r.get("binary"))),
-        "seconds": round(seconds, 3), "images_per_second": round(len(tested_rows) / seconds, 2)
-        if seconds > 0 else None, "seed": seed, "config": config.model_dump(mode="json"),
-        "engine": where,
-    }
-    write_json(stage / REPORT_JSON, report)
-    return report
+        rows.append(_template_row(board.path, board, width, height, sha256))
+    return rows
 
 
 def _board_one(task: tuple) -> str:
@@ -499,12 +538,14 @@ def _check_boards_out(out: Path) -> None:
 
 
 def write_boards(out: Path | str, *, count: int, seed: int = 0, size: int = 640,
-                 workers: int = 1, progress: bool = True) -> list[str]:
+                 workers: int = 1, progress: bool = True,
+                 engine: Engine | None = None) -> list[str]:
     """Write ``count`` procedural defect-free boards (binarized, DeepPCB-like tiles) into the
     folder ``out`` as ``board_NNNNNN.png``; board ``i`` depends on ``(seed, i)`` only.
 
     The folder is built in a hidden stage and swapped in whole; an existing ``out`` must
-    hold nothing but boards (an earlier run's), else :class:`SynthError`."""
+    hold nothing but boards (an earlier run's), else :class:`SynthError`. ``engine``: a
+    started engine to draw them on; without one, a local pool of ``workers`` processes."""
     if count < 1:
         raise SynthError(f"count must be >= 1, got {count}")
     if size < 64:
@@ -516,8 +557,9 @@ def write_boards(out: Path | str, *, count: int, seed: int = 0, size: int = 640,
         tasks = [(i, str(stage), seed, size) for i in range(count)]
         names = []
         with progress_bar(progress, "boards", count) as advance, \
-                LocalEngine(workers, preload=("numpy", "cv2")) as engine:
-            for name in engine.map(_board_one, tasks):
+                nullcontext(engine) if engine is not None \
+                else LocalEngine(workers, preload=("numpy", "cv2")) as run:
+            for name in run.map(_board_one, tasks):
                 names.append(name)
                 advance()
     return names

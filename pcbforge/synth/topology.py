@@ -1,9 +1,11 @@
-"""What each defect class does to the copper inside its box, checked from the pixels.
+"""What a defect does to the copper inside its box, checked from the pixels.
 
 A label is only right if the pair says so: a short must join two conductors that
-were separate, an open must cut one in two, and so on. :func:`check_topology`
-compares the binarized template (``before``) and tested image (``after``) inside
-a box, the same check for generated defects and for hand-labelled real ones.
+were separate, an open must cut one in two, and so on (each class's rule is in its
+spec, :data:`pcbforge.synth.registry.DEFECTS`). :func:`check_topology` measures the
+facts of the change from the binarized template (``before``) to the tested image
+(``after``) inside a box and applies the class's rule: the same check for generated
+defects and for hand-labelled real ones.
 
 Acquisition nuisance (a pixel or two of misregistration, rough edges) changes
 edges everywhere, so changes are counted only where they are more than 2 px
@@ -13,25 +15,15 @@ which a small shift does not break.
 
 from __future__ import annotations
 
-from enum import Enum
-
 import cv2
 import numpy as np
 
+from pcbforge.synth.registry import DefectClass, Facts, defect_class, defect_spec
 
-class DefectClass(str, Enum):
-    """The six defect classes of bare-board inspection (DeepPCB's names)."""
+# The class names live in the registry; named here too for callers that check boxes.
+__all__ = ["FACTS", "MIN_OVERLAP", "MIN_PIECE", "DefectClass", "check_facts",
+           "check_topology", "defect_class", "describe_change", "significant"]
 
-    open = "open"
-    short = "short"
-    mousebite = "mousebite"
-    spur = "spur"
-    copper = "copper"
-    pin_hole = "pin-hole"
-
-
-#: Classes that add copper; the others remove it.
-ADDS_COPPER = frozenset({DefectClass.short, DefectClass.spur, DefectClass.copper})
 
 #: Pixels two regions must share to count as overlapping (more than nuisance contact).
 MIN_OVERLAP = 4
@@ -40,15 +32,6 @@ MIN_OVERLAP = 4
 MIN_PIECE = 25
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
-
-
-def defect_class(name: str | DefectClass) -> DefectClass:
-    """The class called ``name``; an unknown name raises and lists the valid ones."""
-    try:
-        return DefectClass(name)
-    except ValueError:
-        valid = ", ".join(c.value for c in DefectClass)
-        raise ValueError(f"unknown defect class {name!r}; valid classes: {valid}") from None
 
 
 def significant(change: np.ndarray) -> np.ndarray:
@@ -172,37 +155,18 @@ def describe_change(before: np.ndarray, after: np.ndarray) -> dict[str, object]:
     return {key: facts[key] for key in FACTS}
 
 
-def check_facts(name: str | DefectClass, facts: dict[str, object] | _Facts) -> tuple[bool, str]:
-    """Whether ``facts`` (from :func:`describe_change`) show a defect of class ``name``."""
-    cls = defect_class(name)
-    if cls in ADDS_COPPER and not facts["added"]:
+def check_facts(name: str, facts: Facts) -> tuple[bool, str]:
+    """Whether ``facts`` (from :func:`describe_change`) show a defect of class ``name``:
+    copper added (or removed) as the class does, and then its class's topology rule."""
+    spec = defect_spec(name)
+    if spec.adds_copper and not facts["added"]:
         return False, "no copper added"
-    if cls not in ADDS_COPPER and not facts["removed"]:
+    if not spec.adds_copper and not facts["removed"]:
         return False, "no copper removed"
-    if cls is DefectClass.short:
-        return (True, "") if facts["merges"] else (False, "joins no two conductors")
-    if cls is DefectClass.open:
-        return (True, "") if facts["splits"] else (False, "cuts no conductor in two")
-    if cls is DefectClass.copper:
-        if facts["merges"]:
-            return False, "joins two conductors"
-        return (True, "") if facts["island"] else (False, "no isolated copper island")
-    if cls is DefectClass.spur:
-        if facts["merges"]:
-            return False, "joins two conductors"
-        return (False, "isolated island, not attached") if facts["island"] else (True, "")
-    if cls is DefectClass.pin_hole:
-        # A ring-shaped hole leaves copper inside it: that is still a pin-hole, and a hole
-        # enclosed by copper cannot cut a conductor through.
-        return (True, "") if facts["hole"] else (False, "no hole enclosed by copper")
-    # mousebite
-    if facts["splits"]:
-        return False, "cuts a conductor"
-    return (False, "hole enclosed by copper, not a bite") if facts["hole"] else (True, "")
+    return spec.topology(facts)
 
 
-def check_topology(name: str | DefectClass, before: np.ndarray,
-                   after: np.ndarray) -> tuple[bool, str]:
+def check_topology(name: str, before: np.ndarray, after: np.ndarray) -> tuple[bool, str]:
     """Check one box: ``before`` and ``after`` are the template's and the tested image's
     copper (non-zero = copper) inside it. Returns ``(ok, reason)``."""
     return check_facts(name, _Facts(before, after))

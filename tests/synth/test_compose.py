@@ -12,7 +12,8 @@ import pytest
 from pcbforge.synth.analysis import analyze_board, copper_mask, etch_board
 from pcbforge.synth.boards import draw_board
 from pcbforge.synth.compose import SynthConfig, SynthImage, draw_etch, synthesize_image
-from pcbforge.synth.topology import ADDS_COPPER, DefectClass, check_topology, defect_class
+from pcbforge.synth.registry import DEFECTS, DefectClass
+from pcbforge.synth.topology import check_topology
 
 BOARD_SEEDS = tuple(range(10))
 #: Median changed pixels per class (3x3-opened difference inside the padded box) measured
@@ -373,7 +374,7 @@ def test_defects_on_colour_boards_take_the_board_colours(boards, kind) -> None:
     a, result = _colour_case(boards, kind)
     tested = _as_pixels(result.image)
     for label in result.labels:
-        adds = defect_class(label["label"]) in ADDS_COPPER
+        adds = DEFECTS[label["label"]].adds_copper
         target = a.copper_colour if adds else a.substrate_colour
         # Inside: the colour of the other side, with its texture (not a flat fill).
         inside = tested[label["mask"]]
@@ -387,7 +388,7 @@ def test_defect_edges_blend_all_round(boards, kind) -> None:
     tested, template = _as_pixels(result.image), _as_pixels(result.template)
     for label in result.labels:
         mask = label["mask"].astype(np.uint8)
-        adds = defect_class(label["label"]) in ADDS_COPPER
+        adds = DEFECTS[label["label"]].adds_copper
         target = a.copper_colour if adds else a.substrate_colour
         # The 1 px ring round the defect, on the side it grows into, moves part way to
         # the defect's colour: the edge looks like the board's own edges, not pasted.

@@ -1,4 +1,4 @@
-"""Tests for the defect generators: sample (random, JSON-ready), then draw (deterministic)."""
+"""Tests for the defect samplers: sample (random, JSON-ready), then draw (deterministic)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,19 @@ import pytest
 from pcbforge.synth import defects
 from pcbforge.synth.analysis import BoardAnalysis, analyze_board
 from pcbforge.synth.boards import draw_board
-from pcbforge.synth.defects import (
-    GENERATORS,
-    defect_region,
-    draw_strokes,
-    stroke_bounds,
-)
-from pcbforge.synth.topology import ADDS_COPPER, DefectClass, check_topology
+from pcbforge.synth.defects import draw_strokes, stroke_bounds
+from pcbforge.synth.registry import DEFECTS, DefectClass
+from pcbforge.synth.topology import check_topology
 
 BOARD_SEEDS = (0, 1, 2)
 SAMPLE_SEEDS = (0, 1, 2, 3)
-CLASSES = list(GENERATORS)
+CLASSES = list(DefectClass)
 CLASS_IDS = [c.value for c in CLASSES]
+
+
+def defect_region(a: BoardAnalysis, name: DefectClass, params: dict
+                  ) -> tuple[np.ndarray, tuple[int, int]] | None:
+    return DEFECTS[name].region(a, params)
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +32,17 @@ def analyses() -> dict[int, BoardAnalysis]:
 
 
 def _sample(a: BoardAnalysis, name: DefectClass, seed: int) -> dict | None:
-    return GENERATORS[name](a, np.random.default_rng(seed))
+    return DEFECTS[name].sample(a, np.random.default_rng(seed))
 
 
-def test_one_generator_per_class() -> None:
-    assert set(GENERATORS) == set(DefectClass)
-    assert all(isinstance(key, DefectClass) for key in GENERATORS)
+def test_one_spec_per_class_in_deeppcb_order() -> None:
+    """The registry holds DeepPCB's six classes in DeepPCB's order (the class list every
+    synthetic dataset records), each under its own label."""
+    assert list(DEFECTS) == [c.value for c in DefectClass]
+    assert list(DEFECTS) == ["open", "short", "mousebite", "spur", "copper", "pin-hole"]
+    assert all(spec.name == name and type(spec.name) is str for name, spec in DEFECTS.items())
+    assert {name for name, spec in DEFECTS.items() if spec.adds_copper} == {
+        "short", "spur", "copper"}
 
 
 @pytest.mark.parametrize("name", CLASSES, ids=CLASS_IDS)
@@ -113,7 +119,7 @@ def test_adds_change_substrate_and_removes_change_copper_only(analyses, name) ->
             assert region.any()
             assert 0 <= x and 0 <= y and x + w <= a.shape[1] and y + h <= a.shape[0]
             under = a.copper[y:y + h, x:x + w][region > 0]
-            if name in ADDS_COPPER:
+            if DEFECTS[name].adds_copper:
                 assert not under.any(), (name, board_seed, seed)
             else:
                 assert under.all(), (name, board_seed, seed)
@@ -123,11 +129,11 @@ def test_adds_change_substrate_and_removes_change_copper_only(analyses, name) ->
 
 
 def test_no_spot_gives_none() -> None:
-    """A board of bare substrate has no conductor for any generator but copper's."""
+    """A board of bare substrate has no conductor for any sampler but copper's."""
     a = analyze_board(np.full((128, 128), 255, np.uint8))
-    for name, sample in GENERATORS.items():
-        params = sample(a, np.random.default_rng(0))
-        if name is DefectClass.copper:
+    for name, spec in DEFECTS.items():
+        params = spec.sample(a, np.random.default_rng(0))
+        if name == DefectClass.copper:
             assert params is not None
         else:
             assert params is None, name
@@ -150,7 +156,7 @@ def _topology(a: BoardAnalysis, name: DefectClass, params: dict, pad: int = 12
     after = a.copper.copy()
     h, w = region.shape
     window = after[y:y + h, x:x + w]
-    if name in ADDS_COPPER:
+    if DEFECTS[name].adds_copper:
         window |= region
     else:
         window &= 1 - region

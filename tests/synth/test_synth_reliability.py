@@ -99,8 +99,9 @@ def test_a_killed_rerun_leaves_the_previous_output_whole(boards, tmp_path) -> No
     seed0 = _files(out)
     assert sum(name.startswith("images/") for name in seed0) == COUNT
 
-    _kill_when_images_appear(_cli("synth", "--boards", str(boards), "--out", str(out),
-                                  "--count", str(COUNT), "--seed", "1", "--workers", "2"), out)
+    _kill_when_images_appear(_cli("synth", "defects", "--boards", str(boards),
+                                  "--out", str(out), "--count", str(COUNT), "--seed", "1",
+                                  "--workers", "2"), out)
 
     assert _files(out) == seed0  # every image, both tables and the header: seed 0's
     # The next run recovers the leftovers by itself and completes; its bytes are those of
@@ -128,8 +129,9 @@ def test_a_full_disk_ends_with_one_line_and_leaves_the_previous_output(boards, s
     before = _files(out)
     _fill(small_disk)
     start = time.monotonic()
-    done = subprocess.run(_cli("synth", "--boards", str(boards), "--out", str(out),
-                               "--count", "60", "--seed", "1", "--workers", str(workers)),
+    done = subprocess.run(_cli("synth", "defects", "--boards", str(boards),
+                               "--out", str(out), "--count", "60", "--seed", "1",
+                               "--workers", str(workers)),
                           capture_output=True, text=True, timeout=120)
     assert time.monotonic() - start < 60
     assert done.returncode == 74, done.stderr[-3000:]
@@ -155,8 +157,9 @@ def test_a_full_disk_raises_the_storage_oserror_from_the_api(boards, small_disk)
 def test_a_second_writer_is_refused_with_one_line(boards, tmp_path) -> None:
     out = tmp_path / "sy"
     with OutputLock(out, "synth (another run)"):
-        done = subprocess.run(_cli("synth", "--boards", str(boards), "--out", str(out),
-                                   "--count", "1"), capture_output=True, text=True, timeout=120)
+        done = subprocess.run(_cli("synth", "defects", "--boards", str(boards),
+                                   "--out", str(out), "--count", "1"),
+                              capture_output=True, text=True, timeout=120)
     assert done.returncode == 75, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "being written by another pcbforge process" in lines[0], lines
