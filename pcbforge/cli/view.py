@@ -79,7 +79,7 @@ def view_command(
 def _check_address(address: str, port: int, allow_remote: bool) -> None:
     """Refuse a non-loopback address without --allow-remote; warn with it. Before any
     work: the check is about what the user asked, not about the dataset."""
-    from pcbforge.datasets.fiftyone_io import is_loopback, remote_warning
+    from pcbforge.datasets.fiftyone import is_loopback, remote_warning
 
     if is_loopback(address):
         return
@@ -97,7 +97,7 @@ def _view(dataset: Path, name: str | None, port: int, address: str, remote: bool
     from pcbforge.core.files import write_json
     from pcbforge.core.output import staged_output
     from pcbforge.datasets.dataset import DatasetError, load
-    from pcbforge.datasets.fiftyone_io import (
+    from pcbforge.datasets.fiftyone import (
         database_description,
         launch_app,
         shutdown,
@@ -172,7 +172,7 @@ def _interrupt(signum, frame) -> None:
 
 def _bring_back(name: str, out: Path) -> None:
     from pcbforge.datasets.dataset import DatasetError
-    from pcbforge.datasets.fiftyone_io import FROM_FIFTYONE_REPORT, from_fiftyone
+    from pcbforge.datasets.fiftyone import FROM_FIFTYONE_REPORT, from_fiftyone
 
     try:
         report = from_fiftyone(name, out)

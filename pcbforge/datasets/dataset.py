@@ -98,7 +98,7 @@ def image_file(image_root: Path | str, path: str) -> Path:
     """Where the image with samples-table ``path`` under ``image_root`` is on disk.
 
     File names that are not UTF-8 are stored with ``\\xNN`` escapes (see
-    :func:`pcbforge.curate.scan.printable_path`); they are mapped back.
+    :func:`pcbforge.core.scan.printable_path`); they are mapped back.
     """
     candidate = Path(image_root) / path
     if "\\x" in path and not candidate.exists():

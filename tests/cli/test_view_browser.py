@@ -27,7 +27,7 @@ import psutil
 import pytest
 
 from pcbforge.datasets import load
-from pcbforge.datasets.fiftyone_io import table_view_counts
+from pcbforge.datasets.fiftyone import table_view_counts
 from tests.cli.cdp import BrowserError, Chromium
 from tests.conftest import fiftyone_database_services, start_mongod
 
@@ -245,7 +245,7 @@ def test_the_app_shows_samples_boxes_and_saved_views(chromium_path, view_dataset
         assert list(report["view_urls"]) == list(expected_views)
         # ... and opened by its URL, shows as many samples as the samples table says (each
         # view is a page load of ~3 s here: the base views and one class; all of them are
-        # compared sample by sample in tests/datasets/test_fiftyone_io.py).
+        # compared sample by sample in tests/datasets/fiftyone/test_round_trip.py).
         first_class = next(v for v in expected_views if v.startswith("class-"))
         for view in [*expected_views][:7] + [first_class]:
             count = expected_views[view]

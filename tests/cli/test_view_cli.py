@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pcbforge.cli.main import app
 from pcbforge.datasets import load
-from pcbforge.datasets.fiftyone_io import table_view_counts
+from pcbforge.datasets.fiftyone import table_view_counts
 
 runner = CliRunner()
 

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pcbforge.cli.main import app
-from pcbforge.datasets import fiftyone_io
-from pcbforge.datasets.fiftyone_io import is_loopback, launch_app
+from pcbforge.datasets import fiftyone as fiftyone_io
+from pcbforge.datasets.fiftyone import is_loopback, launch_app
 
 runner = CliRunner()
 

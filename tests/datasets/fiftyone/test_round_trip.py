@@ -1,5 +1,6 @@
-"""pcbforge dataset -> FiftyOne -> pcbforge dataset: every sample, box, mask, field and saved
-view arrives; edits made through FiftyOne's Python API come back; re-runs update in place."""
+"""pcbforge dataset -> FiftyOne -> pcbforge dataset (export, write-back, media): every
+sample, box, mask, field and saved view arrives; edits made through FiftyOne's Python API
+come back; re-runs update in place."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +15,8 @@ import pandas as pd
 import pytest
 
 from pcbforge.datasets.dataset import load
-from pcbforge.datasets.fiftyone_io import (
+from pcbforge.datasets.fiftyone import (
     FROM_FIFTYONE_REPORT,
-    box_mask,
-    duplicate_clusters,
     field_name,
     from_fiftyone,
     full_mask,
@@ -27,81 +24,9 @@ from pcbforge.datasets.fiftyone_io import (
     to_fiftyone,
     view_counts,
 )
-from pcbforge.datasets.masks import decode_mask, encode_mask
+from pcbforge.datasets.masks import decode_mask
 
 BOX = ["x1", "y1", "x2", "y2"]
-
-
-# --- pure parts (no database) -------------------------------------------------------------------
-
-def test_importing_pcbforge_does_not_import_fiftyone():
-    code = ("import sys, pcbforge, pcbforge.datasets, pcbforge.cli.main, "
-            "pcbforge.datasets.fiftyone_io; assert 'fiftyone' not in sys.modules, 'imported'; "
-            "from pcbforge.datasets import to_fiftyone, from_fiftyone; print(to_fiftyone.__name__)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "to_fiftyone"
-
-
-def test_fiftyone_imports_after_dask_put_the_importlib_metadata_backport_in_place():
-    """distributed imports the importlib_metadata backport, whose finder then answers
-    stdlib metadata queries with KeyError for missing fields; FiftyOne's eta reads one at
-    import. A process that ran Dask must still be able to open FiftyOne."""
-    pytest.importorskip("distributed")
-    code = ("import sys, distributed, importlib_metadata\n"
-            "assert any(type(f).__module__.startswith('importlib_metadata') "
-            "for f in sys.meta_path), 'backport finder not installed'\n"
-            "from pcbforge.datasets.fiftyone_io import _import_fiftyone\n"
-            "fo = _import_fiftyone()\n"
-            "try:\n"
-            "    importlib_metadata.metadata('voxel51-eta')['no-such-field']\n"
-            "except KeyError:\n"
-            "    pass\n"
-            "else:\n"
-            "    raise AssertionError('backport left lenient')\n"
-            "print(fo.__name__)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=False, env={**os.environ, "FIFTYONE_DO_NOT_TRACK": "true"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("fiftyone")
-
-
-@pytest.mark.parametrize(("box", "shape"), [((10.0, 5.0, 30.0, 20.0), (15, 20)),
-                                             ((9.5, 4.25, 30.75, 20.5), (17, 22))],
-                         ids=["integer", "fractional"])
-def test_box_masks_round_trip(box, shape):
-    mask = np.zeros((48, 64), bool)
-    mask[7:18, 12:28] = True
-    mask[9, 29] = True  # inside the box's pixel span, outside the tight extent
-    crop, outside = box_mask(encode_mask(mask), box)
-    assert outside == 0 and crop.shape == shape
-    assert full_mask(crop, box, 64, 48) == encode_mask(mask)
-
-
-def test_box_mask_counts_pixels_outside_and_scales_to_a_resized_box():
-    mask = np.zeros((40, 40), bool)
-    mask[10:20, 10:20] = True
-    crop, outside = box_mask(encode_mask(mask), (10.0, 10.0, 15.0, 20.0))
-    assert outside == 50 and crop.all()
-    # The box doubled in width in FiftyOne: the box-relative mask stretches with it.
-    scaled = decode_mask(full_mask(np.ones((10, 5), bool), (10.0, 10.0, 20.0, 20.0), 40, 40))
-    assert scaled.sum() == 100 and scaled[10:20, 10:20].all()
-
-
-def test_duplicate_clusters_hold_the_kept_image_and_its_copies():
-    samples = pd.DataFrame({"path": ["a.png", "b.png", "c.png", "d.png"],
-                            "duplicate_of": ["", "a.png", "", "a.png"]})
-    assert duplicate_clusters(samples).tolist() == ["a.png", "a.png", "", "a.png"]
-    assert duplicate_clusters(samples[["path"]]).tolist() == ["", "", "", ""]
-
-
-@pytest.mark.parametrize(("column", "field"), [
-    ("sample_id", "pcbforge_id"), ("frames", "pcbforge_frames"), ("tags", "pcbforge_tags"),
-    ("template_filepath", "pcbforge_template_filepath"), ("a.b", "a_b"), ("status", "status"),
-], ids=["key", "reserved", "tags", "ours", "dotted", "plain"])
-def test_field_names(column, field):
-    assert field_name(column) == field
 
 
 # --- with FiftyOne -------------------------------------------------------------------------------

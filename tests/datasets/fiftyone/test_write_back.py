@@ -10,7 +10,7 @@ import pytest
 
 from pcbforge.core.errors import OutputBusyError
 from pcbforge.datasets.dataset import load
-from pcbforge.datasets.fiftyone_io import FROM_FIFTYONE_REPORT, from_fiftyone, to_fiftyone
+from pcbforge.datasets.fiftyone import FROM_FIFTYONE_REPORT, from_fiftyone, to_fiftyone
 from tests.test_split_output import _hold_lock
 
 

@@ -1,0 +1,407 @@
+"""pcbforge -> FiftyOne: :func:`to_fiftyone` loads a dataset folder into a persistent
+FiftyOne dataset and saves its views.
+
+What the FiftyOne dataset holds:
+
+- **One sample per row of the samples table**, corrupt and skipped files included (a
+  side-car ``.txt`` is given media type ``image`` so that it can be a sample at all):
+  the App shows a broken tile and the sidebar says ``status`` and ``reason``. Nothing
+  is hidden, and counts match the samples table. File paths are absolute (the App's
+  server runs in another folder); a file name that is not UTF-8 keeps its bytes as
+  ``\\xNN`` (MongoDB strings are UTF-8).
+- **Key**: the stable ``sample_id`` is the ``pcbforge_id`` field. Re-running updates
+  the samples in place (their FiftyOne ids, App tags and any other FiftyOne work on them
+  survive), adds new ones, and deletes the samples that left the dataset, including
+  samples added in FiftyOne by hand: the FiftyOne dataset mirrors the pcbforge one.
+- **Fields**: every column of the samples table (``status``, ``reason``, ``detail``,
+  ``group``, ``split``, ``synthetic``, ``duplicate_of``, the quality scores...), under its
+  own name except those FiftyOne reserves (``frames`` becomes ``pcbforge_frames``...);
+  ``metadata`` from the table's width/height (no image is decoded); ``duplicate_cluster``
+  (the kept image's path, on the kept image and each of its copies); the split also as a
+  sample tag (a stale split tag is removed; other tags, e.g. ``bad_label``, are kept).
+- **Boxes**: ``ground_truth`` :class:`fiftyone.core.labels.Detections` with FiftyOne's
+  relative ``[x, y, w, h]`` = ``[x1/W, y1/H, (x2-x1)/W, (y2-y1)/H]``; each detection
+  carries ``synthetic`` and ``params`` (the labels table's text, unchanged). An instance
+  mask becomes ``Detection.mask``, FiftyOne's box-relative mask: the full-image mask cut
+  to the box's pixel span (edges rounded outwards). Pixels of a mask outside its box
+  cannot be shown by FiftyOne; they are counted in ``info["pcbforge"]`` and a warning is
+  logged (pcbforge's own masks always lie inside their boxes).
+- **Templates** as a *linked media field*, ``template_filepath`` (and ``template_id``,
+  the template's ``pcbforge_id``), registered in the App config's ``media_fields``. A
+  grouped dataset was the other way; it is not used because a template is itself a
+  sample of the table shared by many tested images: a group holds one sample per slice,
+  so each template would be copied once per tested image (the counts no longer match the
+  samples table), and views and counts of a grouped dataset see one slice at a time. With
+  a second media field the grid keeps one tile per sample, and in the sample modal the
+  media-field switch flips between the tested image and its reference board with the
+  same boxes drawn over both, which is the comparison an inspector makes. A sample
+  without a template falls back to its own image.
+- **Saved views** ``train``, ``val``, ``test``, ``synthetic``, ``real``, ``duplicates``
+  (each kept image followed by its copies), ``corrupt_or_low_quality``, then
+  ``class-<name>`` per defect class (samples with at least one such box), rebuilt on
+  every run; :func:`table_view_counts` computes the same counts from the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pcbforge import __version__
+from pcbforge.datasets.dataset import Dataset, load
+from pcbforge.datasets.fiftyone.fields import (
+    CLASS_VIEW_PREFIX,
+    KEY_FIELD,
+    LABEL_FIELD,
+    SPLIT_TAGS,
+    TEMPLATE_FIELD,
+    box_mask,
+    class_names,
+    duplicate_clusters,
+    field_name,
+    image_size_of,
+    image_sizes,
+    parse_tags,
+    text_column,
+)
+from pcbforge.datasets.fiftyone.library import import_fiftyone
+from pcbforge.datasets.fiftyone.media import display_file, display_files
+
+logger = logging.getLogger(__name__)
+
+#: Columns that every FiftyOne dataset made here has, with their value when missing.
+_ALWAYS = {"status": "ok", "reason": "", "detail": "", "group": "", "split": "",
+           "synthetic": False, "duplicate_of": "", "template_path": ""}
+#: App sidebar group of pcbforge's fields, after the labels (missing fields are left out).
+_SIDEBAR = {
+    "pcbforge": ("status", "reason", "detail", "split", "synthetic", "group", "duplicate_of",
+                 "duplicate_cluster", "role", "source", "template_path", "template_id",
+                 KEY_FIELD, "path"),
+}
+
+
+def table_view_counts(dataset: Dataset) -> dict[str, int]:
+    """Samples in each saved view, computed from the samples and labels tables alone
+    (what the FiftyOne views must show)."""
+    samples, labels = dataset.samples, dataset.labels
+    split = text_column(samples, "split")
+    status = text_column(samples, "status")
+    synthetic = samples["synthetic"].fillna(False).astype(bool)
+    counts = {name: int((split == name).sum()) for name in SPLIT_TAGS}
+    counts["synthetic"] = int(synthetic.sum())
+    counts["real"] = int((~synthetic).sum())
+    counts["duplicates"] = int((duplicate_clusters(samples) != "").sum())
+    counts["corrupt_or_low_quality"] = int(status.isin(["corrupt", "low_quality"]).sum())
+    known = labels[labels["sample_id"].isin(set(samples["sample_id"]))]
+    for name in class_names(dataset):
+        counts[CLASS_VIEW_PREFIX + name] = int(known.loc[known["label"] == name,
+                                                         "sample_id"].nunique())
+    return counts
+
+
+def to_fiftyone(dataset_path: Path | str, name: str | None = None, *,
+                label_field: str = LABEL_FIELD):
+    """Load the pcbforge dataset folder ``dataset_path`` into the persistent FiftyOne
+    dataset ``name`` (default: the folder's name) and return it.
+
+    Re-running updates it: no sample is duplicated, samples that left the dataset are
+    deleted, fields, boxes and saved views follow the tables, App tags are kept. A
+    FiftyOne dataset of that name that pcbforge did not make, or made from another
+    folder, is refused (``ValueError``): pass another ``name``.
+    """
+    root = Path(dataset_path).resolve()
+    dataset = load(root)  # from its absolute path: FiftyOne's server runs elsewhere
+    name = name or root.name
+    fo = import_fiftyone()
+    if fo.dataset_exists(name):
+        fo_dataset = fo.load_dataset(name)
+        made_from = (fo_dataset.info.get("pcbforge") or {}).get("root")
+        if made_from is None:
+            raise ValueError(f"FiftyOne dataset {name!r} exists and was not made by pcbforge; "
+                             f"choose another name")
+        if made_from != str(root):
+            raise ValueError(f"FiftyOne dataset {name!r} shows {made_from}, not {root}; "
+                             f"choose another name")
+    else:
+        fo_dataset = fo.Dataset(name)
+        # Claimed at once: a run that fails half-way can be repeated under the same name.
+        fo_dataset.info["pcbforge"] = {"root": str(root)}
+    fo_dataset.persistent = True
+
+    samples = dataset.samples.reset_index(drop=True)
+    ids = samples["sample_id"].astype(str).tolist()
+    filepaths = display_files(dataset, samples)
+    _sync_membership(fo, fo_dataset, dict(zip(ids, filepaths, strict=True)))
+    old_meta = fo_dataset.info.get("pcbforge") or {}
+    columns = _sample_columns(dataset, samples, filepaths)
+    fields = _set_fields(fo, fo_dataset, ids, columns, old_meta.get("fields", {}))
+    _set_metadata(fo, fo_dataset, samples, ids)
+    _set_tags(fo_dataset, samples, ids)
+    detections, outside = _detections(fo, dataset, samples)
+    _ensure_label_schema(fo, fo_dataset, label_field)
+    fo_dataset.set_values(label_field, dict(zip(ids, detections, strict=True)),
+                          key_field=KEY_FIELD)
+    if outside:
+        logger.warning("%d instance masks have pixels outside their box; FiftyOne shows masks "
+                       "inside boxes only", outside)
+
+    classes = class_names(dataset)
+    fo_dataset.default_classes = classes
+    fo_dataset.classes = {label_field: classes}
+    _configure_app(fo, fo_dataset)
+    views = _save_views(fo, fo_dataset, label_field, classes, old_meta.get("views", []))
+    fo_dataset.info["pcbforge"] = {
+        "root": str(root), "image_root": str(dataset.image_root.resolve()),
+        "label_field": label_field, "classes": classes, "views": views, "fields": fields,
+        "mask_pixels_outside_boxes": outside, "pcbforge_version": __version__,
+    }
+    fo_dataset.save()
+    return fo_dataset
+
+
+def view_counts(fo_dataset) -> dict[str, int]:
+    """Samples in each saved view pcbforge made, in order, counted by FiftyOne."""
+    names = (fo_dataset.info.get("pcbforge") or {}).get("views", [])
+    return {name: fo_dataset.load_saved_view(name).count() for name in names}
+
+
+def view_urls(fo_dataset, dataset_url: str) -> dict[str, str]:
+    """The App URL of each saved view pcbforge made (``dataset_url`` from
+    :func:`launch_app`)."""
+    from fiftyone.core.utils import to_slug
+
+    names = (fo_dataset.info.get("pcbforge") or {}).get("views", [])
+    return {name: f"{dataset_url}?view={to_slug(name)}" for name in names}
+
+
+def _sync_membership(fo, fo_dataset, filepaths: dict[str, str]) -> None:
+    """Delete samples that are not (or twice) in the table; add the new ones
+    (``filepaths``: sample id -> the file the App shows, in table order)."""
+    wanted = set(filepaths)
+    if KEY_FIELD in fo_dataset.get_field_schema():
+        keys = fo_dataset.values(KEY_FIELD)
+    else:
+        keys = [None] * len(fo_dataset)
+    seen, stale = set(), []
+    for sample_id, key in zip(fo_dataset.values("id"), keys, strict=True):
+        if key not in wanted or key in seen:
+            stale.append(sample_id)
+        seen.add(key)
+    if stale:
+        fo_dataset.delete_samples(stale)
+    new = [fo.Sample(filepath=filepath, media_type="image", **{KEY_FIELD: key})
+           for key, filepath in filepaths.items() if key not in seen]
+    if new:
+        fo_dataset.add_samples(new, progress=False)
+    fo_dataset.create_index(KEY_FIELD)
+
+
+def _sample_columns(dataset: Dataset, samples: pd.DataFrame,
+                    filepaths: pd.Series) -> dict[str, pd.Series]:
+    """Field name -> values for every column (and the fields computed here);
+    ``filepaths``: what :func:`display_files` gives for ``samples``."""
+    columns = {}
+    for column in samples.columns:
+        if column not in ("sample_id", "tags"):
+            columns[field_name(column)] = samples[column]
+    for column, default in _ALWAYS.items():
+        if column not in samples.columns:
+            columns[column] = pd.Series(default, index=samples.index)
+    columns["filepath"] = filepaths
+    template = text_column(samples, "template_path")
+    shown = dict(zip(samples["path"].astype(str), filepaths, strict=True))
+    columns[TEMPLATE_FIELD] = template.map(  # a template's own row says how it is shown
+        lambda path: (shown.get(path) or display_file(dataset, path)) if path else None)
+    id_of_path = dict(zip(samples["path"].astype(str), samples["sample_id"], strict=True))
+    columns["template_id"] = template.map(lambda path: id_of_path.get(path))
+    columns["duplicate_cluster"] = duplicate_clusters(samples)
+    return columns
+
+
+def _field_type(fo, values: pd.Series):
+    """The FiftyOne field type of a column and its values as plain Python objects."""
+    dtype = values.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return fo.BooleanField, [None if pd.isna(v) else bool(v) for v in values]
+    if pd.api.types.is_integer_dtype(dtype):
+        return fo.IntField, [None if pd.isna(v) else int(v) for v in values]
+    if pd.api.types.is_float_dtype(dtype):
+        return fo.FloatField, [None if pd.isna(v) else float(v) for v in values]
+    present = [v for v in values if not _missing(v)]
+    if present and all(isinstance(v, bool | np.bool_) for v in present):
+        return fo.BooleanField, [None if _missing(v) else bool(v) for v in values]
+    return fo.StringField, [None if _missing(v) else str(v) for v in values]
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _set_fields(fo, fo_dataset, ids: list[str], columns: dict[str, pd.Series],
+                previous: dict[str, str]) -> dict[str, str]:
+    """Set every column as a sample field (a field whose type changed is recreated, one
+    made by an earlier run for a column now gone is deleted); field name -> type name."""
+    schema = fo_dataset.get_field_schema()
+    made = {}
+    for name, series in columns.items():
+        ftype, values = _field_type(fo, series)
+        if name == "filepath":
+            fo_dataset.set_values(name, dict(zip(ids, values, strict=True)), key_field=KEY_FIELD)
+            continue
+        if name in schema and not isinstance(schema[name], ftype):
+            fo_dataset.delete_sample_field(name)
+        if name not in schema or not isinstance(schema[name], ftype):
+            fo_dataset.add_sample_field(name, ftype)
+        fo_dataset.set_values(name, dict(zip(ids, values, strict=True)), key_field=KEY_FIELD)
+        made[name] = ftype.__name__
+    for name in set(previous) - set(made):
+        if name in fo_dataset.get_field_schema():
+            fo_dataset.delete_sample_field(name)
+    return made
+
+
+def _set_metadata(fo, fo_dataset, samples: pd.DataFrame, ids: list[str]) -> None:
+    """Image size from the table (corrupt files have none): the App need not decode."""
+    def number(column: str) -> pd.Series:
+        if column not in samples.columns:
+            return pd.Series(0, index=samples.index)
+        return pd.to_numeric(samples[column], errors="coerce").fillna(0)
+
+    width, height, size, channels = (number(c) for c in ("width", "height", "bytes",
+                                                         "channels"))
+    values = {}
+    for row, key in enumerate(ids):
+        if not (width.iloc[row] > 0 and height.iloc[row] > 0):
+            values[key] = None
+            continue
+        extra = {}
+        if size.iloc[row] > 0:
+            extra["size_bytes"] = int(size.iloc[row])
+        if channels.iloc[row] > 0:
+            extra["num_channels"] = int(channels.iloc[row])
+        values[key] = fo.ImageMetadata(width=int(width.iloc[row]), height=int(height.iloc[row]),
+                                       **extra)
+    fo_dataset.set_values("metadata", values, key_field=KEY_FIELD)
+
+
+def _set_tags(fo_dataset, samples: pd.DataFrame, ids: list[str]) -> None:
+    """The split as a tag (stale split tags removed), the table's ``tags`` column added,
+    every other tag already on the sample kept."""
+    current = dict(zip(fo_dataset.values(KEY_FIELD), fo_dataset.values("tags"), strict=True))
+    split = text_column(samples, "split").tolist()
+    extra = [parse_tags(t) for t in text_column(samples, "tags")]
+    tags = {}
+    for key, own_split, more in zip(ids, split, extra, strict=True):
+        kept = [t for t in (current.get(key) or []) if t not in SPLIT_TAGS]
+        wanted = kept + [t for t in more if t not in kept and t not in SPLIT_TAGS]
+        tags[key] = wanted + ([own_split] if own_split else [])
+    fo_dataset.set_values("tags", tags, key_field=KEY_FIELD)
+
+
+def _detections(fo, dataset: Dataset, samples: pd.DataFrame) -> tuple[list, int]:
+    """One :class:`Detections` per sample (in ``samples`` order) and the number of mask
+    pixels outside their boxes."""
+    sizes = image_sizes(samples)
+    by_sample = {key: rows for key, rows in dataset.labels.groupby("sample_id", sort=False)}
+    out, outside = [], 0
+    for _, sample in samples.iterrows():
+        rows = by_sample.get(sample["sample_id"])
+        if rows is None or not len(rows):
+            out.append(fo.Detections(detections=[]))
+            continue
+        width, height = image_size_of(dataset, sizes, sample)
+        detections = []
+        for box in rows.itertuples(index=False):
+            corners = (float(box.x1), float(box.y1), float(box.x2), float(box.y2))
+            extra = {}
+            mask_text = "" if box.mask is None or pd.isna(box.mask) else str(box.mask)
+            if mask_text:
+                extra["mask"], lost = box_mask(mask_text, corners)
+                outside += lost
+            params = "" if box.params is None or pd.isna(box.params) else str(box.params)
+            detections.append(fo.Detection(
+                label=str(box.label),
+                bounding_box=[corners[0] / width, corners[1] / height,
+                              (corners[2] - corners[0]) / width,
+                              (corners[3] - corners[1]) / height],
+                synthetic=bool(box.synthetic), params=params, **extra,
+            ))
+        out.append(fo.Detections(detections=detections))
+    return out, outside
+
+
+def _ensure_label_schema(fo, fo_dataset, label_field: str) -> None:
+    schema = fo_dataset.get_field_schema()
+    if label_field not in schema:
+        fo_dataset.add_sample_field(label_field, fo.EmbeddedDocumentField,
+                                    embedded_doc_type=fo.Detections)
+    nested = fo_dataset.get_field_schema(flat=True)
+    for attribute, ftype in (("synthetic", fo.BooleanField), ("params", fo.StringField)):
+        path = f"{label_field}.detections.{attribute}"
+        if path not in nested:
+            fo_dataset.add_sample_field(path, ftype)
+
+
+def _configure_app(fo, fo_dataset) -> None:
+    """Template as a second media field, a colour per class, pcbforge's fields after the
+    labels in the sidebar."""
+    config = fo_dataset.app_config
+    config.media_fields = ["filepath", TEMPLATE_FIELD]
+    config.grid_media_field = "filepath"
+    config.modal_media_field = "filepath"
+    config.media_fallback = True  # no template: the sample's own image
+    if config.color_scheme is None:  # one colour per defect class, unless the user chose
+        config.color_scheme = fo.ColorScheme(color_by="value")
+    schema = fo_dataset.get_field_schema()
+    ours = [fo.SidebarGroupDocument(name=group, paths=[p for p in paths if p in schema],
+                                    expanded=True) for group, paths in _SIDEBAR.items()]
+    quality = sorted(p for p in schema if p.endswith("_score"))
+    if quality:
+        ours.append(fo.SidebarGroupDocument(name="quality", paths=quality, expanded=False))
+    taken = {p for g in ours for p in g.paths}
+    groups = []
+    for default in fo.DatasetAppConfig.default_sidebar_groups(fo_dataset):
+        groups.append(fo.SidebarGroupDocument(
+            name=default.name, paths=[p for p in default.paths if p not in taken],
+            expanded=default.expanded))
+        if default.name == "labels":  # tags, labels, then pcbforge's fields
+            groups.extend(ours)
+            ours = []
+    groups.extend(ours)
+    config.sidebar_groups = groups
+
+
+def _save_views(fo, fo_dataset, label_field: str, classes: list[str],
+                previous: list[str]) -> list[str]:
+    """(Re)save every view; remove the views an earlier run saved that are gone now."""
+    from fiftyone import ViewField as F
+
+    views = {name: (fo_dataset.match(F("split") == name), f"samples of the {name} split")
+             for name in SPLIT_TAGS}
+    views["synthetic"] = (fo_dataset.match(F("synthetic") == True),  # noqa: E712
+                          "synthetic images (drawn defects)")
+    views["real"] = (fo_dataset.match(F("synthetic") != True),  # noqa: E712
+                     "everything not synthetic: real images, templates, broken files")
+    views["duplicates"] = (
+        fo_dataset.match((F("duplicate_cluster") != "") & F("duplicate_cluster").exists())
+        .sort_by([("duplicate_cluster", 1), ("duplicate_of", 1)]),
+        "each kept image followed by its copies")
+    views["corrupt_or_low_quality"] = (
+        fo_dataset.match(F("status").is_in(["corrupt", "low_quality"])),
+        "files that cannot be used, with their reason")
+    for name in classes:
+        views[CLASS_VIEW_PREFIX + name] = (
+            fo_dataset.match(F(f"{label_field}.detections").filter(F("label") == name)
+                             .length() > 0),
+            f"samples with at least one {name!r} box")
+    for name in previous:
+        if name not in views and fo_dataset.has_saved_view(name):
+            fo_dataset.delete_saved_view(name)
+    for name, (view, description) in views.items():
+        fo_dataset.save_view(name, view, description=description, overwrite=True)
+    return list(views)
+
