@@ -33,7 +33,7 @@ from pcbforge.core.files import (
     read_regular_file,
     write_json,
 )
-from pcbforge.core.output import interrupted_output, staged_output
+from pcbforge.core.output import staged_output
 from pcbforge.core.progress import progress_bar
 from pcbforge.core.scan import FoundFile
 from pcbforge.curate.dedupe import VARIANT_NAMES, DedupeParams, find_duplicates
@@ -79,8 +79,7 @@ def audit(dataset_path: Path | str, against: Path | str | None = None, *,
     ``audit.json`` is written like every output: into a hard-link copy of the folder,
     swapped in whole under the folder's writer lock, which is held for the whole audit
     so that the report describes the dataset as it is."""
-    if interrupted_output(dataset_path) is None:  # a killed swap is put back by staged_output
-        require_folder(dataset_path)
+    require_folder(dataset_path, writer=True)  # a killed swap is put back by staged_output
     with staged_output(dataset_path, command="audit", clone=True) as stage:
         report = _audit(dataset_path, against, group_by, workers, progress, verify,
                         max_file_bytes, engine)

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pcbforge import __version__
 from pcbforge.core.files import write_json
-from pcbforge.core.output import interrupted_output, staged_output
+from pcbforge.core.output import staged_output
 from pcbforge.core.unionfind import UnionFind
 from pcbforge.datasets.dataset import SPLITS, load, require_folder, save
 
@@ -434,8 +434,7 @@ def split_dataset(path, params: SplitParams) -> dict:
     which is swapped in when complete, under the folder's writer lock. A kill at any
     point leaves the dataset as it was before or as it is after; never a new split
     column beside old labels."""
-    if interrupted_output(path) is None:  # a killed swap is put back by staged_output
-        require_folder(path)
+    require_folder(path, writer=True)  # a killed swap is put back by staged_output
     with staged_output(path, command="split", clone=True) as stage:
         # Read under the lock: no other writer can change the folder until the swap.
         dataset = load(path)

@@ -181,11 +181,17 @@ def load(path: Path | str, *, check_files: bool = False) -> Dataset:
     return dataset
 
 
-def require_folder(root: Path | str) -> None:
+def require_folder(root: Path | str, *, writer: bool = False) -> None:
     """Raise :class:`DatasetError` when the dataset folder ``root`` does not exist,
-    saying so plainly, and how to get it back when a killed run's swap parked it."""
+    saying so plainly, and how to get it back when a killed run's swap parked it.
+
+    ``writer``: for a command about to rewrite ``root`` through
+    :func:`pcbforge.core.staged_output`, which puts a parked folder back first: a killed
+    swap is then no reason to refuse."""
     message = interrupted_output(root)
     if message is not None:
+        if writer:
+            return
         raise DatasetError(message)
     if not Path(root).is_dir():
         raise DatasetError(f"{root}: no such dataset folder"
