@@ -38,6 +38,7 @@ from pcbforge.core.output import (
     recover_output,
     staged_output,
     swap_into_place,
+    swapped_in,
 )
 from pcbforge.core.progress import progress_bar
 
@@ -45,6 +46,6 @@ __all__ = [
     "DEFAULT_MAX_FILE_BYTES", "EXIT_BUSY", "EXIT_STORAGE", "OutputBusyError", "OutputLock",
     "PathOutsideRootError", "StorageError", "UnreadableFileError", "atomic_write",
     "interrupted_output", "progress_bar", "read_regular_file", "recover_output",
-    "resolve_inside", "staged_output", "storage_error", "swap_into_place", "write_bytes",
-    "write_json",
+    "resolve_inside", "staged_output", "storage_error", "swap_into_place", "swapped_in",
+    "write_bytes", "write_json",
 ]

@@ -143,12 +143,17 @@ class OutputLock:
         os.close(held[0])
 
 
+def holder_record(command: str) -> dict:
+    """Who is writing: this process's pid and host, ``command`` and since when (what a
+    lock file, or a marker such as a build's, records for the messages of others)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
 def _write_holder(fd: int, command: str) -> None:
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-              "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        os.pwrite(fd, (json.dumps(holder_record(command)) + "\n").encode(), 0)
     except OSError:
         pass  # a full disk: the flock itself is the lock; the record only helps the message
 
@@ -296,11 +301,36 @@ def stage_path(out: Path | str) -> Path:
 
 
 @contextmanager
+def swapped_in(out: Path | str, *, clone: bool = False) -> Iterator[Path]:
+    """Recover leftovers, yield an empty stage folder (a hard-link copy of the current
+    ``out`` with ``clone``), and swap it in when the block ends without an error; on an
+    error the stage is removed and ``out`` is left as it was.
+
+    Takes no lock: for a folder inside one whose lock the caller holds (a build's stage
+    outputs, a dataset's ``report/``). Everything else uses :func:`staged_output`."""
+    out = Path(os.path.realpath(out))
+    recover_output(out)
+    stage = stage_path(out)
+    _remove(stage)
+    try:
+        if clone and out.is_dir():
+            _link_tree(out, stage)
+        else:
+            stage.mkdir()
+        yield stage
+        swap_into_place(stage, out)
+    except BaseException:
+        _remove(stage)
+        raise
+
+
+@contextmanager
 def staged_output(out: Path | str, *, command: str = "", clone: bool = False
                   ) -> Iterator[Path]:
-    """Lock ``out``, recover leftovers, yield an empty stage folder (a hard-link copy of
-    the current ``out`` with ``clone``), and swap it in when the block ends without an
-    error. On an error the stage is removed and ``out`` is left as it was.
+    """Lock ``out``, then :func:`swapped_in`: recover leftovers, yield an empty stage
+    folder (a hard-link copy of the current ``out`` with ``clone``), and swap it in when
+    the block ends without an error. On an error the stage is removed and ``out`` is
+    left as it was.
 
     Raises :class:`OutputBusyError` when another process writes ``out``."""
     out = Path(os.path.realpath(out))
@@ -308,28 +338,5 @@ def staged_output(out: Path | str, *, command: str = "", clone: bool = False
         raise RuntimeError(f"staged_output({out}) inside another staged_output of the same "
                            "folder: write into the outer stage instead")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with OutputLock(out, command):
-        recover_output(out)
-        stage = stage_path(out)
-        _remove(stage)
-        try:
-            if clone and out.is_dir():
-                _link_tree(out, stage)
-            else:
-                stage.mkdir()
-            yield stage
-            swap_into_place(stage, out)
-        except BaseException:
-            _remove(stage)
-            raise
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+    with OutputLock(out, command), swapped_in(out, clone=clone) as stage:
+        yield stage

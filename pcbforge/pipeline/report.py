@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -23,16 +22,9 @@ import yaml
 
 from pcbforge import __version__
 from pcbforge.core.files import atomic_write, write_json
-from pcbforge.core.output import (
-    OutputLock,
-    interrupted_output,
-    recover_output,
-    stage_path,
-    staged_output,
-    swap_into_place,
-)
+from pcbforge.core.output import OutputLock, staged_output, swapped_in
 from pcbforge.core.progress import progress_bar
-from pcbforge.datasets.dataset import Dataset, load
+from pcbforge.datasets.dataset import Dataset, load, require_folder
 from pcbforge.datasets.samples import STATUSES
 from pcbforge.split import SPLIT_NAMES
 
@@ -478,8 +470,7 @@ def write_report(root: Path | str, settings=None, *, progress: bool = False,
     if not staged:
         with OutputLock(root, command="report"):
             return _write_report_into(root, root, settings, progress, dataset)
-    if not root.is_dir() and interrupted_output(root) is None:
-        load(root)  # refused with the readers' message, before anything is created
+    require_folder(root, writer=True)  # refused before anything is created
     with staged_output(root, command="report", clone=True) as stage:
         # Read under the lock: the tables cannot change before the swap.
         dataset = dataset if dataset is not None else load(root)
@@ -490,19 +481,10 @@ def _write_report_into(root: Path, into: Path, settings, progress: bool,
                        dataset: Dataset | None) -> dict:
     """The report of ``root`` written into the folder ``into`` (``root`` or its stage,
     a hard-link copy of it: files there are replaced, never written into)."""
-    final = into / REPORT_DIR
-    recover_output(final)
-    staging = stage_path(final)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with swapped_in(into / REPORT_DIR) as staging:
         report = build_report(root, settings, folder=staging, progress=progress,
                               dataset=dataset)
         page = render_html(report)  # before the swap: a template error changes nothing
-        swap_into_place(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     write_json(into / REPORT_JSON, report)
     atomic_write(into / REPORT_HTML, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return report

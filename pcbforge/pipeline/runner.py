@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
@@ -43,7 +42,7 @@ from rich.console import Console
 from pcbforge import __version__
 from pcbforge.core.errors import OutputBusyError, storage_error
 from pcbforge.core.files import atomic_write, write_json
-from pcbforge.core.output import recover_output, stage_path, swap_into_place
+from pcbforge.core.output import holder_record, recover_output, swapped_in
 from pcbforge.datasets.dataset import UNFINISHED_MARKER
 from pcbforge.engine import Engine, open_engine
 
@@ -244,8 +243,7 @@ def write_running_marker(out: Path) -> bool:
     an earlier build that was killed or failed midway was already there."""
     path = out / RUNNING_MARKER
     earlier = path.exists()
-    write_json(path, {"command": "build", "pid": os.getpid(), "host": socket.gethostname(),
-                      "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    write_json(path, holder_record("build"))
     return earlier
 
 
@@ -340,17 +338,9 @@ def _run_one(ctx: BuildContext, stage: Stage, output: Path) -> dict:
         return stage.run(ctx, output) or {}
     # The build holds the lock of the whole folder: the stage protocol without a lock of
     # its own (no lock files under stages/).
-    recover_output(output)
-    staging = stage_path(output)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with swapped_in(output) as staging:
         summary = stage.run(ctx, staging) or {}
         settle_json(staging, output)
-        swap_into_place(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return summary
 
 
