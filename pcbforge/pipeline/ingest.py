@@ -322,10 +322,10 @@ def _check_image_root(image_root: Path, files: list[Path], src: Path | str,
     roots = [source if source.is_dir() else source.parent]
     if images:
         roots.append(Path(images).resolve())
-    if any(image_root == root or root in image_root.parents for root in roots):
+    if any(image_root.is_relative_to(root) for root in roots):
         return
     outside = next((f for f in files
-                    if not any(root == f or root in f.parents for root in roots)), image_root)
+                    if not any(f.is_relative_to(root) for root in roots)), image_root)
     raise SourceError(f"image {outside} is outside the source {roots[0]} (pass "
                       f"--allow-outside-root to accept images outside it)")
 
