@@ -27,7 +27,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from pcbforge.core.files import PathOutsideRootError, resolve_inside
+from pcbforge.core.files import (
+    PathOutsideRootError,
+    UnreadableFileError,
+    read_regular_file,
+    resolve_inside,
+)
 from pcbforge.datasets.dataset import image_file
 from pcbforge.datasets.formats_common import LabelFormat, read_label_text
 
@@ -307,7 +312,10 @@ def save_deeppcb(
 
 
 def _write_jpeg(source: Path, target: Path) -> None:
-    data = source.read_bytes()
+    try:
+        data = read_regular_file(source)
+    except UnreadableFileError as err:
+        raise ValueError(str(err)) from err
     if data[:3] == b"\xff\xd8\xff":
         target.write_bytes(data)
         return

@@ -38,7 +38,13 @@ import numpy as np
 import pandas as pd
 
 from pcbforge import __version__
-from pcbforge.core.files import atomic_write, write_bytes, write_json
+from pcbforge.core.files import (
+    UnreadableFileError,
+    atomic_write,
+    read_regular_file,
+    write_bytes,
+    write_json,
+)
 from pcbforge.core.output import staged_output
 from pcbforge.core.progress import progress_bar
 from pcbforge.core.scan import scan_folder
@@ -148,8 +154,12 @@ def list_boards(src: Path | str) -> tuple[list[Board], float | None]:
 
 
 def read_board(file: str) -> np.ndarray:
-    """A board image as uint8 gray or BGR; ``ValueError`` when it cannot be decoded."""
-    data = np.fromfile(file, np.uint8)
+    """A board image as uint8 gray or BGR; ``ValueError`` when it cannot be read (not a
+    regular file, too large) or decoded."""
+    try:
+        data = np.frombuffer(read_regular_file(file), np.uint8)
+    except UnreadableFileError as err:  # a FIFO would block the read, a device never end
+        raise ValueError(err.detail) from err
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise ValueError("cannot decode the image")

@@ -165,3 +165,19 @@ def test_a_second_writer_is_refused_with_one_line(boards, tmp_path) -> None:
     assert len(lines) == 1 and "being written by another pcbforge process" in lines[0], lines
     assert "synth (another run)" in lines[0]
     assert not out.exists()
+
+
+def test_a_fifo_among_the_boards_fails_its_images_instead_of_hanging(tmp_path):
+    """A board folder is scanned whole, FIFOs included: reading one must not block."""
+    boards = tmp_path / "boards"
+    write_boards(boards, count=2, seed=0, size=160, progress=False)
+    os.mkfifo(boards / "zz_pipe.png")
+    signal.alarm(60)  # the old read waited for a writer forever
+    try:
+        report = synthesize(boards, tmp_path / "sy", count=6, seed=0, workers=1,
+                            progress=False)
+    finally:
+        signal.alarm(0)
+    failed = report["failed_images"]
+    assert len(failed) == 2 and report["images"] == 4  # images 2 and 5 use the FIFO
+    assert all("FIFO" in f["reason"] for f in failed), failed

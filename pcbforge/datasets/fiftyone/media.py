@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pcbforge.core.files import atomic_write
+from pcbforge.core.files import atomic_write, read_regular_file
 from pcbforge.datasets.dataset import Dataset
 from pcbforge.datasets.fiftyone.fields import text_column
 
@@ -70,7 +70,7 @@ def _write_viewable_copy(image: Path, proxy: Path) -> bool:
     from pcbforge.core.decode import decode_image_bytes
 
     try:
-        pixels = decode_image_bytes(image.read_bytes()).pixels  # curation's own decoder
+        pixels = decode_image_bytes(read_regular_file(image)).pixels  # curation's decoder
     except OSError:
         pixels = None
     if pixels is None:
