@@ -82,18 +82,23 @@ def guarded(command: Callable) -> Callable:
     return run
 
 
-def guard_commands(app: typer.Typer) -> None:
-    """Apply :func:`guarded` to every command of ``app`` and of its sub-apps."""
-    for info in app.registered_commands:
-        if info.callback is not None and not getattr(info.callback, "__wrapped__", None):
-            info.callback = guarded(info.callback)
-    callback = app.registered_callback
-    if callback is not None and callback.callback is not None \
-            and not getattr(callback.callback, "__wrapped__", None):
-        callback.callback = guarded(callback.callback)  # a group that runs work itself
+def apps_of(app: typer.Typer) -> Iterator[typer.Typer]:
+    """``app`` and every sub-app below it (``pcbforge import``, ``pcbforge synth``...)."""
+    yield app
     for group in app.registered_groups:
         if group.typer_instance is not None:
-            guard_commands(group.typer_instance)
+            yield from apps_of(group.typer_instance)
+
+
+def guard_commands(app: typer.Typer) -> None:
+    """Apply :func:`guarded` to every command of ``app`` and of its sub-apps."""
+    for each in apps_of(app):
+        # The callback too: a group that runs work itself.
+        infos = [*each.registered_commands, each.registered_callback]
+        for info in infos:
+            if info is not None and info.callback is not None \
+                    and not getattr(info.callback, "__wrapped__", None):
+                info.callback = guarded(info.callback)
 
 
 class _TidyHelp:
@@ -135,14 +140,12 @@ class TidyGroup(_TidyHelp, TyperGroup):
 def tidy_help(app: typer.Typer) -> None:
     """Give every command and group of ``app`` (and of its sub-apps) the tidy help of
     :class:`TidyCommand`/:class:`TidyGroup`, unless it chose its own class."""
-    for info in app.registered_commands:
-        if info.cls in (None, TyperCommand):
-            info.cls = TidyCommand
-    if isinstance(app.info.cls, DefaultPlaceholder) or app.info.cls is None:
-        app.info.cls = TidyGroup
-    for group in app.registered_groups:
-        if group.typer_instance is not None:
-            tidy_help(group.typer_instance)
+    for each in apps_of(app):
+        for info in each.registered_commands:
+            if info.cls in (None, TyperCommand):
+                info.cls = TidyCommand
+        if isinstance(each.info.cls, DefaultPlaceholder) or each.info.cls is None:
+            each.info.cls = TidyGroup
 
 
 def validation_message(err: ValidationError) -> str:
