@@ -70,6 +70,7 @@ from pcbforge.curate.candidates import (
     _sorted_unique,
     _validate_inputs,
 )
+from pcbforge.engine.dask import drain_and_cancel
 
 #: Images per piece task (over its bands), and about the codes per destination; with 8
 #: variants a destination holds 9-14 rows per code (21 bytes each; the benchmark's 10k
@@ -180,11 +181,15 @@ def find_candidate_pairs_dask(
 
 
 def _cleanup(client, futures: list, folder: Path, strict: bool) -> None:
-    """Forget the tasks, then remove the staged hashes and every piece file (and a
-    temporary one a failed task left behind). ``strict``: a file that cannot be removed
-    is an error (after a failure it must not hide the first error)."""
-    if futures:
-        client.cancel(futures)
+    """Forget the tasks (after a failure, once those already running have ended, so none
+    writes a piece after the folder is gone), then remove the staged hashes and every
+    piece file (and a temporary one a failed task left behind). ``strict``: a file that
+    cannot be removed is an error (after a failure it must not hide the first error)."""
+    if strict:
+        if futures:
+            client.cancel(futures)
+    else:
+        drain_and_cancel(client, futures)
     try:
         for path in folder.iterdir():
             path.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ flight (a worker's death also counts against the tasks queued beside it). Only t
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,7 +26,7 @@ from typing import TypeVar
 
 import dask
 from dask.utils import funcname
-from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed, wait
+from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin, as_completed
 
 from pcbforge.engine.base import EngineError, EngineKind, WorkerCrashError
 
@@ -58,6 +59,23 @@ def _run_batch(function: Callable[[Item], Result], batch: list[Item]) -> list[Re
 
 #: Seconds a failing ``map`` waits for its tasks already running on workers to end.
 DRAIN_TIMEOUT_S = 30.0
+
+
+def drain_and_cancel(client, futures: list, timeout: float = DRAIN_TIMEOUT_S) -> None:
+    """Drop ``futures`` of a run that is failing. A task already on a worker cannot be
+    stopped: let those end (within ``timeout``) so that none still writes into a folder
+    once the caller has removed it (its stage), then cancel the rest."""
+    if not futures:
+        return
+    # Each future waits on its own client (distributed.wait would look for a default
+    # client, which an engine's client is not).
+    deadline = time.monotonic() + timeout
+    for future in futures:
+        try:
+            future.exception(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception:  # noqa: BLE001 - a timeout, a cancelled task, a dead cluster
+            pass
+    client.cancel(futures)
 
 
 class DaskEngine:
@@ -273,14 +291,7 @@ class DaskEngine:
                     yield from values
         finally:
             if running:
-                # A task already on a worker cannot be stopped: let those end (bounded) so
-                # that none still writes into an output folder once the caller, failing,
-                # has removed its stage; then drop the rest.
-                try:
-                    wait(list(running), timeout=DRAIN_TIMEOUT_S)
-                except Exception:  # noqa: BLE001 - a timeout or a dead cluster: cancel anyway
-                    pass
-                client.cancel(list(running))
+                drain_and_cancel(client, list(running))
                 self._running.difference_update(running)
 
     def _run_alone(self, function, item, on_crash):
@@ -307,4 +318,4 @@ class DaskEngine:
         return self._require_client().compute(collection).result()
 
 
-__all__ = ["DRAIN_TIMEOUT_S", "DaskEngine", "WorkerCrashError", "WorkerSetup"]
+__all__ = ["DRAIN_TIMEOUT_S", "DaskEngine", "WorkerCrashError", "WorkerSetup", "drain_and_cancel"]

@@ -84,6 +84,29 @@ def test_map_finds_the_item_that_kills_its_worker(dask_engine, crash_corpus) -> 
         list(dask_engine.map(work, [i for i in items if i[1].path == "boom.png"]))
 
 
+def test_a_failing_map_lets_its_running_tasks_end_before_it_raises(dask_engine,
+                                                                     tmp_path) -> None:
+    """A task already on a worker cannot be stopped: the map waits for those in flight
+    before raising, so none writes into a folder its caller removes on the error (a
+    stage). The cluster has no default client: the wait must use the engine's own."""
+    folder = str(tmp_path)
+
+    def work(item: int) -> int:
+        import errno
+        import pathlib
+        import time
+
+        if item == 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        time.sleep(0.5)
+        pathlib.Path(folder, f"{item}.done").write_text("written")
+        return item
+
+    with pytest.raises(OSError, match="No space left"):
+        list(dask_engine.map(work, list(range(5)), chunksize=1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{n}.done" for n in range(1, 5)]
+
+
 def test_describe_records_the_cluster(dask_engine) -> None:
     where = dask_engine.describe()
     assert where["engine"] == "dask" and where["workers"] == 2 and where["threads"] == 2
