@@ -2,6 +2,7 @@
 
     python benchmarks/synth_bench.py [BOARDS_DIR] [--count N] [--workers 2] [--defects 8]
                                      [--format png|jpg] [--no-nuisance]
+                                     [--against GIT_REF [--repeat 3]]
 
 Without BOARDS_DIR, procedural 640x640 boards are drawn first (not timed). Two
 loops run over the same boards on one already started pool of worker processes:
@@ -13,14 +14,26 @@ loops run over the same boards on one already started pool of worker processes:
    (the whole pipeline, dataset files included).
 
 Image ``i`` comes from board ``i mod boards``, as in ``pcbforge synth``. It prints
-boards/s of each and their ratio (target: synth >= 0.5 x I/O), then where one
-synthetic image's time goes (one process, the first boards).
+boards/s of each and their ratio, then where one synthetic image's time goes (one
+process, the first boards).
+
+``--against GIT_REF`` compares the code here with the code of another commit in the
+same run: the commit's tree is exported (``git archive``) into a temporary folder and
+both run the same synthesis (same boards, count, seed and worker count) in fresh
+processes, alternated ``--repeat`` times; it prints each rate, the medians and their
+ratio (this code / the other).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +96,62 @@ def stage_breakdown(files: list[str], config: SynthConfig, fmt: str, seed: int) 
           f"{clean_ms:.1f})   encode masks {masks_ms:6.1f}")
 
 
+#: Run in a fresh process with the code to time first on ``sys.path``: one warm-up
+#: synthesis on the pool, then the timed one; prints images and seconds as JSON.
+RUNNER = """
+import json, sys, time
+from pathlib import Path
+from pcbforge.engine import LocalEngine
+from pcbforge.synth.compose import SynthConfig
+from pcbforge.synth.pipeline import WORKER_MODULES, synthesize
+boards, out, count, seed, workers, fmt, defects, nuisance = sys.argv[1:9]
+config = SynthConfig(defects_per_image=(int(defects), int(defects)),
+                     nuisance={"enabled": nuisance == "1"})
+with LocalEngine(int(workers), preload=WORKER_MODULES) as engine:
+    synthesize(boards, Path(out) / "warm", count=4 * int(workers), seed=int(seed),
+               config=config, image_format=fmt, progress=False, engine=engine)
+    start = time.perf_counter()
+    report = synthesize(boards, Path(out) / "synth", count=int(count), seed=int(seed),
+                        config=config, image_format=fmt, progress=False, engine=engine)
+    print(json.dumps({"images": report["images"], "seconds": time.perf_counter() - start}))
+"""
+
+
+def _timed_run(code_root: Path, boards: Path, work: Path, args: argparse.Namespace) -> float:
+    """Boards/s of one synthesis by the code under ``code_root``, in a fresh process."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(code_root)}
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(boards), str(work), str(args.count), str(args.seed),
+         str(args.workers), args.format, str(args.defects), "0" if args.no_nuisance else "1"],
+        env=env, cwd=code_root, check=True, capture_output=True, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["images"] / result["seconds"]
+
+
+def compare_with(ref: str, boards: Path, tmp: Path, args: argparse.Namespace) -> None:
+    """Synthesis rate of this code against commit ``ref``'s, alternated in one run."""
+    here = Path(__file__).resolve().parent.parent
+    other = tmp / "ref"
+    other.mkdir()
+    archive = subprocess.run(["git", "-C", str(here), "archive", ref], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(other, filter="data")
+    rates: dict[str, list[float]] = {"here": [], ref: []}
+    for _ in range(args.repeat):
+        rates["here"].append(_timed_run(here, boards, tmp / "run", args))
+        rates[ref].append(_timed_run(other, boards, tmp / "run", args))
+    mine, theirs = float(np.median(rates["here"])), float(np.median(rates[ref]))
+    print(f"\nThis code against {ref} ({args.repeat} alternated runs each, fresh processes):")
+    print(f"  this code: {', '.join(f'{r:.1f}' for r in rates['here'])} boards/s "
+          f"(median {mine:.1f})")
+    print(f"  {ref}: {', '.join(f'{r:.1f}' for r in rates[ref])} boards/s "
+          f"(median {theirs:.1f})")
+    print(f"  ratio this / {ref}: {mine / theirs:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("boards", type=Path, nargs="?")
@@ -94,6 +163,11 @@ def main() -> None:
                         help="image format both loops write")
     parser.add_argument("--no-nuisance", action="store_true",
                         help="synthesize without acquisition nuisance (shows what it costs)")
+    parser.add_argument("--against", metavar="GIT_REF",
+                        help="also time the code of this commit, alternated, and print the "
+                             "ratio")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="alternated runs of each side with --against")
     args = parser.parse_args()
     config = SynthConfig(defects_per_image=(args.defects, args.defects),
                          nuisance={"enabled": not args.no_nuisance})
@@ -128,8 +202,10 @@ def main() -> None:
         print(f"I/O bound (read + write {args.format.upper()}): {io_rate:8.1f} boards/s")
         print(f"pcbforge synth (end to end):  {synth_rate:8.1f} boards/s "
               f"({report['defects_total']} defects, {sum(report['dropped'].values())} dropped)")
-        print(f"ratio synth / I/O: {synth_rate / io_rate:.2f} (target >= 0.5)")
+        print(f"ratio synth / I/O: {synth_rate / io_rate:.2f}")
         stage_breakdown([f.file for f in found[:20]], config, args.format, args.seed)
+        if args.against:
+            compare_with(args.against, boards, tmp, args)
 
 
 if __name__ == "__main__":
