@@ -1,11 +1,13 @@
-"""The synthetic-to-real benchmark (reference model A, DeepPCB's protocol).
+"""The synthetic-to-real benchmark: three detector designs, DeepPCB's protocol.
 
     python benchmarks/transfer.py --train-dir DEEPPCB_LAYOUT --test-dir DEEPPCB_LAYOUT \
-        [--out DIR] [--device cpu|cuda] [--seed S] [--train-boards g1,g2] [--test-boards g3]
+        [--out DIR] [--detectors reference,opening,single-image] [--seeds 0,1,2] \
+        [--device cpu|cuda] [--train-boards g1,g2] [--test-boards g3]
 
 Needs torch (``pip install -e .[bench]``). During development, hold whole boards of
 one folder out, e.g. ``--train-dir D --test-dir D --test-boards group44000,group50600
---train-boards <the other five>``.
+--train-boards <the other five>``. The synthetic regimes train on exactly what
+``pcbforge synth`` writes on the train templates (synth seed = training seed).
 """
 
 from __future__ import annotations
@@ -16,11 +18,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pcbforge.bench.detectors import detector_names  # noqa: E402
 from pcbforge.bench.transfer import REGIMES, TransferConfig, run_transfer  # noqa: E402
 
 
 def _names(text: str | None) -> set[str] | None:
     return {v.strip() for v in text.split(",") if v.strip()} if text else None
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    """``0,1,2`` (an argparse type)."""
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2, got {text!r}") from err
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -41,27 +56,32 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("transfer-out"))
     parser.add_argument("--train-boards", help="only these boards (group folders) to train on")
     parser.add_argument("--test-boards", help="only these boards to test on")
-    parser.add_argument("--regimes", default=",".join(REGIMES))
+    parser.add_argument("--detectors", type=_list, default=tuple(detector_names()),
+                        help=f"designs to train (default: {','.join(detector_names())})")
+    parser.add_argument("--regimes", type=_list, default=REGIMES)
+    parser.add_argument("--seeds", type=_ints, default=(0, 1, 2),
+                        help="train every regime once per seed; also the synth seed")
     parser.add_argument("--few-share", type=float, default=0.05)
     parser.add_argument("--synth-per-template", type=int, default=2)
     parser.add_argument("--few-repeat", type=int, default=16,
-                        help="repeat each few-real crop this many times in few_real+synthetic")
-    parser.add_argument("--no-negatives", action="store_true",
-                        help="synthetic regimes without defect-free misregistered pairs")
+                        help="repeat each few real pair this many times in few_real+synthetic")
     parser.add_argument("--etch-px", type=_pair, default=(0, 1),
                         help="MIN,MAX px each synthetic board's copper grows by (0,0: none)")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of every design (default: each design's own)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    config = TransferConfig(
-        train_dir=args.train_dir, test_dir=args.test_dir, out=args.out,
-        train_boards=_names(args.train_boards), test_boards=_names(args.test_boards),
-        regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
-        few_share=args.few_share, synth_per_template=args.synth_per_template,
-        few_repeat=args.few_repeat, negatives=not args.no_negatives, etch_px=args.etch_px,
-        epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers)
+    try:
+        config = TransferConfig(
+            train_dir=args.train_dir, test_dir=args.test_dir, out=args.out,
+            train_boards=_names(args.train_boards), test_boards=_names(args.test_boards),
+            detectors=args.detectors, regimes=args.regimes, seeds=args.seeds,
+            few_share=args.few_share, synth_per_template=args.synth_per_template,
+            few_repeat=args.few_repeat, etch_px=args.etch_px, epochs=args.epochs,
+            device=args.device, workers=args.workers)
+    except ValueError as err:
+        parser.error(str(err))
     run_transfer(config, log=lambda line: print(line, flush=True))
     print()
     print((args.out / "results.md").read_text())

@@ -37,20 +37,22 @@ Box = tuple[int, int, int, int]
 
 @dataclass
 class Samples:
-    """Parallel arrays: crops (N, 2, CROP, CROP) uint8, sizes (N, 2) float32, labels (N,)."""
+    """Parallel arrays: crops (N, C, CROP, CROP) uint8 (C image channels: 2 for this
+    model, tested and aligned template), sizes (N, 2) float32, labels (N,) int64."""
 
     crops: np.ndarray
     sizes: np.ndarray
     labels: np.ndarray
 
     @staticmethod
-    def empty() -> Samples:
-        return Samples(np.zeros((0, 2, CROP, CROP), np.uint8), np.zeros((0, 2), np.float32),
+    def empty(channels: int = 2) -> Samples:
+        return Samples(np.zeros((0, channels, CROP, CROP), np.uint8), np.zeros((0, 2), np.float32),
                        np.zeros(0, np.int64))
 
     @staticmethod
     def concat(parts: Sequence[Samples]) -> Samples:
-        parts = [p for p in parts if len(p.labels)] or [Samples.empty()]
+        channels = parts[0].crops.shape[1] if parts else 2
+        parts = [p for p in parts if len(p.labels)] or [Samples.empty(channels)]
         return Samples(np.concatenate([p.crops for p in parts]),
                        np.concatenate([p.sizes for p in parts]),
                        np.concatenate([p.labels for p in parts]))
@@ -59,14 +61,16 @@ class Samples:
         return len(self.labels)
 
 
-def crop_pair(tested: np.ndarray, template: np.ndarray, box: Box) -> np.ndarray:
-    """(2, CROP, CROP) uint8: the square around ``box`` in both images, resized."""
+def crop_stack(images: Sequence[np.ndarray], box: Box) -> np.ndarray:
+    """(len(images), CROP, CROP) uint8: the square around ``box`` (at least 8 px a side)
+    cut from each image at the same place (outside the image: its border replicated) and
+    resized to ``CROP``."""
     x1, y1, x2, y2 = box
     side = max(x2 - x1, y2 - y1, 8)
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     left, top = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
-    out = np.empty((2, CROP, CROP), np.uint8)
-    for k, image in enumerate((tested, template)):
+    out = np.empty((len(images), CROP, CROP), np.uint8)
+    for k, image in enumerate(images):
         pad = side
         padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         window = padded[top + pad:top + pad + side, left + pad:left + pad + side]
@@ -74,11 +78,18 @@ def crop_pair(tested: np.ndarray, template: np.ndarray, box: Box) -> np.ndarray:
     return out
 
 
-def _size(box: Box) -> tuple[float, float]:
+def crop_pair(tested: np.ndarray, template: np.ndarray, box: Box) -> np.ndarray:
+    """(2, CROP, CROP) uint8: the square around ``box`` in both images, resized."""
+    return crop_stack((tested, template), box)
+
+
+def box_size(box: Box) -> tuple[float, float]:
+    """The box's width and height in units of ``SIZE_SCALE`` px (the network's size input)."""
     return (box[2] - box[0]) / SIZE_SCALE, (box[3] - box[1]) / SIZE_SCALE
 
 
-def _gray(path: str) -> np.ndarray:
+def read_gray(path: str) -> np.ndarray:
+    """The image at ``path`` as 8-bit gray; ``ValueError`` when it cannot be decoded."""
     image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise ValueError(f"cannot decode {path}")
@@ -89,13 +100,13 @@ def pair_samples(task: tuple[str, str, list[tuple[int, int, int, int, str]]]) ->
     """Training crops of one pair: every labelled box, every candidate that matches one
     (with its label) and every other candidate (as background)."""
     template_path, tested_path, truths = task
-    tested, template = _gray(tested_path), _gray(template_path)
+    tested, template = read_gray(tested_path), read_gray(template_path)
     candidates, aligned = find_candidates(tested, template, CandidateParams())
     crops, sizes, labels = [], [], []
 
     def add(box: Box, label: int) -> None:
         crops.append(crop_pair(tested, aligned, box))
-        sizes.append(_size(box))
+        sizes.append(box_size(box))
         labels.append(label)
 
     for x1, y1, x2, y2, name in truths:
@@ -108,47 +119,21 @@ def pair_samples(task: tuple[str, str, list[tuple[int, int, int, int, str]]]) ->
     return Samples(np.stack(crops), np.asarray(sizes, np.float32), np.asarray(labels, np.int64))
 
 
-def misregistered(image: np.ndarray, rng: np.random.Generator, *,
-                  amplitude: tuple[float, float] = (1.5, 4.0), nodes: int = 5) -> np.ndarray:
-    """``image`` under a smooth random displacement of up to ``amplitude`` px (a line
-    scanner's local misregistration), binarized again: a defect-free tested image whose
-    differences from ``image`` are all nuisance."""
-    height, width = image.shape[:2]
-    reach = rng.uniform(*amplitude)
-    grids = rng.uniform(-reach, reach, (2, nodes, nodes)).astype(np.float32)
-    dx, dy = (cv2.resize(g, (width, height), interpolation=cv2.INTER_CUBIC) for g in grids)
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    moved = cv2.remap(image, xs + dx, ys + dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return np.where(moved >= 128, 255, 0).astype(np.uint8)
-
-
-def negative_samples(task: tuple[str, int]) -> Samples:
-    """Background crops of one template: the candidates of a misregistered copy of it."""
-    template_path, seed = task
-    template = _gray(template_path)
-    tested = misregistered(template, np.random.default_rng(seed))
-    boxes, aligned = find_candidates(tested, template, CandidateParams())
-    if not boxes:
-        return Samples.empty()
-    return Samples(np.stack([crop_pair(tested, aligned, b) for b in boxes]),
-                   np.asarray([_size(b) for b in boxes], np.float32),
-                   np.full(len(boxes), BACKGROUND, np.int64))
-
-
 def pair_candidates(task: tuple[str, str]) -> tuple[list[Box], Samples]:
     """Candidates of one pair to classify: their boxes and crops (labels unknown: -1)."""
     template_path, tested_path = task
-    tested, template = _gray(tested_path), _gray(template_path)
+    tested, template = read_gray(tested_path), read_gray(template_path)
     boxes, aligned = find_candidates(tested, template, CandidateParams())
     if not boxes:
         return [], Samples.empty()
     return boxes, Samples(np.stack([crop_pair(tested, aligned, b) for b in boxes]),
-                          np.asarray([_size(b) for b in boxes], np.float32),
+                          np.asarray([box_size(b) for b in boxes], np.float32),
                           np.full(len(boxes), -1, np.int64))
 
 
-def build_network():
-    """The pair classifier: four conv blocks, global pooling, box size, two dense layers."""
+def build_network(channels: int = 2):
+    """The pair classifier: four conv blocks on ``channels`` crop channels, global pooling,
+    box size, two dense layers."""
     import torch
     from torch import nn
 
@@ -161,7 +146,7 @@ def build_network():
                                      nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
             self.features = nn.Sequential(
-                block(2, 16), block(16, 16), nn.MaxPool2d(2),  # 20
+                block(channels, 16), block(16, 16), nn.MaxPool2d(2),  # 20
                 block(16, 32), nn.MaxPool2d(2),  # 10
                 block(32, 64), nn.MaxPool2d(2),  # 5
                 block(64, 96), nn.AdaptiveAvgPool2d(1), nn.Flatten())
@@ -198,14 +183,15 @@ class TrainReport:
 
 def train(samples: Samples, *, epochs: int = 8, seed: int = 0, device: str = "cpu",
           batch: int = 128, log: Callable[[str], None] = print):
-    """Train a fresh :func:`build_network` on ``samples``; return ``(model, report)``."""
+    """Train a fresh :func:`build_network` (as many input channels as the crops have) on
+    ``samples``; return ``(model, report)``. Same samples, seed and device: same model."""
     import torch
 
     if not len(samples):
         raise ValueError("no training samples")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_network().to(device)
+    model = build_network(samples.crops.shape[1]).to(device)
     counts = np.bincount(samples.labels, minlength=len(CLASSES))
     # Rare classes weigh more (inverse square root of their share); absent ones nothing.
     weights = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1) / counts.sum()), 0.0)
@@ -292,6 +278,6 @@ def merge_fragments(found: Sequence[Detection]) -> list[Detection]:
     return kept
 
 
-__all__ = ["BACKGROUND", "CLASSES", "CROP", "Samples", "TrainReport", "build_network",
-           "classify", "crop_pair", "detections", "merge_fragments", "misregistered",
-           "negative_samples", "pair_candidates", "pair_samples", "train"]
+__all__ = ["BACKGROUND", "CLASSES", "CROP", "Samples", "TrainReport", "box_size",
+           "build_network", "classify", "crop_pair", "crop_stack", "detections",
+           "merge_fragments", "pair_candidates", "pair_samples", "read_gray", "train"]

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from pcbforge.bench.metrics import Detection, Truth, evaluate
-from pcbforge.bench.reference import merge_fragments
+from pcbforge.bench.reference import CROP, Samples, crop_pair, crop_stack, merge_fragments
+
+
+def test_crops_of_several_images_are_cut_at_the_same_place() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (2, 120, 100), dtype=np.uint8)
+    box = (90, 5, 130, 25)  # runs off the right edge: the border is replicated
+    stack = crop_stack((a, b, a), box)
+    assert stack.shape == (3, CROP, CROP)
+    assert np.array_equal(stack[:2], crop_pair(a, b, box)) and np.array_equal(stack[0], stack[2])
+
+
+def test_samples_keep_their_channel_count_when_concatenated_empty() -> None:
+    assert Samples.concat([Samples.empty(3)]).crops.shape == (0, 3, CROP, CROP)
+    assert Samples.concat([]).crops.shape == (0, 2, CROP, CROP)
 
 
 def test_overlapping_pieces_of_one_class_become_one_box_with_the_best_score() -> None:
