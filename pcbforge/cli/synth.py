@@ -93,6 +93,12 @@ def defects_command(
     nuisance: Annotated[bool, typer.Option(
         help="Acquisition nuisance (misregistration, rough edges, JPEG) in tested images.")
     ] = True,
+    background: Annotated[bool, typer.Option(
+        help="Background nuisance: thick non-defect changes (a feature displaced locally, "
+             "specks, broken edges), recorded per image in nuisance_regions.")] = True,
+    defect_free_share: Annotated[float, typer.Option(
+        help="Share of tested images with no defect (template plus nuisance, no labels).")
+    ] = 0.1,
     augment: Annotated[str | None, typer.Option(
         help="albumentations preset for the pair: light, geometric, or a YAML file.")] = None,
     etch_px: Annotated[str, typer.Option(
@@ -114,6 +120,7 @@ def defects_command(
             "defects_per_image": _pair(defects_per_image, "--defects-per-image", "-", "3-12"),
             "px_per_mm": px_per_mm or dataset_px or 48.0, "box": box, "copper": copper,
             "nuisance": {"enabled": nuisance}, "augment": {"preset": augment},
+            "background": {"enabled": background}, "defect_free_share": defect_free_share,
             "etch_px": _pair(etch_px, "--etch-px", ",", "0,1"),
         })
     except ValidationError as err:
@@ -139,6 +146,8 @@ def print_synth_summary(report: dict, console: Console) -> None:
                       str(report["dropped"].get(name, 0)))
     table.add_row("total", str(report["defects_total"]), str(sum(report["dropped"].values())))
     console.print(table)
+    console.print(f"{report.get('defect_free_images', 0)} defect-free images; "
+                  f"{report.get('nuisance_regions', 0)} background nuisance regions")
     console.print(f"{report['redrawn']} redrawn spots; {len(report['failed_images'])} boards "
                   f"could not be used; {report['images_per_second']} images/s")
     for failure in report["failed_images"][:5]:

@@ -77,7 +77,8 @@ def save_coco(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
             "id": image_id, "file_name": path, "width": width, "height": height,
             "pcbforge": {"sample_id": str(sample["sample_id"]),
                          "split": text_value(sample.get("split", "")),
-                         "synthetic": sample_flag(sample)},
+                         "synthetic": sample_flag(sample),
+                         **_regions_extra(sample)},
         })
         boxes = grouped.get(str(sample["sample_id"]), labels.iloc[:0])
         for box in boxes.itertuples(index=False):
@@ -153,7 +154,8 @@ def load_coco(json_path: Path, images_dir: Path | Sequence[Path] | None = None, 
     rows = []
     for index, annotation in enumerate(data["annotations"]):
         rows.append(_read_annotation(annotation, json_path, index, names, images))
-    return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
+    return (pd.DataFrame(samples, columns=[*SAMPLE_COLUMNS, "nuisance_regions"]),
+            labels_frame(rows), classes)
 
 
 def _kind_of(data: object, key: str) -> str:
@@ -235,7 +237,26 @@ def _read_image(image: object, where: str, root: Path, open_files: bool,
     return {"sample_id": given or f"coco-{image['id']}", "id_given": bool(given), "path": path,
             "file": str(root / path) if open_files else "",
             "width": width, "height": height, "split": str(extra.get("split", "")),
-            "synthetic": bool(extra.get("synthetic", False))}
+            "synthetic": bool(extra.get("synthetic", False)),
+            "nuisance_regions": _regions_text(extra.get("nuisance_regions"), where)}
+
+
+def _regions_extra(sample: pd.Series) -> dict:
+    """``{"nuisance_regions": [...]}`` for a sample that records background nuisance
+    regions (synthetic tested images), else nothing."""
+    text = text_value(sample.get("nuisance_regions", ""))
+    return {"nuisance_regions": json.loads(text)} if text else {}
+
+
+def _regions_text(value: object, where: str) -> str:
+    """The samples-table text of an image's ``nuisance_regions`` extra ("" when absent)."""
+    if value is None:
+        return ""
+    if not isinstance(value, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("box"), list) for r in value):
+        raise ValueError(f"{where}: pcbforge.nuisance_regions must be a list of "
+                         f"{{'kind', 'box', 'area'}} objects, got {value!r:.80}")
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 def _size(value: object) -> int:

@@ -15,12 +15,15 @@ pixel columns 0..9 is ``xmin=1, xmax=10``: ``xmin = x1 + 1``, ``ymin = y1 + 1``,
 as Python floats (``repr``), so non-integer boxes survive the round trip too.
 
 pcbforge values VOC has no field for live in ``<pcbforge>`` elements: on the annotation
-(sample_id, original path, split, synthetic) and on each object (synthetic, params, and the
-instance mask as COCO RLE text when there is one).
+(sample_id, original path, split, synthetic, and the background nuisance regions of a
+synthetic tested image as ``<nuisance_regions><region><kind>``, ``<bndbox>`` in VOC's
+convention and ``<area>``) and on each object (synthetic, params, and the instance mask as
+COCO RLE text when there is one).
 """
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -76,6 +79,7 @@ def save_voc(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
         _add(extra, "path", str(sample["path"]))
         _add(extra, "split", text_value(sample.get("split", "")))
         _add(extra, "synthetic", _bool_text(sample_flag(sample)))
+        _add_regions(extra, text_value(sample.get("nuisance_regions", "")))
         boxes = grouped.get(str(sample["sample_id"]), labels.iloc[:0])
         for box in boxes.itertuples(index=False):
             item = ET.SubElement(root, "object")
@@ -103,6 +107,40 @@ def _add(parent: ET.Element, tag: str, text: str) -> ET.Element:
     element = ET.SubElement(parent, tag)
     element.text = text
     return element
+
+
+def _add_regions(extra: ET.Element, text: str) -> None:
+    """``<nuisance_regions>`` with one ``<region>`` per recorded region (none: no element;
+    an empty record: an empty element, so "none recorded" and "no record" stay apart)."""
+    if not text:
+        return
+    holder = ET.SubElement(extra, "nuisance_regions")
+    for region in json.loads(text):
+        item = ET.SubElement(holder, "region")
+        _add(item, "kind", str(region["kind"]))
+        x1, y1, x2, y2 = (float(v) for v in region["box"])
+        bndbox = ET.SubElement(item, "bndbox")
+        for tag, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
+            _add(bndbox, tag, _number_text(value))
+        _add(item, "area", str(int(region.get("area", 0))))
+
+
+def _read_regions(extra: ET.Element | None, where: str) -> str:
+    """The samples-table text of ``<nuisance_regions>`` ("" when absent)."""
+    holder = None if extra is None else extra.find("nuisance_regions")
+    if holder is None:
+        return ""
+    regions = []
+    for item in holder.findall("region"):
+        try:
+            xmin, ymin, xmax, ymax = (float(item.findtext(f"bndbox/{tag}") or "")
+                                      for tag in ("xmin", "ymin", "xmax", "ymax"))
+            area = int(float(item.findtext("area") or 0))
+        except ValueError as err:
+            raise ValueError(f"{where}: a nuisance region needs a numeric bndbox") from err
+        box = [int(v) if float(v).is_integer() else v for v in (xmin - 1, ymin - 1, xmax, ymax)]
+        regions.append({"area": area, "box": box, "kind": item.findtext("kind") or ""})
+    return json.dumps(regions, separators=(",", ":"), sort_keys=True)
 
 
 def _depth(image: Path) -> int:
@@ -164,10 +202,11 @@ def load_voc(out_dir: Path, *, missing_labels: str = "error", allow_outside: boo
         samples.append({"sample_id": sample_id_for(image.name, "voc"), "id_given": False,
                         "path": image.name, "file": str(image), "width": width,
                         "height": height, "split": listed.get(image.stem, ""),
-                        "synthetic": False})
+                        "synthetic": False, "nuisance_regions": ""})
     if classes is None:
         classes = sorted({row["label"] for row in rows})
-    return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
+    return (pd.DataFrame(samples, columns=[*SAMPLE_COLUMNS, "nuisance_regions"]),
+            labels_frame(rows), classes)
 
 
 def _read_annotation(xml_path: Path, out_dir: Path, classes: list[str] | None,
@@ -197,7 +236,8 @@ def _read_annotation(xml_path: Path, out_dir: Path, classes: list[str] | None,
     sample = {"sample_id": sample_id, "id_given": bool(given), "path": path,
               "file": str(images_dir / name), "width": width, "height": height,
               "split": _extra_text(extra, "split"),
-              "synthetic": _extra_text(extra, "synthetic") == "true"}
+              "synthetic": _extra_text(extra, "synthetic") == "true",
+              "nuisance_regions": _read_regions(extra, str(xml_path))}
     boxes = []
     for number, item in enumerate(root.findall("object"), start=1):
         where = f"{xml_path}: object {number}"

@@ -334,14 +334,19 @@ def _merge_labelled(fmt: str, curated: CurateResult, table: pd.DataFrame,
                     boxes: pd.DataFrame, classes: list[str], image_root: Path, stage: Path,
                     earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
     """The annotations joined onto the curated samples, saved into ``stage``."""
-    listed = table[["path", "sample_id", "split", "synthetic", "width", "height"]].rename(
-        columns={"width": "label_width", "height": "label_height"})
+    # Records a format carries per image beyond the boxes (pcbforge's own COCO and VOC
+    # exports hold the nuisance regions of synthetic images) come along when present.
+    extra = [c for c in ("nuisance_regions",) if c in table.columns]
+    listed = table[["path", "sample_id", "split", "synthetic", "width", "height", *extra]
+                   ].rename(columns={"width": "label_width", "height": "label_height"})
     samples = curated.samples.merge(listed, on="path", how="left", indicator=True)
     unlisted = samples["_merge"] == "left_only"
     samples = samples.drop(columns="_merge")
     samples["split"] = samples["split"].fillna("")
     samples["synthetic"] = samples["synthetic"].fillna(False).astype(bool)
     samples["sample_id"] = samples["sample_id"].fillna("")
+    for column in extra:
+        samples[column] = samples[column].fillna("")
     samples["source"] = fmt
     problem = pd.Series("", index=samples.index)
     unlisted_images = unlisted & (samples["status"] != "skipped")

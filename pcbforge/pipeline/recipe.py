@@ -210,6 +210,11 @@ class SynthSection(_Section):
     box: Literal["padded", "tight"] = "padded"
     copper: Literal["dark", "light"] = "dark"
     nuisance: bool = True
+    #: Background nuisance (thick non-defect changes: features displaced locally, specks,
+    #: broken edges), recorded per image in ``nuisance_regions``.
+    background: bool = True
+    #: Share of synthetic images with no defect (template plus nuisance, no labels).
+    defect_free_share: float = Field(0.1, ge=0, le=1)
     #: Etch variation: each image grows its board's copper by whole px drawn from this
     #: range (negative: shrinks it) before defects are drawn; ``[0, 0]``: boards as they are.
     etch_px: tuple[int, int] = (0, 0)

@@ -271,6 +271,8 @@ def run_synth(ctx: BuildContext, folder: Path) -> dict:
         "defects_per_image": synth.defects_per_image,
         "px_per_mm": synth.px_per_mm or px_per_mm or 48.0, "box": synth.box,
         "copper": synth.copper, "nuisance": {"enabled": synth.nuisance},
+        "background": {"enabled": synth.background},
+        "defect_free_share": synth.defect_free_share,
         "augment": {"preset": synth.augment}, "etch_px": synth.etch_px,
     })
     with ctx.engine(WORKER_MODULES) as engine:
@@ -347,6 +349,9 @@ def _synth_rows(dataset: Dataset, board_paths: dict[str, str]) -> pd.DataFrame:
         "src_reason": samples["reason"].fillna("").astype(str),
         "src_detail": "",
         "synth": samples["synth"].fillna("").astype(str) if "synth" in samples else "",
+        # The background nuisance record (``pcbforge.synth.pipeline``) travels with it.
+        "nuisance_regions": (samples["nuisance_regions"].fillna("").astype(str)
+                             if "nuisance_regions" in samples else ""),
     })
 
 
@@ -451,7 +456,8 @@ def join_source_rows(curated: pd.DataFrame, inputs: MergeInputs) -> pd.DataFrame
                          f"folder (first: {unknown[0]})")
     samples = table.merge(info, on="path", how="left")
     for column in ("source_kind", "role", "template_path", "board", "pair", "source_split",
-                   "source_group", "src_status", "src_reason", "src_detail", "synth"):
+                   "source_group", "src_status", "src_reason", "src_detail", "synth",
+                   "nuisance_regions"):
         samples[column] = samples[column].fillna("") if column in samples else ""
     samples["source"] = samples["source"].fillna(samples["path"].str.split("/").str[0])
     samples["synthetic"] = samples["synthetic"].fillna(False).astype(bool)

@@ -25,8 +25,18 @@ from pcbforge.synth.analysis import (
     etch_board,
 )
 from pcbforge.synth.augment import AugmentConfig
+from pcbforge.synth.background import (
+    BackgroundParams,
+    sample_and_render_background,
+)
 from pcbforge.synth.defects import Params
-from pcbforge.synth.nuisance import NuisanceParams, apply_nuisance, sample_nuisance, warp_mask
+from pcbforge.synth.nuisance import (
+    NuisanceParams,
+    apply_nuisance,
+    sample_nuisance,
+    thick_difference,
+    warp_mask,
+)
 from pcbforge.synth.registry import DefectSpec, class_names, defect_spec
 from pcbforge.synth.topology import check_topology
 
@@ -64,6 +74,13 @@ class SynthConfig(BaseModel):
     #: boards that have little. ``(0, 0)``: boards as they are.
     etch_px: tuple[int, int] = (0, 0)
     nuisance: NuisanceParams = Field(default_factory=NuisanceParams)
+    #: Background nuisance: thick non-defect changes (a feature displaced locally, specks,
+    #: broken edges) drawn on every tested image and recorded in ``nuisance_regions``
+    #: (:mod:`pcbforge.synth.background`).
+    background: BackgroundParams = Field(default_factory=BackgroundParams)
+    #: Share of tested images drawn without any defect: the template with background and
+    #: acquisition nuisance only, no labels (drawn per image from its own generator).
+    defect_free_share: float = Field(0.1, ge=0, le=1)
     #: Optional albumentations stage on the finished pair (``preset=None``: off).
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
@@ -130,6 +147,12 @@ class SynthImage:
     binary: bool
     labels: list[dict] = field(default_factory=list)  # class, box, tight, mask, params
     nuisance: dict = field(default_factory=dict)
+    #: The sampled background nuisance (:func:`~pcbforge.synth.background.sample_background`).
+    background: dict = field(default_factory=dict)
+    #: Background regions as they lie in ``image``: ``{"kind", "box", "area"}`` each, the
+    #: box moved with the acquisition warp.
+    nuisance_regions: list[dict] = field(default_factory=list)
+    defect_free: bool = False
     requested: int = 0
     redrawn: int = 0
     dropped: dict[str, int] = field(default_factory=dict)  # class -> count
@@ -191,9 +214,10 @@ def _place(a: BoardAnalysis, spec: DefectSpec, rng: np.random.Generator,
     return Defect(spec, params, region, (x0, y0), box)
 
 
-def _render(a: BoardAnalysis, defects: list[Defect]) -> np.ndarray:
-    """The board with every defect drawn in the board's own colours."""
-    out = a.image.copy()
+def _render(a: BoardAnalysis, defects: list[Defect], base: np.ndarray) -> np.ndarray:
+    """``base`` (the board, background regions applied away from every defect) with every
+    defect drawn in the board's own colours."""
+    out = base.copy()
     for d in defects:
         x, y = d.origin
         h, w = d.region.shape
@@ -246,6 +270,22 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
                      analysis: BoardAnalysis | None = None) -> SynthImage:
     """Draw defects on ``board`` (a good board, uint8 gray or BGR) and label them exactly.
 
+    Order: defects placed and drawn, background nuisance (:mod:`~.background`) away from
+    them, then acquisition nuisance (:mod:`~.nuisance`) over the whole image. With
+    probability ``config.defect_free_share`` the image gets no defect at all.
+
+    What may differ between ``image`` and ``template`` (binarized at 128; the luminance of
+    colour images), the guarantee the tests check:
+
+    * differences at most 2 px thick (nothing left by a 3x3 opening,
+      :func:`~pcbforge.synth.nuisance.thick_difference`) may be anywhere;
+    * every difference thicker than that lies inside a label's box or a recorded
+      ``nuisance_regions`` box (anything else is put back to the template);
+    * every pixel a defect changes is inside its label's box, and the box shows the class's
+      topology (checked on the clean drawing and again on the final pair);
+    * nuisance region boxes never overlap a label's box, and a region never joins or cuts
+      conductors nor adds an island or a hole.
+
     The board is first etched by :func:`draw_etch` px (``config.etch_px``), and the
     result's template is that board. ``analysis``: when the caller already has it (several
     images from one board), the analysis of the board as etched, with the config's px/mm
@@ -255,12 +295,66 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
     if analysis is None:
         board = etch_board(board, draw_etch(config, rng), config.copper)
     a = analysis or analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper)
-    wanted = _draw_classes(config, rng)
-    result = SynthImage(image=a.image, template=a.image, binary=a.binary, requested=len(wanted))
+    defect_free = bool(rng.random() < config.defect_free_share)
+    wanted = [] if defect_free else _draw_classes(config, rng)
+    result = SynthImage(image=a.image, template=a.image, binary=a.binary, requested=len(wanted),
+                        defect_free=defect_free)
     defects = _place_all(a, wanted, rng, config, result)
+    result.background, base, region_ids = sample_and_render_background(
+        rng, config.background, a, [d.box for d in defects], a.image)
     result.nuisance = sample_nuisance(rng, config.nuisance, a.shape)
-    result.image, result.labels = _disturb_and_label(a, defects, config, result)
+    result.image, result.labels = _disturb_and_label(a, defects, config, result, base)
+    result.nuisance_regions = _warped_regions(a, result.background, region_ids,
+                                              result.nuisance)
+    result.image = _restore_outside(result.image, a.image, result.labels,
+                                    result.nuisance_regions)
     return result
+
+
+def _warped_regions(a: BoardAnalysis, background: dict, ids: np.ndarray | None,
+                    nuisance: dict) -> list[dict]:
+    """The background regions' records on the final image: each box covers the region's
+    changed pixels before and after the acquisition warp, padded like the sampled box."""
+    regions = background.get("regions", []) if background.get("enabled") else []
+    if not regions or ids is None:
+        return []
+    warped = warp_mask(ids, nuisance)
+    records = []
+    for k, region in enumerate(regions, 1):
+        x0, y0, x1, y1 = region["box"]
+        wx0, wy0, wx1, wy1 = pad_box((x0, y0, x1, y1), 4, a.shape)
+        moved = _tight(warped[wy0:wy1, wx0:wx1] == k)
+        box = list(region["box"])
+        if moved is not None:
+            pad = pad_box((moved[0] + wx0, moved[1] + wy0, moved[2] + wx0, moved[3] + wy0),
+                          5, a.shape)
+            box = [min(box[0], pad[0]), min(box[1], pad[1]), max(box[2], pad[2]),
+                   max(box[3], pad[3])]
+        records.append({"kind": region["kind"], "box": [int(v) for v in box],
+                        "area": int(region["area"])})
+    return records
+
+
+def _restore_outside(image: np.ndarray, template: np.ndarray, labels: list[dict],
+                     regions: list[dict]) -> np.ndarray:
+    """``image`` with every difference from ``template`` that is thicker than 2 px and lies
+    outside all label and region boxes put back to the template (the guarantee's safety
+    net; it almost never finds anything)."""
+    thick = thick_difference(image, template)
+    for box in [label["box"] for label in labels] + [r["box"] for r in regions]:
+        x1, y1, x2, y2 = (int(v) for v in box)
+        thick[y1:y2, x1:x2] = 0
+    if not cv2.countNonZero(thick):
+        return image
+    # Put back the whole 8-connected component of the binarized difference around each
+    # leftover, so no new 3x3 square forms at the seam.
+    where = cv2.dilate(thick, np.ones((5, 5), np.uint8)) > 0
+    for box in [label["box"] for label in labels] + [r["box"] for r in regions]:
+        x1, y1, x2, y2 = (int(v) for v in box)
+        where[y1:y2, x1:x2] = False
+    out = image.copy()
+    out[where] = template[where]
+    return out
 
 
 def _draw_classes(config: SynthConfig, rng: np.random.Generator) -> list[DefectSpec]:
@@ -302,14 +396,14 @@ def _place_all(a: BoardAnalysis, wanted: list[DefectSpec], rng: np.random.Genera
 
 
 def _disturb_and_label(a: BoardAnalysis, defects: list[Defect], config: SynthConfig,
-                       result: SynthImage) -> tuple[np.ndarray, list[dict]]:
+                       result: SynthImage, base: np.ndarray) -> tuple[np.ndarray, list[dict]]:
     """The tested image (defects rendered, then ``result.nuisance``) and a label per defect
     that still holds its class's topology after the nuisance.
 
     Nuisance can, rarely, undo a defect's topology (a thin bridge lost to re-binarizing):
     such a defect is taken out (counted dropped) and the image drawn again without it."""
     while True:
-        tested = apply_nuisance(_render(a, defects), result.nuisance, binary=a.binary)
+        tested = apply_nuisance(_render(a, defects, base), result.nuisance, binary=a.binary)
         labels, failed = _label_all(a, defects, tested, config, result.nuisance)
         if failed is None:
             return tested, labels

@@ -18,6 +18,13 @@ larger ``count`` with the same seed keeps every earlier image. Templates are
 samples too (defect-free, ``role`` = ``template``); each tested image names its
 template in ``template_path`` and shares its ``group``, so ``pcbforge split``
 keeps a board and all its synthetic variants on one side.
+
+A share of the tested images (``SynthConfig.defect_free_share``) has no defect and no
+label. Every tested image records its background nuisance in the samples column
+``nuisance_regions``: a JSON list of ``{"kind", "box": [x1, y1, x2, y2], "area"}``
+(``"[]"`` when none; ``""`` for templates). Every difference from the template thicker
+than 2 px lies inside a label's box or one of these boxes (see
+:func:`pcbforge.synth.compose.synthesize_image`).
 """
 
 from __future__ import annotations
@@ -228,15 +235,34 @@ def _augment(made: SynthImage, config: SynthConfig, transform, rng: np.random.Ge
     """
     from pcbforge.synth.augment import augment_pair
 
+    # Nuisance regions travel as filled boxes after the defects' masks, so their records
+    # follow the transform too.
+    shape = made.image.shape[:2]
+    region_masks = []
+    for region in made.nuisance_regions:
+        x1, y1, x2, y2 = region["box"]
+        box_mask = np.zeros(shape, np.uint8)
+        box_mask[y1:y2, x1:x2] = 1
+        region_masks.append(box_mask)
+    n_labels = len(made.labels)
     for _ in range(AUGMENT_TRIES):
         result = augment_pair(transform, made.image, made.template,
-                              [label["mask"].astype(np.uint8) for label in made.labels],
-                              [label["box"] for label in made.labels],
-                              [label["label"] for label in made.labels], rng,
+                              [label["mask"].astype(np.uint8) for label in made.labels]
+                              + region_masks,
+                              [label["box"] for label in made.labels]
+                              + [r["box"] for r in made.nuisance_regions],
+                              [label["label"] for label in made.labels]
+                              + ["nuisance"] * len(region_masks), rng,
                               binary=made.binary)
+        regions = [{**made.nuisance_regions[int(index) - n_labels],
+                    "box": [int(v) for v in mask_box(mask)]}
+                   for mask, index in zip(result.masks, result.kept, strict=True)
+                   if int(index) >= n_labels]
         before, after = copper_of(analysis, result.template), copper_of(analysis, result.image)
         labels = []
         for mask, index in zip(result.masks, result.kept, strict=True):
+            if int(index) >= n_labels:
+                continue
             label = dict(made.labels[int(index)])
             tight = tuple(int(v) for v in mask_box(mask))
             padded = pad_box(tight, config.margin_px, mask.shape)
@@ -249,6 +275,7 @@ def _augment(made: SynthImage, config: SynthConfig, transform, rng: np.random.Ge
             labels.append(label)
         else:
             made.image, made.template, made.labels = result.image, result.template, labels
+            made.nuisance_regions = regions
             return True
     return False
 
@@ -309,8 +336,11 @@ def synth_one(task: tuple) -> dict:
         "index": index, "path": name, "sha256": sha256, "template": template_name,
         "template_sha256": template_sha256, "width": width, "height": height, "labels": labels,
         "binary": made.binary, "requested": made.requested, "redrawn": made.redrawn,
-        "dropped": made.dropped,
+        "dropped": made.dropped, "defect_free": made.defect_free,
+        "nuisance_regions": json.dumps(made.nuisance_regions, separators=(",", ":"),
+                                       sort_keys=True),
         "synth": json.dumps({"seed": seed, "index": index, "nuisance": made.nuisance,
+                             "background": made.background, "defect_free": made.defect_free,
                              **({"etch_px": etch} if config.etch_px != (0, 0) else {})},
                             separators=(",", ":"), sort_keys=True),
     }
@@ -326,7 +356,7 @@ def _template_row(path: str, board: Board, width: int, height: int, sha256: str)
         "sample_id": sample_id_for(path, "synth"), "path": path, "sha256": sha256,
         "status": "ok", "reason": "", "synthetic": False, "template_path": "",
         "group": board.group, "role": "template", "source": "synth", "board": board.file,
-        "width": width, "height": height, "synth": "",
+        "width": width, "height": height, "synth": "", "nuisance_regions": "",
     }
 
 
@@ -427,6 +457,9 @@ def _synthesize_into(stage: Path, out: Path, boards: Path, board_list: list[Boar
         "defects": dict(sorted(tally.placed.items())),
         "defects_total": int(sum(tally.placed.values())), "defects_requested": tally.requested,
         "dropped": dict(sorted(tally.dropped.items())), "redrawn": tally.redrawn,
+        "defect_free_images": tally.defect_free,
+        "nuisance_regions": int(sum(len(json.loads(r["nuisance_regions"]))
+                                    for r in tally.tested_rows)),
         "binary_boards": int(sum(1 for r in results if r.get("binary"))),
         "seconds": round(seconds, 3),
         "images_per_second": round(len(tally.tested_rows) / seconds, 2) if seconds > 0 else None,
@@ -469,6 +502,7 @@ class _Tally:
     dropped: Counter = field(default_factory=Counter)
     redrawn: int = 0
     requested: int = 0
+    defect_free: int = 0
     #: Boards copied as a template (drawn on un-etched, unmoved), by board index.
     used: dict[int, Board] = field(default_factory=dict)
     #: Indexes of the boards drawn on at all.
@@ -498,7 +532,9 @@ def _tally(results: list[dict], board_list: list[Board]) -> _Tally:
             "group": board.group,
             "role": "tested", "source": "synth", "board": board.file, "width": result["width"],
             "height": result["height"], "synth": result["synth"],
+            "nuisance_regions": result["nuisance_regions"],
         })
+        tally.defect_free += bool(result["defect_free"])
         for label in result["labels"]:
             tally.label_rows.append({"sample_id": sample_id, **label})
             tally.placed[label["label"]] += 1

@@ -83,6 +83,23 @@ def test_options_reach_the_config(boards, tmp_path) -> None:
     assert samples.loc[samples["role"] == "tested", "path"].str.endswith(".jpg").all()
 
 
+def test_defect_free_share_and_background_reach_the_config(boards, tmp_path) -> None:
+    out = tmp_path / "dataset"
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
+                                 "--count", "4", "--defect-free-share", "1",
+                                 "--no-background"])
+    assert result.exit_code == 0, result.output
+    assert "4 defect-free images" in result.output
+    report = json.loads((out / "synth_report.json").read_text())
+    assert report["config"]["defect_free_share"] == 1.0
+    assert report["config"]["background"]["enabled"] is False
+    assert report["defects_total"] == 0 and report["nuisance_regions"] == 0
+    samples = pd.read_parquet(out / "samples.parquet")
+    tested = samples[samples["role"] == "tested"]
+    assert len(tested) == 4 and (tested["nuisance_regions"] == "[]").all()
+    assert len(pd.read_parquet(out / "labels.parquet")) == 0
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -101,11 +118,12 @@ def test_options_reach_the_config(boards, tmp_path) -> None:
         (["--augment", "nope"], r"unknown augment preset 'nope'"),
         (["--format", "bmp"], r"png.*bmp"),
         (["--count", "0"], r"count must be >= 1"),
+        (["--defect-free-share", "1.5"], r"defect.free.share"),
     ],
     ids=["unknown_class", "one_unknown_class", "min_above_max", "zero_defects",
          "not_a_number", "three_parts", "etch_not_a_number", "etch_min_above_max",
          "etch_too_far", "bad_box", "bad_copper", "negative_px_per_mm",
-         "unknown_augment", "bad_format", "zero_count"],
+         "unknown_augment", "bad_format", "zero_count", "share_above_one"],
 )
 def test_bad_option_is_one_clear_line_and_exit_2(boards, tmp_path, extra, message) -> None:
     out = tmp_path / "out"

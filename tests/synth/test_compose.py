@@ -12,8 +12,9 @@ import pytest
 from pcbforge.synth.analysis import analyze_board, copper_mask, etch_board
 from pcbforge.synth.boards import draw_board
 from pcbforge.synth.compose import SynthConfig, SynthImage, draw_etch, synthesize_image
+from pcbforge.synth.nuisance import thick_difference
 from pcbforge.synth.registry import DEFECTS, DefectClass
-from pcbforge.synth.topology import check_topology
+from pcbforge.synth.topology import check_topology, describe_change
 
 BOARD_SEEDS = tuple(range(10))
 #: Median changed pixels per class (3x3-opened difference inside the padded box) measured
@@ -93,13 +94,105 @@ def test_no_two_boxes_overlap(made) -> None:
                 assert not _boxes_overlap(a, b), (a, b)
 
 
-def test_outside_the_boxes_only_nuisance_changes(made) -> None:
+def _uncovered_thick(result: SynthImage) -> np.ndarray:
+    """The 3x3-opened difference outside every label box and nuisance region box."""
+    thick = _opened_difference(result.template, result.image)
+    for box in [label["box"] for label in result.labels] + [
+            region["box"] for region in result.nuisance_regions]:
+        x1, y1, x2, y2 = box
+        thick[y1:y2, x1:x2] = 0
+    return thick
+
+
+def test_thick_differences_lie_in_label_or_nuisance_boxes(made) -> None:
+    """The guarantee: <= 2 px differences anywhere; thicker ones only inside a defect's
+    box or a recorded nuisance region's box."""
+    regions = 0
     for k, result in made.items():
-        thick = _opened_difference(result.template, result.image)
-        for label in result.labels:
-            x1, y1, x2, y2 = label["box"]
-            thick[y1:y2, x1:x2] = 0
-        assert not thick.any(), (k, np.argwhere(thick)[:5])
+        assert not _uncovered_thick(result).any(), k
+        regions += len(result.nuisance_regions)
+    assert regions  # the default config draws background nuisance
+
+
+def _nuisance_cases(boards):
+    """(config, board) pairs of binary, gray and colour boards, many seeds."""
+    for k in range(8):
+        yield SynthConfig(), boards[k]
+    for kind, side in COLOUR_KINDS.items():
+        for k in range(4):
+            yield SynthConfig(copper=side), _coloured(boards[k], 60 + k, kind)
+
+
+def test_guarantee_holds_on_many_seeds_binary_gray_and_colour(boards) -> None:
+    thick_regions = 0
+    for seed, (config, board) in enumerate(_nuisance_cases(boards)):
+        result = synthesize_image(board, np.random.default_rng(500 + seed), config)
+        gray = board if board.ndim == 2 else cv2.cvtColor(board, cv2.COLOR_BGR2GRAY)
+        template_gray = (result.template if result.template.ndim == 2
+                         else cv2.cvtColor(result.template, cv2.COLOR_BGR2GRAY))
+        image_gray = (result.image if result.image.ndim == 2
+                      else cv2.cvtColor(result.image, cv2.COLOR_BGR2GRAY))
+        assert gray.shape == image_gray.shape
+        thick = thick_difference(result.image, result.template)
+        covered = np.zeros(thick.shape, bool)
+        for box in [label["box"] for label in result.labels] + [
+                region["box"] for region in result.nuisance_regions]:
+            x1, y1, x2, y2 = box
+            covered[y1:y2, x1:x2] = True
+        assert not (thick.astype(bool) & ~covered).any(), seed
+        # Nuisance regions are really thick somewhere (a detector that opens sees them).
+        for region in result.nuisance_regions:
+            x1, y1, x2, y2 = region["box"]
+            thick_regions += bool(thick[y1:y2, x1:x2].any())
+        assert template_gray.shape == image_gray.shape
+    assert thick_regions >= 10
+
+
+def test_nuisance_regions_never_overlap_label_boxes_and_keep_topology(boards) -> None:
+    seen = 0
+    for seed in range(10):
+        result = synthesize_image(boards[seed % len(boards)], np.random.default_rng(700 + seed))
+        before, after = _binary(result.template), _binary(result.image)
+        for region in result.nuisance_regions:
+            assert region["kind"] in ("misregistration", "speck", "broken_edge")
+            assert region["area"] > 0
+            for label in result.labels:
+                assert not _boxes_overlap(region["box"], label["box"]), (seed, region, label)
+            x1, y1, x2, y2 = region["box"]
+            facts = describe_change(before[y1:y2, x1:x2], after[y1:y2, x1:x2])
+            assert not (facts["merges"] or facts["splits"] or facts["island"]
+                        or facts["hole"]), (seed, region, facts)
+            seen += 1
+    assert seen >= 10
+
+
+def test_defect_free_images_have_no_labels_and_keep_the_bound() -> None:
+    board = draw_board(np.random.default_rng(3), 320)
+    config = SynthConfig(defect_free_share=1.0)
+    for seed in range(4):
+        result = synthesize_image(board, np.random.default_rng(seed), config)
+        assert result.defect_free and result.labels == [] and result.requested == 0
+        assert not _uncovered_thick(result).any()
+    none = [synthesize_image(board, np.random.default_rng(s), SynthConfig(defect_free_share=0))
+            for s in range(4)]
+    assert not any(r.defect_free for r in none)
+
+
+def test_defect_free_share_is_about_the_share_asked() -> None:
+    board = draw_board(np.random.default_rng(4), 200)
+    a = analyze_board(board)
+    config = SynthConfig(defect_free_share=0.3, defects_per_image=(1, 1),
+                         background={"enabled": False}, nuisance={"enabled": False})
+    free = [synthesize_image(board, np.random.default_rng(s), config, analysis=a).defect_free
+            for s in range(200)]
+    assert 0.2 < np.mean(free) < 0.4
+
+
+def test_background_off_records_no_region(boards) -> None:
+    config = SynthConfig(background={"enabled": False})
+    result = synthesize_image(boards[0], np.random.default_rng(100), config)
+    assert result.nuisance_regions == [] and result.background == {"enabled": False}
+    assert not _uncovered_thick(result).any()
 
 
 def test_padded_box_is_tight_box_grown_by_the_margin(made) -> None:
@@ -116,7 +209,7 @@ def test_padded_box_is_tight_box_grown_by_the_margin(made) -> None:
 
 
 def test_tight_boxes_when_asked(boards) -> None:
-    config = SynthConfig(box="tight", box_margin_mm=0.5)
+    config = SynthConfig(box="tight", box_margin_mm=0.5, defect_free_share=0)
     result = synthesize_image(boards[0], np.random.default_rng(3), config)
     assert result.labels
     for label in result.labels:

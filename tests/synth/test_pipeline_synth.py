@@ -443,3 +443,124 @@ def test_write_boards_replaces_its_own_folder_and_refuses_anything_else(tmp_path
     (tmp_path / "file").write_text("")
     with pytest.raises(SynthError, match="not a folder"):
         write_boards(tmp_path / "file", count=1, size=64, progress=False)
+
+
+# --- background nuisance record and defect-free images --------------------------------------
+
+@pytest.fixture(scope="module")
+def mixed_run(boards_dir, tmp_path_factory) -> Path:
+    """A run where about half the images are defect-free."""
+    out = tmp_path_factory.mktemp("mixed") / "dataset"
+    synthesize(boards_dir, out, count=10, seed=5, progress=False,
+               config=SynthConfig(defect_free_share=0.5))
+    return out
+
+
+def test_every_tested_image_records_its_nuisance_regions(first_run) -> None:
+    out, report = first_run
+    dataset = load(out)
+    samples = dataset.samples
+    templates = samples[samples["role"] == "template"]
+    assert (templates["nuisance_regions"] == "").all()
+    total = 0
+    for row in _tested(dataset).itertuples():
+        regions = json.loads(row.nuisance_regions)
+        assert isinstance(regions, list)
+        for region in regions:
+            assert set(region) == {"kind", "box", "area"}
+            x1, y1, x2, y2 = region["box"]
+            assert 0 <= x1 < x2 <= row.width and 0 <= y1 < y2 <= row.height
+            assert region["area"] > 0
+        # The sampled parameters go with the acquisition nuisance's.
+        background = json.loads(row.synth)["background"]
+        assert len(background["regions"]) == len(regions)
+        total += len(regions)
+    assert report["nuisance_regions"] == total
+
+
+def test_thick_differences_outside_boxes_are_recorded_regions(first_run) -> None:
+    out, _ = first_run
+    dataset = load(out)
+    kernel = np.ones((3, 3), np.uint8)
+    for row in _tested(dataset).itertuples():
+        diff = _copper(out / row.path) ^ _copper(out / row.template_path)
+        thick = cv2.morphologyEx(diff, cv2.MORPH_OPEN, kernel)
+        boxes = dataset.labels.loc[dataset.labels["sample_id"] == row.sample_id,
+                                   ["x1", "y1", "x2", "y2"]].astype(int).values.tolist()
+        boxes += [r["box"] for r in json.loads(row.nuisance_regions)]
+        for x1, y1, x2, y2 in boxes:
+            thick[y1:y2, x1:x2] = 0
+        assert not thick.any(), row.path
+
+
+def test_defect_free_images_are_tested_samples_without_labels(mixed_run) -> None:
+    dataset = load(mixed_run, check_files=True)
+    tested = _tested(dataset)
+    labelled = set(dataset.labels["sample_id"])
+    free = tested[~tested["sample_id"].isin(labelled)]
+    report = json.loads((mixed_run / REPORT_JSON).read_text())
+    assert 0 < len(free) < len(tested) and report["defect_free_images"] == len(free)
+    assert free["synthetic"].all() and (free["template_path"] != "").all()
+    for row in free.itertuples():
+        assert json.loads(row.synth)["defect_free"] is True
+        template = dataset.samples.set_index("path").loc[row.template_path]
+        assert template["group"] == row.group
+
+
+def test_defect_free_draw_is_the_same_whatever_the_workers(mixed_run, boards_dir,
+                                                           tmp_path) -> None:
+    again = tmp_path / "again"
+    synthesize(boards_dir, again, count=10, seed=5, progress=False, workers=2,
+               config=SynthConfig(defect_free_share=0.5))
+    assert _image_bytes(again) == _image_bytes(mixed_run)
+    assert load(again).samples["nuisance_regions"].tolist() == load(
+        mixed_run).samples["nuisance_regions"].tolist()
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc"])
+def test_nuisance_record_survives_split_and_export(mixed_run, tmp_path, fmt) -> None:
+    from pcbforge.datasets.coco import load_coco
+    from pcbforge.datasets.voc import load_voc
+    from pcbforge.pipeline.export import export_dataset
+    from pcbforge.split import SplitParams, split_dataset
+
+    work = tmp_path / "dataset"
+    shutil.copytree(mixed_run, work)
+    split_dataset(work, SplitParams(ratios=(0.5, 0.25, 0.25)))
+    dataset = load(work)
+    assert (dataset.samples["split"] != "").all()
+    expected = dict(zip(dataset.samples["path"], dataset.samples["nuisance_regions"],
+                        strict=True))
+    assert any(json.loads(v) for v in expected.values() if v)
+    export_dataset(work, fmt, tmp_path / "export")
+    got = {}
+    for part in sorted(p for p in (tmp_path / "export").iterdir() if p.is_dir()):
+        if fmt == "coco":
+            samples, _, _ = load_coco(part / "annotations.json", part / "images")
+        else:
+            samples, _, _ = load_voc(part)
+        got.update(zip(samples["path"], samples["nuisance_regions"], strict=True))
+    assert got == expected
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc"])
+def test_nuisance_record_survives_an_export_and_import(mixed_run, tmp_path, fmt) -> None:
+    """pcbforge's own COCO/VOC export imported again keeps every image's regions."""
+    from pcbforge.pipeline.export import export_dataset
+    from pcbforge.pipeline.ingest import import_labelled
+
+    export_dataset(mixed_run, fmt, tmp_path / "export")
+    part = tmp_path / "export" / "all"  # no split yet: one part
+    source = part / "annotations.json" if fmt == "coco" else part
+    images = part / "images" if fmt == "coco" else None
+    imported = import_labelled(fmt, source, tmp_path / "imported", images=images).dataset
+    original = load(mixed_run).samples
+    def key(path: str) -> str:  # VOC flattens images/syn_000001.png to images__syn_...
+        return Path(path).name.split("__")[-1]
+
+    expected = {key(p): v for p, v in zip(original["path"], original["nuisance_regions"],
+                                          strict=True) if v}
+    got = {key(p): v for p, v in zip(imported.samples["path"],
+                                     imported.samples["nuisance_regions"], strict=True)}
+    assert expected and any(json.loads(v) for v in expected.values())
+    assert {k: got.get(k) for k in expected} == expected

@@ -36,6 +36,11 @@ What the FiftyOne dataset holds:
   media-field switch flips between the tested image and its reference board with the
   same boxes drawn over both, which is the comparison an inspector makes. A sample
   without a template falls back to its own image.
+- **Background nuisance**: a synthetic tested image's ``nuisance_regions`` (thick changes
+  that are not defects) also as ``nuisance`` :class:`~fiftyone.core.labels.Detections`,
+  label = the region's kind, with its ``area``, so the App draws them beside the defects;
+  the column itself is kept as a text field, and ``from_fiftyone`` takes it from the
+  source dataset unchanged.
 - **Saved views** ``train``, ``val``, ``test``, ``synthetic``, ``real``, ``duplicates``
   (each kept image followed by its copies), ``corrupt_or_low_quality``, then
   ``class-<name>`` per defect class (samples with at least one such box), rebuilt on
@@ -44,6 +49,7 @@ What the FiftyOne dataset holds:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -57,6 +63,7 @@ from pcbforge.datasets.fiftyone.fields import (
     CLASS_VIEW_PREFIX,
     KEY_FIELD,
     LABEL_FIELD,
+    NUISANCE_FIELD,
     SPLIT_TAGS,
     TEMPLATE_FIELD,
     box_mask,
@@ -70,6 +77,7 @@ from pcbforge.datasets.fiftyone.fields import (
 )
 from pcbforge.datasets.fiftyone.library import import_fiftyone
 from pcbforge.datasets.fiftyone.media import display_file, display_files
+from pcbforge.datasets.formats_common import text_value
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +153,11 @@ def to_fiftyone(dataset_path: Path | str, name: str | None = None, *,
     _ensure_label_schema(fo, fo_dataset, label_field)
     fo_dataset.set_values(label_field, dict(zip(ids, detections, strict=True)),
                           key_field=KEY_FIELD)
+    if "nuisance_regions" in samples.columns:
+        _ensure_label_schema(fo, fo_dataset, NUISANCE_FIELD, (("area", fo.IntField),))
+        fo_dataset.set_values(NUISANCE_FIELD,
+                              dict(zip(ids, _nuisance_detections(fo, dataset, samples),
+                                       strict=True)), key_field=KEY_FIELD)
     if outside:
         logger.warning("%d instance masks have pixels outside their box; FiftyOne shows masks "
                        "inside boxes only", outside)
@@ -334,13 +347,38 @@ def _detections(fo, dataset: Dataset, samples: pd.DataFrame) -> tuple[list, int]
     return out, outside
 
 
-def _ensure_label_schema(fo, fo_dataset, label_field: str) -> None:
+def _nuisance_detections(fo, dataset: Dataset, samples: pd.DataFrame) -> list:
+    """One :class:`Detections` of background nuisance regions per sample (``None`` for a
+    sample that records none: a template, a real image)."""
+    sizes = image_sizes(samples)
+    out = []
+    for _, sample in samples.iterrows():
+        text = text_value(sample.get("nuisance_regions", ""))
+        if not text:
+            out.append(None)
+            continue
+        width, height = image_size_of(dataset, sizes, sample)
+        detections = []
+        for region in json.loads(text):
+            x1, y1, x2, y2 = (float(v) for v in region["box"])
+            detections.append(fo.Detection(
+                label=str(region["kind"]),
+                bounding_box=[x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height],
+                area=int(region.get("area", 0))))
+        out.append(fo.Detections(detections=detections))
+    return out
+
+
+def _ensure_label_schema(fo, fo_dataset, label_field: str,
+                         attributes: tuple | None = None) -> None:
     schema = fo_dataset.get_field_schema()
     if label_field not in schema:
         fo_dataset.add_sample_field(label_field, fo.EmbeddedDocumentField,
                                     embedded_doc_type=fo.Detections)
     nested = fo_dataset.get_field_schema(flat=True)
-    for attribute, ftype in (("synthetic", fo.BooleanField), ("params", fo.StringField)):
+    if attributes is None:
+        attributes = (("synthetic", fo.BooleanField), ("params", fo.StringField))
+    for attribute, ftype in attributes:
         path = f"{label_field}.detections.{attribute}"
         if path not in nested:
             fo_dataset.add_sample_field(path, ftype)

@@ -18,6 +18,8 @@ from pcbforge.datasets.masks import decode_mask, encode_mask
 LABEL_FIELD = "ground_truth"
 KEY_FIELD = "pcbforge_id"
 TEMPLATE_FIELD = "template_filepath"
+#: Detections of a synthetic tested image's background nuisance regions (not defects).
+NUISANCE_FIELD = "nuisance"
 SPLIT_TAGS = ("train", "val", "test")
 CLASS_VIEW_PREFIX = "class-"
 #: Sample fields FiftyOne reserves (or gives a meaning): such columns get a prefix.
@@ -25,7 +27,7 @@ _RESERVED = {"id", "filepath", "tags", "metadata", "media_type", "created_at",
              "last_modified_at", "frames", "group_id", "filename",
              "label_tags"}  # the App's own "label tags" entry
 #: Fields the export computes; a samples column of the same name gets the prefix too.
-_OWN_FIELDS = {KEY_FIELD, TEMPLATE_FIELD, "template_id", "duplicate_cluster"}
+_OWN_FIELDS = {KEY_FIELD, TEMPLATE_FIELD, NUISANCE_FIELD, "template_id", "duplicate_cluster"}
 
 
 def field_name(column: str) -> str:

@@ -391,3 +391,39 @@ def test_formats_a_browser_cannot_show_are_shown_through_png_copies(fiftyone_db,
     back = load(tmp_path / "back").samples
     assert sorted(back["path"]) == ["colour.tif", "deep.tiff", "plain.png", "renamed.jpg",
                                     "scan.tif"]
+
+
+def test_nuisance_regions_show_as_a_detections_field_and_come_back(fiftyone_db, tmp_path):
+    from pcbforge.synth.compose import SynthConfig
+    from pcbforge.synth.pipeline import synthesize, write_boards
+
+    write_boards(tmp_path / "boards", count=2, seed=1, size=320, progress=False)
+    root = tmp_path / "synth"
+    synthesize(tmp_path / "boards", root, count=6, seed=2, progress=False,
+               config=SynthConfig(background={"zero_share": 0.0}))
+    dataset = load(root)
+    expected = dict(zip(dataset.samples["sample_id"], dataset.samples["nuisance_regions"],
+                        strict=True))
+    assert sum(len(json.loads(v)) for v in expected.values() if v) > 0
+    fo_dataset = to_fiftyone(root, "synth-nuisance")
+    width = dict(zip(dataset.samples["sample_id"], dataset.samples["width"], strict=True))
+    height = dict(zip(dataset.samples["sample_id"], dataset.samples["height"], strict=True))
+    for key, found in zip(fo_dataset.values("pcbforge_id"), fo_dataset.values("nuisance"),
+                          strict=True):
+        if not expected[key]:
+            assert found is None  # templates record none
+            continue
+        got = [{"kind": d.label, "area": d.area,
+                "box": [round(d.bounding_box[0] * width[key]),
+                        round(d.bounding_box[1] * height[key]),
+                        round((d.bounding_box[0] + d.bounding_box[2]) * width[key]),
+                        round((d.bounding_box[1] + d.bounding_box[3]) * height[key])]}
+               for d in found.detections]
+        def order(region: dict) -> str:
+            return json.dumps(region, sort_keys=True)
+
+        assert sorted(got, key=order) == sorted(json.loads(expected[key]), key=order)
+    from_fiftyone("synth-nuisance", tmp_path / "back")
+    back = load(tmp_path / "back")
+    assert dict(zip(back.samples["sample_id"], back.samples["nuisance_regions"],
+                    strict=True)) == expected
