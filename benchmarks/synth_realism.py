@@ -1,7 +1,8 @@
 """Do synthetic defects look and behave like real ones? Measured on any DeepPCB-layout folder.
 
     python benchmarks/synth_realism.py DEEPPCB_DIR [--groups group44000,group50600]
-        [--limit N] [--seed S]
+        [--template-groups G1,G2] [--synth-per-pair K] [--limit N] [--seed S]
+        [--json PATH]
 
 For the real pairs of the folder (or of the listed groups only: hold out whole
 groups) it measures each labelled box: topology rule passed, changed pixels and
@@ -13,7 +14,19 @@ box the same way, from the written image pair only:
 - median changed pixels and median tight size, as ratios to the real medians;
 - boxes that do not hold their whole defect: any difference outside all boxes
   thicker than 2 px (survives a 3x3 opening) is counted, per image;
-- overlapping boxes.
+- overlapping boxes;
+- shape statistics (``pcbforge.bench.shapes``: area, longest side, circularity,
+  solidity, fragments, boundary roughness of the significant change in each box)
+  per class and statistic: real median, synthetic median, their ratio, the
+  two-sample KS distance and pass/fail against the stated tolerances (median
+  ratio in [0.85, 1.15], KS <= 0.2), with a one-line verdict per class.
+
+Differences outside every box in regions the synthetic dataset records as
+background nuisance (samples column ``nuisance_regions``, when it has one) are
+not counted. ``--template-groups`` draws the synthetic defects on other groups'
+templates than the real defects come from (default: the same groups);
+``--synth-per-pair`` draws that many synthetic images per real pair (more
+synthetic defects: less noise in the KS distance).
 
 Changed pixels are the template/tested difference inside the box after a 3x3
 opening (edge bands from misregistration, at most 2 px thick, are left out);
@@ -36,6 +49,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pcbforge.bench.shapes import (  # noqa: E402
+    KS_MAX,
+    MEDIAN_RATIO,
+    STATS,
+    compare,
+    pair_shape_stats,
+    verdicts,
+)
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, deeppcb_pairs  # noqa: E402
 from pcbforge.synth.topology import check_topology  # noqa: E402
 
@@ -64,11 +85,12 @@ def measure(before: np.ndarray, after: np.ndarray, box) -> tuple[bool, int, int]
     return ok, int(change.sum()), size
 
 
-def outside_thick(before: np.ndarray, after: np.ndarray, boxes) -> int:
-    """Pixels of difference outside every box that are more than 2 px thick."""
+def outside_thick(before: np.ndarray, after: np.ndarray, boxes, nuisance=()) -> int:
+    """Pixels of difference outside every box (and every recorded nuisance region's box,
+    ``nuisance``: ``[x1, y1, x2, y2]`` each) that are more than 2 px thick."""
     diff = (before != after).astype(np.uint8)
-    for x1, y1, x2, y2, _ in boxes:
-        diff[y1:y2, x1:x2] = 0
+    for x1, y1, x2, y2 in [b[:4] for b in boxes] + [list(n)[:4] for n in nuisance]:
+        diff[max(int(y1), 0):int(y2), max(int(x1), 0):int(x2)] = 0
     return int(cv2.morphologyEx(diff, cv2.MORPH_OPEN, _KERNEL3).sum())
 
 
@@ -85,10 +107,52 @@ def summarise(rows: dict[str, list]) -> dict[str, dict]:
     return out
 
 
+def nuisance_boxes(row) -> list:
+    """The boxes of the regions a synthetic sample records as background nuisance (its
+    ``nuisance_regions`` column: a JSON list of ``{"kind": ..., "box": [x1, y1, x2, y2]}``);
+    none when the dataset has no such column."""
+    value = getattr(row, "nuisance_regions", None)
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+        return []
+    regions = json.loads(value) if isinstance(value, str) else value
+    return [region["box"] for region in regions if region.get("box")]
+
+
+def shape_table(real_rows: list[dict], synth_rows: list[dict]):
+    """The comparison of :func:`pcbforge.bench.shapes.compare` in DeepPCB's class order."""
+    import pandas as pd
+
+    columns = ["label", *STATS]
+    table = compare(pd.DataFrame(real_rows, columns=columns),
+                    pd.DataFrame(synth_rows, columns=columns))
+    order = {name: i for i, name in enumerate(DEEPPCB_CLASSES)}
+    table["_order"] = table["label"].map(lambda name: order.get(name, len(order)))
+    return table.sort_values(["_order"], kind="stable").drop(columns="_order")
+
+
+def print_shapes(table) -> None:
+    print(f"shape statistics (pass: median ratio in [{MEDIAN_RATIO[0]}, {MEDIAN_RATIO[1]}], "
+          f"KS <= {KS_MAX}):")
+    print(f"{'class':<10} {'statistic':<11} {'real n':>6} {'syn n':>6} {'real med':>8} "
+          f"{'syn med':>8} {'ratio':>6} {'KS':>5} {'pass':>5}")
+    for r in table.itertuples():
+        verdict = "-" if r.passed is None or r.passed != r.passed else (
+            "yes" if r.passed else "NO")
+        print(f"{r.label:<10} {r.stat:<11} {r.n_real:>6} {r.n_synth:>6} {r.real_median:>8.3f} "
+              f"{r.synth_median:>8.3f} {r.ratio:>6.2f} {r.ks:>5.2f} {verdict:>5}")
+    for name, verdict in verdicts(table).items():
+        print(f"  {name:<10} {verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("deeppcb", type=Path)
     parser.add_argument("--groups", default="", help="comma-separated groups to use (held out)")
+    parser.add_argument("--template-groups", default="",
+                        help="comma-separated groups whose templates synth draws on "
+                             "(default: --groups)")
+    parser.add_argument("--synth-per-pair", type=float, default=1.0,
+                        help="synthetic images per real pair (default 1)")
     parser.add_argument("--limit", type=int, default=0, help="at most this many pairs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
@@ -102,11 +166,20 @@ def main() -> None:
     if not pairs:
         sys.exit(f"no DeepPCB pairs under {args.deeppcb}")
 
+    template_groups = {g for g in args.template_groups.split(",") if g} or groups
+    boards_from = (pairs if template_groups == groups
+                   else deeppcb_pairs(args.deeppcb, template_groups))
+    if args.limit:
+        boards_from = boards_from[: args.limit]
+    count = max(1, int(round(len(pairs) * args.synth_per_pair)))
+
     real: dict[str, list] = defaultdict(list)
+    real_shapes: list[dict] = []
     for template, tested, boxes in pairs:
         before, after = copper(template), copper(tested)
         for box in boxes:
             real[box[4]].append(measure(before, after, box))
+        real_shapes += pair_shape_stats(before, after, boxes)
 
     from pcbforge.datasets.dataset import load
     from pcbforge.synth.pipeline import synthesize
@@ -114,15 +187,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         boards = Path(tmp) / "boards"
         boards.mkdir()
-        for i, (template, _, _) in enumerate(pairs):
+        for i, (template, _, _) in enumerate(boards_from):
             (boards / f"{i:05d}_{template.name}").symlink_to(template.resolve())
         start = time.perf_counter()
-        synthesize(boards, Path(tmp) / "synth", count=len(pairs), seed=args.seed,
+        report = synthesize(boards, Path(tmp) / "synth", count=count, seed=args.seed,
                    workers=args.workers, progress=False)
         seconds = time.perf_counter() - start
         dataset = load(Path(tmp) / "synth")
         labels = dataset.labels
         synth: dict[str, list] = defaultdict(list)
+        synth_shapes: list[dict] = []
         outside, overlapping, images = [], 0, 0
         tested = dataset.samples[dataset.samples["template_path"].astype(str) != ""]
         for row in tested.itertuples():
@@ -134,7 +208,8 @@ def main() -> None:
                      for r in mine.itertuples()]
             for box in boxes:
                 synth[box[4]].append(measure(before, after, box))
-            outside.append(outside_thick(before, after, boxes))
+            synth_shapes += pair_shape_stats(before, after, boxes)
+            outside.append(outside_thick(before, after, boxes, nuisance_boxes(row)))
             for i in range(len(boxes)):
                 for j in range(i + 1, len(boxes)):
                     a, b = boxes[i], boxes[j]
@@ -144,7 +219,11 @@ def main() -> None:
     r, s = summarise(real), summarise(synth)
     print(f"{len(pairs)} pairs from {args.deeppcb}" + (f" (groups {sorted(groups)})"
                                                        if groups else ""))
-    print(f"synth: {images} images, {len(labels)} defects in {seconds:.1f} s")
+    if template_groups != groups:
+        print(f"synthetic defects drawn on the templates of {sorted(template_groups or [])}")
+    print(f"synth: {images} images, {len(labels)} defects in {seconds:.1f} s; "
+          f"requested {report.get('defects_requested', '?')}, "
+          f"redrawn spots {report.get('redrawn', '?')}, dropped {report.get('dropped', '?')}")
     print(f"{'class':<10} {'real n':>6} {'real pass':>9} {'syn n':>6} {'syn pass':>8} "
           f"{'real px':>7} {'syn px':>7} {'px ratio':>8} {'tab ratio':>9} {'real sz':>7} "
           f"{'syn sz':>6} {'sz ratio':>8} {'tab ratio':>9}")
@@ -163,11 +242,18 @@ def main() -> None:
     passed = sum(v["n"] * v["pass"] for v in s.values())
     print(f"synthetic topology pass: {passed / max(total, 1):.4f} overall, "
           f"worst class {min(v['pass'] for v in s.values()):.4f}")
-    print(f"images with a >2 px difference outside every box: "
+    print(f"images with a >2 px difference outside every box (and recorded nuisance): "
           f"{sum(1 for v in outside if v)} of {images}; overlapping box pairs: {overlapping}")
+    shapes = shape_table(real_shapes, synth_shapes)
+    print_shapes(shapes)
     if args.json:
+        records = [{k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
+                   for rec in shapes.to_dict("records")]
         args.json.write_text(json.dumps({"real": r, "synth": s, "outside": outside,
-                                         "overlapping": overlapping}, indent=2))
+                                         "overlapping": overlapping, "shapes": records,
+                                         "shape_verdicts": verdicts(shapes),
+                                         "tolerances": {"median_ratio": list(MEDIAN_RATIO),
+                                                        "ks_max": KS_MAX}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -193,7 +193,9 @@ def test_wide_opens_cut_the_band_with_a_narrow_stroke(monkeypatch) -> None:
         assert ok, (seed, reason)
         region, _ = defect_region(a, DefectClass.open, params)
         radius = max(params["strokes"][0]["radii"])
-        assert _thickness(region) <= 2 * radius + 4, (seed, _thickness(region), radius)
+        # Thin: its brush, and the ragged outline's reach on both sides.
+        reach = 2 * radius + 4 + 2 * defects.ROUGH_GROW
+        assert _thickness(region) <= reach, (seed, _thickness(region), radius)
         # Right across the band, so its removed copper is at least the band's width long.
         assert region.sum() >= 40 * 2 * 2.0 * 0.7
 
@@ -299,7 +301,9 @@ def test_copper_strands_are_thin_long_islands(monkeypatch) -> None:
             extents.append(max(np.ptp(ys), np.ptp(xs)) + 1)
         if share == 1.0:
             # Hairs: ~5 px thick (a bend may fold a little thicker), longer than thick.
-            assert np.median(thickness) <= 6.0 and max(thickness) <= 9.0, thickness
+            # (plus what the ragged outline adds, up to ROUGH_GROW a side)
+            assert np.median(thickness) <= 7.0, thickness
+            assert max(thickness) <= 9.0 + 2 * defects.ROUGH_GROW, thickness
             assert min(e / t for e, t in zip(extents, thickness, strict=True)) >= 2.0
         else:
             assert np.median(thickness) >= 6.0, thickness  # blobs
@@ -420,3 +424,158 @@ def test_sizes_spread_from_specks_to_large_defects(monkeypatch, name) -> None:
     assert p90 / p10 >= 3.0, (p10, p90)
     p10, p90 = np.percentile(longest, [10, 90])
     assert p90 / p10 >= 2.3, (p10, p90)
+
+
+# --------------------------------------------------------------------------- ragged outlines
+
+
+def _disc_params(rough: dict | None = None, radius: float = 9.0) -> dict:
+    params: dict = {"strokes": [{"points": [[40.0, 40.0], [40.5, 40.0]],
+                                 "radii": [radius, radius]}]}
+    if rough is not None:
+        params["rough"] = rough
+    return params
+
+
+def _rough(seed: int, amp: float = 2.0, speck: float = 1.0, **more) -> dict:
+    return {"seed": seed, "amp": amp, "corr": 1.6, "speck": speck, **more}
+
+
+def test_roughening_makes_outlines_ragged_and_stays_deterministic() -> None:
+    from pcbforge.bench.shapes import shape_stats
+
+    plain = shape_stats(draw_strokes(_disc_params(), (0, 0), (80, 80)))
+    rough = [shape_stats(draw_strokes(_disc_params(_rough(seed)), (0, 0), (80, 80)))
+             for seed in range(8)]
+    assert np.median([r["roughness"] for r in rough]) > plain["roughness"] + 0.05
+    assert np.median([r["circularity"] for r in rough]) < plain["circularity"] - 0.1
+    # About as large: the noise moves the outline both ways.
+    assert np.median([r["area"] for r in rough]) == pytest.approx(plain["area"], rel=0.2)
+    again = draw_strokes(_disc_params(_rough(3)), (0, 0), (80, 80))
+    np.testing.assert_array_equal(draw_strokes(_disc_params(_rough(3)), (0, 0), (80, 80)),
+                                  again)
+    other = draw_strokes(_disc_params(_rough(4)), (0, 0), (80, 80))
+    assert (other != again).any()
+    # No noise, no change.
+    np.testing.assert_array_equal(
+        draw_strokes(_disc_params(_rough(3, amp=0.0, speck=0.0)), (0, 0), (80, 80)),
+        draw_strokes(_disc_params(), (0, 0), (80, 80)))
+
+
+def test_roughened_drawing_is_the_same_through_any_window() -> None:
+    params = _disc_params(_rough(7, dots=0.1))
+    x0, y0, x1, y1 = stroke_bounds(params)
+    whole = draw_strokes(params, (x0, y0), (y1 - y0, x1 - x0))
+    assert stroke_bounds(params)[0] < stroke_bounds(_disc_params())[0]  # room to grow
+    part = draw_strokes(params, (x0 + 5, y0 + 9), (12, 30))
+    np.testing.assert_array_equal(part, whole[9:21, 5:35])
+    board = draw_strokes(params, (0, 0), (100, 100))
+    np.testing.assert_array_equal(board[y0:y1, x0:x1], whole)
+
+
+def test_roughening_never_breaks_a_thin_stroke_nor_leaves_big_crumbs() -> None:
+    params = {"strokes": [{"points": [[10.0, 30.0], [40.0, 22.0], [70.0, 34.0]],
+                           "radii": [1.8, 1.8, 1.8]}]}
+    for seed in range(20):
+        params["rough"] = _rough(seed, amp=3.0, speck=1.5, dots=0.15)
+        mask = draw_strokes(params, (0, 0), (60, 80))
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        sizes = sorted(stats[1:, cv2.CC_STAT_AREA])
+        assert sizes[-1] >= 60, seed  # the stroke, in one piece
+        assert all(size <= defects.ROUGH_SPECK for size in sizes[:-1]), (seed, sizes)
+        # Its centre line is all there, 3 px thick.
+        line = {"strokes": [{"points": params["strokes"][0]["points"], "radii": [1.5] * 3}]}
+        assert not (draw_strokes(line, (0, 0), (60, 80)) & (1 - mask)).any(), seed
+
+
+def test_roughened_outlines_grow_at_most_the_stated_reach() -> None:
+    params = _disc_params(_rough(1, amp=4.0, speck=2.0, grow=2.0))
+    mask = draw_strokes(params, (0, 0), (80, 80))
+    plain = draw_strokes(_disc_params(), (0, 0), (80, 80))
+    outside = cv2.distanceTransform(1 - plain, cv2.DIST_L2, 3)
+    assert outside[mask > 0].max() <= 2.0
+
+
+@pytest.mark.parametrize("name", CLASSES, ids=CLASS_IDS)
+def test_every_class_is_roughened_after_its_table(analyses, name) -> None:
+    a = analyses[BOARD_SEEDS[2]]
+    most, _, speck, _ = defects.ROUGH[name.value]
+    for seed in range(8):
+        params = _sample(a, name, seed)
+        if params.get("stamp"):
+            assert "rough" not in params  # a stamped scribble is pixel-sharp as drawn
+            continue
+        rough = params["rough"]
+        assert 0 <= rough["amp"] <= most and 0 <= rough["speck"] <= speck
+        assert rough["amp"] <= defects.ROUGH_THIN * min(params["strokes"][0]["radii"]) + 1e-3
+
+
+def test_pin_hole_scratches_and_rings_are_pin_holes(monkeypatch) -> None:
+    a = analyze_board(_bands_board())
+    monkeypatch.setattr(defects, "PIN_HOLE_RING_SHARE", 0.0)
+    monkeypatch.setattr(defects, "PIN_HOLE_SCRATCH_SHARE", 1.0)
+    scratches = _drawn_and_checked(a, DefectClass.pin_hole, range(12))
+    assert len(scratches) >= 10
+    for params in scratches.values():
+        region, _ = defect_region(a, DefectClass.pin_hole, params)
+        assert _thickness(region) <= 9  # thin
+        ys, xs = np.nonzero(region)
+        assert max(np.ptp(ys), np.ptp(xs)) + 1 >= 10  # and long
+    monkeypatch.setattr(defects, "PIN_HOLE_SCRATCH_SHARE", 0.0)
+    monkeypatch.setattr(defects, "PIN_HOLE_RING_SHARE", 1.0)
+    rings = _drawn_and_checked(a, DefectClass.pin_hole, range(12))
+    assert len(rings) >= 10
+    kept_inside = 0
+    for params in rings.values():
+        region, _ = defect_region(a, DefectClass.pin_hole, params)
+        # Copper is left inside the ring: the region has a hole of its own.
+        n, _ = cv2.connectedComponents((1 - region).astype(np.uint8), connectivity=4)
+        kept_inside += n > 2
+    assert kept_inside >= len(rings) // 2, kept_inside
+
+
+def test_spurious_copper_tails_stay_islands(monkeypatch) -> None:
+    monkeypatch.setattr(defects, "COPPER_STRAND_SHARE", 0.0)
+    monkeypatch.setattr(defects, "COPPER_AXIS_SHARE", 0.0)
+    monkeypatch.setattr(defects, "COPPER_TAIL_SHARE", 1.0)
+    a = analyze_board(_bands_board())
+    drawn = _drawn_and_checked(a, DefectClass.copper, range(12))
+    tailed = [p for p in drawn.values() if len(p["strokes"]) == 2]
+    assert len(tailed) >= 8
+    for params in tailed:
+        tail = params["strokes"][1]
+        assert max(tail["radii"]) <= max(params["strokes"][0]["radii"])  # thinner
+
+
+def test_mousebite_edge_bands_keep_the_bite_rule(monkeypatch) -> None:
+    monkeypatch.setitem(defects.EDGE_BAND, "mousebite", 1.0)
+    a = analyze_board(_bands_board())
+    drawn = _drawn_and_checked(a, DefectClass.mousebite, range(12))
+    banded = [p for p in drawn.values() if len(p["strokes"]) == 2]
+    assert len(banded) >= 8
+    for params in banded:
+        band = np.array(params["strokes"][1]["points"])
+        assert 10 <= np.hypot(*(band[-1] - band[0])) <= 32 + 1
+
+
+@pytest.mark.parametrize("name", [DefectClass.copper, DefectClass.pin_hole],
+                         ids=lambda c: c.value)
+def test_scribbles_are_stamped_thin_one_piece_and_keep_their_rule(monkeypatch, name) -> None:
+    monkeypatch.setitem(defects.SCRIBBLE_SHARE, name.value, 1.0)
+    a = analyze_board(_bands_board())
+    drawn = _drawn_and_checked(a, name, range(12))
+    assert len(drawn) >= 10
+    for params in drawn.values():
+        assert params["stamp"] > 0 and "rough" not in params
+        region, _ = defect_region(a, name, params)
+        assert cv2.connectedComponents(region, connectivity=8)[0] == 2  # one piece
+        assert _thickness(region) <= 2 * 2 + 3  # discs of radius 2 at most, where they bunch
+
+
+def test_stamped_strokes_have_beaded_edges() -> None:
+    line = {"strokes": [{"points": [[5.0, 10.0], [35.0, 10.0]], "radii": [1.0, 1.0]}]}
+    solid = draw_strokes(line, (0, 0), (20, 40))
+    beads = draw_strokes({**line, "stamp": 3.0}, (0, 0), (20, 40))
+    assert beads[10, 5:36].all()  # the middle row is whole
+    assert 0 < beads[9, 5:36].sum() < 0.5 * solid[9, 5:36].sum() + 16  # the edge is beaded
+    assert beads[9, 5:36].sum() <= 11
