@@ -33,6 +33,7 @@ from pcbforge.synth.defects import Params
 from pcbforge.synth.nuisance import (
     NuisanceParams,
     apply_nuisance,
+    jpeg_round_trip_of,
     sample_nuisance,
     thick_difference,
     warp_mask,
@@ -81,6 +82,12 @@ class SynthConfig(BaseModel):
     #: Share of tested images drawn without any defect: the template with background and
     #: acquisition nuisance only, no labels (drawn per image from its own generator).
     defect_free_share: float = Field(0.1, ge=0, le=1)
+    #: Binary boards: ``True`` paints each defect pixel-exact on the scanned image (after
+    #: the acquisition warp and re-binarization, before its JPEG step), as DeepPCB's defects
+    #: were drawn on its tested images; ``False`` draws them on the board before the scan,
+    #: so they get its blur and edge noise. Grey and colour boards always take the second
+    #: way (their defects are blended into the board's texture).
+    painted_defects: bool = True
     #: Optional albumentations stage on the finished pair (``preset=None``: off).
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
@@ -402,13 +409,33 @@ def _disturb_and_label(a: BoardAnalysis, defects: list[Defect], config: SynthCon
 
     Nuisance can, rarely, undo a defect's topology (a thin bridge lost to re-binarizing):
     such a defect is taken out (counted dropped) and the image drawn again without it."""
+    painted = a.binary and config.painted_defects
+    scanned = apply_nuisance(base, result.nuisance, binary=True,
+                             jpeg_round_trip=False) if painted else None
     while True:
-        tested = apply_nuisance(_render(a, defects, base), result.nuisance, binary=a.binary)
+        if scanned is not None:
+            tested = _paint(a, defects, scanned, result.nuisance)
+        else:
+            tested = apply_nuisance(_render(a, defects, base), result.nuisance, binary=a.binary)
         labels, failed = _label_all(a, defects, tested, config, result.nuisance)
         if failed is None:
             return tested, labels
         defects.remove(failed)
         _drop(result, failed.spec)
+
+
+def _paint(a: BoardAnalysis, defects: list[Defect], scanned: np.ndarray, nuisance: dict
+           ) -> np.ndarray:
+    """A binary board's tested image: every defect's pixels, moved with the warp, set to
+    the other side's value on the ``scanned`` board, then the sampled JPEG step."""
+    ids = _warped_instances(a, defects, nuisance)
+    values = np.zeros(256, np.uint8)
+    copper = np.uint8(np.clip(round(float(a.copper_colour[0])), 0, 255))
+    substrate = np.uint8(np.clip(round(float(a.substrate_colour[0])), 0, 255))
+    for k, d in enumerate(defects, 1):
+        values[k] = copper if d.spec.adds_copper else substrate
+    tested = np.where(ids > 0, values[ids], scanned)
+    return jpeg_round_trip_of(tested, nuisance)
 
 
 def _copper_views(a: BoardAnalysis, tested: np.ndarray, config: SynthConfig

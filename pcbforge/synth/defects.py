@@ -133,12 +133,12 @@ def _random_where(rng: np.random.Generator, a: BoardAnalysis, field: np.ndarray,
 #: the largest per-pixel speckle amplitude (px) and the power that skews the draw towards
 #: smooth outlines.
 ROUGH: dict[str, tuple[float, tuple[float, float], float, float]] = {
-    "open": (3.2, (1.2, 2.6), 1.2, 1.5),
-    "short": (0.9, (1.2, 2.4), 0.6, 3.0),
-    "mousebite": (3.6, (1.0, 2.2), 1.4, 2.0),
-    "spur": (0.8, (1.2, 2.4), 0.3, 3.0),
-    "copper": (2.6, (1.2, 2.6), 1.0, 2.0),
-    "pin-hole": (2.8, (1.0, 2.2), 1.2, 1.5),
+    "open": (2.0, (1.2, 2.6), 0.6, 1.5),
+    "short": (0.6, (1.2, 2.4), 0.3, 3.0),
+    "mousebite": (2.2, (1.0, 2.2), 0.7, 2.0),
+    "spur": (0.5, (1.2, 2.4), 0.15, 3.0),
+    "copper": (1.6, (1.2, 2.6), 0.5, 2.0),
+    "pin-hole": (1.7, (1.0, 2.2), 0.6, 1.5),
 }
 
 

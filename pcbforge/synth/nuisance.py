@@ -48,6 +48,7 @@ __all__ = [
     "MAX_EDGE_MOVE_PX",
     "NuisanceParams",
     "apply_nuisance",
+    "jpeg_round_trip_of",
     "sample_nuisance",
     "thick_difference",
     "warp_mask",
@@ -405,17 +406,30 @@ def apply_nuisance(
         out = _rebinarize(image, s)
     else:
         out = _displace_edges(_resample(image, s, 0.0), s)
-    if jpeg_round_trip and s.jpeg_quality is not None:
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, s.jpeg_quality])
-        if not ok:  # pragma: no cover - cv2 encodes any uint8 gray/BGR array
-            raise ValueError("JPEG encoding failed")
-        out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE if out.ndim == 2 else cv2.IMREAD_COLOR)
+    if jpeg_round_trip:
+        out = jpeg_round_trip_of(out, sampled)
     # Safety net for the hard bound: anything 3x3 in the difference goes back to the input.
     thick = thick_difference(out, image)
     if cv2.countNonZero(thick):
         where = thick.astype(bool)
         out[where] = image[where]
     return out
+
+
+def jpeg_round_trip_of(image: np.ndarray, sampled: dict[str, Any]) -> np.ndarray:
+    """``image`` encoded as JPEG at the sampled quality and decoded again (a copy when the
+    nuisance is off or drew no JPEG step): the last step of :func:`apply_nuisance`, for a
+    caller that draws on the image between the scan and the file (see
+    ``SynthConfig.painted_defects``)."""
+    _check_image(image)
+    s = _parse(sampled)
+    if s is None or s.jpeg_quality is None:
+        return image.copy()
+    _check_shape("image", image, s)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, s.jpeg_quality])
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 gray/BGR array
+        raise ValueError("JPEG encoding failed")
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE if image.ndim == 2 else cv2.IMREAD_COLOR)
 
 
 def warp_mask(mask: np.ndarray, sampled: dict[str, Any]) -> np.ndarray:

@@ -280,8 +280,9 @@ def test_board_is_not_modified(boards) -> None:
 @pytest.fixture(scope="module")
 def changed_px(boards) -> dict[str, list[int]]:
     """Per class, each defect's size as DeepPCB's pairs show it: the 3x3-opened
-    template/tested difference inside its box (12 defects asked on each of 60 images)."""
-    config = SynthConfig(defects_per_image=(12, 12))
+    template/tested difference inside its box (12 defects asked on each of 60 images,
+    none of them defect-free)."""
+    config = SynthConfig(defects_per_image=(12, 12), defect_free_share=0.0)
     sizes: dict[str, list[int]] = defaultdict(list)
     for k, board in boards.items():
         for rep in range(6):
@@ -535,3 +536,26 @@ def test_config_round_trips_through_json() -> None:
     again = SynthConfig.model_validate_json(config.model_dump_json())
     assert again == config
     assert again.classes == (DefectClass.pin_hole, DefectClass.open)
+
+
+def test_defects_are_painted_pixel_exact_after_the_scan_on_binary_boards(boards) -> None:
+    """Painted (the default): every pixel of a label's mask holds the other side's value
+    exactly (no JPEG step here to soften it); drawn before the scan, the blur and
+    re-threshold of the acquisition nuisance move some of them."""
+    nuisance = {"jpeg_prob": 0.0, "offset_min_px": 0.9, "offset_max_px": 0.9}
+    off_value = 0
+    for seed in range(4):
+        for painted in (True, False):
+            config = SynthConfig(nuisance=nuisance, painted_defects=painted,
+                                 defect_free_share=0.0)
+            made = synthesize_image(boards[seed % len(boards)],
+                                    np.random.default_rng(seed), config)
+            assert made.binary and made.labels
+            for label in made.labels:
+                expected = 0 if DEFECTS[label["label"]].adds_copper else 255
+                wrong = int((made.image[label["mask"]] != expected).sum())
+                if painted:
+                    assert wrong == 0, label["label"]
+                else:
+                    off_value += wrong
+    assert off_value > 0
