@@ -29,6 +29,7 @@ from pcbforge.synth.background import (
     BackgroundParams,
     sample_and_render_background,
 )
+from pcbforge.synth.brush import BrushConfig, image_probabilities, sample_style
 from pcbforge.synth.defects import Params
 from pcbforge.synth.nuisance import (
     NuisanceParams,
@@ -88,6 +89,11 @@ class SynthConfig(BaseModel):
     #: so they get its blur and edge noise. Grey and colour boards always take the second
     #: way (their defects are blended into the board's texture).
     painted_defects: bool = True
+    #: Brush styles (:mod:`pcbforge.synth.brush`): per class the share of defects drawn as
+    #: stamped cross-brush hatching or a stamped outline instead of solid strokes, and how
+    #: much that share varies from image to image (``{"probabilities": {}, "heavy_share":
+    #: 0}``: every defect solid).
+    brush: BrushConfig = Field(default_factory=BrushConfig)
     #: Optional albumentations stage on the finished pair (``preset=None``: off).
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
@@ -185,12 +191,16 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap: in
 
 
 def _place(a: BoardAnalysis, spec: DefectSpec, rng: np.random.Generator,
-           boxes: list[tuple[int, int, int, int]], margin: float) -> Defect | None:
+           boxes: list[tuple[int, int, int, int]], margin: float,
+           styles: dict[str, dict[str, float]] | None = None) -> Defect | None:
     """One defect of class ``spec`` sampled, drawn and checked on the clean board;
-    ``None`` when this try failed (no spot, too small, too close, wrong topology)."""
+    ``None`` when this try failed (no spot, too small, too close, wrong topology).
+    ``styles``: the image's brush-style probabilities (``None``: brushing off)."""
     params = spec.sample(a, rng)
     if params is None:
         return None
+    if styles is not None:
+        params["brush"] = sample_style(rng, spec.name, a.scale, styles)
     drawn = spec.region(a, params)
     if drawn is None:
         return None
@@ -386,10 +396,13 @@ def _place_all(a: BoardAnalysis, wanted: list[DefectSpec], rng: np.random.Genera
     """Place each wanted defect on the clean board (``config.tries`` spots each, apart from
     the others' boxes); counts the redrawn spots and dropped defects into ``result``."""
     defects: list[Defect] = []
+    brush = config.brush
+    styles = image_probabilities(rng, brush.probabilities, brush.spread, brush.heavy_share,
+                                 brush.heavy_floor) if wanted and brush.enabled else None
     for spec in wanted:
         placed = None
         for attempt in range(config.tries):
-            placed = _place(a, spec, rng, [d.box for d in defects], config.margin_px)
+            placed = _place(a, spec, rng, [d.box for d in defects], config.margin_px, styles)
             if placed is not None:
                 result.redrawn += attempt
                 break

@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 
 from pcbforge.synth.analysis import BoardAnalysis
+from pcbforge.synth.brush import reach as brush_reach
+from pcbforge.synth.brush import restyle
 
 #: Spots a sampler tries before it gives up on a board.
 SPOT_TRIES = 24
@@ -1028,7 +1030,7 @@ def stroke_bounds(params: Params) -> tuple[int, int, int, int]:
         for (px, py), r in zip(stroke["points"], stroke["radii"], strict=True):
             xs += [px - r, px + r]
             ys += [py - r, py + r]
-    pad = _rough_pad(params)
+    pad = _rough_pad(params) + brush_reach(params.get("brush") or {})  # type: ignore[arg-type]
     return (int(math.floor(min(xs))) - 1 - pad, int(math.floor(min(ys))) - 1 - pad,
             int(math.ceil(max(xs))) + 2 + pad, int(math.ceil(max(ys))) + 2 + pad)
 
@@ -1084,19 +1086,27 @@ def draw_strokes(params: Params, origin: tuple[int, int], size: tuple[int, int])
     mean of their discs (sub-pixel coordinates, 1/16 px); with a ``stamp`` entry instead
     whole-pixel discs that many px apart along each stroke. With a ``rough`` entry the
     outline is then made ragged by :func:`roughen`, over the window of
-    :func:`stroke_bounds`, keeping the centre line of the first stroke whole.
+    :func:`stroke_bounds`, keeping the centre line of the first stroke whole. With a
+    ``brush`` entry other than solid the result is last redrawn in that brush style
+    (:func:`pcbforge.synth.brush.restyle`, over the same window).
     """
     rough = params.get("rough")
-    if not rough:
+    style = params.get("brush") or {}
+    if not rough and not brush_reach(style):  # type: ignore[arg-type]
         return _brush(params, origin, size)
     x0, y0, x1, y1 = stroke_bounds(params)
     window = (y1 - y0, x1 - x0)
-    # The first stroke's centre line stays whatever the noise, 3 px thick: more than the
-    # 2 px of edge noise the topology check ignores, so the defect stays a defect.
-    first = params["strokes"][0]  # type: ignore[index]
-    skeleton = _brush({"strokes": [{"points": first["points"],
-                                    "radii": [1.5] * len(first["points"])}]}, (x0, y0), window)
-    full = roughen(_brush(params, (x0, y0), window), rough, skeleton)  # type: ignore[arg-type]
+    full = _brush(params, (x0, y0), window)
+    if rough:
+        # The first stroke's centre line stays whatever the noise, 3 px thick: more than the
+        # 2 px of edge noise the topology check ignores, so the defect stays a defect.
+        first = params["strokes"][0]  # type: ignore[index]
+        skeleton = _brush({"strokes": [{"points": first["points"],
+                                        "radii": [1.5] * len(first["points"])}]}, (x0, y0),
+                          window)
+        full = roughen(full, rough, skeleton)  # type: ignore[arg-type]
+    if brush_reach(style):  # type: ignore[arg-type]
+        full = restyle(full, style)  # type: ignore[arg-type]
     mask = np.zeros(size, np.uint8)
     ox, oy = origin
     h, w = size

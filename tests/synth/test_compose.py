@@ -559,3 +559,30 @@ def test_defects_are_painted_pixel_exact_after_the_scan_on_binary_boards(boards)
                 else:
                     off_value += wrong
     assert off_value > 0
+
+
+def test_brush_styles_reach_the_labels_and_can_be_turned_off(boards) -> None:
+    """Every open asked stamped is drawn stamped (its params say so, its mask differs from
+    the solid drawing of the same params and still passes the topology rule); with the
+    brush off no defect carries a style."""
+    from pcbforge.synth.defects import draw_strokes, stroke_bounds
+
+    stamped = SynthConfig(classes="open", defects_per_image=(6, 6), defect_free_share=0.0,
+                          brush={"probabilities": {"open": {"stamped": 1.0}},
+                                 "heavy_share": 0.0, "spread": 0.0})
+    changed = 0
+    for seed in range(3):
+        made = synthesize_image(boards[seed], np.random.default_rng(seed), stamped)
+        assert made.labels
+        for label in made.labels:
+            params = label["params"]
+            assert params["brush"]["name"] == "stamped"
+            x0, y0, x1, y1 = stroke_bounds(params)
+            solid = dict(params, brush={"name": "solid"})
+            drawn = draw_strokes(params, (x0, y0), (y1 - y0, x1 - x0))
+            changed += int(not np.array_equal(drawn, draw_strokes(solid, (x0, y0),
+                                                                  (y1 - y0, x1 - x0))))
+    assert changed > 0
+    off = SynthConfig(brush={"probabilities": {}, "heavy_share": 0.0}, defect_free_share=0.0)
+    made = synthesize_image(boards[0], np.random.default_rng(0), off)
+    assert made.labels and all("brush" not in label["params"] for label in made.labels)
