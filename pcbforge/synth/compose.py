@@ -427,7 +427,7 @@ def _disturb_and_label(a: BoardAnalysis, defects: list[Defect], config: SynthCon
                              jpeg_round_trip=False) if painted else None
     while True:
         if scanned is not None:
-            tested = _paint(a, defects, scanned, result.nuisance)
+            tested = _paint(a, defects, base, scanned, result.nuisance)
         else:
             tested = apply_nuisance(_render(a, defects, base), result.nuisance, binary=a.binary)
         labels, failed = _label_all(a, defects, tested, config, result.nuisance)
@@ -437,17 +437,36 @@ def _disturb_and_label(a: BoardAnalysis, defects: list[Defect], config: SynthCon
         _drop(result, failed.spec)
 
 
-def _paint(a: BoardAnalysis, defects: list[Defect], scanned: np.ndarray, nuisance: dict
-           ) -> np.ndarray:
-    """A binary board's tested image: every defect's pixels, moved with the warp, set to
-    the other side's value on the ``scanned`` board, then the sampled JPEG step."""
+#: How far (px) around a painted defect the board as drawn (moved by the warp's whole
+#: pixels, as the masks are) takes over the scanned board on the defect's side: a spur or
+#: short still meets its conductor and a cut still cuts where the scan moved an edge away.
+PAINT_ZONE_PX = 2
+
+
+def _paint(a: BoardAnalysis, defects: list[Defect], base: np.ndarray, scanned: np.ndarray,
+           nuisance: dict) -> np.ndarray:
+    """A binary board's tested image: the ``scanned`` board with every defect painted
+    pixel-exact (moved by the warp's whole pixels) and, within :data:`PAINT_ZONE_PX` of a
+    defect, the drawn board's copper added (a defect that adds copper) or its substrate
+    (one that removes copper), so the defect joins the edges it touches; then the sampled
+    JPEG step. Elsewhere, and on the other side of each defect, the scan's edges stay."""
+    if not defects:
+        return jpeg_round_trip_of(scanned, nuisance)
+    drawn = warp_mask(_render(a, defects, base), nuisance)
     ids = _warped_instances(a, defects, nuisance)
-    values = np.zeros(256, np.uint8)
+    adds = np.zeros(256, bool)
+    adds[1:len(defects) + 1] = [d.spec.adds_copper for d in defects]
+    painted = ids > 0
+    side = 2 * PAINT_ZONE_PX + 1
+    kernel = np.ones((side, side), np.uint8)
     copper = np.uint8(np.clip(round(float(a.copper_colour[0])), 0, 255))
     substrate = np.uint8(np.clip(round(float(a.substrate_colour[0])), 0, 255))
-    for k, d in enumerate(defects, 1):
-        values[k] = copper if d.spec.adds_copper else substrate
-    tested = np.where(ids > 0, values[ids], scanned)
+    tested = scanned.copy()
+    for grows, value in ((True, copper), (False, substrate)):
+        mine = painted & (adds[ids] == grows)
+        if mine.any():
+            zone = cv2.dilate(mine.view(np.uint8), kernel) > 0
+            tested[zone & (drawn == value)] = value
     return jpeg_round_trip_of(tested, nuisance)
 
 
