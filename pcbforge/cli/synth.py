@@ -99,6 +99,13 @@ def defects_command(
     defect_free_share: Annotated[float, typer.Option(
         help="Share of tested images with no defect (template plus nuisance, no labels).")
     ] = 0.1,
+    brush: Annotated[bool, typer.Option(
+        help="Brush styles: a share of each class drawn as stamped cross-brush hatching or "
+             "a stamped outline, as many real defects are; --no-brush: all solid.")] = True,
+    painted: Annotated[bool, typer.Option(
+        "--painted/--scanned",
+        help="Binary boards: paint defects pixel-exact on the scanned image (as DeepPCB's "
+             "were drawn), or draw them before the scan so they get its blur.")] = True,
     augment: Annotated[str | None, typer.Option(
         help="albumentations preset for the pair: light, geometric, or a YAML file.")] = None,
     etch_px: Annotated[str, typer.Option(
@@ -109,6 +116,7 @@ def defects_command(
 ) -> None:
     """Draw defects on good boards and label them exactly (boxes, masks, params)."""
     from pcbforge.datasets.dataset import DatasetError
+    from pcbforge.synth.brush import NO_BRUSH
     from pcbforge.synth.compose import SynthConfig
     from pcbforge.synth.pipeline import WORKER_MODULES, SynthError, source_px_per_mm, synthesize
 
@@ -121,6 +129,7 @@ def defects_command(
             "px_per_mm": px_per_mm or dataset_px or 48.0, "box": box, "copper": copper,
             "nuisance": {"enabled": nuisance}, "augment": {"preset": augment},
             "background": {"enabled": background}, "defect_free_share": defect_free_share,
+            "painted_defects": painted, **({} if brush else {"brush": NO_BRUSH}),
             "etch_px": _pair(etch_px, "--etch-px", ",", "0,1"),
         })
     except ValidationError as err:

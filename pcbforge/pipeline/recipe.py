@@ -215,6 +215,11 @@ class SynthSection(_Section):
     background: bool = True
     #: Share of synthetic images with no defect (template plus nuisance, no labels).
     defect_free_share: float = Field(0.1, ge=0, le=1)
+    #: A share of each class drawn as stamped cross-brush hatching or a stamped outline.
+    brush: bool = True
+    #: Binary boards: defects painted pixel-exact on the scanned image (``False``: drawn
+    #: before the scan, so they get its blur).
+    painted_defects: bool = True
     #: Etch variation: each image grows its board's copper by whole px drawn from this
     #: range (negative: shrinks it) before defects are drawn; ``[0, 0]``: boards as they are.
     etch_px: tuple[int, int] = (0, 0)

@@ -259,6 +259,7 @@ def board_list(ctx: BuildContext):
 
 
 def run_synth(ctx: BuildContext, folder: Path) -> dict:
+    from pcbforge.synth.brush import NO_BRUSH
     from pcbforge.synth.compose import SynthConfig
     from pcbforge.synth.pipeline import WORKER_MODULES, synthesize
 
@@ -273,6 +274,8 @@ def run_synth(ctx: BuildContext, folder: Path) -> dict:
         "copper": synth.copper, "nuisance": {"enabled": synth.nuisance},
         "background": {"enabled": synth.background},
         "defect_free_share": synth.defect_free_share,
+        "painted_defects": synth.painted_defects,
+        **({} if synth.brush else {"brush": NO_BRUSH}),
         "augment": {"preset": synth.augment}, "etch_px": synth.etch_px,
     })
     with ctx.engine(WORKER_MODULES) as engine:

@@ -119,6 +119,10 @@ BIG_SHARE = 0.75
 IMAGE_SPREAD = 0.8
 
 
+#: ``SynthConfig.brush`` settings that leave every defect solid.
+NO_BRUSH: dict[str, object] = {"probabilities": {}, "heavy_share": 0.0}
+
+
 class BrushConfig(BaseModel):
     """How defects are brushed (what a ``SynthConfig.brush`` option would hold): per class
     the mean probability of each non-solid style (``{}``: every defect solid, brushing

@@ -100,6 +100,20 @@ def test_defect_free_share_and_background_reach_the_config(boards, tmp_path) -> 
     assert len(pd.read_parquet(out / "labels.parquet")) == 0
 
 
+@pytest.mark.parametrize("painted", [True, False])
+def test_brush_and_painting_reach_the_config(boards, tmp_path, painted) -> None:
+    out = tmp_path / "dataset"
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
+                                 "--count", "3", "--defect-free-share", "0", "--no-brush",
+                                 "--painted" if painted else "--scanned"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "synth_report.json").read_text())
+    assert report["config"]["painted_defects"] is painted
+    assert report["config"]["brush"]["probabilities"] == {}
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert len(labels) and not any("brush" in json.loads(p) for p in labels["params"])
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
