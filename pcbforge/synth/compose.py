@@ -426,11 +426,12 @@ def _disturb_and_label(a: BoardAnalysis, defects: list[Defect], config: SynthCon
     scanned = apply_nuisance(base, result.nuisance, binary=True,
                              jpeg_round_trip=False) if painted else None
     while True:
+        warped = _warped_instances(a, defects, result.nuisance)
         if scanned is not None:
-            tested = _paint(a, defects, base, scanned, result.nuisance)
+            tested = _paint(a, defects, base, scanned, result.nuisance, warped)
         else:
             tested = apply_nuisance(_render(a, defects, base), result.nuisance, binary=a.binary)
-        labels, failed = _label_all(a, defects, tested, config, result.nuisance)
+        labels, failed = _label_all(a, defects, tested, config, warped)
         if failed is None:
             return tested, labels
         defects.remove(failed)
@@ -444,29 +445,28 @@ PAINT_ZONE_PX = 2
 
 
 def _paint(a: BoardAnalysis, defects: list[Defect], base: np.ndarray, scanned: np.ndarray,
-           nuisance: dict) -> np.ndarray:
+           nuisance: dict, warped: np.ndarray) -> np.ndarray:
     """A binary board's tested image: the ``scanned`` board with every defect painted
-    pixel-exact (moved by the warp's whole pixels) and, within :data:`PAINT_ZONE_PX` of a
-    defect, the drawn board's copper added (a defect that adds copper) or its substrate
-    (one that removes copper), so the defect joins the edges it touches; then the sampled
-    JPEG step. Elsewhere, and on the other side of each defect, the scan's edges stay."""
-    if not defects:
-        return jpeg_round_trip_of(scanned, nuisance)
-    drawn = warp_mask(_render(a, defects, base), nuisance)
-    ids = _warped_instances(a, defects, nuisance)
-    adds = np.zeros(256, bool)
-    adds[1:len(defects) + 1] = [d.spec.adds_copper for d in defects]
-    painted = ids > 0
-    side = 2 * PAINT_ZONE_PX + 1
-    kernel = np.ones((side, side), np.uint8)
-    copper = np.uint8(np.clip(round(float(a.copper_colour[0])), 0, 255))
-    substrate = np.uint8(np.clip(round(float(a.substrate_colour[0])), 0, 255))
+    pixel-exact (moved by the warp's whole pixels: ``warped``, the instance ids of
+    :func:`_warped_instances`) and, within :data:`PAINT_ZONE_PX` of a defect, the drawn
+    board's copper added (a defect that adds copper) or its substrate (one that removes
+    copper), so the defect joins the edges it touches; then the sampled JPEG step.
+    Elsewhere, and on the other side of each defect, the scan's edges stay."""
     tested = scanned.copy()
-    for grows, value in ((True, copper), (False, substrate)):
-        mine = painted & (adds[ids] == grows)
-        if mine.any():
-            zone = cv2.dilate(mine.view(np.uint8), kernel) > 0
-            tested[zone & (drawn == value)] = value
+    if defects:
+        drawn = warp_mask(_render(a, defects, base), nuisance)
+        side = 2 * PAINT_ZONE_PX + 1
+        kernel = np.ones((side, side), np.uint8)
+        copper = np.uint8(np.clip(round(float(a.copper_colour[0])), 0, 255))
+        substrate = np.uint8(np.clip(round(float(a.substrate_colour[0])), 0, 255))
+        for k, d in enumerate(defects, 1):
+            # The warp moves a mask < 2.5 px: its box grown by 4 px, and the zone, hold it.
+            x0, y0, x1, y1 = pad_box(d.box, 4 + PAINT_ZONE_PX, a.shape)
+            mine = (warped[y0:y1, x0:x1] == k).view(np.uint8)
+            zone = cv2.dilate(mine, kernel) > 0
+            value = copper if d.spec.adds_copper else substrate
+            window = tested[y0:y1, x0:x1]
+            window[zone & (drawn[y0:y1, x0:x1] == value)] = value
     return jpeg_round_trip_of(tested, nuisance)
 
 
@@ -495,10 +495,10 @@ def _warped_instances(a: BoardAnalysis, defects: list[Defect], nuisance: dict) -
 
 
 def _label_all(a: BoardAnalysis, defects: list[Defect], tested: np.ndarray,
-               config: SynthConfig, nuisance: dict) -> tuple[list[dict], Defect | None]:
-    """The labels of ``defects`` on ``tested``, or the first defect whose label fails."""
+               config: SynthConfig, warped: np.ndarray) -> tuple[list[dict], Defect | None]:
+    """The labels of ``defects`` on ``tested`` (``warped``: their instance ids as the
+    warp moved them), or the first defect whose label fails."""
     views = _copper_views(a, tested, config)
-    warped = _warped_instances(a, defects, nuisance)
     labels = []
     for k, d in enumerate(defects, 1):
         label = _label(a, d, warped, k, views, config)
