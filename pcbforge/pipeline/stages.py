@@ -397,10 +397,13 @@ def run_merge(ctx: BuildContext, folder: Path) -> dict:
     )
     save(Dataset(folder, samples, labels, dataset_info))
     report = {k: v for k, v in curated.report.items() if k not in ("source", "dataset")}
+    # The statuses after the join (held-back images, pairs kept), in curation's order.
+    final = samples["status"].value_counts()
+    report["counts"] = {k: int(final.get(k, 0)) for k in curated.report.get("counts", {})}
     report["per_source"] = {name: int(n) for name, n in samples["source"].value_counts()
                             .sort_index().items()}
     write_json(folder / MERGE_REPORT, report)
-    return _summary(curated.report, labels=len(labels), sources=len(inputs.datasets()))
+    return _summary(report, labels=len(labels), sources=len(inputs.datasets()))
 
 
 def link_merge_inputs(ctx: BuildContext, farm: Path) -> MergeInputs:
@@ -469,6 +472,12 @@ def join_source_rows(curated: pd.DataFrame, inputs: MergeInputs) -> pd.DataFrame
     held = (samples["src_status"] == "skipped").to_numpy()
     for column in ("status", "reason", "detail"):
         samples.loc[held, column] = samples.loc[held, f"src_{column}"]
+    # A tested image and the template it names are a pair, not two copies: a defect-free
+    # pair (synth's, or a good board scanned twice) is as near its template as a copy
+    # is, and stays ok; duplicate_of still says how near it is.
+    paired = ((samples["status"] == "duplicate") & (samples["template_path"] != "")
+              & (samples["duplicate_of"] == samples["template_path"])).to_numpy()
+    samples.loc[paired, ["status", "reason"]] = ["ok", ""]
     samples["sample_id"] = [sample_id_for(p, "build") for p in samples["path"]]
     samples["split"] = ""
     return samples

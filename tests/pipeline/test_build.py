@@ -349,3 +349,19 @@ def test_a_failing_stage_closes_the_run_engine(small_recipe, tmp_path, monkeypat
     with pytest.raises(BuildError, match="split broke"):
         build(tmp_path / "dataset", small_recipe, workers=1)
     assert len(engines) == 1 and engines[0].left == 1
+
+
+def test_defect_free_pairs_stay_ok_beside_their_templates(tmp_path):
+    """Every synthetic image defect-free, without background regions: each is as near its
+    template as a copy, and the build keeps it as the pair it is (ok, exported)."""
+    recipe = load_recipe(text=SMALL_RECIPE.replace(
+        "  defects_per_image: [2, 4]\n",
+        "  defects_per_image: [2, 4]\n  defect_free_share: 1.0\n  background: false\n"))
+    build(tmp_path / "dataset", recipe, workers=1)
+    samples = load(tmp_path / "dataset").samples
+    tested = samples[samples["role"] == "tested"]
+    assert len(tested) == 12
+    # The pixels say "near its template" (the curation verdict is kept in duplicate_of) ...
+    assert (tested["duplicate_of"] == tested["template_path"]).any()
+    # ... and the pair is not a duplicate.
+    assert (tested["status"] == "ok").all()
