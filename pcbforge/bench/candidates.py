@@ -89,21 +89,30 @@ def find_candidates(tested: np.ndarray, template: np.ndarray,
     grouped = cv2.dilate(changed, cv2.getStructuringElement(
         cv2.MORPH_ELLIPSE, (2 * (params.merge_px // 2) + 1,) * 2))
     n, labels = cv2.connectedComponents(grouped, connectivity=8)
-    height, width = changed.shape
     grow = params.tolerance_px + params.pad_px
+    return component_boxes(changed, labels, n, params.min_area_px, grow), aligned
+
+
+def component_boxes(changed: np.ndarray, labels: np.ndarray, n: int, min_area_px: int,
+                    grow: int) -> list[tuple[int, int, int, int]]:
+    """Boxes ``x1, y1, x2, y2`` (exclusive ends, grown by ``grow`` px, clipped to the
+    image, sorted top to bottom) of the groups ``labels`` (``n`` labels, 0 the background)
+    over the ``changed`` pixels, each measured on its changed pixels; a group with fewer
+    than ``min_area_px`` of them is left out."""
+    height, width = changed.shape
     boxes = []
     ys, xs = np.nonzero(changed)
     ids = labels[ys, xs]
     for k in range(1, n):
         pick = ids == k
-        if pick.sum() < params.min_area_px:
+        if pick.sum() < min_area_px:
             continue
         x1, x2 = int(xs[pick].min()), int(xs[pick].max()) + 1
         y1, y2 = int(ys[pick].min()), int(ys[pick].max()) + 1
         boxes.append((max(x1 - grow, 0), max(y1 - grow, 0), min(x2 + grow, width),
                       min(y2 + grow, height)))
     boxes.sort(key=lambda b: (b[1], b[0]))
-    return boxes, aligned
+    return boxes
 
 
 __all__ = ["CandidateParams", "changes", "copper", "estimate_shift", "find_candidates",

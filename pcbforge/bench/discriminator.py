@@ -58,6 +58,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pcbforge.bench.reference import conv_block
 from pcbforge.core.files import write_bytes
 from pcbforge.datasets.dataset import load
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, deeppcb_pairs
@@ -346,9 +347,7 @@ def build_discriminator(conditional: bool):
         def __init__(self) -> None:
             super().__init__()
 
-            def block(cin: int, cout: int) -> nn.Sequential:
-                return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                                     nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+            block = conv_block
 
             # A full-resolution first block: folding 2x2 pixels into channels instead
             # (half the cost) learnt far less (held-out AUC 0.76 against 0.95 on one

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pcbforge.bench.candidates import component_boxes
 from pcbforge.bench.metrics import best_truth
 from pcbforge.bench.reference import BACKGROUND, Samples, box_size, crop_stack, read_gray
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
@@ -76,21 +77,7 @@ def group_boxes(changed: np.ndarray, params: OpeningParams) -> list[Box]:
     grouped = cv2.dilate(changed, cv2.getStructuringElement(cv2.MORPH_ELLIPSE,
                                                             (2 * radius + 1,) * 2))
     n, labels = cv2.connectedComponents(grouped, connectivity=8)
-    height, width = changed.shape
-    ys, xs = np.nonzero(changed)
-    ids = labels[ys, xs]
-    boxes = []
-    pad = params.pad_px
-    for k in range(1, n):
-        pick = ids == k
-        if pick.sum() < params.min_area_px:
-            continue
-        x1, x2 = int(xs[pick].min()), int(xs[pick].max()) + 1
-        y1, y2 = int(ys[pick].min()), int(ys[pick].max()) + 1
-        boxes.append((max(x1 - pad, 0), max(y1 - pad, 0), min(x2 + pad, width),
-                      min(y2 + pad, height)))
-    boxes.sort(key=lambda b: (b[1], b[0]))
-    return boxes
+    return component_boxes(changed, labels, n, params.min_area_px, params.pad_px)
 
 
 def find_candidates(tested: np.ndarray, template: np.ndarray,

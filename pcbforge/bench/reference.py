@@ -131,6 +131,15 @@ def pair_candidates(task: tuple[str, str]) -> tuple[list[Box], Samples]:
                           np.full(len(boxes), -1, np.int64))
 
 
+def conv_block(cin: int, cout: int):
+    """A 3x3 convolution (no bias), batch norm and ReLU: the unit of the benchmark's small
+    networks (needs torch)."""
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
 def build_network(channels: int = 2):
     """The pair classifier: four conv blocks on ``channels`` crop channels, global pooling,
     box size, two dense layers."""
@@ -141,9 +150,7 @@ def build_network(channels: int = 2):
         def __init__(self) -> None:
             super().__init__()
 
-            def block(cin: int, cout: int) -> nn.Sequential:
-                return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                                     nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+            block = conv_block
 
             self.features = nn.Sequential(
                 block(channels, 16), block(16, 16), nn.MaxPool2d(2),  # 20
@@ -279,5 +286,5 @@ def merge_fragments(found: Sequence[Detection]) -> list[Detection]:
 
 
 __all__ = ["BACKGROUND", "CLASSES", "CROP", "Samples", "TrainReport", "box_size",
-           "build_network", "classify", "crop_pair", "crop_stack", "detections",
+           "build_network", "classify", "conv_block", "crop_pair", "crop_stack", "detections",
            "merge_fragments", "pair_candidates", "pair_samples", "read_gray", "train"]

@@ -356,12 +356,18 @@ def _params(style: Mapping[str, object]) -> tuple[float, float, float, bool]:
             bool(style.get("trail", True)))
 
 
-def _stamped(region: np.ndarray, style: Mapping[str, object]) -> np.ndarray:
+def _frame(region: np.ndarray, style: Mapping[str, object]):
+    """What the hatching styles start from: the style's noise generator, the region's
+    (jittered) axes and its centre line (see :func:`_axes`, :func:`_centre_line`)."""
     ys, xs = np.nonzero(region)
     rng = np.random.default_rng(int(style["seed"]))  # type: ignore[call-overload]
     jitter = float(style.get("jitter", 0.0))  # type: ignore[arg-type]
-    c, u, n = _axes(ys.astype(np.float64), xs.astype(np.float64), jitter)
-    s, mid, lo, hi = _centre_line(ys, xs, c, u, n)
+    axes = _axes(ys.astype(np.float64), xs.astype(np.float64), jitter)
+    return rng, axes, _centre_line(ys, xs, *axes)
+
+
+def _stamped(region: np.ndarray, style: Mapping[str, object]) -> np.ndarray:
+    rng, (c, u, n), (s, mid, lo, hi) = _frame(region, style)
     spacing, pitch, amp, trail_on = _params(style)
     h, w = region.shape
     dabs = np.zeros_like(region)
@@ -429,11 +435,7 @@ def _outline(region: np.ndarray, style: Mapping[str, object]) -> np.ndarray:
 
 
 def _fringe(region: np.ndarray, style: Mapping[str, object]) -> np.ndarray:
-    ys, xs = np.nonzero(region)
-    rng = np.random.default_rng(int(style["seed"]))  # type: ignore[call-overload]
-    jitter = float(style.get("jitter", 0.0))  # type: ignore[arg-type]
-    c, u, n = _axes(ys.astype(np.float64), xs.astype(np.float64), jitter)
-    s, mid, lo, hi = _centre_line(ys, xs, c, u, n)
+    rng, (c, u, n), (s, mid, lo, hi) = _frame(region, style)
     spacing, _, _, trail_on = _params(style)
     length = float(reach(style)) + float(np.max(hi - lo)) / 2.0
     dabs = np.zeros_like(region)
