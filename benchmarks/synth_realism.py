@@ -31,7 +31,7 @@ synthetic defects: less noise in the KS distance).
 Changed pixels are the template/tested difference inside the box after a 3x3
 opening (edge bands from misregistration, at most 2 px thick, are left out);
 tight size is the larger side of their extent. On DeepPCB train/val these
-medians come within 15% of the issue's reference table.
+medians come within 15% of the reference table below.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from pcbforge.synth.topology import check_topology  # noqa: E402
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
 
-#: The issue's reference medians (DeepPCB train/val): changed px, tight size.
+#: Reference medians of DeepPCB train/val: changed px, tight size.
 TABLE = {"open": (107, 19), "short": (147, 23), "mousebite": (74, 15), "spur": (83, 14),
          "copper": (170, 20), "pin-hole": (112, 18)}
 

@@ -19,8 +19,8 @@ dropped). Its features (:func:`stroke_features`):
   the changed pixels' boundary length.
 
 :func:`classify` (registry :data:`RULES`, tried in order): ``stamped`` when there are at
-least :data:`MIN_HOLES` small holes (the measure the issue's table used); ``outline``
-when one pocket of at least :data:`RING_HOLE` px makes up :data:`RING_SHARE` of the
+least :data:`MIN_HOLES` small holes (pockets of at most 6 px enclosed by the change);
+``outline`` when one pocket of at least :data:`RING_HOLE` px makes up :data:`RING_SHARE` of the
 filled shape (a loop); else ``solid``. Pure per-pair functions; :func:`folder_styles`
 walks a DeepPCB-layout folder and :func:`style_shares` summarises its rows.
 """
