@@ -116,20 +116,20 @@ class DeepPCBSource(_Named):
         return value
 
 
-def _importable(kind: str) -> str:
-    valid = format_names(can="import")
-    if kind not in valid:
-        raise ValueError(f"not a label format that can be imported; choose one of "
-                         f"{', '.join(valid)}")
-    return kind
+def _format_that_can(can: str, what: str):
+    """A validator: the name of a registered format that can ``can`` (import/export)."""
+    def check(name: str) -> str:
+        valid = format_names(can=can)
+        if name not in valid:
+            raise ValueError(f"not {what} that can be {can}ed; choose one of "
+                             f"{', '.join(valid)}")
+        return name
+
+    return check
 
 
-def _exportable(fmt: str) -> str:
-    valid = format_names(can="export")
-    if fmt not in valid:
-        raise ValueError(f"not a format that can be exported; choose one of "
-                         f"{', '.join(valid)}")
-    return fmt
+_importable = _format_that_can("import", "a label format")
+_exportable = _format_that_can("export", "a format")
 
 
 class LabelledSource(_Named):
