@@ -82,7 +82,7 @@ def stage_breakdown(files: list[str], config: SynthConfig, fmt: str, seed: int) 
                 for i, b in enumerate(boards)]
     nuisance_ms, _ = _ms(lambda k: apply_nuisance(boards[k], nuisance[k], binary=True),
                          range(len(files)))
-    encode_ms, _ = _ms(lambda m: encode_image(m.image, fmt), made)
+    encode_ms, _ = _ms(lambda m: encode_image(m.image, fmt, binary=m.binary), made)
     clean_ms, _ = _ms(lambda b: encode_image(b, fmt), boards)
     masks_ms, _ = _ms(lambda m: [encode_mask_window(
         lab["mask"][lab["tight"][1]:lab["tight"][3], lab["tight"][0]:lab["tight"][2]],

@@ -21,7 +21,7 @@ would not hold):
 * every pixel it changes lies inside its recorded ``box`` (padded by ``BOX_PAD_PX``, so the
   acquisition warp and its 2-px bands stay inside too);
 * it does not change the conductors' topology inside its window: no join, no cut, no new
-  island or hole (:func:`pcbforge.synth.topology.describe_change`), also with its change
+  island or hole (:func:`pcbforge.synth.topology.keeps_topology`), also with its change
   grown or shrunk by 2 px, so the acquisition's thin bands cannot complete one;
 * its box keeps ``AVOID_GAP_PX`` from every box in ``avoid_boxes`` (the defects' padded
   boxes) and from the other regions' boxes.
@@ -38,7 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pcbforge.synth.analysis import BoardAnalysis
-from pcbforge.synth.topology import describe_change
+from pcbforge.synth.topology import keeps_topology
 
 __all__ = ["AVOID_GAP_PX", "BOX_PAD_PX", "KINDS", "BackgroundKind", "BackgroundParams",
            "apply_background", "background_changes", "render_background",
@@ -127,28 +127,29 @@ def _window(cx: int, cy: int, reach: int, shape: tuple[int, int]) -> tuple[int, 
     return max(cx - reach, 0), max(cy - reach, 0), min(cx + reach + 1, w), min(cy + reach + 1, h)
 
 
-def _misregistration(a: BoardAnalysis, region: dict) -> tuple[tuple, np.ndarray | None,
+def _misregistration(a: BoardAnalysis, region: dict) -> tuple[tuple, tuple | None,
                                                              np.ndarray | None]:
     """A local smooth displacement bump: whole-pixel shift inside the core, falling off
     smoothly (smoothstep) around it; nearest-neighbour (pixels stay whole). Only pixels
-    within the shift of an edge can change side, so only those are remapped."""
+    within the shift of an edge can change side, so only those are remapped: the move is
+    ``(to, from)``, flat indices in the window of the pixels that take another's value."""
     cx, cy, dx, dy = region["cx"], region["cy"], region["dx"], region["dy"]
     core, falloff = region["radius"], region["falloff"]
     reach = int(math.ceil(core + falloff)) + max(abs(dx), abs(dy)) + 1
     x0, y0, x1, y1 = _window(cx, cy, reach, a.shape)
     w, h = x1 - x0, y1 - y0
     limit = math.hypot(dx, dy) + 0.5
-    near = np.where(a.copper[y0:y1, x0:x1] > 0, a.dist_copper[y0:y1, x0:x1],
-                    a.dist_substrate[y0:y1, x0:x1]) <= limit
+    # Each distance is 0 on the other side: their sum is the distance to the edge.
+    near = (a.dist_copper[y0:y1, x0:x1] + a.dist_substrate[y0:y1, x0:x1]) <= limit
     ys, xs = np.nonzero(near)
     r = np.hypot(xs + (x0 - cx), ys + (y0 - cy)).astype(np.float32)
     t = np.clip((r - core) / falloff, 0.0, 1.0)
     weight = 1.0 - t * t * (3.0 - 2.0 * t)  # 1 in the core, 0 beyond the fall-off
     sx = np.clip(np.floor(xs - dx * weight + 0.5), 0, w - 1).astype(np.int64)
     sy = np.clip(np.floor(ys - dy * weight + 0.5), 0, h - 1).astype(np.int64)
-    index = np.arange(w * h, dtype=np.int64)
-    index[ys * w + xs] = sy * w + sx
-    return (x0, y0, x1, y1), index, None
+    to, source = ys.astype(np.int64) * w + xs, sy * w + sx
+    moved = to != source
+    return (x0, y0, x1, y1), (to[moved], source[moved]), None
 
 
 def _broken_edge(a: BoardAnalysis, region: dict) -> tuple[tuple, np.ndarray | None,
@@ -192,15 +193,18 @@ KINDS = tuple(k.value for k in _APPLY)
 
 
 def _change(a: BoardAnalysis, region: dict) -> tuple[tuple[int, int, int, int], np.ndarray,
-                                                       np.ndarray | None]:
-    """``(window, new copper in it, source index or None)`` of one region on the board's
-    copper: a misregistration moves pixels (``index`` says where each comes from, flat in
-    the window), the other kinds flip the side of some pixels."""
-    box, index, flip = _APPLY[BackgroundKind(region["kind"])](a, region)
+                                                       tuple | None]:
+    """``(window, new copper in it, move or None)`` of one region on the board's copper: a
+    misregistration moves pixels (``move``: ``(to, from)`` flat indices in the window), the
+    other kinds flip the side of some pixels."""
+    box, move, flip = _APPLY[BackgroundKind(region["kind"])](a, region)
     x0, y0, x1, y1 = box
     window = a.copper[y0:y1, x0:x1]
-    if index is not None:
-        return box, window.ravel()[index].reshape(window.shape), index
+    if move is not None:
+        after = window.copy()
+        to, source = move
+        after.ravel()[to] = window.ravel()[source]
+        return box, after, move
     return box, np.where(flip, 1 - window, window).astype(np.uint8), None
 
 
@@ -208,19 +212,18 @@ def _change(a: BoardAnalysis, region: dict) -> tuple[tuple[int, int, int, int], 
 
 def _topology_kept(before: np.ndarray, after: np.ndarray) -> bool:
     """No join, cut, new island or new hole, also with the change grown or shrunk 2 px."""
-    facts = describe_change(before, after)
-    if facts["merges"] or facts["splits"] or facts["island"] or facts["hole"]:
+    if not keeps_topology(before, after):
         return False
     # Near the change, both grown (or both shrunk) by 2 px must keep as many conductors:
     # the acquisition's 2-px bands cannot then complete a join or a cut the change began.
     # Only added copper can complete a join and only removed copper a cut, so a change
     # that only adds (or only removes) needs one of the two checks.
-    near = cv2.dilate((before != after).astype(np.uint8), _K5) > 0
+    near = cv2.dilate((before != after).view(np.uint8), _K5) > 0
     ops = [op for op, needed in ((cv2.dilate, (after > before).any()),
                                  (cv2.erode, (after < before).any())) if needed]
     for op in ops:
-        b2 = np.where(near, op(before, _K5), before).astype(np.uint8)
-        a2 = np.where(near, op(after, _K5), after).astype(np.uint8)
+        b2 = np.where(near, op(before, _K5), before)
+        a2 = np.where(near, op(after, _K5), after)
         n_b = cv2.connectedComponents(b2, connectivity=8)[0]
         n_a = cv2.connectedComponents(a2, connectivity=8)[0]
         if n_b != n_a:
@@ -431,13 +434,14 @@ def _paint(image: np.ndarray, analysis: BoardAnalysis, changes: list[tuple]
     ids = np.zeros(analysis.shape, np.uint8)
     copper_value = np.clip(np.round(analysis.copper_colour), 0, 255).astype(np.uint8)
     substrate_value = np.clip(np.round(analysis.substrate_colour), 0, 255).astype(np.uint8)
-    for k, ((x0, y0, x1, y1), after, index) in enumerate(changes[:255], 1):
+    for k, ((x0, y0, x1, y1), after, move) in enumerate(changes[:255], 1):
         patch = out[y0:y1, x0:x1]
         changed = after != analysis.copper[y0:y1, x0:x1]
         ids[y0:y1, x0:x1][changed] = k
-        if index is not None:
-            flat = patch.reshape(-1, *patch.shape[2:])
-            moved = flat[index].reshape(patch.shape)
+        if move is not None:
+            to, source = move
+            moved = patch.copy()
+            moved.reshape(-1, *patch.shape[2:])[to] = patch.reshape(-1, *patch.shape[2:])[source]
             patch[changed] = moved[changed]
             continue
         grow = changed & (after > 0)

@@ -1004,11 +1004,11 @@ def roughen(mask: np.ndarray, rough: Params, core: np.ndarray | None = None) -> 
         out &= ~flips
     out = out.astype(np.uint8)
     # Parts broken off the shape are kept only as specks.
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(out, connectivity=8)
+    n, labels = cv2.connectedComponents(out, connectivity=8)
     if n > 2:
         whole = np.zeros(n, bool)
-        whole[np.unique(labels[(out > 0) & (mask > 0)])] = True
-        whole |= stats[:, cv2.CC_STAT_AREA] <= ROUGH_SPECK
+        whole[labels[(out > 0) & (mask > 0)]] = True
+        whole |= np.bincount(labels.ravel(), minlength=n) <= ROUGH_SPECK
         whole[0] = False
         out = whole[labels].astype(np.uint8)
     return out

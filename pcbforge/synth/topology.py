@@ -22,7 +22,8 @@ from pcbforge.synth.registry import DefectClass, Facts, defect_class, defect_spe
 
 # The class names live in the registry; named here too for callers that check boxes.
 __all__ = ["FACTS", "MIN_OVERLAP", "MIN_PIECE", "DefectClass", "check_facts",
-           "check_topology", "defect_class", "describe_change", "significant"]
+           "check_topology", "defect_class", "describe_change", "keeps_topology",
+           "significant"]
 
 
 #: Pixels two regions must share to count as overlapping (more than nuisance contact).
@@ -44,9 +45,9 @@ def significant(change: np.ndarray) -> np.ndarray:
         return core
     n, labels = cv2.connectedComponents(change, connectivity=8)
     keep = np.zeros(n, bool)
-    keep[np.unique(labels[core > 0])] = True
+    keep[labels[core > 0]] = True
     keep[0] = False
-    return keep[labels].astype(np.uint8)
+    return keep.view(np.uint8)[labels]
 
 
 def _overlaps(a_labels: np.ndarray, na: int, b_labels: np.ndarray, nb: int) -> np.ndarray:
@@ -76,16 +77,23 @@ def _cuts(after: np.ndarray, lb: np.ndarray, nb: int) -> bool:
 
 class _Facts:
     """Topology facts of one change, each computed when first asked for (a check of one
-    class needs only some of them)."""
+    class needs only some of them).
+
+    A change that only adds copper cannot cut a conductor or open a hole (every substrate
+    part of ``after`` lies in one of ``before``), and one that only removes copper cannot
+    join conductors or make an island (every copper part of ``after`` lies in one of
+    ``before``): those facts are then false without labelling anything."""
 
     def __init__(self, before: np.ndarray, after: np.ndarray) -> None:
-        before = (np.asarray(before) > 0).astype(np.uint8)
-        after = (np.asarray(after) > 0).astype(np.uint8)
+        before = (np.asarray(before) > 0).view(np.uint8)
+        after = (np.asarray(after) > 0).view(np.uint8)
         if before.shape != after.shape or before.ndim != 2:
             raise ValueError(f"before and after must be 2-D crops of one shape, got "
                              f"{before.shape} and {after.shape}")
         self.before, self.after = before, after
         self._cache: dict[str, object] = {}
+        self._adds = bool((after > before).any())
+        self._removes = bool((after < before).any())
 
     def __getitem__(self, key: str) -> object:
         if key not in self._cache:
@@ -117,11 +125,15 @@ class _Facts:
     # A join or a cut counts when the significant change makes it: nuisance alone can
     # sever a sliver at the crop's edge, and that must not turn a bite into an open.
     def _merges(self) -> bool:
+        if not self._adds:
+            return False
         nb, lb = self["copper_before"]
         return bool(_max_partners(self["table"]) >= 2
                     and not _joins(self.after & (1 - self["added_mask"]), lb, nb))
 
     def _splits(self) -> bool:
+        if not self._removes:
+            return False
         nb, lb = self["copper_before"]
         return bool(_max_partners(self["table"].T, MIN_PIECE) >= 2
                     and not _cuts(self.after | self["removed_mask"], lb, nb))
@@ -129,6 +141,8 @@ class _Facts:
     def _island(self) -> bool:
         # A copper component of the tested crop that meets no conductor of the template
         # and is not nuisance-sized.
+        if not self._adds:
+            return False
         na, la = self["copper_after"]
         table = self["table"]
         sizes = np.bincount(la.ravel(), minlength=na)
@@ -138,6 +152,8 @@ class _Facts:
     def _hole(self) -> bool:
         # A substrate component of the tested crop that meets no substrate of the template
         # (4-connected, the dual of 8-connected copper).
+        if not self._removes:
+            return False
         ns_b, sb = cv2.connectedComponents(1 - self.before, connectivity=4)
         ns_a, sa = cv2.connectedComponents(1 - self.after, connectivity=4)
         stable = _overlaps(sa, ns_a, sb, ns_b)
@@ -153,6 +169,13 @@ def describe_change(before: np.ndarray, after: np.ndarray) -> dict[str, object]:
     """Topology facts of the change from ``before`` to ``after`` (0/1 copper crops)."""
     facts = _Facts(before, after)
     return {key: facts[key] for key in FACTS}
+
+
+def keeps_topology(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether the change from ``before`` to ``after`` (0/1 copper crops) makes no join,
+    cut, island or hole (see :func:`describe_change`); stops at the first it finds."""
+    facts = _Facts(before, after)
+    return not any(facts[key] for key in ("merges", "splits", "island", "hole"))
 
 
 def check_facts(name: str, facts: Facts) -> tuple[bool, str]:
