@@ -472,15 +472,30 @@ def join_source_rows(curated: pd.DataFrame, inputs: MergeInputs) -> pd.DataFrame
     held = (samples["src_status"] == "skipped").to_numpy()
     for column in ("status", "reason", "detail"):
         samples.loc[held, column] = samples.loc[held, f"src_{column}"]
-    # A tested image and the template it names are a pair, not two copies: a defect-free
-    # pair (synth's, or a good board scanned twice) is as near its template as a copy
-    # is, and stays ok; duplicate_of still says how near it is.
-    paired = ((samples["status"] == "duplicate") & (samples["template_path"] != "")
-              & (samples["duplicate_of"] == samples["template_path"])).to_numpy()
-    samples.loc[paired, ["status", "reason"]] = ["ok", ""]
+    keep_pairs(samples)
     samples["sample_id"] = [sample_id_for(p, "build") for p in samples["path"]]
     samples["split"] = ""
     return samples
+
+
+def keep_pairs(samples: pd.DataFrame) -> None:
+    """Put back to ``ok`` (in place) every ``duplicate`` that is one half of a pair: a
+    tested image and the template it names are a pair, not two copies. A defect-free pair
+    (synth's, or a good board scanned twice) is as near its template as a copy is, and
+    curation may keep either side as the original; both stay ok, and ``duplicate_of``
+    still says how near they are. Needs the columns ``path``, ``status``, ``reason``,
+    ``duplicate_of`` and ``template_path``."""
+    duplicate = samples["status"] == "duplicate"
+    # The tested image points at its template ...
+    tested_side = duplicate & (samples["template_path"] != "") & (
+        samples["duplicate_of"] == samples["template_path"])
+    # ... or the template points at a tested image that names it.
+    template_of = dict(zip(samples["path"], samples["template_path"], strict=True))
+    template_side = duplicate & pd.Series(
+        [template_of.get(original, "") == path
+         for path, original in zip(samples["path"], samples["duplicate_of"], strict=True)],
+        index=samples.index)
+    samples.loc[(tested_side | template_side).to_numpy(), ["status", "reason"]] = ["ok", ""]
 
 
 def _merged_labels(samples: pd.DataFrame, inputs: MergeInputs) -> pd.DataFrame:

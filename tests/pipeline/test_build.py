@@ -14,6 +14,7 @@ from pcbforge.cli.main import app
 from pcbforge.datasets import load
 from pcbforge.pipeline import BuildError, build
 from pcbforge.pipeline.recipe import load_recipe
+from pcbforge.pipeline.stages import keep_pairs
 from tests.pipeline.conftest import SMALL_RECIPE, output_hashes
 
 CLASSES = ["open", "short", "mousebite", "spur", "copper", "pin-hole"]
@@ -363,5 +364,29 @@ def test_defect_free_pairs_stay_ok_beside_their_templates(tmp_path):
     assert len(tested) == 12
     # The pixels say "near its template" (the curation verdict is kept in duplicate_of) ...
     assert (tested["duplicate_of"] == tested["template_path"]).any()
-    # ... and the pair is not a duplicate.
+    # ... and the pair is not a duplicate, on either side.
     assert (tested["status"] == "ok").all()
+    assert (samples[samples["role"] == "template"]["status"] == "ok").all()
+
+
+def test_a_pair_stays_ok_whichever_side_curation_kept():
+    """Curation may keep the tested image as the original and call its template the
+    copy (a real template beside a defect-free synthetic image drawn on it): both halves
+    of a pair stay ok; copies that are not a pair stay duplicates."""
+    samples = pd.DataFrame({
+        "path": ["real/a_temp.jpg", "synth/1.png", "real/b_temp.jpg", "synth/2.png",
+                 "real/c.jpg", "real/c_copy.jpg", "synth/3.png"],
+        "template_path": ["", "real/a_temp.jpg", "", "real/b_temp.jpg", "", "",
+                          "real/b_temp.jpg"],
+        # a's template points at its tested image, 2 points at its template, the copy
+        # of c at c, and 3 at 2 (two tested images of one template: copies, not a pair)
+        "duplicate_of": ["synth/1.png", "", "", "real/b_temp.jpg", "", "real/c.jpg",
+                         "synth/2.png"],
+        "status": ["duplicate", "ok", "ok", "duplicate", "ok", "duplicate", "duplicate"],
+        "reason": ["near copy", "", "", "near copy", "", "exact copy", "near copy"],
+    })
+    keep_pairs(samples)
+    assert samples["status"].tolist() == ["ok", "ok", "ok", "ok", "ok", "duplicate",
+                                          "duplicate"]
+    assert samples["reason"].tolist()[:5] == [""] * 5
+    assert samples["duplicate_of"].tolist()[0] == "synth/1.png"  # the verdict is kept
