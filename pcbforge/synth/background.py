@@ -218,17 +218,24 @@ def _topology_kept(before: np.ndarray, after: np.ndarray) -> bool:
     # the acquisition's 2-px bands cannot then complete a join or a cut the change began.
     # Only added copper can complete a join and only removed copper a cut, so a change
     # that only adds (or only removes) needs one of the two checks.
-    near = cv2.dilate((before != after).view(np.uint8), _K5) > 0
-    ops = [op for op, needed in ((cv2.dilate, (after > before).any()),
-                                 (cv2.erode, (after < before).any())) if needed]
-    for op in ops:
-        b2 = np.where(near, op(before, _K5), before)
-        a2 = np.where(near, op(after, _K5), after)
-        n_b = cv2.connectedComponents(b2, connectivity=8)[0]
-        n_a = cv2.connectedComponents(a2, connectivity=8)[0]
-        if n_b != n_a:
+    near = cv2.dilate((before != after).view(np.uint8), _K5)  # 0/1
+    # Grown (shrunk) only near the change: the board as it is elsewhere. A dilation
+    # contains its input and an erosion lies inside it, so one bitwise step does it.
+    if (after > before).any():
+        if _count(cv2.bitwise_or(before, cv2.bitwise_and(cv2.dilate(before, _K5), near))) \
+                != _count(cv2.bitwise_or(after, cv2.bitwise_and(cv2.dilate(after, _K5), near))):
+            return False
+    if (after < before).any():
+        far = 1 - near
+        if _count(cv2.bitwise_and(before, cv2.bitwise_or(cv2.erode(before, _K5), far))) \
+                != _count(cv2.bitwise_and(after, cv2.bitwise_or(cv2.erode(after, _K5), far))):
             return False
     return True
+
+
+def _count(copper: np.ndarray) -> int:
+    """8-connected copper components (background included)."""
+    return cv2.connectedComponents(copper, connectivity=8)[0]
 
 
 def _tight(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -51,10 +51,10 @@ def significant(change: np.ndarray) -> np.ndarray:
 
 
 def _overlaps(a_labels: np.ndarray, na: int, b_labels: np.ndarray, nb: int) -> np.ndarray:
-    """(na, nb) pixel counts shared by component i of a and component j of b."""
-    both = (a_labels > 0) & (b_labels > 0)
-    pairs = a_labels[both].astype(np.int64) * nb + b_labels[both]
-    return np.bincount(pairs, minlength=na * nb).reshape(na, nb)
+    """(na, nb) pixel counts shared by component i of a and component j of b; row and
+    column 0 count the background (so a row's sum is its component's size)."""
+    pairs = a_labels.astype(np.int64) * nb + b_labels
+    return np.bincount(pairs.ravel(), minlength=na * nb).reshape(na, nb)
 
 
 def _max_partners(table: np.ndarray, least: int = MIN_OVERLAP) -> int:
@@ -143,9 +143,9 @@ class _Facts:
         # and is not nuisance-sized.
         if not self._adds:
             return False
-        na, la = self["copper_after"]
+        na, _ = self["copper_after"]
         table = self["table"]
-        sizes = np.bincount(la.ravel(), minlength=na)
+        sizes = table.sum(axis=1)
         return bool(na > 1 and ((table[1:, 1:] < MIN_OVERLAP).all(axis=1)
                                 & (sizes[1:] >= 2 * MIN_OVERLAP)).any())
 
@@ -157,7 +157,7 @@ class _Facts:
         ns_b, sb = cv2.connectedComponents(1 - self.before, connectivity=4)
         ns_a, sa = cv2.connectedComponents(1 - self.after, connectivity=4)
         stable = _overlaps(sa, ns_a, sb, ns_b)
-        hole_sizes = np.bincount(sa.ravel(), minlength=ns_a)
+        hole_sizes = stable.sum(axis=1)
         return bool(ns_a > 1 and ((stable[1:, 1:] < MIN_OVERLAP).all(axis=1)
                                   & (hole_sizes[1:] >= 2 * MIN_OVERLAP)).any())
 
