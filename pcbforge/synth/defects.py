@@ -75,6 +75,31 @@ def _rotate(u: np.ndarray, angle: float) -> np.ndarray:
     return np.array([c * u[0] - s * u[1], s * u[0] + c * u[1]])
 
 
+def _snapped(u: np.ndarray, within: float = 0.2) -> np.ndarray:
+    """``u`` turned onto the nearest multiple of 45 degrees when it lies within ``within``
+    radians of one (a paint tool's line with the key held), else ``u`` as it is."""
+    angle = math.atan2(float(u[1]), float(u[0]))
+    nearest = round(angle / (math.pi / 4)) * (math.pi / 4)
+    if abs(angle - nearest) > within:
+        return u
+    return np.array([math.cos(nearest), math.sin(nearest)])
+
+
+#: Share of shorts and of opens drawn as ruled lines: one straight stroke of even width,
+#: square to the conductor (or at 45 degrees) where it nearly is, with a smoother outline,
+#: as a paint tool's line draws it. DeepPCB's real shorts and opens that a discriminator
+#: finds most real are such; its synthetic ones most often bent or wavy.
+RULED_SHARE: dict[str, float] = {"short": 0.6, "open": 0.5}
+#: A ruled stroke's outline is roughened this much less than its class's (:data:`ROUGH`).
+RULED_ROUGH = 0.35
+
+
+def _ruled(params: Params) -> Params:
+    """Mark ``params`` as a ruled stroke (see :data:`RULED_ROUGH`)."""
+    params["ruled"] = True
+    return params
+
+
 def _stroke(points: list[np.ndarray], radii: list[float]) -> Params:
     return {
         "points": [[round(float(p[0]), 2), round(float(p[1]), 2)] for p in points],
@@ -204,6 +229,8 @@ def _roughening(params: Params, rng: np.random.Generator, a: BoardAnalysis,
                 name: str) -> None:
     """Sample the :data:`ROUGH` roughening of class ``name`` into ``params``."""
     amp, corr, speck, power = ROUGH[name]
+    if params.get("ruled"):
+        amp, speck = amp * RULED_ROUGH, speck * RULED_ROUGH
     rough = rough_params(rng, a.scale, amp, corr, speck, power)
     # A thin stroke stays whole: its outline moves by at most ROUGH_THIN of its radius.
     thinnest = min(params["strokes"][0]["radii"])  # type: ignore[index]
@@ -336,8 +363,10 @@ def _short_shape(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         if not on:
             continue
         net_a = int(a.nets[by, bx])
-        # Walk across the gap (slightly askew) to the first copper: another conductor?
-        u = _rotate(n, float(rng.uniform(-0.3, 0.3)))
+        ruled = rng.random() < RULED_SHARE["short"]
+        # Walk across the gap (slightly askew, or square when ruled) to the first copper:
+        # another conductor?
+        u = _snapped(n) if ruled else _rotate(n, float(rng.uniform(-0.3, 0.3)))
         ys, xs, on = _pixels(a, p + ts[:, None] * u)
         hits = np.flatnonzero(on & (a.copper[ys, xs] > 0))
         if not len(hits) or not on[: hits[0] + 1].all():
@@ -370,10 +399,13 @@ def _short_shape(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         mid2 = pa + span * float(rng.uniform(0.55, 0.7)) + wiggle * float(rng.uniform(-0.5, 1.0))
         r = float(rng.uniform(1.8, 3.5)) * s
         radii = [r * float(rng.uniform(0.8, 1.2)) for _ in range(4)]
+        if ruled:
+            mid1, mid2, radii = pa + span / 3.0, pa + span * (2.0 / 3.0), [r] * 4
         if not _inside(a, [pa, pb, mid1, mid2], 2):
             continue
-        return {"strokes": [_stroke([pa, mid1, mid2, pb], radii)], "nets": [net_a, net_b],
-                "host": [int(y), int(x)]}
+        params = {"strokes": [_stroke([pa, mid1, mid2, pb], radii)], "nets": [net_a, net_b],
+                  "host": [int(y), int(x)]}
+        return _ruled(params) if ruled else params
     return None
 
 
@@ -807,15 +839,21 @@ def _trace_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         # size of DeepPCB's opens on traces up to 18 px wide (median ~82 px at 48 px/mm).
         area = _lognormal(rng, 32.0 * s * s, 0.35, 16.0 * s * s, 240.0 * s * s)
         radius = float(np.clip(area / (4.0 * half + 1e-6), 1.8 * s, 5.0 * s))
-        # Cuts are seldom square to the trace: slant the stroke by up to ~30 degrees.
+        # Cuts are seldom square to the trace: slant the stroke by up to ~30 degrees; a
+        # ruled one is a straight line, square or at 45 degrees where it nearly is.
+        ruled = rng.random() < RULED_SHARE["open"]
         slant = float(rng.uniform(-0.6, 0.6))
         cut = _unit(across + along * slant)
-        reach_px = (half + radius + 2.0 * s) / math.cos(math.atan(slant))
+        if ruled:
+            cut = _snapped(cut, 0.35)
+        reach_px = (half + radius + 2.0 * s) / max(abs(float(cut @ across)), 0.5)
         c = np.array([x, y], np.float64) + along * float(rng.uniform(-1.0, 1.0)) * s
         points = [c - cut * reach_px,
                   c + along * float(rng.uniform(-1.5, 1.5)) * s,
                   c + cut * reach_px + along * float(rng.uniform(-2.0, 2.0)) * s]
         radii = [radius * float(rng.uniform(0.8, 1.2)) for _ in range(3)]
+        if ruled:
+            points, radii = [c - cut * reach_px, c, c + cut * reach_px], [radius] * 3
         strokes = [_stroke(points, radii)]
         if rng.random() < 0.1:
             # A missing stretch, not just a cut: the brush also runs along the trace.
@@ -823,7 +861,8 @@ def _trace_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             wide = half + float(rng.uniform(1.0, 2.0)) * s
             strokes.append(_stroke([c, c + along * stretch], [wide, wide]))
         strokes += _open_edge_bands(rng, c, across, along, half, s)
-        return {"strokes": strokes, "host": [y, x]}
+        params = {"strokes": strokes, "host": [y, x]}
+        return _ruled(params) if ruled else params
     return None
 
 
@@ -841,25 +880,32 @@ def _wide_open(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         if section is None:
             continue
         across, along = section
+        ruled = rng.random() < RULED_SHARE["open"]
         slant = float(rng.uniform(-0.8, 0.8))
         cut = _rotate(across, slant)
+        if ruled:
+            cut = _snapped(cut, 0.35)
         radius = float(rng.uniform(2.0, 3.2)) * s
         # Past both edges: the slanted cut is longer than the band is wide.
-        reach_px = (half + radius + 2.5 * s) / math.cos(slant)
-        # A crack, not a ruled line: bent as a whole, and every few px a little aside.
-        bend = float(rng.uniform(-0.3, 0.3)) * reach_px
+        reach_px = (half + radius + 2.5 * s) / max(abs(float(cut @ across)), 0.5)
+        # A crack (bent as a whole, and every few px a little aside) or a ruled line.
+        bend = float(rng.uniform(-0.3, 0.3)) * reach_px * (not ruled)
         c = np.array([x, y], np.float64)
         count = max(4, int(2 * reach_px / (4.0 * s)) + 1)
         ts = np.linspace(-1.0, 1.0, count)
         jitter = np.cumsum(rng.normal(0.0, 0.6, count)) * s
         jitter -= np.linspace(jitter[0], jitter[-1], count)  # ends where the cut aims
+        jitter *= not ruled
         points = [c + cut * t * reach_px + _perp(cut) * (bend * (1.0 - t * t) + j)
                   for t, j in zip(ts, jitter, strict=True)]
         if not _inside(a, points, radius + 2):
             continue
         radii = [radius * float(rng.uniform(0.75, 1.2)) for _ in range(count)]
+        if ruled:
+            radii = [radius] * count
         strokes = [_stroke(points, radii), *_open_edge_bands(rng, c, across, along, half, s)]
-        return {"strokes": strokes, "host": [y, x], "wide": True}
+        params = {"strokes": strokes, "host": [y, x], "wide": True}
+        return _ruled(params) if ruled else params
     return None
 
 
