@@ -85,11 +85,11 @@ def _snapped(u: np.ndarray, within: float = 0.2) -> np.ndarray:
     return np.array([math.cos(nearest), math.sin(nearest)])
 
 
-#: Share of shorts and of opens drawn as ruled lines: one straight stroke of even width,
-#: square to the conductor (or at 45 degrees) where it nearly is, with a smoother outline,
-#: as a paint tool's line draws it. DeepPCB's real shorts and opens that a discriminator
-#: finds most real are such; its synthetic ones most often bent or wavy.
-RULED_SHARE: dict[str, float] = {"short": 0.6, "open": 0.5}
+#: Share of shorts, opens and slit mousebites drawn as ruled lines: one straight stroke of
+#: even width, square to the conductor (or at 45 degrees) where it nearly is, with a
+#: smoother outline, as a paint tool's line draws it. DeepPCB's real shorts and opens that
+#: a discriminator finds most real are such; its synthetic ones most often bent or wavy.
+RULED_SHARE: dict[str, float] = {"short": 0.6, "open": 0.5, "mousebite": 0.5}
 #: A ruled stroke's outline is roughened this much less than its class's (:data:`ROUGH`).
 RULED_ROUGH = 0.35
 
@@ -723,7 +723,9 @@ def _slit_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             continue
         radius = float(rng.uniform(1.5, 2.4)) * s
         lean = float(rng.choice([-1.0, 1.0])) * float(rng.uniform(0.35, 1.15))
-        u = _rotate(n, lean)
+        ruled = rng.random() < RULED_SHARE["mousebite"]
+        u = _snapped(_rotate(n, lean)) if ruled else _rotate(n, lean)
+        lean = math.acos(float(np.clip(u @ n, -1.0, 1.0)))
         length = _lognormal(rng, 11.0 * s, 0.4, 4.0 * s, 30.0 * s)
         end_radius = radius
         if rng.random() < 0.3:
@@ -736,12 +738,15 @@ def _slit_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
                 continue
         start = p - n * (0.6 * radius)
         tip = p + u * length
-        bend = _perp(u) * float(rng.uniform(-0.15, 0.15)) * length
+        bend = _perp(u) * float(rng.uniform(-0.15, 0.15)) * length * (not ruled)
         mid = p + u * (0.5 * length) + bend
         if not _inside(a, [start, mid, tip], end_radius + 2):
             continue
         radii = [radius, radius * float(rng.uniform(0.85, 1.15)), end_radius]
-        return {"strokes": [_stroke([start, mid, tip], radii)], "host": [y, x], "slit": True}
+        if ruled:
+            radii = [radius, radius, end_radius]
+        params = {"strokes": [_stroke([start, mid, tip], radii)], "host": [y, x], "slit": True}
+        return _ruled(params) if ruled else params
     return None
 
 
