@@ -85,11 +85,12 @@ def _snapped(u: np.ndarray, within: float = 0.2) -> np.ndarray:
     return np.array([math.cos(nearest), math.sin(nearest)])
 
 
-#: Share of shorts, opens and slit mousebites drawn as ruled lines: one straight stroke of
-#: even width, square to the conductor (or at 45 degrees) where it nearly is, with a
-#: smoother outline, as a paint tool's line draws it. DeepPCB's real shorts and opens that
-#: a discriminator finds most real are such; its synthetic ones most often bent or wavy.
-RULED_SHARE: dict[str, float] = {"short": 0.6, "open": 0.5, "mousebite": 0.5}
+#: Share of shorts, opens, slit mousebites and spur fingers drawn as ruled lines: one
+#: straight stroke of even width, square to the conductor (or at 45 degrees) where it
+#: nearly is, with a smoother outline, as a paint tool's line draws it. DeepPCB's real
+#: shorts and opens that a discriminator finds most real are such; its synthetic ones
+#: most often bent or wavy.
+RULED_SHARE: dict[str, float] = {"short": 0.6, "open": 0.5, "mousebite": 0.5, "spur": 0.5}
 #: A ruled stroke's outline is roughened this much less than its class's (:data:`ROUGH`).
 RULED_ROUGH = 0.35
 
@@ -302,31 +303,37 @@ def _spur_shape(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             if params is None:
                 continue
             return params
+        ruled = False
         # Lengths spread after the spurs of DeepPCB's five train boards (1043): longest
         # side p5/50/95 of 7/14/31 px, area 33/79/247 px (drawn: 8/15/29 and 42/90/179),
         # a little shorter since the ragged outline (ROUGH) adds to them.
         if rng.random() < SPUR_SLIVER_SHARE:
             # A sliver: leaning well over, a stroke of near even width.
-            length = _lognormal(rng, 9.5 * s, 0.55, 3.0 * s, 32.0 * s)
+            length = _lognormal(rng, 9.0 * s, 0.55, 3.0 * s, 32.0 * s)
             u = _rotate(n, float(rng.choice([-1.0, 1.0])) * float(rng.uniform(0.6, 1.1)))
             r0 = float(rng.uniform(2.2, 3.2)) * s
             r1 = float(rng.uniform(1.6, 2.6)) * s
         else:
-            # A finger: about square to the edge, tapering.
-            length = _lognormal(rng, 6.5 * s, 0.6, 2.0 * s, 28.0 * s)
+            # A finger: about square to the edge, tapering (or, ruled, straight and even).
+            length = _lognormal(rng, 6.0 * s, 0.6, 2.0 * s, 28.0 * s)
             u = _rotate(n, float(rng.uniform(-0.6, 0.6)))
             r0 = float(rng.uniform(2.2, 4.6)) * s
             r1 = float(rng.uniform(1.2, 3.2)) * s
+            if rng.random() < RULED_SHARE["spur"]:
+                # Even width, as much copper as a tapering finger of that length.
+                r0 = r1 = 0.5 * (r0 + r1)
+                u, ruled = _snapped(u, 0.35), True
         p = np.array([x, y], np.float64)
         tip = p + u * length
         # Clear substrate past the tip: the spur must not reach a neighbour.
         ty, tx = int(round(tip[1])), int(round(tip[0]))
         if not _inside(a, [tip], 2) or a.dist_substrate[ty, tx] < r1 + 4.0 * s:
             continue
-        mid = p + u * (0.5 * length) + _perp(u) * float(rng.uniform(-1.5, 1.5)) * s
+        mid = p + u * (0.5 * length) + _perp(u) * float(rng.uniform(-1.5, 1.5)) * s * (not ruled)
         base = p - n * (0.8 * r0)
-        return {"strokes": [_stroke([base, mid, tip], [r0, 0.5 * (r0 + r1), r1])],
-                "host": [int(y), int(x)]}
+        params = {"strokes": [_stroke([base, mid, tip], [r0, 0.5 * (r0 + r1), r1])],
+                  "host": [int(y), int(x)]}
+        return _ruled(params) if ruled else params
     return None
 
 
