@@ -85,12 +85,14 @@ def _snapped(u: np.ndarray, within: float = 0.2) -> np.ndarray:
     return np.array([math.cos(nearest), math.sin(nearest)])
 
 
-#: Share of shorts, opens, slit mousebites and spur fingers drawn as ruled lines: one
-#: straight stroke of even width, square to the conductor (or at 45 degrees) where it
+#: Share of shorts, opens, slit mousebites, spur fingers and of the thin strands of
+#: spurious copper and scratches of pin-holes drawn as ruled lines: one straight stroke of
+#: even width, square to the conductor (or at 45 degrees) where it
 #: nearly is, with a smoother outline, as a paint tool's line draws it. DeepPCB's real
 #: shorts and opens that a discriminator finds most real are such; its synthetic ones
 #: most often bent or wavy.
-RULED_SHARE: dict[str, float] = {"short": 0.6, "open": 0.5, "mousebite": 0.5, "spur": 0.5}
+RULED_SHARE: dict[str, float] = {"short": 0.6, "open": 0.5, "mousebite": 0.5, "spur": 0.5,
+                                 "copper": 0.5, "pin-hole": 0.5}
 #: A ruled stroke's outline is roughened this much less than its class's (:data:`ROUGH`).
 RULED_ROUGH = 0.35
 
@@ -453,11 +455,16 @@ COPPER_CLEAR = (2.0, 64.0)
 
 
 def _strand(rng: np.random.Generator, centre: np.ndarray, length: float,
-            radius: float) -> tuple[list[np.ndarray], list[float]]:
-    """A thin stroke of ``length`` bending as it goes, centred on ``centre``."""
+            radius: float, ruled: bool = False) -> tuple[list[np.ndarray], list[float]]:
+    """A thin stroke of ``length`` bending as it goes, centred on ``centre``; ``ruled``: a
+    straight one of even width (at 45 degrees or square where it nearly is)."""
     count = int(rng.integers(4, 7))
     step = length / (count - 1)
     angle = float(rng.uniform(0, 2 * math.pi))
+    if ruled:
+        u = _snapped(np.array([math.cos(angle), math.sin(angle)]), 0.35)
+        return [centre + u * (t * length) for t in np.linspace(-0.5, 0.5, count)], \
+            [radius] * count
     points = [np.zeros(2)]
     for _ in range(count - 1):
         angle += float(rng.normal(0.0, 0.5))
@@ -475,6 +482,7 @@ def _copper_shape(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         if scribble is not None:
             return scribble
     strand = rng.random() < COPPER_STRAND_SHARE
+    ruled = strand and rng.random() < RULED_SHARE["copper"]
     if strand:
         length = _lognormal(rng, 24.0 * s, 0.3, 12.0 * s, 40.0 * s)
         radius = float(rng.uniform(1.3, 2.4)) * s
@@ -494,10 +502,12 @@ def _copper_shape(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             continue
         y, x = spot
         centre = np.array([x, y], np.float64)
-        points, radii = (_strand(rng, centre, length, radius) if strand
+        points, radii = (_strand(rng, centre, length, radius, ruled) if strand
                          else _blob(rng, centre, length, radius, wobble=0.3,
                                     straight=COPPER_AXIS_SHARE))
         params: Params = {"strokes": [_stroke(points, radii)], "host": [y, x]}
+        if ruled:
+            _ruled(params)
         if not _inside(a, points, radius + 2):
             margin = max(least, 0.8 * margin)  # the only room may be at the border
             continue
@@ -635,6 +645,7 @@ def _pin_hole_shape(a: BoardAnalysis, rng: np.random.Generator) -> Params | None
         if scribble is not None:
             return scribble
     kind = rng.random()
+    ruled = kind < PIN_HOLE_SCRATCH_SHARE and rng.random() < RULED_SHARE["pin-hole"]
     if kind < PIN_HOLE_SCRATCH_SHARE:
         length = _lognormal(rng, 22.0 * s, 0.35, 10.0 * s, 44.0 * s)
         radius = float(rng.uniform(1.5, 2.5)) * s
@@ -657,13 +668,14 @@ def _pin_hole_shape(a: BoardAnalysis, rng: np.random.Generator) -> Params | None
         y, x = spot
         centre = np.array([x, y], np.float64)
         if kind < PIN_HOLE_SCRATCH_SHARE:
-            points, radii = _strand(rng, centre, length, radius)
+            points, radii = _strand(rng, centre, length, radius, ruled)
         elif kind < PIN_HOLE_SCRATCH_SHARE + PIN_HOLE_RING_SHARE:
             points, radii = _ring(rng, centre, length / 2 - radius, radius)
         else:
             points, radii = _blob(rng, centre, length, radius, straight=PIN_HOLE_AXIS_SHARE)
         if _inside(a, points, radius + 2):
-            return {"strokes": [_stroke(points, radii)], "host": [y, x]}
+            params = {"strokes": [_stroke(points, radii)], "host": [y, x]}
+            return _ruled(params) if ruled else params
     return None
 
 
