@@ -2,12 +2,15 @@
 
     python benchmarks/synth_discriminator.py --dir DEEPPCB_LAYOUT \
         --train-boards g1,g2,... --test-boards g3,g4 [--out DIR] [--seeds 0,1,2]
+        [--crops background]
 
 A small CNN learns to tell real defect crops of the train boards from ``pcbforge synth``
 defects drawn on the same boards' templates; its AUC on the held-out test boards, overall
 and per class, says how far synthetic defects still look synthetic (0.5: not at all;
 target <= 0.65 per class). Writes discriminator.json, discriminator.md and, per class,
-a montage of the most synthetic-looking crops under --out. Protocol:
+a montage of the most synthetic-looking crops under --out. ``--crops background`` cuts
+windows away from every labelled box instead: how far the pairs alone (scan,
+misregistration, background nuisance) give synthetic data away. Protocol:
 :mod:`pcbforge.bench.discriminator`. Needs torch (``pip install -e .[bench]``).
 """
 
@@ -57,6 +60,11 @@ def main() -> None:
                         help="what pcbforge synth writes (its default: png)")
     parser.add_argument("--unconditional", action="store_true",
                         help="do not give the network the defect class")
+    parser.add_argument("--crops", choices=("defects", "background"), default="defects",
+                        help="crop every labelled box, or windows away from every box "
+                             "(what the pairs alone give away)")
+    parser.add_argument("--background-per-pair", type=int, default=4,
+                        help="background windows per pair (with --crops background)")
     parser.add_argument("--montage", type=int, default=12, help="crops per montage row")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -71,7 +79,8 @@ def main() -> None:
         jitter=args.jitter, epochs=args.epochs, synth_per_template=args.synth_per_template,
         image_format=args.image_format, class_conditional=not args.unconditional,
         montage=args.montage, workers=args.workers, device=args.device, threads=args.threads,
-        keep_work=args.keep_work)
+        keep_work=args.keep_work, crops=args.crops,
+        background_per_pair=args.background_per_pair)
     run_discriminator(config, log=lambda line: print(line, flush=True))
     print()
     print((args.out / RESULTS_MD).read_text())

@@ -39,7 +39,14 @@ Protocol (``benchmarks/synth_discriminator.py``):
   real-looking synthetic ones. Each seed (synthesis, balancing, training) is reported, and
   their mean.
 
-Crops are cut by a pure per-pair function (:func:`pair_crops`) that any engine can map;
+**Background crops** (``crops="background"``, ``--crops background``): the same protocol
+on ``background_per_pair`` windows per pair that keep ``BACKGROUND_GAP`` px from every
+labelled box (placed at random, seeded by the pair), without the class: it measures how
+far the pairs themselves (scan, misregistration, background nuisance) tell real from
+synthetic, apart from any defect. Its AUC is reported overall, under ``background``.
+
+Crops are cut by pure per-pair functions (:func:`pair_crops`, :func:`background_crops`)
+that any engine can map;
 torch is needed only to train and run the network (``pip install -e .[bench]``).
 """
 
@@ -70,6 +77,10 @@ TARGET_AUC = 0.65
 RESULTS_JSON = "discriminator.json"
 RESULTS_MD = "discriminator.md"
 MONTAGE_DIR = "montages"
+#: Least distance (px) from a background window to any labelled box.
+BACKGROUND_GAP = 10
+#: Class name the background crops are reported under.
+BACKGROUND = "background"
 #: Modules the workers import before their first task (crops and synthesis).
 WORKER_MODULES = ("numpy", "cv2", "pcbforge.bench.discriminator", "pcbforge.synth.compose")
 
@@ -97,8 +108,12 @@ class DiscriminatorConfig(BaseModel):
     epochs: int = Field(6, ge=1)
     batch: int = Field(128, ge=8)
     learning_rate: float = Field(3e-3, gt=0)
-    #: Give the network the defect class too (one-hot).
+    #: Give the network the defect class too (one-hot; never for background crops).
     class_conditional: bool = True
+    #: What to crop: every labelled box, or windows away from every box (see the module).
+    crops: Literal["defects", "background"] = "defects"
+    #: Background windows per pair (fewer where the boxes leave no room).
+    background_per_pair: int = Field(4, ge=1, le=64)
     seeds: tuple[int, ...] = Field((0,), min_length=1)
     #: Crops per row of each class's montage.
     montage: int = Field(12, ge=0)
@@ -210,11 +225,47 @@ def pair_crops(task: tuple[str, str, list[tuple[int, int, int, int, str]], int]
             np.asarray([b[:4] for b in keep], np.int32))
 
 
+def background_crops(task: tuple[str, str, list[tuple[int, int, int, int, str]], int, int,
+                                  list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Up to ``count`` crops of one pair ``(template path, tested path, boxes, side, count,
+    seed)`` in ``side`` px windows inside the image that keep :data:`BACKGROUND_GAP` px from
+    every box (centres drawn from ``seed``, 50 tries a window), as :func:`pair_crops`
+    returns them: class index 0 for all, and each window's 2 px box at its centre. Pure."""
+    template_path, tested_path, boxes, side, count, seed = task
+    tested, template = _gray(tested_path), _gray(template_path)
+    height, width = tested.shape
+    half = side // 2
+    if height < side or width < side:
+        return (np.zeros((0, 3, side, side), np.uint8), np.zeros(0, np.int64),
+                np.zeros((0, 4), np.int32))
+    rng = np.random.default_rng(seed)
+    keep = [(b[0] - BACKGROUND_GAP, b[1] - BACKGROUND_GAP, b[2] + BACKGROUND_GAP,
+             b[3] + BACKGROUND_GAP) for b in boxes]
+    centres: list[tuple[int, int, int, int]] = []
+    for _ in range(50 * count):
+        if len(centres) == count:
+            break
+        cx = int(rng.integers(half, width - half + 1))
+        cy = int(rng.integers(half, height - half + 1))
+        x1, y1, x2, y2 = cx - half, cy - half, cx - half + side, cy - half + side
+        if all(x2 <= a or c <= x1 or y2 <= b or d <= y1 for a, b, c, d in keep):
+            centres.append((cx - 1, cy - 1, cx + 1, cy + 1))
+    images = [cut_crop(tested, template, c, side) for c in centres]
+    return (np.stack(images) if images else np.zeros((0, 3, side, side), np.uint8),
+            np.zeros(len(centres), np.int64), np.asarray(centres, np.int32).reshape(-1, 4))
+
+
 def crops_of(pairs: Sequence[Pair], boards: Sequence[str], *, synthetic: bool, side: int,
-             engine: Engine) -> Crops:
+             engine: Engine, background: int = 0, seed: int = 0) -> Crops:
     """Every box of ``pairs`` (the board of pair ``i`` is ``boards[i]``) as :class:`Crops`,
-    cut on ``engine``."""
-    results = engine.map(pair_crops, [(str(t), str(s), b, side) for t, s, b in pairs])
+    cut on ``engine``; with ``background`` > 0, that many windows away from the boxes of
+    each pair instead (:func:`background_crops`, pair ``i`` seeded by ``[seed, i]``)."""
+    if background:
+        results = engine.map(background_crops, [
+            (str(t), str(s), b, side, background, [seed, int(synthetic), i])
+            for i, (t, s, b) in enumerate(pairs)])
+    else:
+        results = engine.map(pair_crops, [(str(t), str(s), b, side) for t, s, b in pairs])
     parts = []
     for (images, classes, boxes), board in zip(results, boards, strict=True):
         parts.append(Crops(images, classes, np.full(len(classes), synthetic),
@@ -255,11 +306,12 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def auc_report(crops: Crops, scores: np.ndarray) -> dict:
-    """AUC overall and per DeepPCB class (``None`` for a class without both sides), with
-    the real and synthetic crops counted per class."""
+def auc_report(crops: Crops, scores: np.ndarray, names: Sequence[str] = DEEPPCB_CLASSES
+               ) -> dict:
+    """AUC overall and per class (``names[k]`` for class index ``k``; ``None`` for a class
+    without both sides), with the real and synthetic crops counted per class."""
     per_class, counts = {}, {}
-    for k, name in enumerate(DEEPPCB_CLASSES):
+    for k, name in enumerate(names):
         rows = crops.classes == k
         value = auc(scores[rows], crops.synthetic[rows])
         per_class[name] = None if np.isnan(value) else round(value, 4)
@@ -305,7 +357,7 @@ def montage(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], columns: int,
 
 
 def class_montage(crops: Crops, scores: np.ndarray, class_index: int, k: int,
-                  window: int) -> np.ndarray:
+                  window: int, names: Sequence[str] = DEEPPCB_CLASSES) -> np.ndarray:
     """The montage of one class: its ``k`` most synthetic-looking synthetic crops, most
     real-looking real crops and most real-looking synthetic crops (centred windows)."""
     rows = crops.classes == class_index
@@ -317,7 +369,7 @@ def class_montage(crops: Crops, scores: np.ndarray, class_index: int, k: int,
     most_synth = synth[np.argsort(-rank[synth])][:k]
     most_real = real[np.argsort(rank[real])][:k]
     best_synth = synth[np.argsort(rank[synth])][:k]
-    name = DEEPPCB_CLASSES[class_index]
+    name = names[class_index]
     centre = _centre(crops.images, window)
     return montage([
         (f"{name}: synthetic crops that look most synthetic", centre[most_synth],
@@ -546,12 +598,13 @@ def run_seed(config: DiscriminatorConfig, real: Crops, pairs: Sequence[Pair],
         made, made_boards, report = synthetic_pairs(pairs, boards, work, seed=seed,
                                                     config=config, engine=engine)
         synth_seconds = time.perf_counter() - t0
-        synthetic = crops_of(made, made_boards, synthetic=True, side=side, engine=engine)
+        synthetic = crops_of(made, made_boards, synthetic=True, side=side, engine=engine,
+                             background=_background(config), seed=seed)
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
         if not any(work.parent.iterdir()):
             work.parent.rmdir()
-    log(f"[seed {seed}] {len(made)} synthetic images, {len(synthetic)} synthetic boxes "
+    log(f"[seed {seed}] {len(made)} synthetic images, {len(synthetic)} synthetic crops "
         f"({synth_seconds:.0f} s to synthesize)")
     every = Crops.concat([real, synthetic], side)
     rng = np.random.default_rng(seed)
@@ -564,17 +617,20 @@ def run_seed(config: DiscriminatorConfig, real: Crops, pairs: Sequence[Pair],
     log(f"[seed {seed}] training on {len(train_set)} crops, testing on {len(test_set)}")
     trained = train_discriminator(train_set, config, seed, log)
     scores = score(trained.model, test_set, config)
-    result = {"seed": seed, **auc_report(test_set, scores),
+    names = _names(config)
+    result = {"seed": seed, **auc_report(test_set, scores, names),
               "train_auc": round(trained.train_auc, 4), "train_crops": len(train_set),
-              "train_crops_per_class": auc_report(train_set, np.zeros(len(train_set)))["crops"],
+              "train_crops_per_class": auc_report(train_set, np.zeros(len(train_set)),
+                                                  names)["crops"],
               "synth_images": len(made), "synth_boxes": len(synthetic),
               "synth_defects": report.get("defects", {}),
               "synth_seconds": round(synth_seconds, 1), "train_seconds": trained.seconds}
     if config.montage:
         folder = config.out / MONTAGE_DIR / f"seed{seed}"
-        for k, name in enumerate(DEEPPCB_CLASSES):
+        for k, name in enumerate(names):
             if (test_set.classes == k).any():
-                picture = class_montage(test_set, scores, k, config.montage, config.window)
+                picture = class_montage(test_set, scores, k, config.montage, config.window,
+                                        names)
                 ok, data = cv2.imencode(".png", picture)
                 if ok:
                     write_bytes(folder / f"{name}.png", data.tobytes())
@@ -590,13 +646,16 @@ def run_discriminator(config: DiscriminatorConfig, log: Callable[[str], None] = 
     ``engine_factory``: makes the (not yet started) engine crops and synthesis run on; by
     default a :class:`LocalEngine` of ``config.workers`` processes."""
     started = time.perf_counter()
+    if config.crops == "background":
+        config = config.model_copy(update={"class_conditional": False})
     config.out.mkdir(parents=True, exist_ok=True)
     factory = engine_factory or (lambda: LocalEngine(config.workers, preload=WORKER_MODULES))
     pairs, boards = load_real(config)
     side = config.window + 2 * config.jitter
     with factory() as engine:
-        real = crops_of(pairs, boards, synthetic=False, side=side, engine=engine)
-    log(f"{len(pairs)} real pairs, {len(real)} real boxes; train boards "
+        real = crops_of(pairs, boards, synthetic=False, side=side, engine=engine,
+                        background=_background(config))
+    log(f"{len(pairs)} real pairs, {len(real)} real {config.crops} crops; train boards "
         f"{','.join(config.train_boards)}, test boards {','.join(config.test_boards)}")
     seeds = [run_seed(config, real, pairs, boards, s, factory, log) for s in config.seeds]
     payload = {
@@ -604,6 +663,7 @@ def run_discriminator(config: DiscriminatorConfig, log: Callable[[str], None] = 
         "test_boards": list(config.test_boards), "real_pairs": len(pairs),
         "real_boxes": len(real), "window": config.window, "jitter": config.jitter,
         "epochs": config.epochs, "class_conditional": config.class_conditional,
+        "crops": config.crops,
         "synth_per_template": config.synth_per_template, "image_format": config.image_format,
         "synth_config": config.synth.model_dump(mode="json"), "target_auc": TARGET_AUC,
         "seeds": seeds, "mean": _mean(seeds), "seconds": round(time.perf_counter() - started, 1),
@@ -615,6 +675,16 @@ def run_discriminator(config: DiscriminatorConfig, log: Callable[[str], None] = 
     return payload
 
 
+def _background(config: DiscriminatorConfig) -> int:
+    """Background windows per pair to cut (0: the labelled boxes)."""
+    return config.background_per_pair if config.crops == "background" else 0
+
+
+def _names(config: DiscriminatorConfig) -> tuple[str, ...]:
+    """What the crops' class indices name."""
+    return (BACKGROUND,) if config.crops == "background" else DEEPPCB_CLASSES
+
+
 def _mean(seeds: Sequence[dict]) -> dict:
     def avg(values: list) -> float | None:
         values = [v for v in values if v is not None]
@@ -622,14 +692,14 @@ def _mean(seeds: Sequence[dict]) -> dict:
 
     return {"auc": avg([s["auc"] for s in seeds]),
             "auc_per_class": {c: avg([s["auc_per_class"][c] for s in seeds])
-                              for c in DEEPPCB_CLASSES},
+                              for c in seeds[0]["auc_per_class"]},
             "train_auc": avg([s["train_auc"] for s in seeds])}
 
 
 def markdown_table(payload: dict) -> str:
     """The results as a markdown table (a row per seed, and their mean) with the counts
     and the target line."""
-    classes = list(DEEPPCB_CLASSES)
+    classes = list(payload["mean"]["auc_per_class"])
 
     def cell(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
@@ -654,7 +724,9 @@ def markdown_table(payload: dict) -> str:
         f"{first['train_crops_per_class'][c]['synthetic']}" for c in classes) + " | | |")
     over = [c for c, v in payload["mean"]["auc_per_class"].items()
             if v is not None and v > payload["target_auc"]]
-    lines += ["", f"AUC of telling synthetic from real defect crops on the held-out boards "
+    what = ("crops away from every labelled box" if payload.get("crops") == "background"
+            else "defect crops")
+    lines += ["", f"AUC of telling synthetic from real {what} on the held-out boards "
               f"{', '.join(payload['test_boards'])} (trained on "
               f"{', '.join(payload['train_boards'])}); 0.5 = indistinguishable. "
               f"Window {payload['window']} px, {payload['epochs']} epochs, "
@@ -672,7 +744,8 @@ def markdown_table(payload: dict) -> str:
 
 
 __all__ = ["RESULTS_JSON", "RESULTS_MD", "TARGET_AUC", "Crops", "DiscriminatorConfig",
-           "TrainedDiscriminator", "auc", "auc_report", "balanced", "binarize",
+           "BACKGROUND", "BACKGROUND_GAP", "TrainedDiscriminator", "auc", "auc_report",
+           "background_crops", "balanced", "binarize",
            "build_discriminator", "class_montage", "crops_of", "cut_crop", "load_real",
            "markdown_table", "montage", "pair_crops", "render_crop", "run_discriminator",
            "run_seed", "score", "synthetic_pairs", "train_discriminator"]

@@ -12,9 +12,11 @@ import pytest
 from pydantic import ValidationError
 
 from pcbforge.bench.discriminator import (
+    BACKGROUND_GAP,
     Crops,
     DiscriminatorConfig,
     auc,
+    background_crops,
     balanced,
     class_montage,
     crops_of,
@@ -81,6 +83,29 @@ def test_pair_crops_keep_deeppcb_classes_in_order(tmp_path: Path) -> None:
     assert images.shape == (2, 3, 24, 24)
     assert [DEEPPCB_CLASSES[c] for c in classes] == ["pin-hole", "open"]
     assert kept.tolist() == [[35, 35, 65, 65], [5, 5, 30, 30]]
+
+
+def test_background_crops_keep_away_from_every_box(tmp_path: Path) -> None:
+    """Windows inside the image, BACKGROUND_GAP px clear of every box, the same for one
+    seed; none where the boxes leave no room."""
+    template = np.full((200, 240), 255, np.uint8)
+    template[:, 100:130] = 0
+    cv2.imwrite(str(tmp_path / "t.png"), template)
+    cv2.imwrite(str(tmp_path / "s.png"), template)
+    boxes = [(90, 80, 140, 120, "open")]
+    task = (str(tmp_path / "t.png"), str(tmp_path / "s.png"), boxes, 32, 6, [1, 2])
+    images, classes, centres = background_crops(task)
+    assert images.shape == (6, 3, 32, 32) and classes.tolist() == [0] * 6
+    for x1, y1, _, _ in centres.tolist():
+        cx, cy = x1 + 1, y1 + 1
+        left, top = cx - 16, cy - 16
+        assert 0 <= left and left + 32 <= 240 and 0 <= top and top + 32 <= 200
+        bx1, by1, bx2, by2 = 90 - BACKGROUND_GAP, 80 - BACKGROUND_GAP, 140 + BACKGROUND_GAP, \
+            120 + BACKGROUND_GAP
+        assert left + 32 <= bx1 or bx2 <= left or top + 32 <= by1 or by2 <= top
+    assert np.array_equal(background_crops(task)[2], centres)  # seeded
+    covering = [(0, 0, 240, 200, "open")]
+    assert len(background_crops((*task[:2], covering, 32, 6, [1, 2]))[0]) == 0
 
 
 # ---- AUC ----
@@ -302,3 +327,22 @@ def test_pcbforge_against_itself_is_not_separated(product_folder: Path, tmp_path
     # ~130 crops a side: the AUC's spread is ~0.035 around 0.5, the bounds 6 spreads away.
     assert sum(c["real"] for c in run["crops"].values()) >= 100
     assert 0.3 <= run["auc"] <= 0.7, run
+
+
+def test_pcbforge_against_itself_is_not_separated_away_from_the_boxes(
+        product_folder: Path, tmp_path: Path) -> None:
+    """The background mode on pcbforge's own pairs: windows away from every box, no class;
+    reported under 'background', and near chance."""
+    pytest.importorskip("torch", reason="the benchmark extra: pip install -e .[bench]")
+    from pcbforge.bench.discriminator import run_discriminator
+
+    payload = run_discriminator(_config(product_folder, tmp_path / "out", image_format="jpg",
+                                        crops="background", background_per_pair=8),
+                                log=lambda _: None)
+    run = payload["seeds"][0]
+    assert list(run["auc_per_class"]) == ["background"] and not payload["class_conditional"]
+    assert run["crops"]["background"]["real"] >= 100
+    assert 0.3 <= run["auc"] <= 0.7, run
+    assert (tmp_path / "out" / "montages" / "seed0" / "background.png").exists()
+    assert "crops away from every labelled box" in (tmp_path / "out" /
+                                                     "discriminator.md").read_text()
