@@ -91,7 +91,7 @@ def _snapped(u: np.ndarray, within: float = 0.2) -> np.ndarray:
 #: nearly is, with a smoother outline, as a paint tool's line draws it. DeepPCB's real
 #: shorts and opens that a discriminator finds most real are such; its synthetic ones
 #: most often bent or wavy.
-RULED_SHARE: dict[str, float] = {"short": 0.8, "open": 0.75, "mousebite": 0.5, "spur": 0.5,
+RULED_SHARE: dict[str, float] = {"short": 0.6, "open": 0.5, "mousebite": 0.5, "spur": 0.5,
                                  "copper": 0.5, "pin-hole": 0.5}
 #: A ruled stroke's outline is roughened this much less than its class's (:data:`ROUGH`).
 RULED_ROUGH = 0.35
