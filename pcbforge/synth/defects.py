@@ -87,10 +87,10 @@ def _snapped(u: np.ndarray, within: float = 0.2) -> np.ndarray:
 
 #: Share of shorts, opens, slit mousebites, spur fingers and of the thin strands of
 #: spurious copper and scratches of pin-holes drawn as ruled lines: one straight stroke of
-#: even width, square to the conductor (or at 45 degrees) where it
-#: nearly is, with a smoother outline, as a paint tool's line draws it. DeepPCB's real
-#: shorts and opens that a discriminator finds most real are such; its synthetic ones
-#: most often bent or wavy.
+#: even width, square to the conductor (or at 45 degrees) where it nearly is, with a
+#: smoother outline, as a paint tool's line draws it. DeepPCB's real shorts and opens
+#: that a discriminator finds most real are such; its synthetic ones most often bent or
+#: wavy.
 RULED_SHARE: dict[str, float] = {"short": 0.6, "open": 0.5, "mousebite": 0.5, "spur": 0.5,
                                  "copper": 0.5, "pin-hole": 0.5}
 #: A ruled stroke's outline is roughened this much less than its class's (:data:`ROUGH`).
@@ -332,7 +332,7 @@ def _spur_shape(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
         if not _inside(a, [tip], 2) or a.dist_substrate[ty, tx] < r1 + 4.0 * s:
             continue
         mid = p + u * (0.5 * length) + _perp(u) * float(rng.uniform(-1.5, 1.5)) * s * (not ruled)
-        base = p - n * (0.8 * r0)
+        base = p - (u if ruled else n) * (0.8 * r0)  # inside the conductor it grows from
         params = {"strokes": [_stroke([base, mid, tip], [r0, 0.5 * (r0 + r1), r1])],
                   "host": [int(y), int(x)]}
         return _ruled(params) if ruled else params
@@ -755,7 +755,8 @@ def _slit_bite(a: BoardAnalysis, rng: np.random.Generator) -> Params | None:
             length = (width - 4.5 * s - end_radius) / math.cos(lean)
             if length < 3.0 * s:
                 continue
-        start = p - n * (0.6 * radius)
+        # Starts just outside the edge (a ruled slit on its own line).
+        start = p - (u if ruled else n) * (0.6 * radius)
         tip = p + u * length
         bend = _perp(u) * float(rng.uniform(-0.15, 0.15)) * length * (not ruled)
         mid = p + u * (0.5 * length) + bend

@@ -579,3 +579,51 @@ def test_stamped_strokes_have_beaded_edges() -> None:
     assert beads[10, 5:36].all()  # the middle row is whole
     assert 0 < beads[9, 5:36].sum() < 0.5 * solid[9, 5:36].sum() + 16  # the edge is beaded
     assert beads[9, 5:36].sum() <= 11
+
+
+def test_snapped_turns_near_axis_directions_onto_45_degree_steps() -> None:
+    for degrees, expected in ((3.0, 0.0), (-8.0, 0.0), (48.0, 45.0), (93.0, 90.0),
+                              (-133.0, -135.0), (20.0, 20.0)):
+        u = np.array([np.cos(np.radians(degrees)), np.sin(np.radians(degrees))])
+        got = np.degrees(np.arctan2(*defects._snapped(u)[::-1]))
+        assert got == pytest.approx(expected, abs=1e-9), degrees
+
+
+def _straight_and_even(stroke: dict) -> bool:
+    """Every point on the line through the first and last, every radius the same (the
+    last may differ: a mousebite's round end dab)."""
+    points = np.asarray(stroke["points"], float)
+    ends = points[-1] - points[0]
+    normal = np.array([-ends[1], ends[0]]) / np.hypot(*ends)
+    off_line = np.abs((points - points[0]) @ normal)
+    radii = stroke["radii"][:-1]
+    return bool(off_line.max() < 0.05 and max(radii) - min(radii) < 1e-9)
+
+
+@pytest.mark.parametrize("name", [DefectClass.short, DefectClass.open,
+                                  DefectClass.mousebite, DefectClass.spur])
+def test_ruled_strokes_are_straight_even_smoother_and_keep_their_rule(
+        monkeypatch, analyses, name) -> None:
+    """With every stroke of the class ruled: one straight stroke of even width, marked
+    ``ruled``, roughened at most RULED_ROUGH of the class's amplitude, topology kept;
+    with none ruled, no mark."""
+    a = analyses[BOARD_SEEDS[0]]
+    monkeypatch.setattr(defects, "SPUR_RAGGED_SHARE", 0.0)
+    monkeypatch.setattr(defects, "SPUR_SLIVER_SHARE", 0.0)
+    monkeypatch.setattr(defects, "MOUSEBITE_SLIT_SHARE", 1.0)
+    most = defects.ROUGH[name.value][0]
+    monkeypatch.setitem(defects.RULED_SHARE, name.value, 1.0)
+    seen = kept = 0
+    for seed in range(20):
+        params = _sample(a, name, seed)
+        if params is None or params.get("stamp"):
+            continue
+        seen += 1
+        assert params.get("ruled") is True, seed
+        assert _straight_and_even(params["strokes"][0]), (seed, params["strokes"][0])
+        assert params["rough"]["amp"] <= defects.RULED_ROUGH * most + 1e-3
+        # The class's rule on the clean drawing (synthesis redraws the rest elsewhere).
+        kept += _topology(a, name, params)[0]
+    assert seen >= 12 and kept >= 0.75 * seen, (seen, kept)
+    monkeypatch.setitem(defects.RULED_SHARE, name.value, 0.0)
+    assert not any((_sample(a, name, seed) or {}).get("ruled") for seed in range(10))
