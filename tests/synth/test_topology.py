@@ -17,6 +17,7 @@ from pcbforge.synth.topology import (
     check_topology,
     defect_class,
     describe_change,
+    keeps_topology,
 )
 
 SIZE = 64
@@ -226,6 +227,23 @@ def test_lazy_check_agrees_with_all_facts_on_random_changes() -> None:
         facts = describe_change(before, after)
         for name in ALL_CLASSES:
             assert check_topology(name, before, after) == check_facts(name, facts)
+
+
+def test_keeps_topology_is_no_join_cut_island_or_hole() -> None:
+    """Hand cases (a join, a cut, an island, a hole: False; a thin shift: True) and random
+    changes that add and remove at once agree with the full fact list."""
+    assert not keeps_topology(_T2, _bar(_T2, 29, 20, 34, 41, 1))  # a bridge joins
+    assert not keeps_topology(_T1, _bar(_T1, 29, 20, 35, 43, 0))  # a gap cuts
+    assert not keeps_topology(_blank(), _disc(_blank(), (32, 32), 4, 1))  # an island
+    assert not keeps_topology(_PAD, _disc(_PAD, (32, 32), 5, 0))  # a hole
+    assert keeps_topology(_T1, np.roll(_T1, 1, axis=0))  # a 1 px shift: no join, no cut
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        before = (cv2.GaussianBlur(rng.random((40, 40)), (0, 0), 3) > 0.5).astype(np.uint8)
+        after = np.roll(before, tuple(int(v) for v in rng.integers(-3, 4, 2)), axis=(0, 1))
+        facts = describe_change(before, after)
+        expected = not any(facts[k] for k in ("merges", "splits", "island", "hole"))
+        assert keeps_topology(before, after) == expected
 
 
 def test_crops_of_other_dtypes_are_read_as_copper_where_nonzero() -> None:
