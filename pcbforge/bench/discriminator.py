@@ -259,7 +259,8 @@ def crops_of(pairs: Sequence[Pair], boards: Sequence[str], *, synthetic: bool, s
              engine: Engine, background: int = 0, seed: int = 0) -> Crops:
     """Every box of ``pairs`` (the board of pair ``i`` is ``boards[i]``) as :class:`Crops`,
     cut on ``engine``; with ``background`` > 0, that many windows away from the boxes of
-    each pair instead (:func:`background_crops`, pair ``i`` seeded by ``[seed, i]``)."""
+    each pair instead (:func:`background_crops`, pair ``i`` seeded by ``[seed, synthetic,
+    i]``)."""
     if background:
         results = engine.map(background_crops, [
             (str(t), str(s), b, side, background, [seed, int(synthetic), i])
