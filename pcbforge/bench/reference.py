@@ -131,12 +131,12 @@ def pair_candidates(task: tuple[str, str]) -> tuple[list[Box], Samples]:
                           np.full(len(boxes), -1, np.int64))
 
 
-def conv_block(cin: int, cout: int):
-    """A 3x3 convolution (no bias), batch norm and ReLU: the unit of the benchmark's small
-    networks (needs torch)."""
+def conv_block(cin: int, cout: int, stride: int = 1):
+    """A 3x3 convolution (no bias, ``stride``), batch norm and ReLU: the unit of the
+    benchmark's small networks (needs torch)."""
     from torch import nn
 
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
@@ -150,13 +150,11 @@ def build_network(channels: int = 2):
         def __init__(self) -> None:
             super().__init__()
 
-            block = conv_block
-
             self.features = nn.Sequential(
-                block(channels, 16), block(16, 16), nn.MaxPool2d(2),  # 20
-                block(16, 32), nn.MaxPool2d(2),  # 10
-                block(32, 64), nn.MaxPool2d(2),  # 5
-                block(64, 96), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+                conv_block(channels, 16), conv_block(16, 16), nn.MaxPool2d(2),  # 20
+                conv_block(16, 32), nn.MaxPool2d(2),  # 10
+                conv_block(32, 64), nn.MaxPool2d(2),  # 5
+                conv_block(64, 96), nn.AdaptiveAvgPool2d(1), nn.Flatten())
             self.head = nn.Sequential(nn.Linear(96 + 2, 64), nn.ReLU(inplace=True),
                                       nn.Dropout(0.2), nn.Linear(64, len(CLASSES)))
 

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from pcbforge.bench.metrics import Detection
-from pcbforge.bench.reference import TrainReport, read_gray
+from pcbforge.bench.reference import TrainReport, conv_block, read_gray
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
 
 STRIDE = 4  # input px per output cell
@@ -195,21 +195,17 @@ def build_network(num_classes: int = len(DEEPPCB_CLASSES)):
     one head for the class heatmaps (logits), box size and offset (~0.2 GMAC on 256 px)."""
     from torch import nn
 
-    def conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
-                             nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
     class CenterNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.s4 = nn.Sequential(conv(1, 16, 2), conv(16, 24, 2), conv(24, 24))
-            self.s8 = nn.Sequential(conv(24, 48, 2), conv(48, 48))
-            self.s16 = nn.Sequential(conv(48, 96, 2), conv(96, 96))
+            self.s4 = nn.Sequential(conv_block(1, 16, 2), conv_block(16, 24, 2), conv_block(24, 24))
+            self.s8 = nn.Sequential(conv_block(24, 48, 2), conv_block(48, 48))
+            self.s16 = nn.Sequential(conv_block(48, 96, 2), conv_block(96, 96))
             self.lat8 = nn.Conv2d(48, 96, 1)
-            self.up8 = conv(96, 32)
+            self.up8 = conv_block(96, 32)
             self.lat4 = nn.Conv2d(24, 32, 1)
-            self.up4 = conv(32, 32)
-            self.head = nn.Sequential(conv(32, 32), nn.Conv2d(32, num_classes + 4, 1))
+            self.up4 = conv_block(32, 32)
+            self.head = nn.Sequential(conv_block(32, 32), nn.Conv2d(32, num_classes + 4, 1))
             # A 0.1 prior on every heatmap cell, so the focal loss starts calm.
             self.head[-1].bias.data[:num_classes] = -2.19
 
