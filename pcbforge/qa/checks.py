@@ -1,0 +1,597 @@
+"""The checks of one tested/template pair: a pure function any engine maps.
+
+After registration (:mod:`pcbforge.qa.register`) the tested image is compared with the
+registered template under an edge tolerance: a pixel is changed when it differs by more
+than ``diff_threshold`` grey levels from every template pixel within
+``edge_tolerance_px`` (so registration and edge noise of a pixel vanish). Changes thicker
+than 2 px (what a 3x3 opening keeps) are grouped into regions, and the boxes are checked
+against them:
+
+- ``missing_label``: a region no box covers; ``misregistration_like`` when shifting the
+  template locally by a few px explains it (a pad displaced in the second scan),
+  ``defect_like`` otherwise, with a proposed box and class;
+- ``empty_box``: a box with (almost) no change inside, thick or thin;
+- ``misplaced_box``: an empty box with an unexplained defect-like region of similar size
+  and the same polarity nearby (the region is then not also a ``missing_label``);
+- ``class_suspect``: the change in a box has the polarity its class forbids (copper added
+  under open/mousebite/pin-hole, removed under short/spur/copper), or the class's
+  topology rule fails where another class's holds;
+- ``box_fit``: ``too_large`` (the box is many times its padded change) or ``cuts_change``
+  (a region leaves the box by a large share);
+- ``misregistered`` and ``pair_error`` for the pair itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from pcbforge.core.decode import canonical_pixels, decode_image_bytes, to_gray_uint8
+from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES, UnreadableFileError, read_regular_file
+from pcbforge.qa.findings import (
+    ADD,
+    BOX_FIT,
+    CLASS_SUSPECT,
+    DELETE,
+    EMPTY_BOX,
+    MISPLACED_BOX,
+    MISREGISTERED,
+    MISSING_LABEL,
+    MOVE,
+    NONE,
+    PAIR_ERROR,
+    REFIT,
+    RELABEL,
+    finding_id,
+)
+from pcbforge.qa.params import QAParams
+from pcbforge.qa.register import Registration, apply_registration, register
+from pcbforge.synth.registry import class_names, defect_spec
+from pcbforge.synth.topology import check_topology
+
+#: Classes tried, in this order, when a change needs a class: the first whose rule holds.
+_ADDING = ("short", "spur", "copper")
+_REMOVING = ("open", "pin-hole", "mousebite")
+_KERNEL3 = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class Box:
+    row: int  # in labels.parquet
+    label: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def slices(self, shape: tuple[int, int]) -> tuple[slice, slice]:
+        height, width = shape
+        return (slice(max(0, int(math.floor(self.y1))), min(height, int(math.ceil(self.y2)))),
+                slice(max(0, int(math.floor(self.x1))), min(width, int(math.ceil(self.x2)))))
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return self.x1, self.y1, self.x2, self.y2
+
+
+@dataclass(frozen=True)
+class PairJob:
+    """What :func:`check_pair` needs of one tested image (picklable)."""
+
+    sample_id: str
+    tested: str  # file path
+    template: str  # file path ("" when the sample names none)
+    boxes: tuple[Box, ...] = ()
+    nuisance: tuple[tuple[float, float, float, float], ...] = ()
+    params: QAParams = field(default_factory=QAParams)
+    register_to: str = ""  # write the registered template here (PNG) when set
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+
+@dataclass
+class PairResult:
+    sample_id: str
+    registration: dict | None  # a qa_registration row (None when the pair could not load)
+    findings: list[dict]
+
+
+@dataclass
+class Region:
+    """A group of changed pixels."""
+
+    mask: np.ndarray  # bool, the region's changed px inside ``window``
+    window: tuple[slice, slice]
+    area: int
+    added: int
+    removed: int
+    bbox: tuple[int, int, int, int]  # x1, y1, x2, y2 (exclusive) of the changed px
+
+    @property
+    def adds(self) -> bool:
+        return self.added >= self.removed
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x1, y1, x2, y2 = self.bbox
+        return (x1 + x2) / 2.0, (y1 + y2) / 2.0
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+class PairError(Exception):
+    def __init__(self, detail: str, reason: str):
+        super().__init__(reason)
+        self.detail, self.reason = detail, reason
+
+
+def read_gray(path: str, which: str, max_bytes: int) -> np.ndarray:
+    """The image at ``path`` as uint8 grey; :class:`PairError` naming ``which`` when it is
+    missing or unreadable."""
+    if not path:
+        raise PairError(f"missing_{which}", f"the sample names no {which} image")
+    try:
+        data = read_regular_file(path, max_bytes)
+    except FileNotFoundError:
+        raise PairError(f"missing_{which}", f"{which} {path} does not exist") from None
+    except UnreadableFileError as err:
+        raise PairError(f"unreadable_{which}", f"{which} {path}: {err.detail}") from None
+    except OSError as err:
+        raise PairError(f"unreadable_{which}",
+                        f"{which} {path}: {err.strerror or err}") from None
+    decoded = decode_image_bytes(data)
+    if not decoded.ok:
+        raise PairError(f"unreadable_{which}", f"{which} {path}: {decoded.detail}")
+    return to_gray_uint8(canonical_pixels(decoded.pixels))
+
+
+# --- differences --------------------------------------------------------------------------
+
+
+@dataclass
+class Difference:
+    """The changes of a registered pair."""
+
+    tested: np.ndarray  # uint8 grey
+    template: np.ndarray  # uint8 grey, registered
+    added: np.ndarray  # uint8 0/1: copper in tested, not near it in the template
+    removed: np.ndarray
+    changed: np.ndarray  # uint8 0/1: the changes more than 2 px thick
+    threshold: int  # copper/substrate grey level (Otsu of the tested image)
+    params: QAParams
+    low: np.ndarray  # the template eroded (darkest within the edge tolerance)
+    high: np.ndarray  # and dilated (brightest)
+    _padded: dict = field(default_factory=dict)
+
+    def bounds(self, pad: int) -> tuple[np.ndarray, np.ndarray]:
+        """``low`` and ``high`` with a replicated border of ``pad`` px (made once)."""
+        if pad not in self._padded:
+            self._padded[pad] = tuple(cv2.copyMakeBorder(image, pad, pad, pad, pad,
+                                                         cv2.BORDER_REPLICATE)
+                                      for image in (self.low, self.high))
+        return self._padded[pad]
+
+    def copper(self, image: np.ndarray) -> np.ndarray:
+        # Otsu's threshold is the last level of the dark class (OpenCV: above it is bright).
+        if self.params.copper == "dark":
+            return (image <= self.threshold).view(np.uint8)
+        return (image > self.threshold).view(np.uint8)
+
+
+def template_bounds(template: np.ndarray, params: QAParams) -> tuple[np.ndarray, np.ndarray]:
+    """The darkest and the brightest template grey level within ``edge_tolerance_px``."""
+    size = 2 * params.edge_tolerance_px + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    return cv2.erode(template, kernel), cv2.dilate(template, kernel)
+
+
+def tolerant_changes(tested: np.ndarray, low: np.ndarray, high: np.ndarray, threshold: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``(darker, brighter)``: uint8 0/1 masks of the tested pixels darker than ``low`` (or
+    brighter than ``high``) by more than ``threshold`` grey levels."""
+    darker = (cv2.subtract(low, tested) > threshold).view(np.uint8)
+    brighter = (cv2.subtract(tested, high) > threshold).view(np.uint8)
+    return darker, brighter
+
+
+def difference(tested: np.ndarray, template: np.ndarray, params: QAParams) -> Difference:
+    low, high = template_bounds(template, params)
+    darker, brighter = tolerant_changes(tested, low, high, params.diff_threshold)
+    added, removed = (darker, brighter) if params.copper == "dark" else (brighter, darker)
+    threshold, _ = cv2.threshold(tested, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    # Only changes more than 2 px thick: registration leaves thinner bands along edges.
+    changed = cv2.morphologyEx(added | removed, cv2.MORPH_OPEN, _KERNEL3,
+                               borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return Difference(tested, template, added, removed, changed, int(threshold), params,
+                      low, high)
+
+
+def regions_of(diff: Difference) -> list[Region]:
+    """The change regions: significant changes within ``merge_px`` of each other."""
+    changed = diff.changed
+    if not changed.any():
+        return []
+    merge = diff.params.merge_px
+    grouped = changed if merge <= 1 else cv2.dilate(
+        changed, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (merge | 1, merge | 1)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+    regions = []
+    for k in range(1, n):
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        window = (slice(y, y + h), slice(x, x + w))
+        mask = (labels[window] == k) & (changed[window] > 0)
+        area = int(mask.sum())
+        if area == 0:
+            continue
+        ys, xs = np.nonzero(mask)
+        bbox = (x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1,
+                y + int(ys.max()) + 1)
+        regions.append(Region(mask, window, area, int(diff.added[window][mask].sum()),
+                              int(diff.removed[window][mask].sum()), bbox))
+    return regions
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _padded(bbox: tuple, pad: float, shape: tuple[int, int]) -> tuple[float, ...]:
+    height, width = shape
+    x1, y1, x2, y2 = bbox
+    return (max(0.0, x1 - pad), max(0.0, y1 - pad), min(float(width), x2 + pad),
+            min(float(height), y2 + pad))
+
+
+def _area(box: tuple) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _box_mask(boxes, shape: tuple[int, int]) -> np.ndarray:
+    """True inside any of ``boxes`` (:class:`Box` or ``x1, y1, x2, y2``)."""
+    mask = np.zeros(shape, bool)
+    for box in boxes:
+        box = box if isinstance(box, Box) else Box(-1, "", *box)
+        mask[box.slices(shape)] = True
+    return mask
+
+
+def _row(job: PairJob, kind: str, detail: str, score: float, reason: str, where: tuple,
+         box: Box | None = None, action: str = NONE, proposed_label: str = "",
+         proposed: tuple | None = None) -> dict:
+    row = -1 if box is None else box.row
+    where = tuple(round(float(v), 1) for v in where)
+    proposed = (math.nan,) * 4 if proposed is None else tuple(
+        round(float(v), 1) for v in proposed)
+    return {
+        "finding_id": finding_id(job.sample_id, kind, row, where), "sample_id": job.sample_id,
+        "kind": kind, "detail": detail, "score": round(float(min(max(score, 0.0), 1.0)), 3),
+        "reason": reason, "label_row": row, "label": "" if box is None else box.label,
+        "x1": where[0], "y1": where[1], "x2": where[2], "y2": where[3], "action": action,
+        "proposed_label": proposed_label, "px1": proposed[0], "py1": proposed[1],
+        "px2": proposed[2], "py2": proposed[3],
+    }
+
+
+def _known(label: str) -> bool:
+    return label in class_names()
+
+
+def propose_class(diff: Difference, window: tuple[float, ...], adds: bool) -> str:
+    """The first class of the change's polarity whose topology rule holds in ``window``
+    (the last one of them when none does)."""
+    box = Box(-1, "", *window)
+    part = box.slices(diff.tested.shape)
+    before, after = diff.copper(diff.template[part]), diff.copper(diff.tested[part])
+    order = _ADDING if adds else _REMOVING
+    for name in order:
+        ok, _ = check_topology(name, before, after)
+        if ok:
+            return name
+    return order[-1]
+
+
+def explained_by_shift(diff: Difference, region: Region, limit: int) -> float:
+    """The share of the changes around ``region`` that moving the template by at most
+    ``limit`` px (whole pixels, locally) removes: near 1 for a feature displaced in the
+    second scan, near 0 for a defect."""
+    if limit <= 0:
+        return 0.0
+    height, width = diff.tested.shape
+    ry, rx = region.window
+    grow = limit + diff.params.edge_tolerance_px + 1
+    wy = slice(max(0, ry.start - grow), min(height, ry.stop + grow))
+    wx = slice(max(0, rx.start - grow), min(width, rx.stop + grow))
+    mask = np.zeros((wy.stop - wy.start, wx.stop - wx.start), np.uint8)
+    mask[ry.start - wy.start:ry.stop - wy.start,
+         rx.start - wx.start:rx.stop - wx.start] = region.mask
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * limit + 1,) * 2)
+    around = cv2.dilate(mask, kernel)
+    tested = diff.tested[wy, wx]
+    low, high = diff.bounds(limit)
+    threshold = diff.params.diff_threshold
+    base = None
+    best = math.inf
+    for sy in range(-limit, limit + 1):
+        for sx in range(-limit, limit + 1):
+            part = (slice(wy.start + limit - sy, wy.stop + limit - sy),
+                    slice(wx.start + limit - sx, wx.stop + limit - sx))
+            darker, brighter = tolerant_changes(tested, low[part], high[part], threshold)
+            count = int(cv2.countNonZero((darker | brighter) & around))
+            if sx == 0 and sy == 0:
+                base = count
+            best = min(best, count)
+    if not base:
+        return 0.0
+    return max(0.0, 1.0 - best / base)
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+def _registration_row(job: PairJob, reg: Registration, params: QAParams) -> dict:
+    reasons = []
+    if not reg.found:
+        reasons.append("no structure to register on")
+    if reg.shift > params.shift_tolerance_px:
+        reasons.append(f"shifted {reg.shift:.1f} px (dx {reg.dx:+.1f}, dy {reg.dy:+.1f}) > "
+                       f"{params.shift_tolerance_px:g}")
+    if abs(reg.rotation_deg) > params.rotation_tolerance_deg:
+        reasons.append(f"rotated {reg.rotation_deg:+.2f} deg > "
+                       f"{params.rotation_tolerance_deg:g}")
+    if reg.residual_p95 > params.residual_tolerance_px:
+        reasons.append(f"local displacement p95 {reg.residual_p95:.1f} px > "
+                       f"{params.residual_tolerance_px:g}")
+    return {"sample_id": job.sample_id, "dx": round(reg.dx, 3), "dy": round(reg.dy, 3),
+            "rotation_deg": round(reg.rotation_deg, 4),
+            "residual_p95": round(reg.residual_p95, 3), "tiles": reg.tiles,
+            "misregistered": bool(reasons), "reason": "; ".join(reasons),
+            "registered_template": ""}
+
+
+def _misregistration_finding(job: PairJob, reg: Registration, row: dict,
+                             shape: tuple[int, int]) -> dict:
+    params = job.params
+    # The detail names the largest excess over its tolerance.
+    excess = {
+        "shift": reg.shift / max(params.shift_tolerance_px, 1e-9),
+        "rotation": abs(reg.rotation_deg) / max(params.rotation_tolerance_deg, 1e-9),
+        "local": reg.residual_p95 / max(params.residual_tolerance_px, 1e-9),
+    }
+    detail = "unregistrable" if not reg.found else max(excess, key=excess.get)
+    score = 1.0 if not reg.found else 1.0 - 1.0 / max(excess.values())
+    height, width = shape
+    return _row(job, MISREGISTERED, detail, max(score, 0.5), row["reason"],
+                (0, 0, width, height))
+
+
+def _box_checks(job: PairJob, diff: Difference, regions: list[Region]
+                ) -> tuple[list[dict], list[Box], list[Region]]:
+    """Findings about the boxes that have a change; the empty boxes; the regions no box
+    covers."""
+    params, shape = job.params, diff.tested.shape
+    findings, empty = [], []
+    covered = _box_mask(job.boxes, shape)
+    for box in job.boxes:
+        part = box.slices(shape)
+        inside = diff.changed[part] > 0
+        count = int(inside.sum())
+        if count < params.empty_box_px:
+            # A hairline defect (a thin short) has no thick change, but many thin ones.
+            thin = int(((diff.added[part] | diff.removed[part]) > 0).sum())
+            if thin < params.min_region_px:
+                empty.append(box)
+            continue
+        findings += _class_checks(job, diff, box, part, inside, count)
+        findings += _too_large(job, box, part, inside, shape)
+    unexplained = []
+    for region in regions:
+        in_boxes = int(covered[region.window][region.mask].sum())
+        if in_boxes == 0:
+            unexplained.append(region)
+            continue
+        outside = region.area - in_boxes
+        if outside >= params.min_region_px and outside / region.area >= params.cut_share \
+                and not _displaced(diff, region, covered, params):
+            findings.append(_cut(job, region, outside, shape))
+    nuisance = _box_mask(job.nuisance, shape) if job.nuisance else None
+    kept = []
+    for region in unexplained:
+        if nuisance is not None and nuisance[region.window][region.mask].mean() >= 0.5:
+            continue  # recorded background nuisance (a synthetic image's), not a defect
+        if region.area >= params.min_region_px:
+            kept.append(region)
+    return findings, empty, kept
+
+
+def _displaced(diff: Difference, region: Region, covered: np.ndarray, params: QAParams
+               ) -> bool:
+    """Whether the part of ``region`` outside every box is a feature displaced in the scan
+    (next to the defect), rather than the defect going on past its box."""
+    mask = region.mask & ~covered[region.window]
+    ys, xs = np.nonzero(mask)
+    y0, x0 = region.window[0].start, region.window[1].start
+    outside = Region(mask, region.window, int(mask.sum()), 0, 0,
+                     (x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1,
+                      y0 + int(ys.max()) + 1))
+    return explained_by_shift(diff, outside, params.local_shift_px) >= params.local_shift_share
+
+
+def _class_checks(job: PairJob, diff: Difference, box: Box, part, inside: np.ndarray,
+                  count: int) -> list[dict]:
+    if not _known(box.label):
+        return []
+    params = job.params
+    added = int(diff.added[part][inside].sum())
+    removed = int(diff.removed[part][inside].sum())
+    adds = defect_spec(box.label).adds_copper
+    wrong = removed if adds else added
+    share = wrong / max(added + removed, 1)
+    if share >= params.polarity_share:
+        proposed = propose_class(diff, box.xyxy, adds=not adds)
+        what = "removes" if adds else "adds"
+        return [_row(job, CLASS_SUSPECT, "polarity", share,
+                     f"{box.label} box: the change {what} copper ({share:.0%} of {count} px), "
+                     f"which a {box.label} cannot; looks like {proposed}",
+                     box.xyxy, box, RELABEL, proposed)]
+    before, after = diff.copper(diff.template[part]), diff.copper(diff.tested[part])
+    ok, why = check_topology(box.label, before, after)
+    if ok:
+        return []
+    for name in (_ADDING if adds else _REMOVING):
+        # Connectivity is the evidence that holds up: a short that joins nothing, an open
+        # that cuts nothing, a spur that joins two conductors... (a bite against a hole, or
+        # a spur against an island, turns on a pixel of contact).
+        if "short" not in (name, box.label) and "open" not in (name, box.label):
+            continue
+        if name != box.label and check_topology(name, before, after)[0]:
+            return [_row(job, CLASS_SUSPECT, "topology", 0.6,
+                         f"{box.label} box: {why}; the change is what a {name} does",
+                         box.xyxy, box, RELABEL, name)]
+    return []
+
+
+def _too_large(job: PairJob, box: Box, part, inside: np.ndarray, shape) -> list[dict]:
+    params = job.params
+    ys, xs = np.nonzero(inside)
+    y0, x0 = part[0].start, part[1].start
+    change = (x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1,
+              y0 + int(ys.max()) + 1)
+    fitted = _padded(change, params.pad_px, shape)
+    fitted = (max(fitted[0], box.x1), max(fitted[1], box.y1), min(fitted[2], box.x2),
+              min(fitted[3], box.y2))
+    ratio = _area(box.xyxy) / max(_area(fitted), 1.0)
+    if ratio <= params.too_large_ratio:
+        return []
+    return [_row(job, BOX_FIT, "too_large", 1.0 - params.too_large_ratio / ratio,
+                 f"{box.label} box is {ratio:.1f}x the area of its change (padded "
+                 f"{params.pad_px} px)", box.xyxy, box, REFIT, box.label, fitted)]
+
+
+def _cut(job: PairJob, region: Region, outside: int, shape) -> dict:
+    params = job.params
+    # The box that holds most of the region.
+    best, best_count = None, -1
+    for box in job.boxes:
+        part = box.slices(shape)
+        mask = np.zeros(shape, bool)
+        mask[part] = True
+        count = int(mask[region.window][region.mask].sum())
+        if count > best_count:
+            best, best_count = box, count
+    grown = _padded(region.bbox, params.pad_px, shape)
+    proposed = (min(best.x1, grown[0]), min(best.y1, grown[1]), max(best.x2, grown[2]),
+                max(best.y2, grown[3]))
+    share = outside / region.area
+    return _row(job, BOX_FIT, "cuts_change", share,
+                f"{best.label} box cuts its change: {outside} of {region.area} changed px "
+                f"({share:.0%}) lie outside it", best.xyxy, best, REFIT, best.label, proposed)
+
+
+def _placements(job: PairJob, diff: Difference, empty: list[Box], regions: list[Region],
+                likeness: dict[int, float]) -> tuple[list[dict], set[int]]:
+    """Empty boxes: moved off an unexplained defect-like region nearby (``misplaced_box``),
+    or boxes of nothing (``empty_box``). Returns the findings and the regions used."""
+    params, shape = job.params, diff.tested.shape
+    findings, used = [], set()
+    for box in empty:
+        cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
+        area = max(_area(box.xyxy), 1.0)
+        best, best_distance = None, math.inf
+        for index, region in enumerate(regions):
+            if index in used or likeness[index] >= params.local_shift_share:
+                continue
+            if _known(box.label) and defect_spec(box.label).adds_copper != region.adds:
+                continue
+            size = max(_area(_padded(region.bbox, params.pad_px, shape)), 1.0)
+            if not 0.25 <= size / area <= 4.0:
+                continue
+            rx, ry = region.centre
+            distance = math.hypot(rx - cx, ry - cy)
+            if distance <= params.misplaced_radius_px and distance < best_distance:
+                best, best_distance = index, distance
+        if best is None:
+            count = int((diff.changed[box.slices(shape)] > 0).sum())
+            findings.append(_row(
+                job, EMPTY_BOX, "no_change", 1.0 - count / max(params.empty_box_px, 1),
+                f"{box.label} box: nothing changes inside ({count} changed px)",
+                box.xyxy, box, DELETE))
+            continue
+        used.add(best)
+        region = regions[best]
+        findings.append(_row(
+            job, MISPLACED_BOX, "moved", 1.0 - best_distance / max(
+                params.misplaced_radius_px, 1) / 2,
+            f"{box.label} box: nothing changes inside, and an unlabelled change of its size "
+            f"is {best_distance:.0f} px away", box.xyxy, box, MOVE, box.label,
+            _moved_box(box, region, params.pad_px, shape)))
+    return findings, used
+
+
+def _moved_box(box: Box, region: Region, pad: int, shape) -> tuple[float, ...]:
+    """The box centred on ``region``, keeping its size when the region fits in it."""
+    x1, y1, x2, y2 = region.bbox
+    width, height = box.x2 - box.x1, box.y2 - box.y1
+    if x2 - x1 + 2 <= width and y2 - y1 + 2 <= height:
+        cx, cy = region.centre
+        image_h, image_w = shape
+        left = min(max(cx - width / 2, 0.0), max(image_w - width, 0.0))
+        top = min(max(cy - height / 2, 0.0), max(image_h - height, 0.0))
+        return left, top, left + width, top + height
+    return _padded(region.bbox, pad, shape)
+
+
+def _missing(job: PairJob, diff: Difference, region: Region, likeness: float) -> dict:
+    params, shape = job.params, diff.tested.shape
+    proposed = _padded(region.bbox, params.pad_px, shape)
+    polarity = "adds" if region.adds else "removes"
+    if likeness >= params.local_shift_share:
+        return _row(job, MISSING_LABEL, "misregistration_like", likeness,
+                    f"unlabelled change of {region.area} px ({polarity} copper) that a local "
+                    f"shift of <= {params.local_shift_px} px explains ({likeness:.0%}): a "
+                    "feature displaced in the scan, not a defect", region.bbox)
+    name = propose_class(diff, proposed, adds=region.adds)
+    return _row(job, MISSING_LABEL, "defect_like", 1.0 - likeness,
+                f"unlabelled change of {region.area} px ({polarity} copper), not explained by "
+                f"a local shift; looks like {name}", region.bbox, None, ADD, name, proposed)
+
+
+def check_pair(job: PairJob) -> PairResult:
+    """Register and check one tested image against its template (see the module doc)."""
+    params = job.params
+    try:
+        tested = read_gray(job.tested, "image", job.max_file_bytes)
+        template = read_gray(job.template, "template", job.max_file_bytes)
+        if tested.shape != template.shape:
+            raise PairError("size_mismatch",
+                            f"tested {tested.shape[1]}x{tested.shape[0]} and template "
+                            f"{template.shape[1]}x{template.shape[0]} differ in size")
+    except PairError as err:
+        return PairResult(job.sample_id, None, [_row(
+            job, PAIR_ERROR, err.detail, 1.0, err.reason, (0, 0, 0, 0))])
+    reg = register(tested, template, tile=params.tile_px, max_shift=params.max_shift_px)
+    row = _registration_row(job, reg, params)
+    findings = [_misregistration_finding(job, reg, row, tested.shape)] \
+        if row["misregistered"] else []
+    registered = apply_registration(template, reg)
+    if job.register_to:
+        ok, data = cv2.imencode(".png", registered)
+        with open(job.register_to, "wb") as out:
+            out.write(data.tobytes())
+        row["registered_template"] = job.register_to
+    diff = difference(tested, registered, params)
+    regions = regions_of(diff)
+    box_findings, empty, unexplained = _box_checks(job, diff, regions)
+    likeness = {index: explained_by_shift(diff, region, params.local_shift_px)
+                for index, region in enumerate(unexplained)}
+    placed, used = _placements(job, diff, empty, unexplained, likeness)
+    findings += box_findings + placed
+    findings += [_missing(job, diff, region, likeness[index])
+                 for index, region in enumerate(unexplained) if index not in used]
+    return PairResult(job.sample_id, row, findings)
+
+
+__all__ = ["Box", "Difference", "PairJob", "PairResult", "Region", "check_pair",
+           "difference", "explained_by_shift", "propose_class", "read_gray", "regions_of",
+           "tolerant_changes"]

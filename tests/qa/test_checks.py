@@ -1,0 +1,183 @@
+"""Each check of one pair, on hand-made pairs whose errors are known."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from pcbforge.qa.checks import check_pair
+from tests.qa.conftest import (
+    LABELLED_SHORT,
+    OPEN,
+    PIN_HOLE,
+    SHORT,
+    SIZE,
+    board,
+    iou,
+    job,
+    kinds,
+    padded,
+    with_defects,
+)
+
+
+def _one(result, kind: str) -> dict:
+    found = [f for f in result.findings if f["kind"] == kind]
+    assert len(found) == 1, result.findings
+    return found[0]
+
+
+def test_correct_labels_give_no_finding(tmp_path):
+    result = check_pair(job(tmp_path, with_defects("short", "open", "pin-hole"), boxes=[
+        ("short", LABELLED_SHORT), ("open", padded(OPEN)), ("pin-hole", padded(PIN_HOLE))]))
+    assert result.findings == []
+    assert result.registration["misregistered"] is False
+    assert abs(result.registration["dx"]) < 0.3 and abs(result.registration["dy"]) < 0.3
+
+
+def test_a_deleted_label_is_a_defect_like_missing_label_with_its_class(tmp_path):
+    result = check_pair(job(tmp_path, with_defects("short", "open"), boxes=[("open", padded(OPEN))]))
+    finding = _one(result, "missing_label")
+    assert finding["detail"] == "defect_like"
+    assert finding["action"] == "add" and finding["proposed_label"] == "short"
+    assert iou((finding["px1"], finding["py1"], finding["px2"], finding["py2"]),
+               padded(SHORT)) > 0.7
+    assert kinds(result) == [("missing_label", "defect_like")]
+
+
+def test_each_class_is_proposed_from_the_change(tmp_path):
+    result = check_pair(job(tmp_path, with_defects("open", "pin-hole")))
+    proposed = sorted(f["proposed_label"] for f in result.findings)
+    assert proposed == ["open", "pin-hole"]
+
+
+def test_a_box_on_nothing_is_an_empty_box(tmp_path):
+    result = check_pair(job(tmp_path, with_defects("short"), boxes=[
+        ("short", LABELLED_SHORT), ("pin-hole", (150, 200, 175, 225))]))
+    finding = _one(result, "empty_box")
+    assert finding["label"] == "pin-hole" and finding["label_row"] == 1
+    assert finding["action"] == "delete" and finding["score"] == 1.0
+    assert kinds(result) == [("empty_box", "no_change")]
+
+
+def test_a_moved_box_is_misplaced_and_the_proposal_finds_its_change(tmp_path):
+    result = check_pair(job(tmp_path, with_defects("short"), boxes=[("short", (196, 190, 244, 220))]))
+    finding = _one(result, "misplaced_box")
+    assert finding["action"] == "move"
+    assert iou((finding["px1"], finding["py1"], finding["px2"], finding["py2"]),
+               LABELLED_SHORT) > 0.6
+    # The change it moves to is not reported again as a missing label.
+    assert kinds(result) == [("misplaced_box", "moved")]
+
+
+def test_a_box_of_the_other_polarity_is_class_suspect(tmp_path):
+    result = check_pair(job(tmp_path, with_defects("short", "pin-hole"), boxes=[
+        ("open", LABELLED_SHORT), ("copper", padded(PIN_HOLE))]))
+    found = {f["label"]: f for f in result.findings if f["kind"] == "class_suspect"}
+    assert found["open"]["detail"] == "polarity"
+    assert found["open"]["proposed_label"] == "short" and found["open"]["action"] == "relabel"
+    assert found["copper"]["proposed_label"] == "pin-hole"
+    assert len(result.findings) == 2
+
+
+def test_a_short_that_joins_nothing_is_class_suspect_by_topology(tmp_path):
+    image = board()
+    cv2.rectangle(image, (206, 170), (214, 179), 0, -1)  # a stub on the x=200 trace only
+    result = check_pair(job(tmp_path, image, boxes=[("short", (196, 160, 224, 190))]))
+    finding = _one(result, "class_suspect")
+    assert finding["detail"] == "topology" and finding["proposed_label"] == "spur"
+
+
+def test_a_shifted_template_is_misregistered_and_still_compared(tmp_path):
+    shifted = cv2.warpAffine(board(), np.float32([[1, 0, 5], [0, 1, -4]]), (SIZE, SIZE),
+                             borderMode=cv2.BORDER_REPLICATE)
+    result = check_pair(job(tmp_path, with_defects("short"), shifted,
+                            boxes=[("short", LABELLED_SHORT)]))
+    finding = _one(result, "misregistered")
+    assert finding["detail"] == "shift" and finding["action"] == "none"
+    row = result.registration
+    assert abs(row["dx"] + 5) < 0.3 and abs(row["dy"] - 4) < 0.3, row
+    assert kinds(result) == [("misregistered", "shift")]  # no flood of changes
+
+
+def test_a_rotated_template_is_misregistered_by_rotation(tmp_path):
+    matrix = cv2.getRotationMatrix2D(((SIZE - 1) / 2, (SIZE - 1) / 2), 1.0, 1.0)
+    rotated = cv2.warpAffine(board(), matrix, (SIZE, SIZE), borderMode=cv2.BORDER_REPLICATE)
+    result = check_pair(job(tmp_path, with_defects("short"), rotated,
+                            boxes=[("short", LABELLED_SHORT)]))
+    assert _one(result, "misregistered")["detail"] == "rotation"
+    assert abs(result.registration["rotation_deg"] + 1.0) < 0.1, result.registration
+
+
+def test_a_locally_displaced_pad_is_misregistration_like(tmp_path):
+    image = board()
+    # The ring at (280, 200) sits 4 px lower in the second scan.
+    cv2.circle(image, (280, 200), 12, 255, -1)
+    cv2.circle(image, (280, 204), 10, 0, 3)
+    result = check_pair(job(tmp_path, image))
+    details = {f["detail"] for f in result.findings if f["kind"] == "missing_label"}
+    assert details == {"misregistration_like"}, result.findings
+    assert all(f["action"] == "none" for f in result.findings)
+
+
+def test_a_box_much_larger_than_its_change_does_not_fit(tmp_path):
+    result = check_pair(job(tmp_path, with_defects("pin-hole"),
+                            boxes=[("pin-hole", (200, 60, 310, 180))]))
+    finding = _one(result, "box_fit")
+    assert finding["detail"] == "too_large" and finding["action"] == "refit"
+    assert iou((finding["px1"], finding["py1"], finding["px2"], finding["py2"]),
+               padded(PIN_HOLE)) > 0.7
+
+
+def test_a_box_that_cuts_its_change(tmp_path):
+    image = board()
+    cv2.rectangle(image, (45, 150), (75, 160), 0, -1)  # a short from x=40 to x=80
+    result = check_pair(job(tmp_path, image, boxes=[("short", (35, 140, 55, 170))]))
+    finding = _one(result, "box_fit")
+    assert finding["detail"] == "cuts_change" and finding["action"] == "refit"
+    assert finding["px1"] <= 35 and finding["px2"] >= 80
+
+
+def test_a_colour_pair_with_light_copper(tmp_path):
+    def colour(grey):  # copper bright on a green solder mask
+        out = np.empty(grey.shape + (3,), np.uint8)
+        out[grey == 0] = (90, 170, 210)
+        out[grey != 0] = (40, 90, 30)
+        return cv2.GaussianBlur(out, (3, 3), 0)
+
+    image, template = colour(with_defects("short", "open")), colour(board())
+    result = check_pair(job(tmp_path, image, template, boxes=[("open", padded(OPEN))],
+                            copper="light", diff_threshold=40))
+    finding = _one(result, "missing_label")
+    assert finding["detail"] == "defect_like" and finding["proposed_label"] == "short"
+    assert len(result.findings) == 1
+
+
+def test_a_missing_template_is_a_pair_error_not_a_crash(tmp_path):
+    pair = job(tmp_path, with_defects("short"))
+    (tmp_path / "p_temp.png").unlink()
+    result = check_pair(pair)
+    assert result.registration is None
+    assert kinds(result) == [("pair_error", "missing_template")]
+
+
+def test_a_template_of_another_size_is_a_pair_error(tmp_path):
+    result = check_pair(job(tmp_path, with_defects("short"), board()[:300, :310]))
+    finding = _one(result, "pair_error")
+    assert finding["detail"] == "size_mismatch" and "differ in size" in finding["reason"]
+
+
+def test_an_unreadable_tested_image_is_a_pair_error(tmp_path):
+    pair = job(tmp_path, with_defects("short"))
+    (tmp_path / "p_test.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert kinds(check_pair(pair)) == [("pair_error", "unreadable_image")]
+
+
+def test_findings_are_the_same_every_run(tmp_path):
+    pair = job(tmp_path, with_defects("short", "open"), boxes=[("pin-hole", (150, 200, 175, 225))])
+    first, second = check_pair(pair), check_pair(pair)
+    assert first.findings == second.findings
+    assert all(not (isinstance(v, float) and math.isnan(v) and k == "score")
+               for f in first.findings for k, v in f.items())
