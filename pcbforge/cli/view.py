@@ -179,10 +179,20 @@ def _bring_back(name: str, out: Path) -> None:
     except (DatasetError, ValueError, FileNotFoundError) as err:
         fail(err)
     tags = ", ".join(f"{tag} {count}" for tag, count in report["sample_tags"].items()) or "none"
-    Console().print(
+    decisions = report.get("qa_decisions")
+    qa = "" if decisions is None else "; qa decisions: " + ", ".join(
+        f"{decision} {count}" for decision, count in decisions.items())
+    console = Console()
+    console.print(
         f"brought FiftyOne dataset {name!r} back into {out}: {report['samples_in_fiftyone']} "
         f"samples, boxes {report['boxes_before']} -> {report['boxes_after']} "
         f"({report['boxes_unchanged']} unchanged, {report['boxes_added']} added, "
-        f"{report['boxes_removed']} removed; a moved box is both); sample tags: {tags} | "
+        f"{report['boxes_removed']} removed; a moved box is both); sample tags: {tags}{qa} | "
         f"report: {out / FROM_FIFTYONE_REPORT}",
         soft_wrap=True)
+    if decisions is not None:
+        from pcbforge.qa.findings import DECISIONS_CSV
+
+        # The decisions name findings of the dataset qa ran on (its qa.parquet): the source.
+        console.print(f"next: pcbforge qa {report['source']} --apply {out / DECISIONS_CSV} "
+                      f"--out NEW", soft_wrap=True, highlight=False)

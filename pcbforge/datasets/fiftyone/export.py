@@ -45,6 +45,18 @@ What the FiftyOne dataset holds:
   (each kept image followed by its copies), ``corrupt_or_low_quality``, then
   ``class-<name>`` per defect class (samples with at least one such box), rebuilt on
   every run; :func:`table_view_counts` computes the same counts from the tables.
+- **qa proposals**, when the folder has ``qa.parquet`` (written by ``pcbforge qa``): a
+  ``qa_proposals`` :class:`~fiftyone.core.labels.Detections` field, one detection per
+  finding of the sample, drawn at the proposed box (or, when the correction proposes no
+  box, where the finding is; a finding with neither, or on an image of unknown size, covers
+  the whole image), labelled with the proposed class (or the kind), carrying
+  ``finding_id``, ``kind``, ``detail``, ``action``, ``score``, ``reason`` and ``box_label``
+  (the class of the box it is about). A reviewer tags each ``accept`` or ``reject``;
+  :func:`~pcbforge.datasets.fiftyone.write_back.from_fiftyone` brings the tags back. A
+  re-run replaces the proposals with the table's (the tags of findings still there are
+  kept: finding ids are stable) and saves a ``qa_<kind>`` view per kind present (samples
+  with such a finding, its proposals only). Without ``qa.parquet`` (or with one that
+  cannot be read: a warning) the field and those views go.
 """
 
 from __future__ import annotations
@@ -58,7 +70,7 @@ import numpy as np
 import pandas as pd
 
 from pcbforge import __version__
-from pcbforge.datasets.dataset import Dataset, load
+from pcbforge.datasets.dataset import Dataset, DatasetError, load, read_table
 from pcbforge.datasets.fiftyone.fields import (
     CLASS_VIEW_PREFIX,
     KEY_FIELD,
@@ -84,6 +96,8 @@ logger = logging.getLogger(__name__)
 #: Columns that every FiftyOne dataset made here has, with their value when missing.
 _ALWAYS = {"status": "ok", "reason": "", "detail": "", "group": "", "split": "",
            "synthetic": False, "duplicate_of": "", "template_path": ""}
+#: Saved views of qa's findings: ``qa_<kind>``, one per kind present.
+QA_VIEW_PREFIX = "qa_"
 #: App sidebar group of pcbforge's fields, after the labels (missing fields are left out).
 _SIDEBAR = {
     "pcbforge": ("status", "reason", "detail", "split", "synthetic", "group", "duplicate_of",
@@ -93,8 +107,8 @@ _SIDEBAR = {
 
 
 def table_view_counts(dataset: Dataset) -> dict[str, int]:
-    """Samples in each saved view, computed from the samples and labels tables alone
-    (what the FiftyOne views must show)."""
+    """Samples in each saved view, computed from the samples and labels tables (and qa's
+    findings table, when there is one) alone: what the FiftyOne views must show."""
     samples, labels = dataset.samples, dataset.labels
     split = text_column(samples, "split")
     status = text_column(samples, "status")
@@ -108,7 +122,42 @@ def table_view_counts(dataset: Dataset) -> dict[str, int]:
     for name in class_names(dataset):
         counts[CLASS_VIEW_PREFIX + name] = int(known.loc[known["label"] == name,
                                                          "sample_id"].nunique())
+    findings, _ = qa_findings(dataset)
+    if findings is not None:
+        for kind in finding_kinds(findings):
+            counts[QA_VIEW_PREFIX + kind] = int(
+                findings.loc[findings["kind"] == kind, "sample_id"].nunique())
     return counts
+
+
+def qa_findings(dataset: Dataset) -> tuple[pd.DataFrame | None, str]:
+    """The findings of ``pcbforge qa`` (``qa.parquet``) on the dataset's samples, and a
+    line saying what was left out and why ("" when nothing was). ``None``: no table, or
+    one that cannot be read (that line says so); viewing goes on without proposals."""
+    from pcbforge.qa.findings import FINDING_COLUMNS, QA_PARQUET
+
+    path = dataset.root / QA_PARQUET
+    if not path.exists():
+        return None, ""
+    try:
+        findings = read_table(path, FINDING_COLUMNS)
+    except (DatasetError, OSError) as err:
+        return None, f"qa proposals not shown: {err}"
+    findings = findings.assign(sample_id=findings["sample_id"].astype(str),
+                               kind=findings["kind"].fillna("").astype(str))
+    known = findings["sample_id"].isin(set(dataset.samples["sample_id"].astype(str)))
+    if known.all():
+        return findings, ""
+    return findings[known], (f"{path}: {int((~known).sum())} findings are about samples that "
+                             f"are not in the dataset (not shown); run pcbforge qa again")
+
+
+def finding_kinds(findings: pd.DataFrame) -> list[str]:
+    """The kinds present in ``findings``, in ``pcbforge qa``'s order (others after, sorted)."""
+    from pcbforge.qa.findings import KINDS
+
+    present = set(findings["kind"]) - {""}
+    return [k for k in KINDS if k in present] + sorted(present - set(KINDS))
 
 
 def to_fiftyone(dataset_path: Path | str, name: str | None = None, *,
@@ -153,6 +202,11 @@ def to_fiftyone(dataset_path: Path | str, name: str | None = None, *,
     _ensure_label_schema(fo, fo_dataset, label_field)
     fo_dataset.set_values(label_field, dict(zip(ids, detections, strict=True)),
                           key_field=KEY_FIELD)
+    findings, problem = qa_findings(dataset)
+    if problem:
+        logger.warning("%s", problem)
+    proposals = _set_proposals(fo, fo_dataset, dataset, samples, ids, findings,
+                               old_meta.get("proposals_field"))
     if "nuisance_regions" in samples.columns:
         _ensure_label_schema(fo, fo_dataset, NUISANCE_FIELD, (("area", fo.IntField),))
         fo_dataset.set_values(NUISANCE_FIELD,
@@ -166,10 +220,14 @@ def to_fiftyone(dataset_path: Path | str, name: str | None = None, *,
     fo_dataset.default_classes = classes
     fo_dataset.classes = {label_field: classes}
     _configure_app(fo, fo_dataset)
-    views = _save_views(fo, fo_dataset, label_field, classes, old_meta.get("views", []))
+    qa_views = {QA_VIEW_PREFIX + kind: kind for kind in
+                (finding_kinds(findings) if findings is not None else [])}
+    views = _save_views(fo, fo_dataset, label_field, classes, old_meta.get("views", []),
+                        proposals, qa_views)
     fo_dataset.info["pcbforge"] = {
         "root": str(root), "image_root": str(dataset.image_root.resolve()),
         "label_field": label_field, "classes": classes, "views": views, "fields": fields,
+        "proposals_field": proposals,
         "mask_pixels_outside_boxes": outside, "pcbforge_version": __version__,
     }
     fo_dataset.save()
@@ -337,10 +395,7 @@ def _detections(fo, dataset: Dataset, samples: pd.DataFrame) -> tuple[list, int]
                 outside += lost
             params = "" if box.params is None or pd.isna(box.params) else str(box.params)
             detections.append(fo.Detection(
-                label=str(box.label),
-                bounding_box=[corners[0] / width, corners[1] / height,
-                              (corners[2] - corners[0]) / width,
-                              (corners[3] - corners[1]) / height],
+                label=str(box.label), bounding_box=_relative_box(corners, width, height),
                 synthetic=bool(box.synthetic), params=params, **extra,
             ))
         out.append(fo.Detections(detections=detections))
@@ -360,13 +415,96 @@ def _nuisance_detections(fo, dataset: Dataset, samples: pd.DataFrame) -> list:
         width, height = image_size_of(dataset, sizes, sample)
         detections = []
         for region in json.loads(text):
-            x1, y1, x2, y2 = (float(v) for v in region["box"])
+            corners = tuple(float(v) for v in region["box"])
             detections.append(fo.Detection(
-                label=str(region["kind"]),
-                bounding_box=[x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height],
+                label=str(region["kind"]), bounding_box=_relative_box(corners, width, height),
                 area=int(region.get("area", 0))))
         out.append(fo.Detections(detections=detections))
     return out
+
+
+def _relative_box(corners: tuple[float, ...], width: int, height: int) -> list[float]:
+    """Pixel ``x1, y1, x2, y2`` as FiftyOne's relative ``[x, y, w, h]``."""
+    x1, y1, x2, y2 = corners
+    return [x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height]
+
+
+def _set_proposals(fo, fo_dataset, dataset: Dataset, samples: pd.DataFrame, ids: list[str],
+                   findings: pd.DataFrame | None, previous: str | None) -> str | None:
+    """Set qa's proposals field from ``findings`` (every sample's, replacing the last
+    run's; tags of findings still there kept), or delete it (``previous``: the field an
+    earlier run made) when there are none. Returns the field's name, or ``None``."""
+    if findings is None:
+        if previous and previous in fo_dataset.get_field_schema():
+            fo_dataset.delete_sample_field(previous)
+        return None
+    from pcbforge.qa.findings import PROPOSALS_FIELD
+
+    tags = _proposal_tags(fo_dataset, PROPOSALS_FIELD)
+    _ensure_label_schema(fo, fo_dataset, PROPOSALS_FIELD, (
+        ("finding_id", fo.StringField), ("kind", fo.StringField), ("detail", fo.StringField),
+        ("action", fo.StringField), ("score", fo.FloatField), ("reason", fo.StringField),
+        ("box_label", fo.StringField)))
+    values = _proposal_detections(fo, dataset, samples, findings, tags)
+    fo_dataset.set_values(PROPOSALS_FIELD, dict(zip(ids, values, strict=True)),
+                          key_field=KEY_FIELD)
+    return PROPOSALS_FIELD
+
+
+def _proposal_tags(fo_dataset, field: str) -> dict[str, list[str]]:
+    """``finding_id -> tags`` of the proposals already in FiftyOne (a reviewer's work)."""
+    if field not in fo_dataset.get_field_schema():
+        return {}
+    found = fo_dataset.values([f"{field}.detections.finding_id", f"{field}.detections.tags"])
+    return {finding: list(tags) for sample_ids, sample_tags in zip(*found, strict=True)
+            for finding, tags in zip(sample_ids or [], sample_tags or [], strict=True)
+            if finding and tags}
+
+
+def _proposal_detections(fo, dataset: Dataset, samples: pd.DataFrame,
+                         findings: pd.DataFrame, tags: dict[str, list[str]]) -> list:
+    """One :class:`Detections` of proposals per sample (``None`` for a sample with no
+    finding)."""
+    sizes = image_sizes(samples)
+    by_sample = {key: rows for key, rows in findings.groupby("sample_id", sort=False)}
+    out = []
+    for _, sample in samples.iterrows():
+        rows = by_sample.get(str(sample["sample_id"]))
+        if rows is None:
+            out.append(None)
+            continue
+        try:
+            size = image_size_of(dataset, sizes, sample)
+        except ValueError:  # a broken image: its findings cover the whole tile
+            size = None
+        out.append(fo.Detections(detections=[
+            _proposal(fo, finding, size, tags) for finding in rows.itertuples(index=False)]))
+    return out
+
+
+def _proposal(fo, finding, size: tuple[int, int] | None, tags: dict[str, list[str]]):
+    """The detection of one finding: at its proposed box, else where it is, else (no box,
+    or no image size) over the whole image."""
+    corners = (finding.px1, finding.py1, finding.px2, finding.py2)
+    if not all(_finite(v) for v in corners):
+        corners = (finding.x1, finding.y1, finding.x2, finding.y2)
+    box = [0.0, 0.0, 1.0, 1.0]
+    if size is not None and all(_finite(v) for v in corners):
+        box = _relative_box(tuple(float(v) for v in corners), *size)
+    score = None if _missing(finding.score) else float(finding.score)
+    return fo.Detection(
+        label=text_value(finding.proposed_label) or str(finding.kind), bounding_box=box,
+        tags=list(tags.get(str(finding.finding_id), [])),
+        finding_id=str(finding.finding_id), kind=str(finding.kind),
+        detail=text_value(finding.detail), action=text_value(finding.action), score=score,
+        reason=text_value(finding.reason), box_label=text_value(finding.label))
+
+
+def _finite(value: object) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _ensure_label_schema(fo, fo_dataset, label_field: str,
@@ -414,8 +552,10 @@ def _configure_app(fo, fo_dataset) -> None:
 
 
 def _save_views(fo, fo_dataset, label_field: str, classes: list[str],
-                previous: list[str]) -> list[str]:
-    """(Re)save every view; remove the views an earlier run saved that are gone now."""
+                previous: list[str], proposals_field: str | None = None,
+                qa_views: dict[str, str] | None = None) -> list[str]:
+    """(Re)save every view; remove the views an earlier run saved that are gone now.
+    ``qa_views``: view name -> finding kind, views of ``proposals_field``."""
     from fiftyone import ViewField as F
 
     views = {name: (fo_dataset.match(F("split") == name), f"samples of the {name} split")
@@ -436,6 +576,9 @@ def _save_views(fo, fo_dataset, label_field: str, classes: list[str],
             fo_dataset.match(F(f"{label_field}.detections").filter(F("label") == name)
                              .length() > 0),
             f"samples with at least one {name!r} box")
+    for name, kind in (qa_views or {}).items():
+        views[name] = (fo_dataset.filter_labels(proposals_field, F("kind") == kind),
+                       f"samples with a {kind!r} finding of pcbforge qa (those proposals)")
     for name in previous:
         if name not in views and fo_dataset.has_saved_view(name):
             fo_dataset.delete_saved_view(name)

@@ -1,5 +1,6 @@
 """FiftyOne -> pcbforge: :func:`from_fiftyone` writes the labels and tags edited in the
-App (or through FiftyOne's Python API) back into a pcbforge dataset."""
+App (or through FiftyOne's Python API) back into a pcbforge dataset, and the reviewer's
+``accept``/``reject`` tags on ``pcbforge qa``'s proposals into ``qa_decisions.csv``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from pcbforge import __version__
-from pcbforge.core.files import write_json
+from pcbforge.core.files import atomic_write, write_json
 from pcbforge.core.output import staged_output
 from pcbforge.datasets.dataset import (
     Dataset,
@@ -38,6 +39,10 @@ from pcbforge.datasets.samples import SAMPLES_PARQUET
 
 #: Written into the output folder by :func:`from_fiftyone`.
 FROM_FIFTYONE_REPORT = "from_fiftyone_report.json"
+#: The decision on a proposal tagged both ``accept`` and ``reject`` (not accepted).
+CONFLICT = "conflict"
+#: The columns of ``qa_decisions.csv``, one row per tagged proposal.
+DECISION_COLUMNS = ("finding_id", "sample_id", "kind", "action", "decision")
 
 
 def from_fiftyone(name: str, out: Path | str, *, label_field: str | None = None) -> dict:
@@ -49,7 +54,11 @@ def from_fiftyone(name: str, out: Path | str, *, label_field: str | None = None)
     sample that is in FiftyOne; sample tags other than split names go to the ``tags``
     column (comma-separated, e.g. ``bad_label``), tags on boxes to ``label_tags``. Every
     other column comes from the source dataset unchanged; samples missing from FiftyOne
-    keep their labels. ``out`` is the source dataset folder (its tables are replaced, the
+    keep their labels. When the FiftyOne dataset shows ``pcbforge qa``'s proposals, each
+    one tagged ``accept`` or ``reject`` is a row of ``out/qa_decisions.csv``
+    (:data:`DECISION_COLUMNS`, sorted by finding id; tagged both: ``conflict``, not
+    accepted) and the report counts them under ``qa_decisions``; proposals never become
+    labels. ``out`` is the source dataset folder (its tables are replaced, the
     folder swapped in whole), a new folder (its ``image_root`` points at the source
     images) or an earlier output of this function for the same source; either way the
     output is built in a hidden stage and swapped in under its writer lock
@@ -87,8 +96,41 @@ def from_fiftyone(name: str, out: Path | str, *, label_field: str | None = None)
                             "source": str(source.root.resolve()),
                             "pcbforge_version": __version__})
     report = _write_back_report(name, source, samples, labels, in_fiftyone, ignored, out)
-    _write_result(source, out, samples, labels, info, report)
+    decisions = _qa_decisions(fo_dataset, meta.get("proposals_field"), known)
+    if decisions is not None:
+        report["qa_decisions"] = _decision_counts(decisions)
+    _write_result(source, out, samples, labels, info, report, decisions)
     return report
+
+
+def _qa_decisions(fo_dataset, field: str | None, known: set[str]) -> pd.DataFrame | None:
+    """One row per proposal of ``field`` (of a sample of the source) tagged ``accept`` or
+    ``reject``, sorted by finding id; ``None`` when FiftyOne shows no proposals."""
+    if not field or field not in fo_dataset.get_field_schema():
+        return None
+    from pcbforge.qa.findings import ACCEPT, REJECT
+
+    paths = [KEY_FIELD] + [f"{field}.detections.{a}" for a in ("finding_id", "kind", "action",
+                                                               "tags")]
+    marks: dict[str, tuple[str, str, str, set[str]]] = {}
+    for key, *columns in zip(*fo_dataset.values(paths), strict=True):
+        if key not in known:
+            continue
+        for finding, kind, action, tags in zip(*(c or [] for c in columns), strict=True):
+            chosen = {ACCEPT, REJECT} & set(tags or [])
+            if finding and chosen:
+                marks.setdefault(finding, (key, kind or "", action or "", set()))[3].update(
+                    chosen)
+    rows = [(finding, key, kind, action, next(iter(chosen)) if len(chosen) == 1 else CONFLICT)
+            for finding, (key, kind, action, chosen) in sorted(marks.items())]
+    return pd.DataFrame(rows, columns=list(DECISION_COLUMNS), dtype=object)
+
+
+def _decision_counts(decisions: pd.DataFrame) -> dict[str, int]:
+    from pcbforge.qa.findings import ACCEPT, REJECT
+
+    return {decision: int((decisions["decision"] == decision).sum())
+            for decision in (ACCEPT, REJECT, CONFLICT)}
 
 
 def _take_tags(samples: pd.DataFrame, in_fiftyone: pd.Series, tags: dict,
@@ -108,25 +150,36 @@ def _take_tags(samples: pd.DataFrame, in_fiftyone: pd.Series, tags: dict,
 
 
 def _write_result(source: Dataset, out: Path, samples: pd.DataFrame, labels: pd.DataFrame,
-                  info: DatasetInfo, report: dict) -> None:
-    """Write the new tables and the report: into the source folder (a staged hard-link
-    copy of it) or into ``out`` (its ``image_root`` pointing at the source images)."""
+                  info: DatasetInfo, report: dict, decisions: pd.DataFrame | None) -> None:
+    """Write the new tables, the report and the qa decisions (if any): into the source
+    folder (a staged hard-link copy of it) or into ``out`` (its ``image_root`` pointing at
+    the source images)."""
     if out.exists() and out.resolve() == source.root.resolve():
         result = Dataset(source.root, samples, labels, info)
         validate(result)  # before the folder is locked and copied
         # A hard-link copy of the source with its tables replaced, swapped in whole: the
         # images are not touched, and a kill leaves the old tables or the new ones.
         with staged_output(source.root, command="view --from-fiftyone", clone=True) as stage:
-            save(result, stage)
-            write_json(stage / FROM_FIFTYONE_REPORT, report)
+            _write_stage(stage, result, report, decisions)
         return
     info.image_root = str(source.image_root.resolve())
     result = Dataset(out, samples, labels, info)
     validate(result)
     with staged_output(out, command="view --from-fiftyone") as stage:
         _check_out(out, source.root.resolve())  # again, under the lock
-        save(result, stage)
-        write_json(stage / FROM_FIFTYONE_REPORT, report)
+        _write_stage(stage, result, report, decisions)
+
+
+def _write_stage(stage: Path, result: Dataset, report: dict,
+                 decisions: pd.DataFrame | None) -> None:
+    save(result, stage)
+    write_json(stage / FROM_FIFTYONE_REPORT, report)
+    if decisions is not None:
+        from pcbforge.qa.findings import DECISIONS_CSV
+
+        # "\n" whatever the platform: the same tags give the same bytes.
+        atomic_write(stage / DECISIONS_CSV,
+                     lambda tmp: decisions.to_csv(tmp, index=False, lineterminator="\n"))
 
 
 def _without_splits(tags: list[str] | None) -> list[str]:
