@@ -137,6 +137,15 @@ def write_inspection_dataset(root: Path) -> Path:
     return root / "ds"
 
 
+@pytest.fixture
+def planted(tmp_path) -> Path:
+    """A qa dataset of hand-made pairs, one labelling error of each kind in its own pair,
+    and a clean pair (:func:`tests.qa.pairs.write_planted`)."""
+    from tests.qa.pairs import write_planted
+
+    return write_planted(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def inspection_dataset(tmp_path_factory) -> Path:
     """:func:`write_inspection_dataset`, made once; copy it before changing it."""

@@ -47,6 +47,8 @@ from pcbforge.qa.params import QAParams
 USABLE = ("ok", "low_quality", "duplicate")
 #: Boxes a class needs before its sizes say what an outlier is.
 MIN_CLASS_BOXES = 10
+#: The least spread (robust, of log sizes) a class is taken to have: 5%.
+MIN_LOG_SPREAD = 0.05
 WORKER_MODULES = ("pcbforge.qa.checks",)
 
 
@@ -177,9 +179,8 @@ def size_outliers(dataset: Dataset, sample_ids: set[str], params: QAParams) -> l
         h = np.array([b.y2 - b.y1 for _, b in members])
         for name, values in (("area", np.log(w * h)), ("aspect", np.log(w / h))):
             median = float(np.median(values))
-            mad = 1.4826 * float(np.median(np.abs(values - median)))
-            if mad <= 0:
-                continue
+            # A floor: boxes all of one size (a tool's default) still have outliers.
+            mad = max(1.4826 * float(np.median(np.abs(values - median))), MIN_LOG_SPREAD)
             z = (values - median) / mad
             for (sid, box), score in zip(members, z, strict=True):
                 if abs(score) > params.outlier_mad:

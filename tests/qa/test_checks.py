@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from pcbforge.qa.checks import check_pair
-from tests.qa.conftest import (
+from tests.qa.pairs import (
     LABELLED_SHORT,
     OPEN,
     PIN_HOLE,
@@ -38,7 +38,8 @@ def test_correct_labels_give_no_finding(tmp_path):
 
 
 def test_a_deleted_label_is_a_defect_like_missing_label_with_its_class(tmp_path):
-    result = check_pair(job(tmp_path, with_defects("short", "open"), boxes=[("open", padded(OPEN))]))
+    result = check_pair(job(tmp_path, with_defects("short", "open"),
+                            boxes=[("open", padded(OPEN))]))
     finding = _one(result, "missing_label")
     assert finding["detail"] == "defect_like"
     assert finding["action"] == "add" and finding["proposed_label"] == "short"
@@ -63,7 +64,8 @@ def test_a_box_on_nothing_is_an_empty_box(tmp_path):
 
 
 def test_a_moved_box_is_misplaced_and_the_proposal_finds_its_change(tmp_path):
-    result = check_pair(job(tmp_path, with_defects("short"), boxes=[("short", (196, 190, 244, 220))]))
+    result = check_pair(job(tmp_path, with_defects("short"),
+                            boxes=[("short", (196, 190, 244, 220))]))
     finding = _one(result, "misplaced_box")
     assert finding["action"] == "move"
     assert iou((finding["px1"], finding["py1"], finding["px2"], finding["py2"]),

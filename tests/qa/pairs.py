@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import pytest
 
 from pcbforge.datasets.dataset import Dataset, DatasetInfo, save, with_defaults
 from pcbforge.qa.checks import Box, PairJob
@@ -116,8 +115,7 @@ def write_dataset(root: Path, pairs: dict[str, tuple[np.ndarray, np.ndarray, lis
     return root / "ds"
 
 
-@pytest.fixture
-def planted(tmp_path) -> Path:
+def write_planted(tmp_path: Path) -> Path:
     """A dataset with one error of each kind, each in its own pair, and a clean pair."""
     shifted = cv2.warpAffine(board(), np.float32([[1, 0, 5], [0, 1, -4]]), (SIZE, SIZE),
                              borderMode=cv2.BORDER_REPLICATE)
