@@ -25,11 +25,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pcbforge"
 FORBIDDEN: dict[str, set[str]] = {
     "core": {"*"},
     "engine": {"*"},
-    "datasets": {"curate", "synth", "pipeline", "cli", "bench", "split", "audit"},
+    "datasets": {"curate", "synth", "pipeline", "cli", "bench", "split", "audit", "qa"},
     "curate": {"synth", "pipeline", "cli", "bench"},
     "synth": {"curate", "pipeline", "cli", "bench"},
     "split": {"synth", "pipeline", "cli", "bench"},
     "audit": {"synth", "pipeline", "cli", "bench"},
+    "qa": {"curate", "pipeline", "cli", "bench"},
     "pipeline": {"cli"},
     "bench": {"cli"},
     "env": {"*"},

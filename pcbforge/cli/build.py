@@ -28,7 +28,7 @@ def build_command(
     scheduler: SchedulerOption = None,
 ) -> None:
     """Run the whole pipeline from one recipe: sources -> synth -> curate -> split ->
-    audit -> export -> report. Re-running skips the stages whose inputs did not change.
+    audit -> qa -> export -> report. Re-running skips the stages whose inputs did not change.
     Every stage runs on one engine, opened once for the run."""
     from pcbforge.core.errors import storage_error
     from pcbforge.pipeline import BuildError, build

@@ -90,9 +90,8 @@ def qa_command(
 
 
 def _print_summary(summary: dict, where: Path) -> None:
-    import pandas as pd
-
-    from pcbforge.qa.findings import KINDS, QA_JSON, QA_PARQUET
+    from pcbforge.datasets.qa_tables import KINDS, NONE, QA_JSON
+    from pcbforge.qa.runner import read_findings
 
     console = Console()
     table = Table(title="qa findings")
@@ -105,9 +104,12 @@ def _print_summary(summary: dict, where: Path) -> None:
             table.add_row(kind, key.split("/", 1)[1], str(details[key]))
     if details:
         console.print(table)
-        findings = pd.read_parquet(where / QA_PARQUET)
-        top = findings.sort_values("score", ascending=False, kind="stable").head(_SHOWN)
-        shown = Table(title=f"highest-scoring findings (first {len(top)})")
+        findings = read_findings(where)
+        # Those with a correction to decide on first, surest first.
+        top = (findings.assign(_fix=findings["action"] != NONE)
+               .sort_values(["_fix", "score"], ascending=False, kind="stable").head(_SHOWN))
+        shown = Table(title=f"findings to review first ({len(top)} of {len(findings)}; all "
+                            f"in qa.csv)")
         for column in ("sample_id", "kind", "label", "action", "reason"):
             shown.add_column(column, overflow="fold")
         for row in top.itertuples():

@@ -191,7 +191,7 @@ def _bring_back(name: str, out: Path) -> None:
         f"report: {out / FROM_FIFTYONE_REPORT}",
         soft_wrap=True)
     if decisions is not None:
-        from pcbforge.qa.findings import DECISIONS_CSV
+        from pcbforge.datasets.qa_tables import DECISIONS_CSV
 
         # The decisions name findings of the dataset qa ran on (its qa.parquet): the source.
         console.print(f"next: pcbforge qa {report['source']} --apply {out / DECISIONS_CSV} "

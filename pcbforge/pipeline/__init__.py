@@ -5,7 +5,7 @@ another.
   every file + the labels joined on.
 * :mod:`pcbforge.pipeline.export`: ``export`` to COCO, YOLO, VOC or DeepPCB.
 * ``build(out, recipe)`` (here): the whole pipeline from one recipe, resumable, with a
-  report: sources -> synth -> merge (curate) -> split -> audit -> export -> report (see
+  report: sources -> synth -> merge (curate) -> split -> audit -> qa -> export -> report (see
   :mod:`pcbforge.pipeline.stages`), skipping every stage whose inputs did not change
   since it last finished (see :mod:`pcbforge.pipeline.runner`).
 """

@@ -5,7 +5,7 @@ error that names the key, where it is and the keys that are valid there. Relativ
 are read relative to the recipe file's folder (the current folder for a recipe given as
 text). Without a recipe, the embedded default (``default.yaml`` beside this module) is
 used: procedural good boards, labelled synthetic defects on them, curate, split, audit,
-COCO and YOLO exports and the report.
+the QA of the labels against their templates, COCO and YOLO exports and the report.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
 from pcbforge.datasets.formats import FORMATS, format_names
 from pcbforge.datasets.samples import STATUSES
+from pcbforge.qa.params import QAParams
 from pcbforge.split import SplitParams
 from pcbforge.synth.registry import class_names, defect_spec
 
@@ -299,6 +300,21 @@ class AuditSection(_Section):
     require_clean: bool = True
 
 
+class QASection(QAParams):
+    """``pcbforge qa`` of the split dataset (registration of each tested image to its
+    template, labels checked against the difference): ``enabled`` and every
+    :class:`~pcbforge.qa.params.QAParams` field, with the same defaults and bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: ``false``: no QA (no ``qa.json``, ``qa.parquet``... in the build folder).
+    enabled: bool = True
+
+    def params(self) -> QAParams:
+        """The section's thresholds as the parameters of :func:`pcbforge.qa.run_qa`."""
+        return QAParams.model_validate(self.model_dump(exclude={"enabled"}))
+
+
 class ExportSection(_Section):
     """Formats written under ``DATASET/export/<format>`` (``pcbforge export``)."""
 
@@ -335,6 +351,7 @@ class Recipe(_Section):
     synth: SynthSection = Field(default_factory=SynthSection)
     split: SplitSection = Field(default_factory=SplitSection)
     audit: AuditSection = Field(default_factory=AuditSection)
+    qa: QASection = Field(default_factory=QASection)
     export: ExportSection = Field(default_factory=ExportSection)
     report: ReportSection = Field(default_factory=ReportSection)
 

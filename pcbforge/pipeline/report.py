@@ -4,8 +4,14 @@ dataset): what is in it, where it went, what was rejected and whether the split 
 Static: the HTML page references PNG files in ``report/`` beside it (plots drawn with
 matplotlib, thumbnails cut with OpenCV), no server and no script. Everything is computed
 from the dataset's files (samples, labels, ``split_report.json``, ``audit.json``,
-``export/*/export_report.json``, ``recipe.yaml``), so ``pcbforge report DATASET``
-regenerates the same bytes, and nothing in it depends on when or how fast it was made.
+``qa.json`` and ``qa.parquet``, ``export/*/export_report.json``, ``recipe.yaml``), so
+``pcbforge report DATASET`` regenerates the same bytes, and nothing in it depends on when
+or how fast it was made.
+
+A dataset that ``pcbforge qa`` checked (``qa.json``) gets a QA section: its findings by
+kind and detail, the registration of its pairs, and the crops ``qa`` drew
+(``qa/crops/``, referenced where they are, beside the page; the report copies none)
+with each finding's reason. Without ``qa.json`` the section is left out.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ import pandas as pd
 import yaml
 
 from pcbforge import __version__
-from pcbforge.core.files import atomic_write, write_json
+from pcbforge.core.files import PathOutsideRootError, atomic_write, resolve_inside, write_json
 from pcbforge.core.output import OutputLock, staged_output, swapped_in
 from pcbforge.core.progress import progress_bar
 from pcbforge.datasets.dataset import Dataset, load, require_folder
+from pcbforge.datasets.qa_tables import KINDS, QA_JSON, QA_PARQUET
 from pcbforge.datasets.samples import STATUSES
 from pcbforge.split import SPLIT_NAMES
 
@@ -148,6 +155,101 @@ def _source_section(samples: pd.DataFrame) -> dict:
             "synthetic": int(rows["synthetic"].fillna(False).astype(bool).sum()),
             **{s: int(counts.get(s, 0)) for s in STATUSES if counts.get(s, 0)}}
     return section
+
+
+# --- qa ----------------------------------------------------------------------------------
+
+#: Registration numbers of ``qa.json`` shown, in this order.
+_REGISTRATION_KEYS = ("pairs", "misregistered", "shift_px_p95", "rotation_deg_p95",
+                      "residual_px_p95")
+
+
+def _number(value) -> int | float | None:
+    """A count or measure for the report: ``None`` for what is missing or not finite (JSON
+    has no NaN), floats rounded."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                         np.floating)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return round(float(value), 4) if np.isfinite(value) else None
+
+
+def _text(value) -> str:
+    """A cell of ``qa.parquet`` as text ("" for what is missing)."""
+    return "" if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)) \
+        else str(value)
+
+
+def _kind_order(kinds) -> list[str]:
+    """The registry's order of the finding kinds, then any other kind by name."""
+    kinds = set(kinds)
+    return [k for k in KINDS if k in kinds] + sorted(kinds - set(KINDS))
+
+
+def _qa_findings(path: Path) -> pd.DataFrame | None:
+    """The rows of ``qa.parquet`` by ``finding_id``; ``None`` when it cannot be read."""
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError):
+        return None
+    if "finding_id" not in table:
+        return None
+    return table.drop_duplicates("finding_id").set_index("finding_id")
+
+
+def _qa_section(root: Path, dataset: Dataset) -> dict | None:
+    """The QA section (``None`` without ``qa.json``): findings by kind and detail, the
+    registration summary and, per kind, the crops ``qa.json`` lists, surest first, each
+    with its finding's reason (from ``qa.parquet``). A crop outside the folder or missing
+    is listed without an image."""
+    summary = _read_json(root / QA_JSON)
+    if summary is None:
+        return None
+    by_kind = {str(k): _number(v) or 0 for k, v in (summary.get("by_kind") or {}).items()}
+    by_detail = {str(k): _number(v) or 0 for k, v in (summary.get("by_detail") or {}).items()}
+    details: dict[str, list[tuple[str, int]]] = {}
+    for key, count in by_detail.items():
+        kind, _, detail = key.partition("/")
+        details.setdefault(kind, []).append((detail, count))
+    table = [{"kind": kind,
+              "findings": by_kind.get(kind, sum(n for _, n in details.get(kind, []))),
+              "details": [{"detail": d, "findings": n} for d, n in sorted(details.get(kind, []))]}
+             for kind in _kind_order([*by_kind, *details])]
+    registration = summary.get("registration") or {}
+    findings = _qa_findings(root / QA_PARQUET)
+    path_of = dataset.samples.drop_duplicates("sample_id").set_index("sample_id")["path"]
+    gallery: dict[str, list[dict]] = {}
+    for finding, crop in (summary.get("crops") or {}).items():
+        crop = str(crop)
+        try:
+            shown = resolve_inside(root, crop).is_file()
+        except (PathOutsideRootError, OSError):
+            shown = False
+        known = findings is not None and finding in findings.index
+        row = {k: _text(v) for k, v in findings.loc[finding].items()} if known else {}
+        kind = row.get("kind") or "unknown"
+        sample = row.get("sample_id", "")
+        gallery.setdefault(kind, []).append({
+            "finding_id": str(finding), "crop": crop if shown else None, "kind": kind,
+            "detail": row.get("detail", ""),
+            "reason": row.get("reason", "") if known else "not in qa.parquet",
+            "score": _number(findings.loc[finding].get("score")) if known else None,
+            **{key: row.get(key, "") for key in ("label", "action", "proposed_label")},
+            "sample_id": sample, "path": _text(path_of.get(sample)) if sample else ""})
+    for entries in gallery.values():
+        entries.sort(key=lambda e: (-(e["score"] if e["score"] is not None else -1.0),
+                                    e["finding_id"]))
+    return {
+        **{key: _number(summary.get(key)) for key in ("samples", "pairs", "without_template",
+                                                       "findings")},
+        "by_kind": by_kind,
+        "by_detail": by_detail,
+        "table": table,
+        "registration": {key: _number(registration.get(key)) for key in _REGISTRATION_KEYS},
+        "findings_file": QA_PARQUET if findings is not None else None,
+        "gallery": {kind: gallery[kind] for kind in _kind_order(gallery)},
+    }
 
 
 # --- images ------------------------------------------------------------------------------
@@ -432,6 +534,7 @@ def build_report(root: Path | str, settings: ReportSettings | None = None, *,
             "images_checked": audit.get("images_checked"),
             "leaks_by_reason": audit.get("leaks_by_reason", {}),
             "pairs": (audit.get("pairs") or [])[:20]},
+        "qa": _qa_section(root, dataset),
         "exports": exports,
         "recipe": recipe,
         "plots": plots,

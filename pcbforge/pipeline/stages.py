@@ -13,7 +13,11 @@
     split           train/val/test by leakage group; synthetic images to train only when
                     real defects exist (see :func:`assign_splits`)
     audit           the leak audit of that split
-    export          the dataset published in the build folder, and its exports
+    qa              ``pcbforge qa`` of that dataset: each tested image registered to its
+                    template, the labels checked against their difference (``qa:
+                    {enabled: false}``: left out)
+    export          the dataset published in the build folder (with the audit and the
+                    QA), and its exports
     report          report.json, report.html and its plots
 
 The build folder::
@@ -21,6 +25,7 @@ The build folder::
     DATASET/
       samples.parquet, labels.parquet, dataset.json   the dataset (pcbforge view/export it)
       split_report.json, audit.json, recipe.yaml
+      qa.json, qa.parquet (+ .csv), qa_registration.parquet, qa/crops/   the QA
       export/coco/, export/yolo/ ...                   one folder per format
       report.html, report.json, report/                 the report and its images
       stages/                                           each stage's output
@@ -57,6 +62,13 @@ from pcbforge.datasets.dataset import (
     save,
     with_defaults,
 )
+from pcbforge.datasets.qa_tables import (
+    CROPS_DIR,
+    QA_CSV,
+    QA_JSON,
+    QA_PARQUET,
+    REGISTRATION_PARQUET,
+)
 from pcbforge.datasets.samples import SAMPLES_CSV, SAMPLES_PARQUET
 from pcbforge.pipeline.recipe import Recipe, recipe_yaml
 from pcbforge.pipeline.runner import (
@@ -74,6 +86,10 @@ SPLIT_REPORT = "split_report.json"
 AUDIT_JSON = "audit.json"
 MERGE_REPORT = "merge_report.json"
 RECIPE_COPY = "recipe.yaml"
+#: What the qa stage adds to the dataset, published beside ``audit.json``; the crops'
+#: folder (:data:`QA_FOLDER`) too.
+QA_FILES = (QA_JSON, QA_PARQUET, QA_CSV, REGISTRATION_PARQUET)
+QA_FOLDER = CROPS_DIR.split("/")[0]  # qa/: crops/ (and registered/ of `qa --register`)
 
 
 def _curate_params(ctx: BuildContext) -> CurateParams:
@@ -626,21 +642,68 @@ def run_audit(ctx: BuildContext, folder: Path) -> dict:
             "images_checked": report["images_checked"]}
 
 
+# --- qa ----------------------------------------------------------------------------------
+
+
+def run_qa_stage(ctx: BuildContext, folder: Path) -> dict:
+    """``pcbforge qa`` of the audited dataset: a copy of the audit stage's tables (the
+    images stay in the merge stage) with ``qa.json``, ``qa.parquet``/``.csv``,
+    ``qa_registration.parquet`` and ``qa/crops/`` added, for the export stage to publish."""
+    from pcbforge.qa.runner import WORKER_MODULES, run_qa
+
+    _copy_dataset(ctx.stage_dir("audit"), folder, "../merge/images", (SPLIT_REPORT, AUDIT_JSON))
+    recipe: Recipe = ctx.recipe
+    with ctx.engine(preload=WORKER_MODULES) as engine:
+        report = run_qa(folder, params=recipe.qa.params(), workers=ctx.workers,
+                        engine=engine, progress=ctx.progress, seed=recipe.seed)
+    registration = report.get("registration") or {}
+    return {"pairs": report.get("pairs", 0), "findings": report.get("findings", 0),
+            "misregistered": registration.get("misregistered", 0)}
+
+
+def dataset_stage(recipe: Recipe) -> str:
+    """The last stage that holds the whole dataset (tables, split, audit, QA): the one
+    the export stage publishes and the report reads."""
+    return "qa" if recipe.qa.enabled else "audit"
+
+
+def _publish_qa(published: Path, out: Path) -> None:
+    """The QA files of the stage ``published`` into the build folder ``out`` (each file
+    atomically, ``qa/`` swapped in whole); without them (``qa.enabled: false``) those of
+    an earlier build are removed, since they describe a dataset that is no longer there."""
+    from pcbforge.core.output import recover_output, swapped_in
+
+    for name in QA_FILES:
+        if (published / name).is_file():
+            copy_file(published / name, out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
+    target = out / QA_FOLDER
+    recover_output(target)  # what a publication killed in its swap left (the build's lock)
+    if (published / QA_FOLDER).is_dir():
+        with swapped_in(target) as staging:
+            shutil.copytree(published / QA_FOLDER, staging, dirs_exist_ok=True)
+    elif target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+
+
 # --- export ------------------------------------------------------------------------------
 
 
 def run_export(ctx: BuildContext, folder: Path) -> dict:
-    """Publish the dataset into the build folder, then write each export format.
+    """Publish the dataset (with its audit and QA) into the build folder, then write each
+    export format.
 
-    The formats are written from the audit stage's copy of the dataset: the build folder
-    itself is refused by the dataset readers until the build is done (its running marker),
-    and the two hold the same tables and images."""
+    The formats are written from the last dataset stage's copy (:func:`dataset_stage`):
+    the build folder itself is refused by the dataset readers until the build is done
+    (its running marker), and the two hold the same tables and images."""
     from pcbforge.core.progress import progress_bar
     from pcbforge.pipeline.export import export_dataset
 
     recipe: Recipe = ctx.recipe
-    published = ctx.stage_dir("audit")
+    published = ctx.stage_dir(dataset_stage(recipe))
     _copy_dataset(published, ctx.out, MERGED_IMAGES, (SPLIT_REPORT, AUDIT_JSON))
+    _publish_qa(published, ctx.out)
     folder.mkdir(parents=True, exist_ok=True)
     for old in sorted(folder.iterdir()):  # every format is written afresh
         shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
@@ -674,11 +737,12 @@ def _name_dataset(export: Path, made_from: Path, dataset: Path) -> None:
 def run_report(ctx: BuildContext, folder: Path) -> dict:
     from pcbforge.pipeline.report import write_report
 
-    # The tables of the audit stage: the same as the build folder's, which the dataset
-    # readers refuse until the build is done (see run_export).
+    # The tables of the published stage: the same as the build folder's, which the
+    # dataset readers refuse until the build is done (see run_export).
     # In place: the build holds the folder's lock, and its running marker covers a kill.
     report = write_report(ctx.out, ctx.recipe.report, progress=ctx.progress,
-                          dataset=load(ctx.stage_dir("audit")), staged=False)
+                          dataset=load(ctx.stage_dir(dataset_stage(ctx.recipe))),
+                          staged=False)
     return {"plots": len(report["plots"]), "clean": (report.get("audit") or {}).get("clean")}
 
 
@@ -723,9 +787,20 @@ def plan(recipe: Recipe) -> list[Stage]:
                                          "seed": recipe.seed_of(recipe.split.seed)}),
         Stage(name="audit", title="audit", output=f"{STAGES_DIR}/audit", run=run_audit,
               inputs=("split",), config={}),
+    ]
+    if recipe.qa.enabled:
+        stages.append(Stage(name="qa", title="qa", output=f"{STAGES_DIR}/qa", run=run_qa_stage,
+                            inputs=("audit",), config={"qa": recipe.qa.model_dump(mode="json"),
+                                                       "seed": recipe.seed}))
+    published = dataset_stage(recipe)
+    stages += [
+        # Reads the qa stage when there is one: turning QA on or off, or changing its
+        # thresholds, publishes again (and so writes the formats again).
         Stage(name="export", title="export", output="export", run=run_export,
-              inputs=("audit",), config=recipe.export.model_dump(mode="json"), staged=False,
+              inputs=(published,), config=recipe.export.model_dump(mode="json"),
+              staged=False,
               also=(SAMPLES_PARQUET, LABELS_PARQUET, DATASET_JSON, AUDIT_JSON,
+                    *((QA_JSON, QA_PARQUET) if recipe.qa.enabled else ()),
                     *(f"export/{fmt}" for fmt in recipe.export.formats))),
         # The report shows the whole recipe (its name, every section).
         Stage(name="report", title="report", output="report", run=run_report,

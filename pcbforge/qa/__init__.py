@@ -18,8 +18,8 @@ from importlib import import_module
 
 from pcbforge.qa.params import QAParams
 
-#: Where each public name lives (imported when first used: ``pcbforge.qa.findings`` and
-#: the parameters stay light for the parts that only read qa's tables).
+#: Where each public name lives (imported when first used: the parameters stay light for
+#: the parts that only read them).
 _LAZY = {"apply_findings": "pcbforge.qa.apply", "check_pair": "pcbforge.qa.checks",
          "run_qa": "pcbforge.qa.runner"}
 

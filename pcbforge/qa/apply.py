@@ -18,7 +18,7 @@ import pandas as pd
 from pcbforge.core.files import write_json
 from pcbforge.core.output import staged_output
 from pcbforge.datasets.dataset import Dataset, load, read_table, save
-from pcbforge.qa.findings import ACCEPT, ADD, DELETE, MOVE, NONE, QA_PARQUET, REFIT, RELABEL
+from pcbforge.datasets.qa_tables import ACCEPT, ADD, DELETE, MOVE, NONE, QA_PARQUET, REFIT, RELABEL
 
 APPLY_REPORT = "qa_apply_report.json"
 #: Box coordinates closer than this (px) are the same (qa rounds them to 0.1 px).

@@ -31,7 +31,7 @@ import numpy as np
 
 from pcbforge.core.decode import canonical_pixels, decode_image_bytes, to_gray_uint8
 from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES, UnreadableFileError, read_regular_file
-from pcbforge.qa.findings import (
+from pcbforge.datasets.qa_tables import (
     ADD,
     BOX_FIT,
     CLASS_SUSPECT,

@@ -22,10 +22,7 @@ from pcbforge.core.files import atomic_write, write_bytes, write_json
 from pcbforge.core.output import staged_output
 from pcbforge.core.progress import progress_bar
 from pcbforge.datasets.dataset import Dataset, load, require_folder
-from pcbforge.engine import Engine, LocalEngine
-from pcbforge.qa.checks import Box, PairJob, PairResult, check_pair
-from pcbforge.qa.crops import render_crop
-from pcbforge.qa.findings import (
+from pcbforge.datasets.qa_tables import (
     BOX_SANITY,
     CROPS_DIR,
     DELETE,
@@ -41,6 +38,9 @@ from pcbforge.qa.findings import (
     finding_id,
     findings_table,
 )
+from pcbforge.engine import Engine, LocalEngine
+from pcbforge.qa.checks import Box, PairJob, PairResult, check_pair
+from pcbforge.qa.crops import render_crop
 from pcbforge.qa.params import QAParams
 
 #: Sample statuses whose images are used (rejected files are curation's business).
@@ -52,12 +52,19 @@ MIN_LOG_SPREAD = 0.05
 WORKER_MODULES = ("pcbforge.qa.checks",)
 
 
-def _roles(samples: pd.DataFrame) -> pd.Series:
-    """Each sample's role: ``template`` for the images that are some sample's template."""
-    if "role" in samples.columns:
-        return samples["role"].fillna("").astype(str)
+def is_template(samples: pd.DataFrame) -> pd.Series:
+    """Whether each sample is a template: its role says so, or some sample names its
+    image as its template."""
     templates = set(samples["template_path"].fillna("").astype(str)) - {""}
-    return samples["path"].map(lambda p: "template" if p in templates else "")
+    named = samples["path"].astype(str).isin(templates)
+    if "role" in samples.columns:
+        return named | (samples["role"].fillna("").astype(str) == "template")
+    return named
+
+
+def read_findings(folder: Path | str) -> pd.DataFrame:
+    """The findings ``run_qa`` wrote into ``folder`` (``qa.parquet``)."""
+    return pd.read_parquet(Path(folder) / QA_PARQUET)
 
 
 def _boxes(dataset: Dataset) -> dict[str, list[Box]]:
@@ -86,7 +93,7 @@ def pair_jobs(dataset: Dataset, params: QAParams, register_dir: Path | None = No
     """The jobs of the tested images that name a template, and the other usable
     non-template samples (checked without a reference)."""
     samples = dataset.samples.reset_index(drop=True)
-    usable = samples["status"].isin(USABLE) & (_roles(samples) != "template")
+    usable = samples["status"].isin(USABLE) & ~is_template(samples)
     samples = samples[usable]
     boxes = _boxes(dataset)
     templates = samples["template_path"].fillna("").astype(str)
@@ -341,4 +348,5 @@ def _write_crops(stage: Path, data: Dataset, jobs: list[PairJob], findings: pd.D
     return crops
 
 
-__all__ = ["USABLE", "box_sanity", "pair_jobs", "run_qa", "size_outliers"]
+__all__ = ["USABLE", "box_sanity", "is_template", "pair_jobs", "read_findings", "run_qa",
+           "size_outliers"]

@@ -22,8 +22,8 @@ CLASSES = ["open", "short", "mousebite", "spur", "copper", "pin-hole"]
 
 def test_small_default_build_gives_every_class_a_clean_split_and_exports(small_build):
     result, out = small_build
-    assert result.ran == ["source-boards", "synth", "merge", "split", "audit", "export",
-                          "report"]
+    assert result.ran == ["source-boards", "synth", "merge", "split", "audit", "qa",
+                          "export", "report"]
     dataset = load(out, check_files=True)
     samples, labels = dataset.samples, dataset.labels
     assert dataset.info.classes == CLASSES
@@ -86,6 +86,143 @@ def test_report_json_counts_follow_the_dataset(small_build):
         assert f'src="{plot}"' in html
 
 
+def test_the_qa_stage_runs_by_default_and_its_files_are_published_and_reported(small_build):
+    result, out = small_build
+    assert "qa" in result.ran
+    qa = json.loads((out / "qa.json").read_text())
+    assert qa["command"] == "qa"
+    assert qa["pairs"] == 12  # every synthetic image has its board as template
+    for name in ("qa.json", "qa.parquet", "qa.csv", "qa_registration.parquet"):
+        assert (out / name).read_bytes() == (out / "stages" / "qa" / name).read_bytes()
+    for crop in qa["crops"].values():
+        assert (out / crop).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "report.json").read_text())["qa"]
+    assert report["findings"] == qa["findings"] and report["by_kind"] == qa["by_kind"]
+    assert report["registration"]["pairs"] == qa["registration"]["pairs"] == 12
+    shown = [e["crop"] for entries in report["gallery"].values() for e in entries]
+    assert sorted(shown) == sorted(qa["crops"].values())
+    html = (out / "report.html").read_text()
+    assert '<h2 id="qa">Label QA</h2>' in html
+    for crop in shown:
+        assert f'src="{crop}"' in html
+
+
+def test_qa_disabled_leaves_the_stage_and_its_files_out(small_build, tmp_path):
+    from pcbforge.pipeline.stages import plan
+
+    _, out = small_build
+    copy = tmp_path / out.name
+    shutil.copytree(out, copy, symlinks=True)
+    recipe = load_recipe(text=SMALL_RECIPE + "qa: {enabled: false}\n")
+    assert "qa" not in [stage.name for stage in plan(recipe)]
+    result = build(copy, recipe, workers=1)
+    assert result.ran == ["export", "report"]  # they read the audit stage instead
+    for name in ("qa.json", "qa.parquet", "qa.csv", "qa_registration.parquet", "qa",
+                 "stages/qa", ".build/state/qa.json"):
+        assert not (copy / name).exists(), name
+    assert (copy / "samples.parquet").read_bytes() == (out / "samples.parquet").read_bytes()
+    assert json.loads((copy / "report.json").read_text())["qa"] is None
+    assert 'id="qa"' not in (copy / "report.html").read_text()
+
+
+def _hand_made_qa(folder, samples: pd.DataFrame) -> dict:
+    """A ``qa.json``, ``qa.parquet`` and one crop PNG written into ``folder`` as
+    ``pcbforge qa`` writes them: three findings on two images, two of them with crops
+    listed (one crop file is missing), one finding whose reason needs escaping."""
+    import cv2
+    import numpy as np
+
+    from pcbforge.datasets.qa_tables import finding_id, findings_table
+
+    first, second = sorted(samples["sample_id"])[:2]
+    rows = [
+        {"sample_id": first, "kind": "missing_label", "detail": "defect_like", "score": 0.9,
+         "reason": "a change of 40 px that no box covers", "label_row": -1, "label": "",
+         "box": (10.0, 12.0, 30.0, 40.0), "action": "add", "proposed_label": "short"},
+        {"sample_id": second, "kind": "missing_label", "detail": "misregistration_like",
+         "score": 0.4, "reason": "edges moved by 2 px", "label_row": -1, "label": "",
+         "box": (50.0, 50.0, 60.0, 70.0), "action": "none", "proposed_label": ""},
+        {"sample_id": second, "kind": "box_sanity", "detail": "degenerate", "score": 1.0,
+         "reason": "box side < 2 px", "label_row": 3, "label": "spur",
+         "box": (5.0, 5.0, 6.0, 40.0), "action": "delete", "proposed_label": ""},
+    ]
+    for row in rows:
+        box = row.pop("box")
+        row.update(finding_id=finding_id(row["sample_id"], row["kind"], row["label_row"], box),
+                   x1=box[0], y1=box[1], x2=box[2], y2=box[3])
+    table = findings_table(rows)
+    table.to_parquet(folder / "qa.parquet", index=False)
+    crops = {rows[0]["finding_id"]: f"qa/crops/{rows[0]['finding_id']}.png",
+             rows[2]["finding_id"]: f"qa/crops/{rows[2]['finding_id']}.png"}
+    (folder / "qa" / "crops").mkdir(parents=True)
+    tiny = np.zeros((8, 24, 3), np.uint8)
+    tiny[:, 8:16] = 255
+    (folder / crops[rows[0]["finding_id"]]).write_bytes(cv2.imencode(".png", tiny)[1].tobytes())
+    summary = {"command": "qa", "dataset": str(folder), "samples": 12, "pairs": 12,
+               "without_template": 0, "findings": 3,
+               "by_kind": {"missing_label": 2, "box_sanity": 1},
+               "by_detail": {"missing_label/defect_like": 1,
+                             "missing_label/misregistration_like": 1,
+                             "box_sanity/degenerate": 1},
+               "registration": {"pairs": 12, "misregistered": 1, "shift_px_p95": 0.51234,
+                                "rotation_deg_p95": 0.02, "residual_px_p95": None},
+               "crops": crops, "params": {}, "pcbforge_version": "0"}
+    (folder / "qa.json").write_text(json.dumps(summary))
+    return {"rows": rows, "crops": crops}
+
+
+def test_report_shows_a_hand_made_qa_and_leaves_it_out_without_qa_json(small_build, tmp_path):
+    _, out = small_build
+    copy = tmp_path / out.name
+    shutil.copytree(out, copy, symlinks=True)
+    for name in ("qa.json", "qa.parquet", "qa.csv", "qa_registration.parquet"):
+        (copy / name).unlink(missing_ok=True)
+    shutil.rmtree(copy / "qa", ignore_errors=True)
+    made = _hand_made_qa(copy, load(copy).samples)
+    first, second, sanity = made["rows"]
+
+    result = CliRunner().invoke(app, ["report", str(copy), "--quiet"])
+    assert result.exit_code == 0, result.output
+    qa = json.loads((copy / "report.json").read_text())["qa"]
+    assert qa["findings"] == 3 and qa["pairs"] == 12 and qa["without_template"] == 0
+    # The registry's order of kinds; details by name.
+    assert qa["table"] == [
+        {"kind": "missing_label", "findings": 2,
+         "details": [{"detail": "defect_like", "findings": 1},
+                     {"detail": "misregistration_like", "findings": 1}]},
+        {"kind": "box_sanity", "findings": 1,
+         "details": [{"detail": "degenerate", "findings": 1}]}]
+    assert qa["registration"] == {"pairs": 12, "misregistered": 1, "shift_px_p95": 0.5123,
+                                  "rotation_deg_p95": 0.02, "residual_px_p95": None}
+    # Only the crops qa.json lists; a missing file is listed without an image.
+    assert list(qa["gallery"]) == ["missing_label", "box_sanity"]
+    [shown] = qa["gallery"]["missing_label"]
+    assert shown["crop"] == made["crops"][first["finding_id"]]
+    assert shown["reason"] == first["reason"] and shown["detail"] == "defect_like"
+    assert shown["path"] == load(copy).samples.set_index("sample_id").loc[
+        first["sample_id"], "path"]
+    [missing] = qa["gallery"]["box_sanity"]
+    assert missing["crop"] is None and missing["reason"] == "box side < 2 px"
+    html = (copy / "report.html").read_text()
+    assert f'<img src="{shown["crop"]}"' in html
+    assert "a change of 40 px that no box covers" in html
+    assert "box side &lt; 2 px" in html and "no crop" in html
+    assert "edges moved by 2 px" not in html  # no crop listed for it
+    assert "misregistration_like 1" in html
+    first_bytes = {name: (copy / name).read_bytes() for name in ("report.json", "report.html")}
+
+    again = CliRunner().invoke(app, ["report", str(copy), "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert {name: (copy / name).read_bytes() for name in first_bytes} == first_bytes
+    assert (copy / shown["crop"]).is_file()  # the report keeps the crops where they are
+
+    (copy / "qa.json").unlink()
+    gone = CliRunner().invoke(app, ["report", str(copy), "--quiet"])
+    assert gone.exit_code == 0, gone.output
+    assert json.loads((copy / "report.json").read_text())["qa"] is None
+    assert 'id="qa"' not in (copy / "report.html").read_text()
+
+
 def test_rerun_skips_every_stage_and_changes_no_byte(small_build, small_recipe):
     result, out = small_build
     before = output_hashes(out)
@@ -145,7 +282,7 @@ def test_a_failed_stage_is_not_marked_done_and_the_rerun_starts_there(
     assert not list((out / "stages").glob(".split.partial-*"))
     monkeypatch.setattr(stages, "run_split", real_split)
     result = build(out, small_recipe, workers=1)
-    assert result.ran == ["split", "audit", "export", "report"]
+    assert result.ran == ["split", "audit", "qa", "export", "report"]
 
 
 def test_build_refuses_a_folder_that_is_not_a_build(tmp_path, small_recipe):
@@ -192,7 +329,7 @@ def test_cli_build_prints_stages_summary_and_where_to_look(small_build, tmp_path
     result = CliRunner().invoke(app, ["build", str(recipe), "--out", str(moved), "--quiet"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "[2/7] synthetic defects: skipped (inputs unchanged)" in text
+    assert "[2/8] synthetic defects: skipped (inputs unchanged)" in text
     assert "audit: clean (16 images checked)" in text
     assert f"report: {moved / 'report.html'}" in text
     assert f"pcbforge view {moved}" in text
@@ -215,8 +352,8 @@ synth: {{enabled: false}}
 export: {{formats: [voc]}}
 """)
     result = build(tmp_path / "out", load_recipe(recipe_file), workers=1)
-    assert result.ran == ["source-c", "source-y", "merge", "split", "audit", "export",
-                          "report"]
+    assert result.ran == ["source-c", "source-y", "merge", "split", "audit", "qa",
+                          "export", "report"]
     dataset = load(tmp_path / "out")
     images = dataset.samples[dataset.samples["status"].isin(["ok", "duplicate"])]
     assert (images["status"] == "duplicate").sum() == 16 and len(images) == 32

@@ -103,4 +103,4 @@ def test_rerun_skips_and_a_touched_source_reruns_from_its_stage(mixed):
         ran = build(out, recipe, workers=1).ran
     finally:
         os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert ran == ["source-messy", "merge", "split", "audit", "export", "report"]
+    assert ran == ["source-messy", "merge", "split", "audit", "qa", "export", "report"]

@@ -44,8 +44,8 @@ def test_unknown_top_level_key_is_named_with_the_valid_keys():
     message = _error(ONE_SOURCE + "splt: {ratios: [0.8, 0.1, 0.1]}\n")
     assert "unknown key 'splt' at the top level" in message
     assert "did you mean 'split'?" in message
-    assert "valid keys: version, name, seed, sources, curate, synth, split, audit, export, " \
-           "report" in message
+    assert "valid keys: version, name, seed, sources, curate, synth, split, audit, qa, " \
+           "export, report" in message
 
 
 def test_unknown_key_in_a_source_lists_that_kind_s_keys():
@@ -83,6 +83,9 @@ def test_unknown_key_deep_in_curation_thresholds():
     ("- just\n- a list\n", "a recipe is a mapping of sections"),
     ("sources: [{name: y, kind: yolo, path: /x, images: /y}]\nsynth: {enabled: false}\n",
      "images is a COCO option"),
+    (ONE_SOURCE + "qa: {diff_threshold: 300}\n", "qa.diff_threshold: Input should be less "
+                                                 "than or equal to 255"),
+    (ONE_SOURCE + "qa: {copper: green}\n", "qa.copper: Input should be 'dark' or 'light'"),
 ])
 def test_invalid_recipes_say_what_and_where(text, expected):
     assert expected in _error(text)
@@ -108,6 +111,20 @@ def test_balance_weights_name_known_classes_that_are_drawn():
     assert recipe.synth.balance == {"open": 3, "short": 1}
     assert "balance names 'spur'" in _error(
         ONE_SOURCE + "synth: {classes: [open, short], balance: {spur: 1}}\n")
+
+
+def test_the_qa_section_is_on_by_default_and_holds_the_qa_thresholds():
+    from pcbforge.qa.params import QAParams
+
+    assert load_recipe(text=ONE_SOURCE).qa.enabled
+    recipe = load_recipe(text=ONE_SOURCE + "qa: {enabled: false, diff_threshold: 40, "
+                                           "copper: light}\n")
+    assert not recipe.qa.enabled
+    assert recipe.qa.params() == QAParams(diff_threshold=40, copper="light")
+    assert load_recipe(text=recipe_yaml(recipe)) == recipe
+    message = _error(ONE_SOURCE + "qa: {enable: false}\n")
+    assert "unknown key 'enable' in qa (did you mean 'enabled'?)" in message
+    assert "diff_threshold" in message and message.endswith("enabled")
 
 
 def test_cli_prints_the_recipe_error_and_exits_2(tmp_path):

@@ -27,7 +27,9 @@ def test_report_html_renders_every_plot_and_thumbnail(small_build, chromium_path
     report = json.loads((out / "report.json").read_text())
     expected = (list(report["plots"].values())
                 + [e["thumb"] for items in report["examples"].values() for e in items]
-                + [e["thumb"] for e in report["rejected"]])
+                + [e["thumb"] for e in report["rejected"]]
+                + [e["crop"] for items in (report["qa"] or {}).get("gallery", {}).values()
+                   for e in items if e["crop"]])
     browser = Chromium(tmp_path / "profile", width=1300, height=1000,
                        executable=chromium_path)
     try:

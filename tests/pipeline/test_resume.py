@@ -80,7 +80,7 @@ def test_killed_in_synthesis_then_rerun_gives_the_uninterrupted_bytes(tmp_path):
     assert (out / ".build" / "running.json").is_file()
 
     resumed = build(out, recipe, workers=1)
-    assert resumed.ran == ["synth", "merge", "split", "audit", "export", "report"]
+    assert resumed.ran == ["synth", "merge", "split", "audit", "qa", "export", "report"]
     assert not any(p.exists() for p in partial)  # the dead run's staging folders are gone
     assert not (out / ".build" / "running.json").exists()
     assert not (tmp_path / ".dataset.lock").exists()  # the writer lock, released

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from pcbforge.datasets.dataset import load, save
+from pcbforge.datasets.qa_tables import ACCEPT, PROPOSALS_FIELD, REJECT
 from pcbforge.qa import apply_findings, run_qa
 from pcbforge.qa.apply import APPLY_REPORT, ApplyError, read_accepted
-from pcbforge.qa.findings import ACCEPT, PROPOSALS_FIELD, REJECT
 from tests.qa.pairs import LABELLED_SHORT, SHORT, iou, padded
 
 
@@ -93,7 +93,7 @@ def test_decisions_files_and_refusals(planted, tmp_path):
 
 def test_accept_in_fiftyone_then_apply(fiftyone_db, planted, tmp_path):
     from pcbforge.datasets.fiftyone import from_fiftyone, to_fiftyone
-    from pcbforge.qa.findings import DECISIONS_CSV
+    from pcbforge.datasets.qa_tables import DECISIONS_CSV
 
     run_qa(planted, crops_per_kind=0)
     findings = pd.read_parquet(planted / "qa.parquet").set_index("finding_id")

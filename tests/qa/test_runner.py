@@ -8,8 +8,8 @@ import json
 import pandas as pd
 
 from pcbforge.datasets.dataset import load
+from pcbforge.datasets.qa_tables import FINDING_COLUMNS, REGISTRATION_COLUMNS
 from pcbforge.qa import QAParams, run_qa
-from pcbforge.qa.findings import FINDING_COLUMNS, REGISTRATION_COLUMNS
 from pcbforge.qa.runner import box_sanity, size_outliers
 from tests.qa.pairs import LABELLED_SHORT, board, padded, with_defects, write_dataset
 

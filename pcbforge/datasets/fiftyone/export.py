@@ -90,6 +90,7 @@ from pcbforge.datasets.fiftyone.fields import (
 from pcbforge.datasets.fiftyone.library import import_fiftyone
 from pcbforge.datasets.fiftyone.media import display_file, display_files
 from pcbforge.datasets.formats_common import text_value
+from pcbforge.datasets.qa_tables import FINDING_COLUMNS, KINDS, PROPOSALS_FIELD, QA_PARQUET
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,6 @@ def qa_findings(dataset: Dataset) -> tuple[pd.DataFrame | None, str]:
     """The findings of ``pcbforge qa`` (``qa.parquet``) on the dataset's samples, and a
     line saying what was left out and why ("" when nothing was). ``None``: no table, or
     one that cannot be read (that line says so); viewing goes on without proposals."""
-    from pcbforge.qa.findings import FINDING_COLUMNS, QA_PARQUET
-
     path = dataset.root / QA_PARQUET
     if not path.exists():
         return None, ""
@@ -154,8 +153,6 @@ def qa_findings(dataset: Dataset) -> tuple[pd.DataFrame | None, str]:
 
 def finding_kinds(findings: pd.DataFrame) -> list[str]:
     """The kinds present in ``findings``, in ``pcbforge qa``'s order (others after, sorted)."""
-    from pcbforge.qa.findings import KINDS
-
     present = set(findings["kind"]) - {""}
     return [k for k in KINDS if k in present] + sorted(present - set(KINDS))
 
@@ -438,8 +435,6 @@ def _set_proposals(fo, fo_dataset, dataset: Dataset, samples: pd.DataFrame, ids:
         if previous and previous in fo_dataset.get_field_schema():
             fo_dataset.delete_sample_field(previous)
         return None
-    from pcbforge.qa.findings import PROPOSALS_FIELD
-
     tags = _proposal_tags(fo_dataset, PROPOSALS_FIELD)
     _ensure_label_schema(fo, fo_dataset, PROPOSALS_FIELD, (
         ("finding_id", fo.StringField), ("kind", fo.StringField), ("detail", fo.StringField),

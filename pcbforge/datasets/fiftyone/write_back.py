@@ -35,6 +35,7 @@ from pcbforge.datasets.fiftyone.fields import (
 )
 from pcbforge.datasets.fiftyone.library import import_fiftyone
 from pcbforge.datasets.formats_common import BORDER_SLACK_PX
+from pcbforge.datasets.qa_tables import ACCEPT, DECISIONS_CSV, REJECT
 from pcbforge.datasets.samples import SAMPLES_PARQUET
 
 #: Written into the output folder by :func:`from_fiftyone`.
@@ -108,8 +109,6 @@ def _qa_decisions(fo_dataset, field: str | None, known: set[str]) -> pd.DataFram
     ``reject``, sorted by finding id; ``None`` when FiftyOne shows no proposals."""
     if not field or field not in fo_dataset.get_field_schema():
         return None
-    from pcbforge.qa.findings import ACCEPT, REJECT
-
     paths = [KEY_FIELD] + [f"{field}.detections.{a}" for a in ("finding_id", "kind", "action",
                                                                "tags")]
     marks: dict[str, tuple[str, str, str, set[str]]] = {}
@@ -127,8 +126,6 @@ def _qa_decisions(fo_dataset, field: str | None, known: set[str]) -> pd.DataFram
 
 
 def _decision_counts(decisions: pd.DataFrame) -> dict[str, int]:
-    from pcbforge.qa.findings import ACCEPT, REJECT
-
     return {decision: int((decisions["decision"] == decision).sum())
             for decision in (ACCEPT, REJECT, CONFLICT)}
 
@@ -175,8 +172,6 @@ def _write_stage(stage: Path, result: Dataset, report: dict,
     save(result, stage)
     write_json(stage / FROM_FIFTYONE_REPORT, report)
     if decisions is not None:
-        from pcbforge.qa.findings import DECISIONS_CSV
-
         # "\n" whatever the platform: the same tags give the same bytes.
         atomic_write(stage / DECISIONS_CSV,
                      lambda tmp: decisions.to_csv(tmp, index=False, lineterminator="\n"))

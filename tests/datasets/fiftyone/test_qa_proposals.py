@@ -26,7 +26,7 @@ from pcbforge.datasets.fiftyone import (
 )
 from pcbforge.datasets.fiftyone.export import QA_VIEW_PREFIX
 from pcbforge.datasets.fiftyone.write_back import DECISION_COLUMNS
-from pcbforge.qa.findings import (
+from pcbforge.datasets.qa_tables import (
     ACCEPT,
     BOX_FIT,
     CLASS_SUSPECT,

@@ -1,4 +1,5 @@
-"""What ``pcbforge qa`` finds, as tables: the names, columns and files every part shares.
+"""What ``pcbforge qa`` finds, as tables: the names, columns and files every part shares
+(qa writes them; FiftyOne, the report and ``--apply`` read them).
 
 ``qa.parquet`` (and ``qa.csv``) hold one row per finding:
 
