@@ -50,7 +50,7 @@ def qa_command(
         min=0, help="Global shift (px) beyond which a pair is misregistered (default "
                     "1.5).")] = None,
     crops: Annotated[int, typer.Option(
-        min=0, help="Crops drawn per finding kind (qa/crops/, shown in report.html).")] = 20,
+        min=0, help="Crops drawn per finding kind and detail (qa/crops/, shown in report.html).")] = 20,
     seed: Annotated[int, typer.Option(help="Which findings get crops.")] = 0,
     workers: WorkersOption = 0,
     engine: EngineOption = EngineKind.local,

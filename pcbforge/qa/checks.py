@@ -8,14 +8,17 @@ than 2 px (what a 3x3 opening keeps) are grouped into regions, and the boxes are
 against them:
 
 - ``missing_label``: a region no box covers; ``misregistration_like`` when shifting the
-  template locally by a few px explains it (a pad displaced in the second scan),
-  ``defect_like`` otherwise, with a proposed box and class;
+  template locally by a few px explains it (a pad displaced in the second scan) or it is
+  a thin band along an edge (an edge displaced), ``at_border`` at the image border (the
+  images cut a little differently), ``template_defect`` when the template has a hole or
+  an island the tested image lacks, ``defect_like`` otherwise, with a proposed box and
+  class;
 - ``empty_box``: a box with (almost) no change inside, thick or thin;
 - ``misplaced_box``: an empty box with an unexplained defect-like region of similar size
   and the same polarity nearby (the region is then not also a ``missing_label``);
 - ``class_suspect``: the change in a box has the polarity its class forbids (copper added
-  under open/mousebite/pin-hole, removed under short/spur/copper), or the class's
-  topology rule fails where another class's holds;
+  under open/mousebite/pin-hole, removed under short/spur/copper), or connectivity says
+  otherwise (a short that joins nothing, a spur or copper that joins two conductors);
 - ``box_fit``: ``too_large`` (the box is many times its padded change) or ``cuts_change``
   (a region leaves the box by a large share);
 - ``misregistered`` and ``pair_error`` for the pair itself.
@@ -56,6 +59,13 @@ from pcbforge.synth.topology import check_topology
 _ADDING = ("short", "spur", "copper")
 _REMOVING = ("open", "pin-hole", "mousebite")
 _KERNEL3 = np.ones((3, 3), np.uint8)
+#: A change no further than this from a template edge (px), and this many times longer
+#: than thick, is an edge displaced in the scan (see :func:`edge_band`).
+EDGE_BAND_PX = 4.0
+EDGE_BAND_ELONGATION = 4.0
+#: An unlabelled change this close to the image border (px) is ``at_border``: the two
+#: images of a pair are often cut from the scan a little differently.
+BORDER_PX = 3
 
 
 @dataclass(frozen=True)
@@ -197,9 +207,15 @@ def tolerant_changes(tested: np.ndarray, low: np.ndarray, high: np.ndarray, thre
     return darker, brighter
 
 
-def difference(tested: np.ndarray, template: np.ndarray, params: QAParams) -> Difference:
+def difference(tested: np.ndarray, template: np.ndarray, params: QAParams,
+               valid: np.ndarray | None = None) -> Difference:
+    """The changes from ``template`` (registered) to ``tested``; only where ``valid``
+    (uint8 0/1) is set when given: the part of the image the registered template covers
+    with its own pixels."""
     low, high = template_bounds(template, params)
     darker, brighter = tolerant_changes(tested, low, high, params.diff_threshold)
+    if valid is not None:
+        darker, brighter = darker & valid, brighter & valid
     added, removed = (darker, brighter) if params.copper == "dark" else (brighter, darker)
     threshold, _ = cv2.threshold(tested, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     # Only changes more than 2 px thick: registration leaves thinner bands along edges.
@@ -378,9 +394,9 @@ def _box_checks(job: PairJob, diff: Difference, regions: list[Region]
         inside = diff.changed[part] > 0
         count = int(inside.sum())
         if count < params.empty_box_px:
-            # A hairline defect (a thin short) has no thick change, but many thin ones.
+            # A hairline short or a shallow bite has no thick change, but thin ones.
             thin = int(((diff.added[part] | diff.removed[part]) > 0).sum())
-            if thin < params.min_region_px:
+            if thin < params.empty_box_px:
                 empty.append(box)
             continue
         findings += _class_checks(job, diff, box, part, inside, count)
@@ -435,15 +451,19 @@ def _class_checks(job: PairJob, diff: Difference, box: Box, part, inside: np.nda
                      f"{box.label} box: the change {what} copper ({share:.0%} of {count} px), "
                      f"which a {box.label} cannot; looks like {proposed}",
                      box.xyxy, box, RELABEL, proposed)]
+    if not adds:
+        # Cracks are labelled open where they do not cut the conductor through (a crack in
+        # a wide pour), and a bite from a hole turns on one pixel: for copper removed, the
+        # polarity is the evidence that holds up.
+        return []
     before, after = diff.copper(diff.template[part]), diff.copper(diff.tested[part])
     ok, why = check_topology(box.label, before, after)
     if ok:
         return []
-    for name in (_ADDING if adds else _REMOVING):
-        # Connectivity is the evidence that holds up: a short that joins nothing, an open
-        # that cuts nothing, a spur that joins two conductors... (a bite against a hole, or
-        # a spur against an island, turns on a pixel of contact).
-        if "short" not in (name, box.label) and "open" not in (name, box.label):
+    for name in _ADDING:
+        # Connectivity: a short that joins nothing, a spur or copper that joins two
+        # conductors (a spur against an island turns on a pixel of contact).
+        if "short" not in (name, box.label):
             continue
         if name != box.label and check_topology(name, before, after)[0]:
             return [_row(job, CLASS_SUSPECT, "topology", 0.6,
@@ -542,6 +562,54 @@ def _moved_box(box: Box, region: Region, pad: int, shape) -> tuple[float, ...]:
     return _padded(region.bbox, pad, shape)
 
 
+def covered_by_template(reg: Registration, shape: tuple[int, int], params: QAParams
+                        ) -> np.ndarray | None:
+    """uint8 0/1: where the registered template has pixels of its own (not the border
+    the warp replicated), less the edge tolerance; ``None`` when that is everywhere."""
+    height, width = shape
+    if reg.shift < 0.5 and abs(reg.rotation_deg) < 0.01:
+        return None
+    valid = cv2.warpAffine(np.ones(shape, np.uint8), reg.matrix, (width, height),
+                           flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=0)
+    return cv2.erode(valid, _KERNEL3, iterations=params.edge_tolerance_px + 1,
+                     borderType=cv2.BORDER_CONSTANT, borderValue=1)
+
+
+def edge_band(diff: Difference, region: Region) -> bool:
+    """Whether ``region`` is a long band hugging a template edge (at most
+    :data:`EDGE_BAND_PX` from it everywhere, :data:`EDGE_BAND_ELONGATION` times longer
+    than thick): an edge displaced or thickened in the second scan, not a defect."""
+    height, width = diff.tested.shape
+    ry, rx = region.window
+    grow = int(EDGE_BAND_PX) + 2
+    wy = slice(max(0, ry.start - grow), min(height, ry.stop + grow))
+    wx = slice(max(0, rx.start - grow), min(width, rx.stop + grow))
+    copper = diff.copper(diff.template[wy, wx])
+    boundary = copper ^ cv2.erode(copper, _KERNEL3, borderType=cv2.BORDER_REPLICATE)
+    if not boundary.any():
+        return False
+    distance = cv2.distanceTransform((1 - boundary).astype(np.uint8), cv2.DIST_L2, 3)
+    mask = np.zeros(copper.shape, bool)
+    mask[ry.start - wy.start:ry.stop - wy.start, rx.start - wx.start:rx.stop - wx.start] = \
+        region.mask
+    if float(distance[mask].max()) > EDGE_BAND_PX:
+        return False
+    ys, xs = np.nonzero(region.mask)
+    (_, _), (w, h), _ = cv2.minAreaRect(np.stack([xs, ys], 1).astype(np.float32))
+    return max(w, h) >= EDGE_BAND_ELONGATION * max(min(w, h), 1.0)
+
+
+def template_defect(diff: Difference, window: tuple[float, ...], adds: bool) -> bool:
+    """Whether the change is a defect of the template rather than of the tested image: a
+    hole the template has in copper the tested image keeps whole (``adds``), or a copper
+    island only the template has."""
+    part = Box(-1, "", *window).slices(diff.tested.shape)
+    tested, template = diff.copper(diff.tested[part]), diff.copper(diff.template[part])
+    # From the tested image to the template: does the template gain a hole or an island?
+    return check_topology("pin-hole" if adds else "copper", tested, template)[0]
+
+
 def _missing(job: PairJob, diff: Difference, region: Region, likeness: float) -> dict:
     params, shape = job.params, diff.tested.shape
     proposed = _padded(region.bbox, params.pad_px, shape)
@@ -551,6 +619,22 @@ def _missing(job: PairJob, diff: Difference, region: Region, likeness: float) ->
                     f"unlabelled change of {region.area} px ({polarity} copper) that a local "
                     f"shift of <= {params.local_shift_px} px explains ({likeness:.0%}): a "
                     "feature displaced in the scan, not a defect", region.bbox)
+    if edge_band(diff, region):
+        return _row(job, MISSING_LABEL, "misregistration_like", 0.7,
+                    f"unlabelled band of {region.area} px ({polarity} copper) along a copper "
+                    f"edge, within {EDGE_BAND_PX:g} px of it: an edge displaced or thickened "
+                    "in the scan, not a defect", region.bbox)
+    x1, y1, x2, y2 = region.bbox
+    if min(x1, y1, shape[1] - x2, shape[0] - y2) < BORDER_PX:
+        return _row(job, MISSING_LABEL, "at_border", 0.5,
+                    f"unlabelled change of {region.area} px ({polarity} copper) at the image "
+                    "border, where the two scans may be cut at different places", region.bbox)
+    if template_defect(diff, proposed, region.adds):
+        what = "a hole" if region.adds else "a copper island"
+        return _row(job, MISSING_LABEL, "template_defect", 0.8,
+                    f"unlabelled change of {region.area} px: the template has {what} here "
+                    "that the tested image lacks; the template carries a defect (replace it "
+                    "or label the template)", region.bbox)
     name = propose_class(diff, proposed, adds=region.adds)
     return _row(job, MISSING_LABEL, "defect_like", 1.0 - likeness,
                 f"unlabelled change of {region.area} px ({polarity} copper), not explained by "
@@ -575,12 +659,13 @@ def check_pair(job: PairJob) -> PairResult:
     findings = [_misregistration_finding(job, reg, row, tested.shape)] \
         if row["misregistered"] else []
     registered = apply_registration(template, reg)
+    valid = covered_by_template(reg, tested.shape, params)
     if job.register_to:
         ok, data = cv2.imencode(".png", registered)
         with open(job.register_to, "wb") as out:
             out.write(data.tobytes())
         row["registered_template"] = job.register_to
-    diff = difference(tested, registered, params)
+    diff = difference(tested, registered, params, valid)
     regions = regions_of(diff)
     box_findings, empty, unexplained = _box_checks(job, diff, regions)
     likeness = {index: explained_by_shift(diff, region, params.local_shift_px)

@@ -44,7 +44,8 @@ class QAParams(BaseModel):
     #: Change regions smaller than this (changed px, after a 3x3 opening) are noise.
     min_region_px: int = Field(20, ge=1)
     # --- label checks --------------------------------------------------------------------
-    #: A box with fewer changed px than this inside is ``empty_box``.
+    #: A box with fewer changed px than this inside, thick or thin (a shallow bite changes
+    #: a few px at the edge tolerance), is ``empty_box``.
     empty_box_px: int = Field(6, ge=0)
     #: How far from an empty box an unexplained region may be to call it ``misplaced_box``
     #: (px, between centres).

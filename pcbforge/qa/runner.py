@@ -214,16 +214,20 @@ def _crop_job(item: tuple) -> bytes | None:
 
 
 def _pick_crops(findings: pd.DataFrame, per_kind: int, seed: int) -> pd.DataFrame:
+    """Up to ``per_kind`` findings of each kind and detail (a rare detail, such as a
+    defect-like missing label among many displaced edges, gets its own), seeded."""
     if per_kind <= 0 or findings.empty:
         return findings.iloc[:0]
     rng = np.random.default_rng(seed)
     parts = []
     for kind in KINDS:
-        rows = findings[findings["kind"] == kind].sort_values("finding_id")
-        if len(rows) > per_kind:
-            rows = rows.iloc[np.sort(rng.choice(len(rows), per_kind, replace=False))]
-        parts.append(rows)
-    return pd.concat(parts)
+        of_kind = findings[findings["kind"] == kind]
+        for detail in sorted(set(of_kind["detail"])):
+            rows = of_kind[of_kind["detail"] == detail].sort_values("finding_id")
+            if len(rows) > per_kind:
+                rows = rows.iloc[np.sort(rng.choice(len(rows), per_kind, replace=False))]
+            parts.append(rows)
+    return pd.concat(parts) if parts else findings.iloc[:0]
 
 
 def _summary(dataset_path, findings: pd.DataFrame, registration: pd.DataFrame, jobs: int,
@@ -272,7 +276,7 @@ def run_qa(dataset: Path | str, out: Path | str | None = None, *,
            seed: int = 0) -> dict:
     """Check every tested/template pair and every box of ``dataset``; write ``qa.parquet``
     (+ ``qa.csv``), ``qa_registration.parquet``, ``qa.json`` and up to ``crops_per_kind``
-    crops per finding kind (chosen with ``seed``) into ``out`` (default: the dataset
+    crops per finding kind and detail (chosen with ``seed``) into ``out`` (default: the dataset
     folder itself). ``register`` also writes each registered template to
     ``qa/registered/<sample_id>.png``. Returns the summary (``qa.json``)."""
     params = params or QAParams()
