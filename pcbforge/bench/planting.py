@@ -37,6 +37,7 @@ import pandas as pd
 
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, parse_annotation
 from pcbforge.datasets.qa_tables import (
+    ADD,
     CLASS_SUSPECT,
     DELETE,
     EMPTY_BOX,
@@ -74,6 +75,8 @@ PLACE_PAD = 4
 #: Quality of a re-encoded template (DeepPCB's own JPEGs are about this).
 JPEG_QUALITY = 95
 
+#: The kinds that change the template, not the labels.
+TEMPLATE_KINDS = (PlantKind.SHIFTED, PlantKind.ROTATED)
 #: The finding kinds that detect each planted kind.
 FINDING_FOR = {
     PlantKind.MOVED: (MISPLACED_BOX,),
@@ -85,6 +88,19 @@ FINDING_FOR = {
 }
 #: Findings that catch a planted error under another name ("found, wrong kind").
 WRONG_KIND_FOR = {PlantKind.MOVED: (EMPTY_BOX,)}
+#: A ``missing_label`` claims a missing label only when it proposes one (``add``); its
+#: notes (a displaced feature, a change at the border, a defect of the template) do not,
+#: and on a deleted box they are "found, wrong kind".
+CLAIM_ACTION = {PlantKind.DELETED: ADD}
+
+
+def claims(kind: PlantKind, finding) -> bool:
+    """Whether ``finding`` makes the claim a planted error of ``kind`` is tested by: its
+    finding kind is in :data:`FINDING_FOR`, with the action of :data:`CLAIM_ACTION`."""
+    if finding["kind"] not in FINDING_FOR[kind]:
+        return False
+    action = CLAIM_ACTION.get(kind)
+    return action is None or finding["action"] == action
 
 #: IoU a finding's region needs with the planted box (``deleted``: or either centre inside).
 MATCH_IOU = 0.5
@@ -276,7 +292,7 @@ def plant_template(template: np.ndarray, plant: dict) -> np.ndarray:
     """The template after a ``shifted`` or ``rotated`` plant (border replicated, bilinear);
     other kinds return it unchanged."""
     kind = PlantKind(plant["kind"])
-    if kind not in (PlantKind.SHIFTED, PlantKind.ROTATED):
+    if kind not in TEMPLATE_KINDS:
         return template
     h, w = template.shape[:2]
     # OpenCV's positive angle turns the content counter-clockwise as displayed.
@@ -421,7 +437,7 @@ def write_planted_copy(src: Path | str, dst: Path | str, pairs: list[str], *,
         if plant is None:
             truth.append({**record, "status": "skipped", "why": why})
             continue
-        if kind in (PlantKind.SHIFTED, PlantKind.ROTATED):
+        if kind in TEMPLATE_KINDS:
             ok, encoded = cv2.imencode(".jpg", plant_template(template, plant),
                                        [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if not ok:
@@ -461,7 +477,7 @@ def finding_matches(plant: dict, finding) -> bool:
     region = (finding["x1"], finding["y1"], finding["x2"], finding["y2"])
     if finding["kind"] not in FINDING_FOR[kind] + WRONG_KIND_FOR.get(kind, ()):
         return False
-    if kind in (PlantKind.SHIFTED, PlantKind.ROTATED):
+    if kind in TEMPLATE_KINDS:
         return True
     if kind is PlantKind.DELETED:
         before = plant["before"]
@@ -548,16 +564,19 @@ def score_findings(truth: list[dict], planted: pd.DataFrame, clean: pd.DataFrame
     image's sample in both copies); ``planted`` / ``clean``: the findings of each copy
     (with :func:`with_registration_flags` applied for the template kinds).
 
-    A planted error is *found* when a finding of its kind (:data:`FINDING_FOR`) matches it
-    (:func:`finding_matches`); ``found_wrong_kind`` counts those caught only under
-    :data:`WRONG_KIND_FOR`. For precision, each finding of the kind(s) is a true positive
-    when it matches a planted error of this kind; one that matches a planted error of
-    another kind (``misregistered`` on a rotated pair, for ``shifted``) counts neither
-    way; the rest are false positives, ``known`` when the clean copy has the same kind of
-    finding on the same sample and region (IoU > :data:`KNOWN_IOU`). ``precision_new``
-    leaves the known ones out, ``precision_raw`` counts them as false.
+    A planted error is *found* when a finding making its claim (:func:`claims`) matches
+    it (:func:`finding_matches`); ``found_wrong_kind`` counts those caught only under
+    :data:`WRONG_KIND_FOR` or by a finding of the kind that does not make the claim. For
+    precision, each finding that makes the claim is a true positive when it matches a
+    planted error of this kind; one that matches a planted error of another kind
+    (``misregistered`` on a rotated pair, for ``shifted``) counts neither way; the rest are
+    false positives, ``known`` when the clean copy has the same kind of finding on the same
+    sample and region (IoU > :data:`KNOWN_IOU`). ``precision_new`` leaves the known ones
+    out, ``precision_raw`` counts them as false.
     ``fp_on_planted_pairs`` says how many new false positives sit on a pair planted with
-    an error (of any kind): side effects of it, rather than noise on unchanged pairs.
+    an error (of any kind): side effects of it, rather than noise on unchanged pairs;
+    ``false_positives`` lists the new ones, ``missed`` the pairs not found,
+    ``proposal_wrong`` the pairs found with no right proposal.
     """
     plants = {p["sample_id"]: p for p in truth if p.get("status") == "planted"}
     clean_by_sample: dict = defaultdict(list)
@@ -572,21 +591,27 @@ def score_findings(truth: list[dict], planted: pd.DataFrame, clean: pd.DataFrame
         kind = PlantKind(kind)
         mine = [p for p in plants.values() if p["kind"] == kind.value]
         found = wrong = right = known_before = 0
-        missed = []
+        missed, wrong_proposal = [], []
         for plant in mine:
             hits = [f for f in by_sample[plant["sample_id"]] if finding_matches(plant, f)]
-            primary = [f for f in hits if f["kind"] in FINDING_FOR[kind]]
+            primary = [f for f in hits if claims(kind, f)]
             if primary:
                 found += 1
-                right += any(_proposal_right(plant, f) for f in primary)
+                if kind in TEMPLATE_KINDS:
+                    pass  # judged on the measured registration (registration_errors)
+                elif any(_proposal_right(plant, f) for f in primary):
+                    right += 1
+                else:
+                    wrong_proposal.append(plant["pair"])
                 known_before += any(_known(f, clean_by_sample) for f in primary)
             elif hits:
                 wrong += 1
             if not primary:
                 missed.append(plant["pair"])
         tp = other = fp_new = fp_known = fp_planted = 0
+        false: list[dict] = []
         for finding in planted_rows:
-            if finding["kind"] not in FINDING_FOR[kind]:
+            if not claims(kind, finding):
                 continue
             plant = plants.get(finding["sample_id"])
             if plant is not None and finding_matches(plant, finding):
@@ -600,6 +625,11 @@ def score_findings(truth: list[dict], planted: pd.DataFrame, clean: pd.DataFrame
             else:
                 fp_new += 1
                 fp_planted += plant is not None
+                false.append({k: finding[k] for k in ("finding_id", "sample_id", "kind",
+                                                      "detail", "x1", "y1", "x2", "y2",
+                                                      "reason")}
+                             | {"planted_pair": plant["pair"] if plant else "",
+                                "planted_kind": plant["kind"] if plant else ""})
         result[kind.value] = {
             "planted": len(mine), "found": found, "found_wrong_kind": wrong,
             "recall": _ratio(found, len(mine)),
@@ -609,7 +639,7 @@ def score_findings(truth: list[dict], planted: pd.DataFrame, clean: pd.DataFrame
             "precision_new": _ratio(tp, tp + fp_new),
             "precision_raw": _ratio(tp, tp + fp_new + fp_known),
             "proposal_right": right, "found_on_clean_too": known_before,
-            "missed": missed,
+            "missed": missed, "proposal_wrong": wrong_proposal, "false_positives": false,
         }
     return result
 

@@ -45,12 +45,13 @@ def qa_command(
                              "(default 64).")] = None,
     min_region: Annotated[int | None, typer.Option(
         "--min-region", min=1, help="Smallest unlabelled change reported (changed px after "
-                                    "a 3x3 opening; default 20).")] = None,
+                                    "a 3x3 opening; default 12).")] = None,
     shift_tolerance: Annotated[float | None, typer.Option(
         min=0, help="Global shift (px) beyond which a pair is misregistered (default "
                     "1.5).")] = None,
     crops: Annotated[int, typer.Option(
-        min=0, help="Crops drawn per finding kind and detail (qa/crops/, shown in report.html).")] = 20,
+        min=0, help="Crops drawn per finding kind and detail (qa/crops/, shown in "
+                    "report.html).")] = 20,
     seed: Annotated[int, typer.Option(help="Which findings get crops.")] = 0,
     workers: WorkersOption = 0,
     engine: EngineOption = EngineKind.local,

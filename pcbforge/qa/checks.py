@@ -59,13 +59,11 @@ from pcbforge.synth.topology import check_topology
 _ADDING = ("short", "spur", "copper")
 _REMOVING = ("open", "pin-hole", "mousebite")
 _KERNEL3 = np.ones((3, 3), np.uint8)
-#: A change no further than this from a template edge (px), and this many times longer
-#: than thick, is an edge displaced in the scan (see :func:`edge_band`).
-EDGE_BAND_PX = 4.0
-EDGE_BAND_ELONGATION = 4.0
 #: An unlabelled change this close to the image border (px) is ``at_border``: the two
 #: images of a pair are often cut from the scan a little differently.
 BORDER_PX = 3
+#: A template hole or island the tested image fills this much is the template's defect.
+TEMPLATE_FILL = 0.8
 
 
 @dataclass(frozen=True)
@@ -227,26 +225,34 @@ def difference(tested: np.ndarray, template: np.ndarray, params: QAParams,
 
 def regions_of(diff: Difference) -> list[Region]:
     """The change regions: significant changes within ``merge_px`` of each other."""
-    changed = diff.changed
+    return _regions(diff.changed, diff.added, diff.removed, diff.params)
+
+
+def _regions(changed: np.ndarray, added: np.ndarray, removed: np.ndarray, params: QAParams,
+             origin: tuple[int, int] = (0, 0), min_area: int = 1) -> list[Region]:
+    """The regions of ``changed`` (uint8 0/1, its top-left pixel at ``origin`` of the
+    image) that have at least ``min_area`` px, in image coordinates."""
     if not changed.any():
         return []
-    merge = diff.params.merge_px
+    merge = params.merge_px
     grouped = changed if merge <= 1 else cv2.dilate(
         changed, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (merge | 1, merge | 1)))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+    oy, ox = origin
     regions = []
     for k in range(1, n):
         x, y, w, h = (int(v) for v in stats[k, :4])
-        window = (slice(y, y + h), slice(x, x + w))
-        mask = (labels[window] == k) & (changed[window] > 0)
+        local = (slice(y, y + h), slice(x, x + w))
+        mask = (labels[local] == k) & (changed[local] > 0)
         area = int(mask.sum())
-        if area == 0:
+        if area < min_area:
             continue
         ys, xs = np.nonzero(mask)
-        bbox = (x + int(xs.min()), y + int(ys.min()), x + int(xs.max()) + 1,
-                y + int(ys.max()) + 1)
-        regions.append(Region(mask, window, area, int(diff.added[window][mask].sum()),
-                              int(diff.removed[window][mask].sum()), bbox))
+        window = (slice(oy + y, oy + y + h), slice(ox + x, ox + x + w))
+        bbox = (ox + x + int(xs.min()), oy + y + int(ys.min()), ox + x + int(xs.max()) + 1,
+                oy + y + int(ys.max()) + 1)
+        regions.append(Region(mask, window, area, int(added[local][mask].sum()),
+                              int(removed[local][mask].sum()), bbox))
     return regions
 
 
@@ -308,12 +314,27 @@ def propose_class(diff: Difference, window: tuple[float, ...], adds: bool) -> st
     return order[-1]
 
 
+@dataclass
+class ShiftFit:
+    """How well a local shift of the template explains a region."""
+
+    share: float  # of the changes around the region that the best shift removes
+    residual: list[Region]  # what of the region stays changed at that shift (defects)
+
+
 def explained_by_shift(diff: Difference, region: Region, limit: int) -> float:
     """The share of the changes around ``region`` that moving the template by at most
     ``limit`` px (whole pixels, locally) removes: near 1 for a feature displaced in the
     second scan, near 0 for a defect."""
+    return shift_fit(diff, region, limit).share
+
+
+def shift_fit(diff: Difference, region: Region, limit: int) -> ShiftFit:
+    """:func:`explained_by_shift`'s share, and the parts of ``region`` still changed at the
+    best shift (after a 3x3 opening, at least ``min_region_px``): a defect on a feature
+    the scan displaced, which the displacement would otherwise hide."""
     if limit <= 0:
-        return 0.0
+        return ShiftFit(0.0, [])
     height, width = diff.tested.shape
     ry, rx = region.window
     grow = limit + diff.params.edge_tolerance_px + 1
@@ -327,20 +348,33 @@ def explained_by_shift(diff: Difference, region: Region, limit: int) -> float:
     tested = diff.tested[wy, wx]
     low, high = diff.bounds(limit)
     threshold = diff.params.diff_threshold
-    base = None
-    best = math.inf
+
+    def changes(sx: int, sy: int) -> tuple[np.ndarray, np.ndarray]:
+        part = (slice(wy.start + limit - sy, wy.stop + limit - sy),
+                slice(wx.start + limit - sx, wx.stop + limit - sx))
+        return tolerant_changes(tested, low[part], high[part], threshold)
+
+    base, best, best_shift = None, math.inf, (0, 0)
     for sy in range(-limit, limit + 1):
         for sx in range(-limit, limit + 1):
-            part = (slice(wy.start + limit - sy, wy.stop + limit - sy),
-                    slice(wx.start + limit - sx, wx.stop + limit - sx))
-            darker, brighter = tolerant_changes(tested, low[part], high[part], threshold)
+            darker, brighter = changes(sx, sy)
             count = int(cv2.countNonZero((darker | brighter) & around))
             if sx == 0 and sy == 0:
                 base = count
-            best = min(best, count)
+            if count < best:
+                best, best_shift = count, (sx, sy)
     if not base:
-        return 0.0
-    return max(0.0, 1.0 - best / base)
+        return ShiftFit(0.0, [])
+    share = max(0.0, 1.0 - best / base)
+    if share < diff.params.local_shift_share:
+        return ShiftFit(share, [])
+    darker, brighter = changes(*best_shift)
+    added, removed = (darker, brighter) if diff.params.copper == "dark" \
+        else (brighter, darker)
+    left = cv2.morphologyEx((added | removed) & mask, cv2.MORPH_OPEN, _KERNEL3,
+                            borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return ShiftFit(share, _regions(left, added, removed, diff.params,
+                                    (wy.start, wx.start), diff.params.min_region_px))
 
 
 # --- the checks ---------------------------------------------------------------------------
@@ -394,10 +428,14 @@ def _box_checks(job: PairJob, diff: Difference, regions: list[Region]
         inside = diff.changed[part] > 0
         count = int(inside.sum())
         if count < params.empty_box_px:
-            # A hairline short or a shallow bite has no thick change, but thin ones.
-            thin = int(((diff.added[part] | diff.removed[part]) > 0).sum())
+            # A hairline short or a shallow bite has no thick change, but thin ones: the
+            # class is judged on those.
+            thin_mask = (diff.added[part] | diff.removed[part]) > 0
+            thin = int(thin_mask.sum())
             if thin < params.empty_box_px:
                 empty.append(box)
+            else:
+                findings += _class_checks(job, diff, box, part, thin_mask, thin)
             continue
         findings += _class_checks(job, diff, box, part, inside, count)
         findings += _too_large(job, box, part, inside, shape)
@@ -511,26 +549,29 @@ def _cut(job: PairJob, region: Region, outside: int, shape) -> dict:
 
 def _placements(job: PairJob, diff: Difference, empty: list[Box], regions: list[Region],
                 likeness: dict[int, float]) -> tuple[list[dict], set[int]]:
-    """Empty boxes: moved off an unexplained defect-like region nearby (``misplaced_box``),
-    or boxes of nothing (``empty_box``). Returns the findings and the regions used."""
+    """Empty boxes: moved off an unexplained defect-like change nearby (``misplaced_box``),
+    or boxes of nothing (``empty_box``). Returns the findings and the regions used.
+
+    The change a box was moved off may be one region or a few fragments (a crack broken by
+    the scan): the regions of the box's polarity whose joint extent fits in the box."""
     params, shape = job.params, diff.tested.shape
     findings, used = [], set()
     for box in empty:
         cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
         area = max(_area(box.xyxy), 1.0)
-        best, best_distance = None, math.inf
-        for index, region in enumerate(regions):
-            if index in used or likeness[index] >= params.local_shift_share:
-                continue
-            if _known(box.label) and defect_spec(box.label).adds_copper != region.adds:
-                continue
-            size = max(_area(_padded(region.bbox, params.pad_px, shape)), 1.0)
+        eligible = [index for index, region in enumerate(regions)
+                    if index not in used and likeness[index] < params.local_shift_share
+                    and (not _known(box.label)
+                         or defect_spec(box.label).adds_copper == region.adds)]
+        best, best_bbox, best_distance = None, None, math.inf
+        for index in eligible:
+            group, bbox = _fragments(box, index, eligible, regions)
+            size = max(_area(_padded(bbox, params.pad_px, shape)), 1.0)
             if not 0.25 <= size / area <= 4.0:
                 continue
-            rx, ry = region.centre
-            distance = math.hypot(rx - cx, ry - cy)
+            distance = math.hypot((bbox[0] + bbox[2]) / 2 - cx, (bbox[1] + bbox[3]) / 2 - cy)
             if distance <= params.misplaced_radius_px and distance < best_distance:
-                best, best_distance = index, distance
+                best, best_bbox, best_distance = group, bbox, distance
         if best is None:
             count = int((diff.changed[box.slices(shape)] > 0).sum())
             findings.append(_row(
@@ -538,28 +579,50 @@ def _placements(job: PairJob, diff: Difference, empty: list[Box], regions: list[
                 f"{box.label} box: nothing changes inside ({count} changed px)",
                 box.xyxy, box, DELETE))
             continue
-        used.add(best)
-        region = regions[best]
+        used.update(best)
+        parts = f" ({len(best)} fragments)" if len(best) > 1 else ""
         findings.append(_row(
             job, MISPLACED_BOX, "moved", 1.0 - best_distance / max(
                 params.misplaced_radius_px, 1) / 2,
-            f"{box.label} box: nothing changes inside, and an unlabelled change of its size "
-            f"is {best_distance:.0f} px away", box.xyxy, box, MOVE, box.label,
-            _moved_box(box, region, params.pad_px, shape)))
+            f"{box.label} box: nothing changes inside, and an unlabelled change of its "
+            f"size{parts} is {best_distance:.0f} px away", box.xyxy, box, MOVE, box.label,
+            _moved_box(box, best_bbox, params.pad_px, shape)))
     return findings, used
 
 
-def _moved_box(box: Box, region: Region, pad: int, shape) -> tuple[float, ...]:
-    """The box centred on ``region``, keeping its size when the region fits in it."""
-    x1, y1, x2, y2 = region.bbox
+def _fragments(box: Box, seed: int, eligible: list[int], regions: list[Region]
+               ) -> tuple[list[int], tuple[int, int, int, int]]:
+    """``seed`` and the other ``eligible`` regions of its polarity that fit, all together,
+    in a box of ``box``'s size (nearest first); and their joint extent."""
+    width, height = box.x2 - box.x1, box.y2 - box.y1
+    group, bbox = [seed], regions[seed].bbox
+    adds = regions[seed].adds
+    sx, sy = regions[seed].centre
+    for index in sorted(eligible, key=lambda i: math.hypot(regions[i].centre[0] - sx,
+                                                            regions[i].centre[1] - sy)):
+        if index == seed or regions[index].adds != adds:
+            continue
+        other = regions[index].bbox
+        joint = (min(bbox[0], other[0]), min(bbox[1], other[1]), max(bbox[2], other[2]),
+                 max(bbox[3], other[3]))
+        if joint[2] - joint[0] <= width and joint[3] - joint[1] <= height:
+            group.append(index)
+            bbox = joint
+    return group, bbox
+
+
+def _moved_box(box: Box, bbox: tuple[int, int, int, int], pad: int, shape
+               ) -> tuple[float, ...]:
+    """The box centred on the change ``bbox``, keeping its size when the change fits."""
+    x1, y1, x2, y2 = bbox
     width, height = box.x2 - box.x1, box.y2 - box.y1
     if x2 - x1 + 2 <= width and y2 - y1 + 2 <= height:
-        cx, cy = region.centre
+        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
         image_h, image_w = shape
         left = min(max(cx - width / 2, 0.0), max(image_w - width, 0.0))
         top = min(max(cy - height / 2, 0.0), max(image_h - height, 0.0))
         return left, top, left + width, top + height
-    return _padded(region.bbox, pad, shape)
+    return _padded(bbox, pad, shape)
 
 
 def covered_by_template(reg: Registration, shape: tuple[int, int], params: QAParams
@@ -576,38 +639,34 @@ def covered_by_template(reg: Registration, shape: tuple[int, int], params: QAPar
                      borderType=cv2.BORDER_CONSTANT, borderValue=1)
 
 
-def edge_band(diff: Difference, region: Region) -> bool:
-    """Whether ``region`` is a long band hugging a template edge (at most
-    :data:`EDGE_BAND_PX` from it everywhere, :data:`EDGE_BAND_ELONGATION` times longer
-    than thick): an edge displaced or thickened in the second scan, not a defect."""
-    height, width = diff.tested.shape
-    ry, rx = region.window
-    grow = int(EDGE_BAND_PX) + 2
-    wy = slice(max(0, ry.start - grow), min(height, ry.stop + grow))
-    wx = slice(max(0, rx.start - grow), min(width, rx.stop + grow))
-    copper = diff.copper(diff.template[wy, wx])
-    boundary = copper ^ cv2.erode(copper, _KERNEL3, borderType=cv2.BORDER_REPLICATE)
-    if not boundary.any():
-        return False
-    distance = cv2.distanceTransform((1 - boundary).astype(np.uint8), cv2.DIST_L2, 3)
-    mask = np.zeros(copper.shape, bool)
-    mask[ry.start - wy.start:ry.stop - wy.start, rx.start - wx.start:rx.stop - wx.start] = \
-        region.mask
-    if float(distance[mask].max()) > EDGE_BAND_PX:
-        return False
-    ys, xs = np.nonzero(region.mask)
-    (_, _), (w, h), _ = cv2.minAreaRect(np.stack([xs, ys], 1).astype(np.float32))
-    return max(w, h) >= EDGE_BAND_ELONGATION * max(min(w, h), 1.0)
-
-
-def template_defect(diff: Difference, window: tuple[float, ...], adds: bool) -> bool:
-    """Whether the change is a defect of the template rather than of the tested image: a
-    hole the template has in copper the tested image keeps whole (``adds``), or a copper
-    island only the template has."""
+def template_defect(diff: Difference, region: Region, window: tuple[float, ...]) -> bool:
+    """Whether the change is a defect of the template rather than of the tested image: the
+    template has a hole (the change adds copper) or a copper island (it removes copper)
+    inside ``window``, the tested image fills at least :data:`TEMPLATE_FILL` of it, and
+    the change is mostly that hole or island. A short that closes part of a gap, or an
+    open in a trace, leaves the template's gap or trace only partly changed."""
     part = Box(-1, "", *window).slices(diff.tested.shape)
     tested, template = diff.copper(diff.tested[part]), diff.copper(diff.template[part])
-    # From the tested image to the template: does the template gain a hole or an island?
-    return check_topology("pin-hole" if adds else "copper", tested, template)[0]
+    own = (1 - template) if region.adds else template  # a hole's px, or an island's
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(own, connectivity=8)
+    height, width = own.shape
+    change = np.zeros(own.shape, bool)  # the region's px, in the window's coordinates
+    (ry, rx), (py, px) = region.window, part
+    ys = slice(max(ry.start, py.start), min(ry.stop, py.stop))
+    xs = slice(max(rx.start, px.start), min(rx.stop, px.stop))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        change[ys.start - py.start:ys.stop - py.start, xs.start - px.start:xs.stop - px.start] \
+            = region.mask[ys.start - ry.start:ys.stop - ry.start,
+                          xs.start - rx.start:xs.stop - rx.start]
+    for k in range(1, n):
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        if x == 0 or y == 0 or x + w == width or y + h == height:
+            continue  # reaches the window's edge: a trace or the substrate, not enclosed
+        component = labels == k
+        filled = float((tested[component] == (1 if region.adds else 0)).mean())
+        if filled >= TEMPLATE_FILL and (change & component).sum() >= 0.5 * change.sum():
+            return True
+    return False
 
 
 def _missing(job: PairJob, diff: Difference, region: Region, likeness: float) -> dict:
@@ -619,17 +678,12 @@ def _missing(job: PairJob, diff: Difference, region: Region, likeness: float) ->
                     f"unlabelled change of {region.area} px ({polarity} copper) that a local "
                     f"shift of <= {params.local_shift_px} px explains ({likeness:.0%}): a "
                     "feature displaced in the scan, not a defect", region.bbox)
-    if edge_band(diff, region):
-        return _row(job, MISSING_LABEL, "misregistration_like", 0.7,
-                    f"unlabelled band of {region.area} px ({polarity} copper) along a copper "
-                    f"edge, within {EDGE_BAND_PX:g} px of it: an edge displaced or thickened "
-                    "in the scan, not a defect", region.bbox)
     x1, y1, x2, y2 = region.bbox
     if min(x1, y1, shape[1] - x2, shape[0] - y2) < BORDER_PX:
         return _row(job, MISSING_LABEL, "at_border", 0.5,
                     f"unlabelled change of {region.area} px ({polarity} copper) at the image "
                     "border, where the two scans may be cut at different places", region.bbox)
-    if template_defect(diff, proposed, region.adds):
+    if template_defect(diff, region, proposed):
         what = "a hole" if region.adds else "a copper island"
         return _row(job, MISSING_LABEL, "template_defect", 0.8,
                     f"unlabelled change of {region.area} px: the template has {what} here "
@@ -668,8 +722,18 @@ def check_pair(job: PairJob) -> PairResult:
     diff = difference(tested, registered, params, valid)
     regions = regions_of(diff)
     box_findings, empty, unexplained = _box_checks(job, diff, regions)
-    likeness = {index: explained_by_shift(diff, region, params.local_shift_px)
-                for index, region in enumerate(unexplained)}
+    # A region a local shift explains is a displaced feature; what of it the best shift
+    # leaves changed is a defect on that feature, checked as a region of its own.
+    candidates: list[Region] = []
+    likeness: dict[int, float] = {}
+    for region in unexplained:
+        fit = shift_fit(diff, region, params.local_shift_px)
+        likeness[len(candidates)] = fit.share
+        candidates.append(region)
+        for residual in fit.residual:
+            likeness[len(candidates)] = 0.0
+            candidates.append(residual)
+    unexplained = candidates
     placed, used = _placements(job, diff, empty, unexplained, likeness)
     findings += box_findings + placed
     findings += [_missing(job, diff, region, likeness[index])
@@ -677,6 +741,6 @@ def check_pair(job: PairJob) -> PairResult:
     return PairResult(job.sample_id, row, findings)
 
 
-__all__ = ["Box", "Difference", "PairJob", "PairResult", "Region", "check_pair",
+__all__ = ["Box", "Difference", "PairJob", "PairResult", "Region", "ShiftFit", "check_pair",
            "difference", "explained_by_shift", "propose_class", "read_gray", "regions_of",
-           "tolerant_changes"]
+           "shift_fit", "tolerant_changes"]

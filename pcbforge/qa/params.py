@@ -42,7 +42,7 @@ class QAParams(BaseModel):
     #: Changes this close together form one region (px).
     merge_px: int = Field(6, ge=0)
     #: Change regions smaller than this (changed px, after a 3x3 opening) are noise.
-    min_region_px: int = Field(20, ge=1)
+    min_region_px: int = Field(12, ge=1)
     # --- label checks --------------------------------------------------------------------
     #: A box with fewer changed px than this inside, thick or thin (a shallow bite changes
     #: a few px at the edge tolerance), is ``empty_box``.

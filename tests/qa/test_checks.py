@@ -183,3 +183,47 @@ def test_findings_are_the_same_every_run(tmp_path):
     assert first.findings == second.findings
     assert all(not (isinstance(v, float) and math.isnan(v) and k == "score")
                for f in first.findings for k, v in f.items())
+
+
+def test_a_shallow_bite_too_thin_for_a_region_is_still_judged_by_its_polarity(tmp_path):
+    image = board()
+    image[100:110, 155:158] = 255  # a bite 3 px deep into the x=160 trace's left edge
+    bite = (155, 100, 158, 110)
+    result = check_pair(job(tmp_path, image, boxes=[("spur", padded(bite, 6))]))
+    finding = _one(result, "class_suspect")
+    assert finding["detail"] == "polarity" and finding["action"] == "relabel"
+    assert finding["proposed_label"] == "mousebite"
+    right = check_pair(job(tmp_path, image, boxes=[("mousebite", padded(bite, 6))]))
+    assert right.findings == []
+
+
+def test_a_hole_only_the_template_has_is_a_template_defect(tmp_path):
+    template = board()
+    template[112:122, 270:280] = 255  # a hole in the pad of the template only
+    result = check_pair(job(tmp_path, board(), template))
+    finding = _one(result, "missing_label")
+    assert finding["detail"] == "template_defect" and finding["action"] == "none"
+    # The same change the other way round is the tested image's pin-hole.
+    swapped = check_pair(job(tmp_path, template, board()))
+    assert _one(swapped, "missing_label")["detail"] == "defect_like"
+    # Copper across part of a slot the template encloses is the tested image's defect.
+    slotted = board()
+    slotted[115:121, 270:292] = 255  # a slot in the pad, on both images
+    bridged = slotted.copy()
+    bridged[115:121, 278:284] = 0  # copper across a quarter of it on the tested one
+    result = check_pair(job(tmp_path, bridged, slotted))
+    assert kinds(result) == [("missing_label", "defect_like")]
+
+
+def test_a_box_moved_off_a_change_in_fragments_is_misplaced_onto_all_of_them(tmp_path):
+    image = board()
+    image[145:150, 155:166] = 255  # a crack across the x=160 trace, seen as two cuts
+    image[159:164, 155:166] = 255
+    moved_to = (50, 180, 81, 210)  # a box of the crack's size, on unchanged copper
+    result = check_pair(job(tmp_path, image, boxes=[("open", moved_to)]))
+    finding = _one(result, "misplaced_box")
+    assert "2 fragments" in finding["reason"]
+    proposed = (finding["px1"], finding["py1"], finding["px2"], finding["py2"])
+    assert proposed[0] <= 155 and proposed[1] <= 145 and proposed[2] >= 166 \
+        and proposed[3] >= 164
+    assert kinds(result) == [("misplaced_box", "moved")]
