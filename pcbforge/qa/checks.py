@@ -59,6 +59,12 @@ from pcbforge.synth.topology import check_topology
 _ADDING = ("short", "spur", "copper")
 _REMOVING = ("open", "pin-hole", "mousebite")
 _KERNEL3 = np.ones((3, 3), np.uint8)
+#: A change no further than this from a template edge (px) everywhere, this many times
+#: longer than thick and at least this long (px; about 1 mm at DeepPCB's scale, longer
+#: than a bite or a spur), is an edge displaced in the scan (see :func:`edge_band`).
+EDGE_BAND_PX = 4.0
+EDGE_BAND_ELONGATION = 4.0
+EDGE_BAND_MIN_LENGTH_PX = 50.0
 #: An unlabelled change this close to the image border (px) is ``at_border``: the two
 #: images of a pair are often cut from the scan a little differently.
 BORDER_PX = 3
@@ -639,6 +645,51 @@ def covered_by_template(reg: Registration, shape: tuple[int, int], params: QAPar
                      borderType=cv2.BORDER_CONSTANT, borderValue=1)
 
 
+def edge_band(diff: Difference, region: Region) -> bool:
+    """Whether ``region`` is a long thin band along a template edge: at most
+    :data:`EDGE_BAND_PX` from it everywhere, :data:`EDGE_BAND_ELONGATION` times longer
+    than thick, at least :data:`EDGE_BAND_MIN_LENGTH_PX` long, and one with the material
+    beyond that edge (:func:`_attached`): an edge displaced or thickened in the second
+    scan, not a defect. Bites, spurs and shorts along an edge are shorter."""
+    ys, xs = np.nonzero(region.mask)
+    (_, _), (w, h), _ = cv2.minAreaRect(np.stack([xs, ys], 1).astype(np.float32))
+    length, thickness = max(w, h), max(min(w, h), 1.0)
+    if length < EDGE_BAND_MIN_LENGTH_PX or length < EDGE_BAND_ELONGATION * thickness:
+        return False
+    height, width = diff.tested.shape
+    ry, rx = region.window
+    grow = int(EDGE_BAND_PX) + 2
+    wy = slice(max(0, ry.start - grow), min(height, ry.stop + grow))
+    wx = slice(max(0, rx.start - grow), min(width, rx.stop + grow))
+    copper = diff.copper(diff.template[wy, wx])
+    boundary = copper ^ cv2.erode(copper, _KERNEL3, borderType=cv2.BORDER_REPLICATE)
+    if not boundary.any():
+        return False
+    distance = cv2.distanceTransform((1 - boundary).astype(np.uint8), cv2.DIST_L2, 3)
+    mask = np.zeros(copper.shape, bool)
+    mask[ry.start - wy.start:ry.stop - wy.start, rx.start - wx.start:rx.stop - wx.start] = \
+        region.mask
+    if float(distance[mask].max()) > EDGE_BAND_PX:
+        return False
+    return _attached(diff.copper(diff.tested[wy, wx]), copper, mask, region.adds)
+
+
+def _attached(tested: np.ndarray, template: np.ndarray, mask: np.ndarray, adds: bool
+              ) -> bool:
+    """Whether the changed px (``mask``) belong, in the tested image, to the copper the
+    template has there (``adds``: a widened edge) or to the substrate it has (a narrowed
+    edge), joined side by side (4-connected): a crack or hole inside a trace, or an island
+    beside it, is enclosed by the other material and is not a displaced edge."""
+    side = tested if adds else (1 - tested)
+    n, labels = cv2.connectedComponents(side.astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return False
+    touched = np.unique(labels[mask & (side > 0)])
+    touched = touched[touched > 0]
+    beyond = (template > 0) if adds else (template == 0)
+    return bool(np.isin(labels[beyond & ~mask], touched).any())
+
+
 def template_defect(diff: Difference, region: Region, window: tuple[float, ...]) -> bool:
     """Whether the change is a defect of the template rather than of the tested image: the
     template has a hole (the change adds copper) or a copper island (it removes copper)
@@ -678,6 +729,11 @@ def _missing(job: PairJob, diff: Difference, region: Region, likeness: float) ->
                     f"unlabelled change of {region.area} px ({polarity} copper) that a local "
                     f"shift of <= {params.local_shift_px} px explains ({likeness:.0%}): a "
                     "feature displaced in the scan, not a defect", region.bbox)
+    if edge_band(diff, region):
+        return _row(job, MISSING_LABEL, "misregistration_like", 0.7,
+                    f"unlabelled band of {region.area} px ({polarity} copper) along a copper "
+                    f"edge, within {EDGE_BAND_PX:g} px of it: an edge displaced or thickened "
+                    "in the scan, not a defect", region.bbox)
     x1, y1, x2, y2 = region.bbox
     if min(x1, y1, shape[1] - x2, shape[0] - y2) < BORDER_PX:
         return _row(job, MISSING_LABEL, "at_border", 0.5,
@@ -742,5 +798,5 @@ def check_pair(job: PairJob) -> PairResult:
 
 
 __all__ = ["Box", "Difference", "PairJob", "PairResult", "Region", "ShiftFit", "check_pair",
-           "difference", "explained_by_shift", "propose_class", "read_gray", "regions_of",
+           "difference", "edge_band", "explained_by_shift", "propose_class", "read_gray", "regions_of",
            "shift_fit", "tolerant_changes"]

@@ -7,7 +7,8 @@ import math
 import cv2
 import numpy as np
 
-from pcbforge.qa.checks import check_pair
+from pcbforge.qa.checks import check_pair, difference, edge_band, regions_of
+from pcbforge.qa.params import QAParams
 from tests.qa.pairs import (
     LABELLED_SHORT,
     OPEN,
@@ -227,3 +228,26 @@ def test_a_box_moved_off_a_change_in_fragments_is_misplaced_onto_all_of_them(tmp
     assert proposed[0] <= 155 and proposed[1] <= 145 and proposed[2] >= 166 \
         and proposed[3] >= 164
     assert kinds(result) == [("misplaced_box", "moved")]
+
+
+def test_a_long_thin_band_along_an_edge_is_a_displaced_edge_but_a_bite_is_not():
+    template = np.full((200, 200), 255, np.uint8)
+    template[40:160, 40:100] = 0  # a copper block with a 120 px right edge
+    params = QAParams()
+
+    def regions(tested):
+        diff = difference(tested, template, params)
+        return diff, [r for r in regions_of(diff) if r.area >= params.min_region_px]
+
+    wider = template.copy()
+    wider[45:155, 100:104] = 0  # the edge 4 px further right over 110 px
+    diff, found = regions(wider)
+    assert len(found) == 1 and edge_band(diff, found[0])
+    bitten = template.copy()
+    bitten[90:104, 95:100] = 255  # a bite 5 px deep, 14 px long
+    diff, found = regions(bitten)
+    assert len(found) == 1 and not edge_band(diff, found[0])
+    island = template.copy()
+    island[60:140, 101:104] = 0  # a sliver of copper 1 px off the edge, not joined to it
+    diff, found = regions(island)
+    assert len(found) == 1 and not edge_band(diff, found[0])
