@@ -326,6 +326,7 @@ class ShiftFit:
 
     share: float  # of the changes around the region that the best shift removes
     residual: list[Region]  # what of the region stays changed at that shift (defects)
+    shift: tuple[int, int] = (0, 0)  # the best shift (dx, dy), px
 
 
 def explained_by_shift(diff: Difference, region: Region, limit: int) -> float:
@@ -335,52 +336,100 @@ def explained_by_shift(diff: Difference, region: Region, limit: int) -> float:
     return shift_fit(diff, region, limit).share
 
 
+class _Shifts(dict):
+    """Whole-pixel shifts up to a limit, shortest first (the search's tie-break)."""
+
+    def __missing__(self, limit: int) -> list[tuple[int, int]]:
+        shifts = sorted(((sx, sy) for sy in range(-limit, limit + 1)
+                         for sx in range(-limit, limit + 1)),
+                        key=lambda s: (s[0] ** 2 + s[1] ** 2, s[1], s[0]))
+        self[limit] = shifts
+        return shifts
+
+
+_SHIFTS = _Shifts()
+
+
+class _Local:
+    """The changes around one region under local shifts of the template."""
+
+    def __init__(self, diff: Difference, region: Region, limit: int, ring: int = 0):
+        height, width = diff.tested.shape
+        ry, rx = region.window
+        grow = limit + diff.params.edge_tolerance_px + 1 + ring
+        self.diff, self.limit = diff, limit
+        self.wy = slice(max(0, ry.start - grow), min(height, ry.stop + grow))
+        self.wx = slice(max(0, rx.start - grow), min(width, rx.stop + grow))
+        self.mask = np.zeros((self.wy.stop - self.wy.start, self.wx.stop - self.wx.start),
+                             np.uint8)
+        self.mask[ry.start - self.wy.start:ry.stop - self.wy.start,
+                  rx.start - self.wx.start:rx.stop - self.wx.start] = region.mask
+        if ring:  # the surroundings only: how the features next to the region moved
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1,) * 2)
+            self.around = cv2.dilate(self.mask, kernel) & (1 - self.mask)
+        else:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * limit + 1,) * 2)
+            self.around = cv2.dilate(self.mask, kernel)
+
+    def changes(self, sx: int, sy: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(added, removed)`` in the window with the template moved by ``(sx, sy)``."""
+        limit, wy, wx = self.limit, self.wy, self.wx
+        low, high = self.diff.bounds(limit)
+        part = (slice(wy.start + limit - sy, wy.stop + limit - sy),
+                slice(wx.start + limit - sx, wx.stop + limit - sx))
+        darker, brighter = tolerant_changes(self.diff.tested[wy, wx], low[part], high[part],
+                                            self.diff.params.diff_threshold)
+        return (darker, brighter) if self.diff.params.copper == "dark" else (brighter, darker)
+
+    def best(self) -> tuple[float, tuple[int, int]]:
+        """The share of the changes around the region the best shift removes, and it (of
+        shifts that fit equally well, the shortest)."""
+        base, best, best_shift = 0, math.inf, (0, 0)
+        for sx, sy in _SHIFTS[self.limit]:
+            added, removed = self.changes(sx, sy)
+            count = int(cv2.countNonZero((added | removed) & self.around))
+            if sx == 0 and sy == 0:
+                base = count
+            if count < best:
+                best, best_shift = count, (sx, sy)
+        if not base:
+            return 0.0, (0, 0)
+        return max(0.0, 1.0 - best / base), best_shift
+
+
 def shift_fit(diff: Difference, region: Region, limit: int) -> ShiftFit:
     """:func:`explained_by_shift`'s share, and the parts of ``region`` still changed at the
     best shift (after a 3x3 opening, at least ``min_region_px``): a defect on a feature
     the scan displaced, which the displacement would otherwise hide."""
     if limit <= 0:
         return ShiftFit(0.0, [])
-    height, width = diff.tested.shape
-    ry, rx = region.window
-    grow = limit + diff.params.edge_tolerance_px + 1
-    wy = slice(max(0, ry.start - grow), min(height, ry.stop + grow))
-    wx = slice(max(0, rx.start - grow), min(width, rx.stop + grow))
-    mask = np.zeros((wy.stop - wy.start, wx.stop - wx.start), np.uint8)
-    mask[ry.start - wy.start:ry.stop - wy.start,
-         rx.start - wx.start:rx.stop - wx.start] = region.mask
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * limit + 1,) * 2)
-    around = cv2.dilate(mask, kernel)
-    tested = diff.tested[wy, wx]
-    low, high = diff.bounds(limit)
-    threshold = diff.params.diff_threshold
-
-    def changes(sx: int, sy: int) -> tuple[np.ndarray, np.ndarray]:
-        part = (slice(wy.start + limit - sy, wy.stop + limit - sy),
-                slice(wx.start + limit - sx, wx.stop + limit - sx))
-        return tolerant_changes(tested, low[part], high[part], threshold)
-
-    base, best, best_shift = None, math.inf, (0, 0)
-    for sy in range(-limit, limit + 1):
-        for sx in range(-limit, limit + 1):
-            darker, brighter = changes(sx, sy)
-            count = int(cv2.countNonZero((darker | brighter) & around))
-            if sx == 0 and sy == 0:
-                base = count
-            if count < best:
-                best, best_shift = count, (sx, sy)
-    if not base:
-        return ShiftFit(0.0, [])
-    share = max(0.0, 1.0 - best / base)
+    local = _Local(diff, region, limit)
+    share, shift = local.best()
     if share < diff.params.local_shift_share:
-        return ShiftFit(share, [])
-    darker, brighter = changes(*best_shift)
-    added, removed = (darker, brighter) if diff.params.copper == "dark" \
-        else (brighter, darker)
-    left = cv2.morphologyEx((added | removed) & mask, cv2.MORPH_OPEN, _KERNEL3,
+        return ShiftFit(share, [], shift)
+    added, removed = local.changes(*shift)
+    left = cv2.morphologyEx((added | removed) & local.mask, cv2.MORPH_OPEN, _KERNEL3,
                             borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return ShiftFit(share, _regions(left, added, removed, diff.params,
-                                    (wy.start, wx.start), diff.params.min_region_px))
+                                    (local.wy.start, local.wx.start),
+                                    diff.params.min_region_px), shift)
+
+
+def aligned_change(diff: Difference, box: Box, limit: int) -> tuple[int, int]:
+    """Copper added and removed inside ``box`` once the template is moved, by at most
+    ``limit`` px, as the features around the box moved in the scan (the shift that best
+    fits a ring of ``2 * limit`` px around it, not the box itself, whose defect any shift
+    would partly fit): an edge the scan displaced stops changing, a defect on it does
+    not."""
+    part = box.slices(diff.tested.shape)
+    whole = np.ones((part[0].stop - part[0].start, part[1].stop - part[1].start), bool)
+    region = Region(whole, part, int(whole.sum()), 0, 0, box.xyxy)
+    local = _Local(diff, region, limit, ring=2 * limit)
+    _, shift = local.best()
+    added, removed = local.changes(*shift)
+    window = (slice(part[0].start - local.wy.start, part[0].stop - local.wy.start),
+              slice(part[1].start - local.wx.start, part[1].stop - local.wx.start))
+    return int(added[window].sum()), int(removed[window].sum())
 
 
 # --- the checks ---------------------------------------------------------------------------
@@ -488,6 +537,13 @@ def _class_checks(job: PairJob, diff: Difference, box: Box, part, inside: np.nda
     adds = defect_spec(box.label).adds_copper
     wrong = removed if adds else added
     share = wrong / max(added + removed, 1)
+    if share >= params.polarity_share and params.local_shift_px > 0:
+        # An edge displaced in the scan around a bite or a spur has the other polarity:
+        # judge the change once the template is aligned locally.
+        added, removed = aligned_change(diff, box, params.local_shift_px)
+        wrong = removed if adds else added
+        share = wrong / max(added + removed, 1) \
+            if added + removed >= params.empty_box_px else 0.0
     if share >= params.polarity_share:
         proposed = propose_class(diff, box.xyxy, adds=not adds)
         what = "removes" if adds else "adds"
@@ -797,6 +853,6 @@ def check_pair(job: PairJob) -> PairResult:
     return PairResult(job.sample_id, row, findings)
 
 
-__all__ = ["Box", "Difference", "PairJob", "PairResult", "Region", "ShiftFit", "check_pair",
-           "difference", "edge_band", "explained_by_shift", "propose_class", "read_gray", "regions_of",
-           "shift_fit", "tolerant_changes"]
+__all__ = ["Box", "Difference", "PairJob", "PairResult", "Region", "ShiftFit",
+           "aligned_change", "check_pair", "difference", "edge_band", "explained_by_shift",
+           "propose_class", "read_gray", "regions_of", "shift_fit", "tolerant_changes"]
