@@ -493,7 +493,9 @@ def _box_checks(job: PairJob, diff: Difference, regions: list[Region]
                 findings += _class_checks(job, diff, box, part, thin_mask, thin)
             continue
         findings += _class_checks(job, diff, box, part, inside, count)
-        findings += _too_large(job, box, part, inside, shape)
+        # A crack is a thin change: the box's extent is judged on thin changes too.
+        findings += _too_large(job, box, part,
+                               inside | ((diff.added[part] | diff.removed[part]) > 0), shape)
     unexplained = []
     for region in regions:
         in_boxes = int(covered[region.window][region.mask].sum())

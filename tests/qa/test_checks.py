@@ -263,3 +263,12 @@ def test_a_bite_on_an_edge_the_scan_displaced_keeps_its_class(tmp_path):
     # Unaligned, the box holds the copper the move added, not the bite: the suspicion
     # this raises is checked, and cleared, with the template aligned locally.
     assert not [f for f in result.findings if f["kind"] == "class_suspect"], result.findings
+
+
+def test_a_box_around_a_thin_crack_fits_it(tmp_path):
+    image = board()
+    cv2.line(image, (265, 104), (296, 136), 255, 1)  # a thin crack across the large pad
+    image[130:137, 290:297] = 255  # widening into a hole at its lower end
+    crack = (264, 103, 298, 138)
+    result = check_pair(job(tmp_path, image, boxes=[("open", padded(crack, 10))]))
+    assert not [f for f in result.findings if f["kind"] == "box_fit"], result.findings
