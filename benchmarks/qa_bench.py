@@ -33,9 +33,10 @@ box on it, the swapped box's proposed class the original one, the phantom's acti
 within 0.1 degree of the planted one (planted copy minus clean copy, per pair).
 
 Acceptance: recall >= 0.95 at precision (new) >= 0.90 for every kind. Also printed:
-qa's wall time and pairs/s on the clean copy, and the count of every finding kind there
-(what qa says about unmodified data). ``--gallery DIR`` writes crops (tested | template |
-difference, the finding's box green, its proposed box yellow) of up to 20 seeded random
+qa's wall time and pairs/s on the clean copy, against decoding both images of every pair
+in as many processes (measured in the same run), and the count of every finding kind there
+(what qa says about unmodified data). ``--gallery DIR`` writes qa's crops (tested | registered
+template | difference, the finding's box red, its proposed box green) of up to 20 seeded random
 findings per kind and detail of the clean copy, and ``index.md`` listing them for a person
 to judge.
 ``--json`` writes every number, the truth and the misses.
@@ -79,14 +80,11 @@ from pcbforge.datasets.qa_tables import (  # noqa: E402
     REGISTRATION_PARQUET,
     empty_findings,
 )
+from pcbforge.qa.crops import render_crop  # noqa: E402
 
 RECALL_TARGET = 0.95
 PRECISION_TARGET = 0.90
 GALLERY_PER_KIND = 20
-#: Crops: context around the finding's region (px), smallest side, panel height shown.
-CROP_PAD = 40
-CROP_MIN = 120
-PANEL_PX = 240
 #: Misses listed per kind on the console (all of them go into the JSON).
 MISSES_SHOWN = 5
 
@@ -106,6 +104,32 @@ def run_qa_timed(dataset: Path, workers: int) -> tuple[dict, float]:
     start = time.perf_counter()
     summary = run_qa(dataset, dataset, workers=workers)
     return summary, time.perf_counter() - start
+
+
+def _decode_pair(paths: tuple[str, str]) -> int:
+    return sum(int(cv2.imread(path, cv2.IMREAD_GRAYSCALE) is not None) for path in paths)
+
+
+def decode_only_timed(dataset: Path, workers: int) -> float:
+    """Seconds to decode every tested image and its template once, in ``workers``
+    processes: the floor any pair check stands on."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from pcbforge.datasets.dataset import load
+
+    loaded = load(dataset)
+    samples = loaded.samples
+    paired = samples[samples["template_path"].fillna("").astype(str) != ""]
+    pairs = [(str(loaded.image_path(p)), str(loaded.image_path(t)))
+             for p, t in zip(paired["path"], paired["template_path"], strict=True)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max(workers, 1)) as pool:
+        decoded = sum(pool.map(_decode_pair, pairs, chunksize=16))
+    elapsed = time.perf_counter() - start
+    if decoded != 2 * len(pairs):
+        print(f"decode-only: {2 * len(pairs) - decoded} images did not decode",
+              file=sys.stderr)
+    return elapsed
 
 
 def read_outputs(dataset: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -276,49 +300,6 @@ def _box(finding: dict, prefix: str = "") -> tuple[int, int, int, int] | None:
     return tuple(int(round(float(v))) for v in values)
 
 
-def crop_panels(tested: np.ndarray, template: np.ndarray, box, proposed=None) -> np.ndarray:
-    """tested | template | difference (red: copper added, blue: removed, binarized at
-    128) around ``box`` (the whole image when ``None``), the box green and the proposal
-    yellow on every panel; scaled to :data:`PANEL_PX` high."""
-    h, w = tested.shape[:2]
-    if box is None:
-        x1, y1, x2, y2 = 0, 0, w, h
-    else:
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        side_x = max(box[2] - box[0] + 2 * CROP_PAD, CROP_MIN)
-        side_y = max(box[3] - box[1] + 2 * CROP_PAD, CROP_MIN)
-        if proposed is not None:
-            x1 = min(cx - side_x / 2, proposed[0] - CROP_PAD / 2)
-            y1 = min(cy - side_y / 2, proposed[1] - CROP_PAD / 2)
-            x2 = max(cx + side_x / 2, proposed[2] + CROP_PAD / 2)
-            y2 = max(cy + side_y / 2, proposed[3] + CROP_PAD / 2)
-        else:
-            x1, y1, x2, y2 = cx - side_x / 2, cy - side_y / 2, cx + side_x / 2, cy + side_y / 2
-        x1, y1 = max(int(x1), 0), max(int(y1), 0)
-        x2, y2 = min(int(math.ceil(x2)), w), min(int(math.ceil(y2)), h)
-    copper_test, copper_temp = tested < 128, template < 128
-    diff = np.full((h, w, 3), 255, np.uint8)
-    diff[copper_test & copper_temp] = (200, 200, 200)
-    diff[copper_test & ~copper_temp] = (0, 0, 255)  # added copper, red (BGR)
-    diff[~copper_test & copper_temp] = (255, 0, 0)  # removed copper, blue
-    panels = []
-    for image in (cv2.cvtColor(tested, cv2.COLOR_GRAY2BGR),
-                  cv2.cvtColor(template, cv2.COLOR_GRAY2BGR), diff):
-        panel = image[y1:y2, x1:x2].copy()
-        scale = PANEL_PX / max(panel.shape[0], 1)
-        panel = cv2.resize(panel, (max(int(round(panel.shape[1] * scale)), 1), PANEL_PX),
-                           interpolation=cv2.INTER_NEAREST)
-        for drawn, colour in ((box, (0, 180, 0)), (proposed, (0, 200, 255))):
-            if drawn is None:
-                continue
-            a = (int((drawn[0] - x1) * scale), int((drawn[1] - y1) * scale))
-            b = (int((drawn[2] - x1) * scale) - 1, int((drawn[3] - y1) * scale) - 1)
-            cv2.rectangle(panel, a, b, colour, 2)
-        panels.append(panel)
-        panels.append(np.full((PANEL_PX, 6, 3), 255, np.uint8))
-    return np.hstack(panels[:-1])
-
-
 def write_gallery(out: Path, dataset: Path, findings: pd.DataFrame, seed: int,
                   per_kind: int = GALLERY_PER_KIND) -> int:
     """Crops of up to ``per_kind`` seeded random findings per kind and detail (a kind's
@@ -331,8 +312,9 @@ def write_gallery(out: Path, dataset: Path, findings: pd.DataFrame, seed: int,
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     lines = ["# qa findings on the unmodified copy", "",
-             "Each crop: tested | template | difference (red: copper added, blue: removed); "
-             "green: the finding's region, yellow: the proposed box.", ""]
+             "Each crop (qa's own, as in report.html): tested | registered template | "
+             "difference (red: copper added, blue: removed, grey: thin changes qa forgives); "
+             "red box: the finding's region, green: the proposed box.", ""]
     written = 0
     details = findings["detail"].fillna("").astype(str)
     for kind, detail in sorted({(k, d) for k, d in zip(findings["kind"], details,
@@ -346,18 +328,17 @@ def write_gallery(out: Path, dataset: Path, findings: pd.DataFrame, seed: int,
                   "|---|---|---|---|---|---|---|"]
         for finding in rows.iloc[np.sort(pick)].to_dict("records"):
             sample = samples.loc[finding["sample_id"]]
-            tested = cv2.imread(str(loaded.image_path(sample["path"])), cv2.IMREAD_GRAYSCALE)
-            template = cv2.imread(str(loaded.image_path(sample["template_path"])),
-                                  cv2.IMREAD_GRAYSCALE) if sample["template_path"] else None
+            template = str(sample["template_path"] or "")
+            crop = render_crop(str(loaded.image_path(sample["path"])),
+                               str(loaded.image_path(template)) if template else "", finding)
             name = f"{kind}/{finding['finding_id']}.png"
-            if tested is not None and template is not None and tested.shape == template.shape:
+            if crop is not None:
                 (out / kind).mkdir(exist_ok=True)
-                cv2.imwrite(str(out / name), crop_panels(tested, template, _box(finding),
-                                                         _box(finding, "p")))
+                cv2.imwrite(str(out / name), crop)
                 cell = f"![]({name})"
                 written += 1
             else:
-                cell = "(no pair)"
+                cell = "(unreadable)"
             proposal = " ".join(str(v) for v in (finding["action"], finding["proposed_label"],
                                                  _box(finding, "p") or "") if v)
             reason = str(finding["reason"]).replace("|", "/")
@@ -434,6 +415,7 @@ def _run(args, kinds: tuple, pairs: list[str], work: Path) -> int:
     ids = sample_ids(work / "planted")
     for record in truth:
         record["sample_id"] = ids.get(record["tested_path"], "")
+    decode_s = decode_only_timed(work / "clean", args.workers)
     clean_summary, clean_s = run_qa_timed(work / "clean", args.workers)
     _, planted_s = run_qa_timed(work / "planted", args.workers)
     clean_findings, clean_registration = read_outputs(work / "clean")
@@ -453,6 +435,8 @@ def _run(args, kinds: tuple, pairs: list[str], work: Path) -> int:
           + f"; planted {planted_n} (share {args.share}, seed {args.seed}), skipped "
           f"{len(truth) - planted_n}" + "".join(f"; {k} skipped {c}: {w}"
                                                 for (k, w), c in sorted(skipped.items())))
+    print(f"decode-only (both images of every pair, {args.workers} workers): "
+          f"{decode_s:.1f} s; qa / decode-only time: {clean_s / decode_s:.1f}x")
     print(f"qa on the clean copy: {clean_s:.1f} s, {n / clean_s:.1f} pairs/s "
           f"({args.workers} workers); on the planted copy: {planted_s:.1f} s")
     print()
@@ -480,7 +464,7 @@ def _run(args, kinds: tuple, pairs: list[str], work: Path) -> int:
         payload = {
             "data": str(args.data), "groups": args.groups, "pairs": n, "share": args.share,
             "seed": args.seed, "kinds": [k.value for k in kinds], "workers": args.workers,
-            "qa_clean_s": clean_s, "qa_planted_s": planted_s,
+            "qa_clean_s": clean_s, "qa_planted_s": planted_s, "decode_only_s": decode_s,
             "qa_clean_pairs_per_s": n / clean_s, "benchmark_s": total_s,
             "scores": scores, "registration": errors,
             "clean_counts": {k: int((clean_all["kind"] == k).sum()) for k in KINDS},

@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from pcbforge.datasets.qa_tables import findings_table
@@ -63,19 +62,6 @@ def test_clean_table_counts_every_kind(bench) -> None:
     assert "| empty_box | 3 | 2 | 0.500 | no_change 3 |" in table
     assert "| misregistered | 0 | 0 | 0.000 |  |" in table
     assert table[-1] == "| any | 3 | 2 | 0.500 | |"
-
-
-@pytest.mark.parametrize("box", [(100, 100, 130, 120), None], ids=["box", "whole-image"])
-def test_crop_panels_draw_the_box(bench, box) -> None:
-    rng = np.random.default_rng(0)
-    tested = np.where(rng.random((320, 320)) > 0.5, 255, 0).astype(np.uint8)
-    template = tested.copy()
-    template[105:115, 105:125] = 255 - template[105:115, 105:125]
-    crop = bench.crop_panels(tested, template, box, proposed=(150, 150, 170, 170)
-                             if box else None)
-    assert crop.shape[0] == bench.PANEL_PX and crop.shape[2] == 3
-    green = (crop[..., 1] == 180) & (crop[..., 0] == 0) & (crop[..., 2] == 0)
-    assert green.any() == (box is not None)
 
 
 def test_whole_run_on_a_small_layout(bench, tmp_path: Path, capsys) -> None:
