@@ -9,6 +9,7 @@ The Python API, for notebooks and scripts (examples in ``docs/api.md``)::
     dataset = pf.load("synth")                    # its samples and labels tables
     pf.split_dataset("synth", seed=0)             # leakage-free train/val/test
     pf.audit_dataset("synth")                     # prove it
+    pf.qa_dataset("synth")                        # check the labels against templates
     pf.export("synth", "coco", "synth-coco")      # COCO, YOLO, VOC or DeepPCB
     pf.import_dataset("coco", "synth-coco", "imported")
     pf.curate_images("photos", "curated")         # any folder of images
@@ -20,9 +21,9 @@ library state. Commands set their defaults on entry (see
 :func:`pcbforge.env.apply_offline_defaults`).
 
 The verbs that act on a folder are named for what they take (``curate_images``,
-``split_dataset``, ``audit_dataset``): ``pcbforge.curate``, ``pcbforge.split`` and
-``pcbforge.audit`` are modules, and a module imported later would replace a package
-attribute of the same name.
+``split_dataset``, ``audit_dataset``, ``qa_dataset``): ``pcbforge.curate``,
+``pcbforge.split``, ``pcbforge.audit`` and ``pcbforge.qa`` are modules, and a module
+imported later would replace a package attribute of the same name.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "write_boards": ("pcbforge.synth.pipeline", "write_boards"),
     "export": ("pcbforge.pipeline", "export_dataset"),
     "to_fiftyone": ("pcbforge.datasets.fiftyone", "to_fiftyone"),
+    "qa_dataset": ("pcbforge.qa.runner", "run_qa"),
+    "apply_qa": ("pcbforge.qa.apply", "apply_findings"),
+    "QAParams": ("pcbforge.qa.params", "QAParams"),
     "from_fiftyone": ("pcbforge.datasets.fiftyone", "from_fiftyone"),
 }
 
@@ -55,6 +59,9 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from pcbforge.datasets.fiftyone import from_fiftyone, to_fiftyone
     from pcbforge.pipeline import ImportResult
     from pcbforge.pipeline import export_dataset as export
+    from pcbforge.qa.apply import apply_findings as apply_qa
+    from pcbforge.qa.params import QAParams
+    from pcbforge.qa.runner import run_qa as qa_dataset
     from pcbforge.split import SplitParams
     from pcbforge.synth.pipeline import synthesize, write_boards
 
@@ -100,6 +107,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-__all__ = ["CurateParams", "Dataset", "SplitParams", "__version__", "audit_dataset",
-           "curate_images", "export", "from_fiftyone", "import_dataset", "load",
-           "split_dataset", "synthesize", "to_fiftyone", "write_boards"]
+__all__ = ["CurateParams", "Dataset", "QAParams", "SplitParams", "__version__", "apply_qa",
+           "audit_dataset", "curate_images", "export", "from_fiftyone", "import_dataset",
+           "load", "qa_dataset", "split_dataset", "synthesize", "to_fiftyone",
+           "write_boards"]

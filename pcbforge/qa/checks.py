@@ -612,9 +612,10 @@ def _cut(job: PairJob, region: Region, outside: int, shape) -> dict:
 
 
 def _placements(job: PairJob, diff: Difference, empty: list[Box], regions: list[Region],
-                likeness: dict[int, float]) -> tuple[list[dict], set[int]]:
-    """Empty boxes: moved off an unexplained defect-like change nearby (``misplaced_box``),
-    or boxes of nothing (``empty_box``). Returns the findings and the regions used.
+                defects: list[int]) -> tuple[list[dict], set[int]]:
+    """Empty boxes: moved off an unexplained defect-like change nearby (``misplaced_box``;
+    ``defects``: the indexes of the regions that are), or boxes of nothing
+    (``empty_box``). Returns the findings and the regions used.
 
     The change a box was moved off may be one region or a few fragments (a crack broken by
     the scan): the regions of the box's polarity whose joint extent fits in the box."""
@@ -623,10 +624,9 @@ def _placements(job: PairJob, diff: Difference, empty: list[Box], regions: list[
     for box in empty:
         cx, cy = (box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2
         area = max(_area(box.xyxy), 1.0)
-        eligible = [index for index, region in enumerate(regions)
-                    if index not in used and likeness[index] < params.local_shift_share
-                    and (not _known(box.label)
-                         or defect_spec(box.label).adds_copper == region.adds)]
+        eligible = [index for index in defects
+                    if index not in used and (not _known(box.label) or defect_spec(
+                        box.label).adds_copper == regions[index].adds)]
         best, best_bbox, best_distance = None, None, math.inf
         for index in eligible:
             group, bbox = _fragments(box, index, eligible, regions)
@@ -778,9 +778,11 @@ def template_defect(diff: Difference, region: Region, window: tuple[float, ...])
     return False
 
 
-def _missing(job: PairJob, diff: Difference, region: Region, likeness: float) -> dict:
+def _note(job: PairJob, diff: Difference, region: Region, likeness: float) -> dict | None:
+    """The note an unlabelled change gets when it is not a defect of the tested image (a
+    displaced feature, a cut at the border, a defect of the template); ``None`` when it
+    is defect-like."""
     params, shape = job.params, diff.tested.shape
-    proposed = _padded(region.bbox, params.pad_px, shape)
     polarity = "adds" if region.adds else "removes"
     if likeness >= params.local_shift_share:
         return _row(job, MISSING_LABEL, "misregistration_like", likeness,
@@ -797,12 +799,19 @@ def _missing(job: PairJob, diff: Difference, region: Region, likeness: float) ->
         return _row(job, MISSING_LABEL, "at_border", 0.5,
                     f"unlabelled change of {region.area} px ({polarity} copper) at the image "
                     "border, where the two scans may be cut at different places", region.bbox)
-    if template_defect(diff, region, proposed):
+    if template_defect(diff, region, _padded(region.bbox, params.pad_px, shape)):
         what = "a hole" if region.adds else "a copper island"
         return _row(job, MISSING_LABEL, "template_defect", 0.8,
                     f"unlabelled change of {region.area} px: the template has {what} here "
                     "that the tested image lacks; the template carries a defect (replace it "
                     "or label the template)", region.bbox)
+    return None
+
+
+def _missing(job: PairJob, diff: Difference, region: Region, likeness: float) -> dict:
+    """``missing_label/defect_like``: a box to add, of the class the change suggests."""
+    proposed = _padded(region.bbox, job.params.pad_px, diff.tested.shape)
+    polarity = "adds" if region.adds else "removes"
     name = propose_class(diff, proposed, adds=region.adds)
     return _row(job, MISSING_LABEL, "defect_like", 1.0 - likeness,
                 f"unlabelled change of {region.area} px ({polarity} copper), not explained by "
@@ -847,11 +856,14 @@ def check_pair(job: PairJob) -> PairResult:
         for residual in fit.residual:
             likeness[len(candidates)] = 0.0
             candidates.append(residual)
-    unexplained = candidates
-    placed, used = _placements(job, diff, empty, unexplained, likeness)
+    notes = [_note(job, diff, region, likeness[index])
+             for index, region in enumerate(candidates)]
+    defects = [index for index, note in enumerate(notes) if note is None]
+    placed, used = _placements(job, diff, empty, candidates, defects)
     findings += box_findings + placed
-    findings += [_missing(job, diff, region, likeness[index])
-                 for index, region in enumerate(unexplained) if index not in used]
+    findings += [note if note is not None else _missing(job, diff, candidates[index],
+                                                          likeness[index])
+                 for index, note in enumerate(notes) if index not in used]
     return PairResult(job.sample_id, row, findings)
 
 

@@ -272,3 +272,11 @@ def test_a_box_around_a_thin_crack_fits_it(tmp_path):
     crack = (264, 103, 298, 138)
     result = check_pair(job(tmp_path, image, boxes=[("open", padded(crack, 10))]))
     assert not [f for f in result.findings if f["kind"] == "box_fit"], result.findings
+
+
+def test_an_empty_box_is_not_moved_onto_a_defect_of_the_template(tmp_path):
+    template = board()
+    template[112:122, 270:280] = 255  # a hole only the template has (the change adds copper)
+    result = check_pair(job(tmp_path, board(), template, boxes=[("copper", (130, 200, 155, 225))]))
+    assert sorted(kinds(result)) == [("empty_box", "no_change"),
+                                     ("missing_label", "template_defect")]
