@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: install
 	# The embedded default recipe, no user data: procedural good boards -> labelled synthetic
-	# defects -> curate -> split -> audit -> COCO and YOLO exports -> report. Running it again
+	# defects -> curate -> split -> audit -> label QA -> COCO and YOLO exports -> report. Running it again
 	# skips every stage whose inputs did not change.
 	$(VENV)/bin/pcbforge build --out $(DEMO)/dataset --workers 2
 	@echo
