@@ -42,7 +42,8 @@ def qa_command(
         help="Which grey levels are copper (default dark, as in DeepPCB).")] = None,
     diff_threshold: Annotated[int | None, typer.Option(
         min=1, max=255, help="Grey levels a pixel must differ by to count as changed "
-                             "(default 64).")] = None,
+                             "(default: a quarter of the pair's copper/substrate "
+                             "contrast, 64 on binarized scans).")] = None,
     min_region: Annotated[int | None, typer.Option(
         "--min-region", min=1, help="Smallest unlabelled change reported (changed px after "
                                     "a 3x3 opening; default 12).")] = None,

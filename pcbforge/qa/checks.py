@@ -2,7 +2,8 @@
 
 After registration (:mod:`pcbforge.qa.register`) the tested image is compared with the
 registered template under an edge tolerance: a pixel is changed when it differs by more
-than ``diff_threshold`` grey levels from every template pixel within
+than ``diff_threshold`` grey levels (by default a quarter of the pair's copper/substrate
+contrast) from every template pixel within
 ``edge_tolerance_px`` (so registration and edge noise of a pixel vanish). Changes thicker
 than 2 px (what a 3x3 opening keeps) are grouped into regions, and the boxes are checked
 against them:
@@ -68,6 +69,10 @@ EDGE_BAND_MIN_LENGTH_PX = 50.0
 #: An unlabelled change this close to the image border (px) is ``at_border``: the two
 #: images of a pair are often cut from the scan a little differently.
 BORDER_PX = 3
+#: The automatic change threshold: this share of the copper/substrate grey distance, and
+#: at least this many grey levels.
+AUTO_SHARE = 0.25
+AUTO_MIN = 16
 #: A template hole or island the tested image fills this much is the template's defect.
 TEMPLATE_FILL = 0.8
 
@@ -176,6 +181,7 @@ class Difference:
     changed: np.ndarray  # uint8 0/1: the changes more than 2 px thick
     threshold: int  # copper/substrate grey level (Otsu of the tested image)
     params: QAParams
+    min_change: int  # grey levels a pixel must differ by (diff_threshold, or its auto value)
     low: np.ndarray  # the template eroded (darkest within the edge tolerance)
     high: np.ndarray  # and dilated (brightest)
     _padded: dict = field(default_factory=dict)
@@ -217,7 +223,8 @@ def difference(tested: np.ndarray, template: np.ndarray, params: QAParams,
     (uint8 0/1) is set when given: the part of the image the registered template covers
     with its own pixels."""
     low, high = template_bounds(template, params)
-    darker, brighter = tolerant_changes(tested, low, high, params.diff_threshold)
+    min_change = params.diff_threshold or auto_threshold(template, tested)
+    darker, brighter = tolerant_changes(tested, low, high, min_change)
     if valid is not None:
         darker, brighter = darker & valid, brighter & valid
     added, removed = (darker, brighter) if params.copper == "dark" else (brighter, darker)
@@ -226,7 +233,21 @@ def difference(tested: np.ndarray, template: np.ndarray, params: QAParams,
     changed = cv2.morphologyEx(added | removed, cv2.MORPH_OPEN, _KERNEL3,
                                borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return Difference(tested, template, added, removed, changed, int(threshold), params,
-                      low, high)
+                      min_change, low, high)
+
+
+def auto_threshold(*images: np.ndarray) -> int:
+    """The default ``diff_threshold``: :data:`AUTO_SHARE` of the grey distance between the
+    two Otsu classes (copper and substrate) of the image that shows them best (a blank
+    template's classes are two shades of its noise), at least :data:`AUTO_MIN`: 64 on a
+    binarized scan, about 30 on a soft grey or colour one."""
+    contrast = 0.0
+    for image in images:
+        level, _ = cv2.threshold(image, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        dark, bright = image[image <= level], image[image > level]
+        if dark.size and bright.size:
+            contrast = max(contrast, float(bright.mean()) - float(dark.mean()))
+    return max(AUTO_MIN, int(round(AUTO_SHARE * contrast)))
 
 
 def regions_of(diff: Difference) -> list[Region]:
@@ -378,7 +399,7 @@ class _Local:
         part = (slice(wy.start + limit - sy, wy.stop + limit - sy),
                 slice(wx.start + limit - sx, wx.stop + limit - sx))
         darker, brighter = tolerant_changes(self.diff.tested[wy, wx], low[part], high[part],
-                                            self.diff.params.diff_threshold)
+                                            self.diff.min_change)
         return (darker, brighter) if self.diff.params.copper == "dark" else (brighter, darker)
 
     def best(self) -> tuple[float, tuple[int, int]]:

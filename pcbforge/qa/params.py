@@ -35,8 +35,10 @@ class QAParams(BaseModel):
     max_shift_px: int = Field(32, ge=1)
     # --- differences ---------------------------------------------------------------------
     #: Grey levels (0-255) a pixel must differ from every template pixel within
-    #: ``edge_tolerance_px`` to count as changed.
-    diff_threshold: int = Field(64, ge=1, le=255)
+    #: ``edge_tolerance_px`` to count as changed; ``None``: a quarter of the grey distance
+    #: between copper and substrate, in whichever image of the pair shows both (64 on a
+    #: binarized scan such as DeepPCB's, less on a soft grey or colour one), at least 16.
+    diff_threshold: int | None = Field(None, ge=1, le=255)
     #: Edge noise allowance: a pixel matching the template anywhere this close is unchanged.
     edge_tolerance_px: int = Field(1, ge=0, le=5)
     #: Changes this close together form one region (px).

@@ -225,6 +225,17 @@ def test_synth_same_bytes_with_one_or_two_dask_workers_and_locally(
                                               ["path"]))
 
 
+def test_qa_same_findings_on_dask_and_locally(dask_engine, planted, tmp_path) -> None:
+    from pcbforge.qa import run_qa
+
+    run_qa(planted, tmp_path / "local", workers=1)
+    run_qa(planted, tmp_path / "dask", engine=dask_engine)
+    for name in ("qa.parquet", "qa.csv", "qa_registration.parquet"):
+        assert (tmp_path / "dask" / name).read_bytes() == \
+            (tmp_path / "local" / name).read_bytes(), name
+    assert len(pd.read_parquet(tmp_path / "dask" / "qa.parquet")) == 5
+
+
 # --------------------------------------------------------------------------------------
 # The commands' --engine and --scheduler
 # --------------------------------------------------------------------------------------

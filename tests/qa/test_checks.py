@@ -152,7 +152,7 @@ def test_a_colour_pair_with_light_copper(tmp_path):
 
     image, template = colour(with_defects("short", "open")), colour(board())
     result = check_pair(job(tmp_path, image, template, boxes=[("open", padded(OPEN))],
-                            copper="light", diff_threshold=40))
+                            copper="light"))
     finding = _one(result, "missing_label")
     assert finding["detail"] == "defect_like" and finding["proposed_label"] == "short"
     assert len(result.findings) == 1
@@ -280,3 +280,35 @@ def test_an_empty_box_is_not_moved_onto_a_defect_of_the_template(tmp_path):
     result = check_pair(job(tmp_path, board(), template, boxes=[("copper", (130, 200, 155, 225))]))
     assert sorted(kinds(result)) == [("empty_box", "no_change"),
                                      ("missing_label", "template_defect")]
+
+
+def test_a_grey_pair_with_noise_and_another_exposure(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def grey(binary, offset):  # a grey scan: soft edges, noise, its own exposure
+        image = np.where(binary == 0, 60.0, 190.0) + offset
+        image = cv2.GaussianBlur(image, (0, 0), 1.0) + rng.normal(0, 5, binary.shape)
+        return np.clip(image, 0, 255).astype(np.uint8)
+
+    image, template = grey(with_defects("short", "open"), 15), grey(board(), 0)
+    result = check_pair(job(tmp_path, image, template, boxes=[("open", padded(OPEN))]))
+    finding = _one(result, "missing_label")
+    assert finding["detail"] == "defect_like" and finding["proposed_label"] == "short"
+    assert len(result.findings) == 1, result.findings
+    labelled = check_pair(job(tmp_path, image, template, boxes=[
+        ("open", padded(OPEN)), ("short", LABELLED_SHORT)]))
+    assert labelled.findings == []
+
+
+def test_the_automatic_change_threshold_follows_the_contrast():
+    from pcbforge.qa.checks import AUTO_MIN, auto_threshold
+
+    binary = board()
+    assert auto_threshold(binary) == 64  # 0 and 255: a binarized scan, as DeepPCB's
+    soft = np.where(binary == 0, 60, 190).astype(np.uint8)
+    assert auto_threshold(soft) == 32  # a quarter of 130
+    blank = np.full((64, 64), 200, np.uint8)
+    assert auto_threshold(blank) == AUTO_MIN  # nothing on it
+    speck = blank.copy()
+    speck[30:34, 30:34] = 20
+    assert auto_threshold(blank, speck) == 45  # a blank template: the tested image shows it
