@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pcbforge.core.boxes import iou
+
 #: DeepPCB's correctness threshold: IoU must be greater than this.
 DEEPPCB_IOU = 0.33
 
@@ -56,17 +58,6 @@ class Evaluation:
         return {"ap": self.ap, "mAP": self.mean_ap, "f_score": self.f_score,
                 "threshold": self.threshold, "precision": self.precision,
                 "recall": self.recall, "counts": self.counts}
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``x1, y1, x2, y2`` boxes (0 when either is empty)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def best_truth(box: Box, truths: Sequence[Sequence], iou_threshold: float = DEEPPCB_IOU
@@ -171,4 +162,4 @@ def _best_f(detections: list[Detection], correct: np.ndarray, n_truths: int
 
 
 __all__ = ["DEEPPCB_IOU", "Detection", "Evaluation", "Truth", "average_precision",
-           "best_truth", "evaluate", "iou", "match"]
+           "best_truth", "evaluate", "match"]

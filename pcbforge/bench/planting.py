@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from pcbforge.core.boxes import iou
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, parse_annotation
 from pcbforge.datasets.qa_tables import (
     ADD,
@@ -124,21 +125,6 @@ def plant_kind(name: str) -> PlantKind:
 
 
 # --- geometry ---------------------------------------------------------------------------
-
-def iou(a, b) -> float:
-    """IoU of two ``(x1, y1, x2, y2, ...)`` boxes (exclusive ends); 0 when either is NaN."""
-    ax1, ay1, ax2, ay2 = (float(v) for v in a[:4])
-    bx1, by1, bx2, by2 = (float(v) for v in b[:4])
-    if any(math.isnan(v) for v in (ax1, ay1, ax2, ay2, bx1, by1, bx2, by2)):
-        return 0.0
-    w = min(ax2, bx2) - max(ax1, bx1)
-    h = min(ay2, by2) - max(ay1, by1)
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return inter / union if union > 0 else 0.0
-
 
 def centre_inside(a, b) -> bool:
     """Whether the centre of box ``a`` lies inside box ``b``."""
@@ -646,7 +632,8 @@ def score_findings(truth: list[dict], planted: pd.DataFrame, clean: pd.DataFrame
 
 __all__ = [
     "FINDING_FOR", "PLANT_KINDS", "SWAP", "WRONG_KIND_FOR", "PlantKind", "annotation_text",
-    "centre_inside", "choose_plan", "copy_layout", "finding_matches", "iou", "layout_pairs",
+    "TEMPLATE_KINDS", "centre_inside", "choose_plan", "claims", "copy_layout",
+    "finding_matches", "layout_pairs",
     "plant_boxes", "plant_kind", "plant_template", "registration_errors", "sample_plant",
     "score_findings", "select_pairs", "unchanged_under", "with_registration_flags",
     "write_planted_copy",

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from pcbforge.bench.candidates import CandidateParams, find_candidates
-from pcbforge.bench.metrics import Detection, best_truth, iou
+from pcbforge.bench.metrics import Detection, best_truth
+from pcbforge.core.boxes import iou
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES
 
 CLASSES: tuple[str, ...] = (*DEEPPCB_CLASSES, "background")

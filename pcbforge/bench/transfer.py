@@ -47,7 +47,8 @@ from pcbforge.bench.detectors import (
     detector,
     detector_names,
 )
-from pcbforge.bench.metrics import DEEPPCB_IOU, Truth, evaluate, iou
+from pcbforge.bench.metrics import DEEPPCB_IOU, Truth, evaluate
+from pcbforge.core.boxes import iou
 from pcbforge.core.files import write_bytes
 from pcbforge.datasets.dataset import load
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, deeppcb_pairs

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pcbforge import __version__
+from pcbforge.core.boxes import iou
 from pcbforge.core.files import atomic_write, write_bytes, write_json
 from pcbforge.core.output import staged_output
 from pcbforge.core.progress import progress_bar
@@ -115,16 +116,6 @@ def pair_jobs(dataset: Dataset, params: QAParams, register_dir: Path | None = No
 # --- checks without a reference ------------------------------------------------------------
 
 
-def _iou(a: tuple, b: tuple) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _finding(sample_id: str, kind: str, detail: str, score: float, reason: str, box: Box,
              action: str, proposed: tuple | None = None) -> dict:
     where = tuple(round(v, 1) for v in box.xyxy)
@@ -160,7 +151,7 @@ def box_sanity(dataset: Dataset, params: QAParams) -> list[dict]:
                     f"{box.label} box leaves its {width:g}x{height:g} image", box, REFIT,
                     clipped))
             for other in boxes[:i]:
-                overlap = _iou(box.xyxy, other.xyxy)
+                overlap = iou(box.xyxy, other.xyxy)
                 if other.label == box.label and overlap >= params.duplicate_iou:
                     findings.append(_finding(
                         sample_id, BOX_SANITY, "duplicate", overlap,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pcbforge.bench.metrics import Detection, Truth, average_precision, evaluate, iou, match
+from pcbforge.bench.metrics import Detection, Truth, average_precision, evaluate, match
+from pcbforge.core.boxes import iou
 
 CLASSES = ("open", "short")
 GT = (0.0, 0.0, 100.0, 100.0)

@@ -23,7 +23,6 @@ from pcbforge.bench.planting import (
     annotation_text,
     choose_plan,
     finding_matches,
-    iou,
     layout_pairs,
     plant_boxes,
     plant_kind,
@@ -36,6 +35,7 @@ from pcbforge.bench.planting import (
     with_registration_flags,
     write_planted_copy,
 )
+from pcbforge.core.boxes import iou
 from pcbforge.datasets.qa_tables import findings_table
 from pcbforge.synth.boards import add_local_defect, draw_board
 

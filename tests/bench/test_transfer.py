@@ -12,7 +12,6 @@ import pytest
 from pydantic import ValidationError
 
 from pcbforge.bench.candidates import find_candidates, shift_image
-from pcbforge.bench.metrics import iou
 from pcbforge.bench.transfer import (
     TransferConfig,
     acceptance,
@@ -20,6 +19,7 @@ from pcbforge.bench.transfer import (
     training_sets,
     written_pairs,
 )
+from pcbforge.core.boxes import iou
 from pcbforge.datasets.dataset import load
 from pcbforge.datasets.deeppcb import save_deeppcb
 from pcbforge.synth.boards import draw_board

@@ -76,15 +76,6 @@ def kinds(result) -> list[tuple[str, str]]:
     return sorted((f["kind"], f["detail"]) for f in result.findings)
 
 
-def iou(a, b) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def write_dataset(root: Path, pairs: dict[str, tuple[np.ndarray, np.ndarray, list]]
                   ) -> Path:
     """A pcbforge dataset at ``root/ds`` of ``{name: (tested, template, boxes)}`` with the

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from pcbforge.core.boxes import iou
 from pcbforge.datasets.dataset import load, save
 from pcbforge.datasets.qa_tables import ACCEPT, PROPOSALS_FIELD, REJECT
 from pcbforge.qa import apply_findings, run_qa
 from pcbforge.qa.apply import APPLY_REPORT, ApplyError, read_accepted
-from tests.qa.pairs import LABELLED_SHORT, SHORT, iou, padded
+from tests.qa.pairs import LABELLED_SHORT, SHORT, padded
 
 
 def _boxes(dataset, sample_id: str) -> list[tuple]:

@@ -7,6 +7,7 @@ import math
 import cv2
 import numpy as np
 
+from pcbforge.core.boxes import iou
 from pcbforge.qa.checks import check_pair, difference, edge_band, regions_of
 from pcbforge.qa.params import QAParams
 from tests.qa.pairs import (
@@ -16,7 +17,6 @@ from tests.qa.pairs import (
     SHORT,
     SIZE,
     board,
-    iou,
     job,
     kinds,
     padded,
