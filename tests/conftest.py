@@ -47,11 +47,20 @@ def curated(messy_corpus, tmp_path_factory):
 
 
 def write_deeppcb_layout(root: Path, boards: dict[str, int], rng: np.random.Generator,
-                         list_name: str = "trainval") -> dict:
+                         list_name: str = "trainval", make_pair=None) -> dict:
     """groupN/N/X_{temp,test}.jpg and groupN/N_not/X.txt, with real drawn defects, listed
-    in ``<list_name>.txt``."""
+    in ``<list_name>.txt``. ``make_pair(index)`` -> ``(template, tested, annotation
+    text, boxes)`` draws the pairs instead (index counts the tiles from 0); by default a
+    spur on a 160 px board, its box written twice (spaces, then DeepPCB README's commas)."""
     from pcbforge.synth.boards import add_local_defect, draw_board
 
+    def spur_pair(_: int):
+        board = draw_board(rng, 160)
+        tested, (x1, y1, x2, y2) = add_local_defect(board, rng, "spur")
+        # Spaces as in the real files, commas as in DeepPCB's README, blank lines.
+        return board, tested, f"{x1} {y1} {x2} {y2} 4\n\n{x1},{y1},{x2},{y2},1\n", 2
+
+    make_pair = make_pair or spur_pair
     expected = {"boxes": 0, "tested": 0}
     lines = []
     for group, tiles in boards.items():
@@ -60,15 +69,12 @@ def write_deeppcb_layout(root: Path, boards: dict[str, int], rng: np.random.Gene
         (root / group / f"{number}_not").mkdir()
         for tile in range(tiles):
             pair = f"{number}{tile:03d}"
-            board = draw_board(rng, 160)
-            tested, (x1, y1, x2, y2) = add_local_defect(board, rng, "spur")
-            cv2.imwrite(str(root / group / number / f"{pair}_temp.jpg"), board)
+            template, tested, text, boxes = make_pair(expected["tested"])
+            cv2.imwrite(str(root / group / number / f"{pair}_temp.jpg"), template)
             cv2.imwrite(str(root / group / number / f"{pair}_test.jpg"), tested)
-            # Spaces as in the real files, commas as in DeepPCB's README, blank lines.
-            text = f"{x1} {y1} {x2} {y2} 4\n\n{x1},{y1},{x2},{y2},1\n"
             (root / group / f"{number}_not" / f"{pair}.txt").write_text(text)
             lines.append(f"{group}/{number}/{pair}.jpg {group}/{number}_not/{pair}.txt")
-            expected["boxes"] += 2
+            expected["boxes"] += boxes
             expected["tested"] += 1
     (root / f"{list_name}.txt").write_text("\n".join(lines) + "\n")
     return expected

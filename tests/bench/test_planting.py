@@ -38,6 +38,7 @@ from pcbforge.bench.planting import (
 from pcbforge.core.boxes import iou
 from pcbforge.datasets.qa_tables import findings_table
 from pcbforge.synth.boards import add_local_defect, draw_board
+from tests.conftest import write_deeppcb_layout
 
 SIZE = 320
 
@@ -55,23 +56,14 @@ def _pair(seed: int, kinds=("spur", "open")) -> tuple[np.ndarray, np.ndarray, li
 
 
 def _write_layout(root: Path, tiles: dict[str, int]) -> None:
-    lines = []
-    seed = 0
-    for group, count in tiles.items():
-        number = group.removeprefix("group")
-        (root / group / number).mkdir(parents=True)
-        (root / group / f"{number}_not").mkdir()
-        for tile in range(count):
-            pair = f"{number}{tile:03d}"
-            template, tested, boxes = _pair(seed)
-            seed += 1
-            cv2.imwrite(str(root / group / number / f"{pair}_temp.jpg"), template)
-            cv2.imwrite(str(root / group / number / f"{pair}_test.jpg"), tested)
-            ids = {"open": 1, "short": 2, "mousebite": 3, "spur": 4, "copper": 5, "pin-hole": 6}
-            text = "".join(f"{x1} {y1} {x2} {y2} {ids[k]}\n" for x1, y1, x2, y2, k in boxes)
-            (root / group / f"{number}_not" / f"{pair}.txt").write_text(text)
-            lines.append(f"{group}/{number}/{pair}.jpg {group}/{number}_not/{pair}.txt")
-    (root / "trainval.txt").write_text("\n".join(lines) + "\n")
+    ids = {"open": 1, "short": 2, "mousebite": 3, "spur": 4, "copper": 5, "pin-hole": 6}
+
+    def make_pair(index: int):
+        template, tested, boxes = _pair(index)
+        text = "".join(f"{x1} {y1} {x2} {y2} {ids[k]}\n" for x1, y1, x2, y2, k in boxes)
+        return template, tested, text, len(boxes)
+
+    write_deeppcb_layout(root, tiles, np.random.default_rng(0), make_pair=make_pair)
 
 
 def _digest(root: Path) -> dict[str, str]:
