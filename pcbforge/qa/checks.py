@@ -508,10 +508,14 @@ def _box_checks(job: PairJob, diff: Difference, regions: list[Region]
             # class is judged on those.
             thin_mask = (diff.added[part] | diff.removed[part]) > 0
             thin = int(thin_mask.sum())
+            if thin >= params.empty_box_px and params.local_shift_px > 0:
+                # Thin changes along edges the scan displaced are not a defect: count
+                # them with the template aligned to the features around the box.
+                thin = min(thin, sum(aligned_change(diff, box, params.local_shift_px)))
             if thin < params.empty_box_px:
                 empty.append(box)
             else:
-                findings += _class_checks(job, diff, box, part, thin_mask, thin)
+                findings += _class_checks(job, diff, box, part, thin_mask, int(thin_mask.sum()))
             continue
         findings += _class_checks(job, diff, box, part, inside, count)
         # A crack is a thin change: the box's extent is judged on thin changes too.

@@ -312,3 +312,11 @@ def test_the_automatic_change_threshold_follows_the_contrast():
     speck = blank.copy()
     speck[30:34, 30:34] = 20
     assert auto_threshold(blank, speck) == 45  # a blank template: the tested image shows it
+
+
+def test_a_box_on_an_edge_the_scan_displaced_is_still_empty(tmp_path):
+    image = board()
+    image[30:286, 235:246] = 255
+    image[30:286, 237:248] = 0  # the x=240 trace 2 px to the right in this scan: thin bands
+    result = check_pair(job(tmp_path, image, boxes=[("short", (225, 150, 255, 180))]))
+    assert _one(result, "empty_box")["action"] == "delete"
