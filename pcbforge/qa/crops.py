@@ -8,7 +8,8 @@ import math
 import cv2
 import numpy as np
 
-from pcbforge.qa.checks import PairError, difference, read_gray
+from pcbforge.qa.changes import difference
+from pcbforge.qa.checks import PairError, read_gray
 from pcbforge.qa.params import QAParams
 from pcbforge.qa.register import apply_registration, register
 

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 
 from pcbforge.core.boxes import iou
-from pcbforge.qa.checks import check_pair, difference, edge_band, regions_of
+from pcbforge.qa.changes import difference, regions_of
+from pcbforge.qa.checks import check_pair, edge_band
 from pcbforge.qa.params import QAParams
 from tests.qa.pairs import (
     LABELLED_SHORT,
@@ -301,7 +302,7 @@ def test_a_grey_pair_with_noise_and_another_exposure(tmp_path):
 
 
 def test_the_automatic_change_threshold_follows_the_contrast():
-    from pcbforge.qa.checks import AUTO_MIN, auto_threshold
+    from pcbforge.qa.changes import AUTO_MIN, auto_threshold
 
     binary = board()
     assert auto_threshold(binary) == 64  # 0 and 255: a binarized scan, as DeepPCB's
