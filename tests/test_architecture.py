@@ -31,6 +31,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "split": {"synth", "pipeline", "cli", "bench"},
     "audit": {"synth", "pipeline", "cli", "bench"},
     "qa": {"curate", "pipeline", "cli", "bench"},
+    "evaluate": {"curate", "synth", "pipeline", "cli", "bench", "qa", "split", "audit"},
     "pipeline": {"cli"},
     "bench": {"cli"},
     "env": {"*"},

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pcbforge.core.boxes import iou
+from pcbforge.evaluate.metrics import average_precision, best_f_score
 
 #: DeepPCB's correctness threshold: IoU must be greater than this.
 DEEPPCB_IOU = 0.33
@@ -101,23 +102,6 @@ def match(detections: Sequence[Detection], truths: Sequence[Truth],
     return correct
 
 
-def average_precision(correct_by_score: np.ndarray, n_truths: int) -> float:
-    """All-point AP of detections already sorted by decreasing score."""
-    if n_truths == 0:
-        raise ValueError("average precision needs at least one ground-truth box")
-    if len(correct_by_score) == 0:
-        return 0.0
-    tp = np.cumsum(correct_by_score)
-    fp = np.cumsum(~correct_by_score)
-    # PASCAL VOC's form: sentinels at both ends, the monotone precision envelope, then
-    # the area under the step curve wherever recall moves.
-    recall = np.concatenate([[0.0], tp / n_truths, [1.0]])
-    precision = np.concatenate([[0.0], tp / (tp + fp), [0.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
-    return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
-
-
 def evaluate(detections: Iterable[Detection], truths: Iterable[Truth],
              classes: Sequence[str], iou_threshold: float = DEEPPCB_IOU) -> Evaluation:
     """Per-class AP, mAP over the classes that have ground truth, and the best F-score."""
@@ -138,28 +122,10 @@ def evaluate(detections: Iterable[Detection], truths: Iterable[Truth],
         ap[name] = average_precision(correct[picked], n_truths) if n_truths else None
     scored = [v for v in ap.values() if v is not None]
     mean_ap = float(np.mean(scored)) if scored else 0.0
-    f_score, threshold, precision, recall = _best_f(detections, correct, len(truths))
+    f_score, threshold, precision, recall = best_f_score(
+        np.array([d.score for d in detections], float), correct, len(truths))
     return Evaluation(ap, mean_ap, f_score, threshold, precision, recall, counts)
 
 
-def _best_f(detections: list[Detection], correct: np.ndarray, n_truths: int
-            ) -> tuple[float, float, float, float]:
-    """Best F-score over score thresholds (keeping every detection scored >= it)."""
-    if not detections or n_truths == 0:
-        return 0.0, 1.0, 0.0, 0.0
-    scores = np.array([d.score for d in detections])
-    tp = np.cumsum(correct)
-    kept = np.arange(1, len(detections) + 1)
-    # A threshold keeps all detections of equal score: evaluate at the last of each run.
-    ends = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), len(scores) - 1]
-    precision = tp[ends] / kept[ends]
-    recall = tp[ends] / n_truths
-    f = np.where(precision + recall > 0, 2 * precision * recall
-                 / np.maximum(precision + recall, 1e-12), 0.0)
-    best = int(np.argmax(f))
-    return (float(f[best]), float(scores[ends[best]]), float(precision[best]),
-            float(recall[best]))
-
-
-__all__ = ["DEEPPCB_IOU", "Detection", "Evaluation", "Truth", "average_precision",
-           "best_truth", "evaluate", "match"]
+__all__ = ["DEEPPCB_IOU", "Detection", "Evaluation", "Truth", "best_truth", "evaluate",
+           "match"]

@@ -10,6 +10,7 @@ from pcbforge.cli.audit import audit_command
 from pcbforge.cli.build import build_command
 from pcbforge.cli.curate import curate_command
 from pcbforge.cli.doctor import doctor_command
+from pcbforge.cli.evaluate import evaluate_command
 from pcbforge.cli.export import export_command
 from pcbforge.cli.importer import import_app
 from pcbforge.cli.qa import qa_command
@@ -31,6 +32,7 @@ app.command("curate", no_args_is_help=True)(curate_command)
 app.command("split", no_args_is_help=True)(split_command)
 app.command("audit", no_args_is_help=True)(audit_command)
 app.command("qa", no_args_is_help=True)(qa_command)
+app.command("evaluate", no_args_is_help=True)(evaluate_command)
 app.command("export", no_args_is_help=True)(export_command)
 app.command("view", no_args_is_help=True)(view_command)
 app.command("report", no_args_is_help=True)(report_command)

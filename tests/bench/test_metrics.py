@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pcbforge.bench.metrics import Detection, Truth, average_precision, evaluate, match
+from pcbforge.bench.metrics import Detection, Truth, evaluate, match
 from pcbforge.core.boxes import iou
+from pcbforge.evaluate.metrics import average_precision
 
 CLASSES = ("open", "short")
 GT = (0.0, 0.0, 100.0, 100.0)

@@ -1,0 +1,1 @@
+"""Evaluate a model's predictions against a dataset's labels."""
