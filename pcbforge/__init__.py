@@ -10,6 +10,7 @@ The Python API, for notebooks and scripts (examples in ``docs/api.md``)::
     pf.split_dataset("synth", seed=0)             # leakage-free train/val/test
     pf.audit_dataset("synth")                     # prove it
     pf.qa_dataset("synth")                        # check the labels against templates
+    pf.evaluate_predictions("synth", "model.json", "coco-results")  # score a model on it
     pf.export("synth", "coco", "synth-coco")      # COCO, YOLO, VOC or DeepPCB
     pf.import_dataset("coco", "synth-coco", "imported")
     pf.curate_images("photos", "curated")         # any folder of images
@@ -48,6 +49,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "qa_dataset": ("pcbforge.qa.runner", "run_qa"),
     "apply_qa": ("pcbforge.qa.apply", "apply_findings"),
     "QAParams": ("pcbforge.qa.params", "QAParams"),
+    "evaluate_predictions": ("pcbforge.evaluate.runner", "evaluate_dataset"),
     "from_fiftyone": ("pcbforge.datasets.fiftyone", "from_fiftyone"),
 }
 
@@ -57,6 +59,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from pcbforge.curate.runner import curate as curate_images
     from pcbforge.datasets.dataset import Dataset, load
     from pcbforge.datasets.fiftyone import from_fiftyone, to_fiftyone
+    from pcbforge.evaluate.runner import evaluate_dataset as evaluate_predictions
     from pcbforge.pipeline import ImportResult
     from pcbforge.pipeline import export_dataset as export
     from pcbforge.qa.apply import apply_findings as apply_qa
@@ -108,6 +111,6 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["CurateParams", "Dataset", "QAParams", "SplitParams", "__version__", "apply_qa",
-           "audit_dataset", "curate_images", "export", "from_fiftyone", "import_dataset",
-           "load", "qa_dataset", "split_dataset", "synthesize", "to_fiftyone",
+           "audit_dataset", "curate_images", "evaluate_predictions", "export", "from_fiftyone",
+           "import_dataset", "load", "qa_dataset", "split_dataset", "synthesize", "to_fiftyone",
            "write_boards"]
