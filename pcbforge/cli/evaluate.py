@@ -66,7 +66,7 @@ def evaluate_command(
 
 
 def _print_summary(summary: dict, dataset: Path) -> None:
-    from pcbforge.evaluate.runner import EVALUATIONS_DIR
+    from pcbforge.datasets.evaluation_tables import EVALUATIONS_DIR
 
     console = Console()
     deeppcb, coco = summary["deeppcb"], summary["coco"]

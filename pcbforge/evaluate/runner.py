@@ -11,7 +11,6 @@ outcome, and ``metrics.json``. Several evaluations stay side by side;
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
@@ -22,24 +21,24 @@ import pandas as pd
 from pcbforge import __version__
 from pcbforge.core.files import write_json
 from pcbforge.core.output import staged_output
-from pcbforge.datasets.dataset import Dataset, load, read_table, require_folder
+from pcbforge.datasets.dataset import Dataset, load, require_folder
+from pcbforge.datasets.evaluation_tables import (
+    CONFUSION_CSV,
+    EVALUATIONS_DIR,
+    METRICS_JSON,
+    PREDICTIONS_PARQUET,
+    TRUTHS_PARQUET,
+    EvaluationError,
+    read_evaluation,
+)
 from pcbforge.evaluate.metrics import DEEPPCB_IOU, evaluate_tables
 from pcbforge.evaluate.predictions import read_predictions
 
-EVALUATIONS_DIR = "evaluations"
-METRICS_JSON = "metrics.json"
-PREDICTIONS_PARQUET = "predictions.parquet"
-TRUTHS_PARQUET = "truths.parquet"
-CONFUSION_CSV = "confusion.csv"
 #: Sample statuses whose images are evaluated (rejected files are curation's business).
 USABLE = ("ok", "low_quality", "duplicate")
 #: ``--split`` value that evaluates every usable image, with a table per split.
 ALL_SPLITS = "all"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-class EvaluationError(ValueError):
-    """Input that ``evaluate`` cannot use; the message says what to do."""
 
 
 def evaluation_name(name: str | None, predictions: Path | str) -> str:
@@ -162,31 +161,6 @@ def evaluate_dataset(dataset: Path | str, predictions: Path | str, fmt: str, *,
     return summary
 
 
-def evaluations(dataset: Path | str) -> list[str]:
-    """The names of the evaluations kept in ``dataset``."""
-    folder = Path(dataset) / EVALUATIONS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / METRICS_JSON).is_file())
-
-
-def read_evaluation(dataset: Path | str, name: str) -> dict:
-    """``metrics.json`` of the evaluation ``name``."""
-    path = Path(dataset) / EVALUATIONS_DIR / name / METRICS_JSON
-    if not path.is_file():
-        known = evaluations(dataset)
-        raise EvaluationError(f"{dataset}: no evaluation {name!r} (evaluations here: "
-                              f"{', '.join(known) or 'none'})")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_outcomes(dataset: Path | str, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The per-prediction and per-box tables of the evaluation ``name``."""
-    folder = Path(dataset) / EVALUATIONS_DIR / name
-    read_evaluation(dataset, name)  # a clear error when it is not there
-    return read_table(folder / PREDICTIONS_PARQUET), read_table(folder / TRUTHS_PARQUET)
-
-
 def compare_evaluations(dataset: Path | str, first: str, second: str) -> dict:
     """Two evaluations side by side: per-class AP (DeepPCB rule) and COCO AP, mAP, F, with
     ``second - first``. Both must be of the same split and classes."""
@@ -214,6 +188,5 @@ def compare_evaluations(dataset: Path | str, first: str, second: str) -> dict:
             "overall": overall}
 
 
-__all__ = ["ALL_SPLITS", "EVALUATIONS_DIR", "EvaluationError", "compare_evaluations",
-           "evaluate_dataset", "evaluated_samples", "evaluation_name", "evaluations",
-           "read_evaluation", "read_outcomes"]
+__all__ = ["ALL_SPLITS", "compare_evaluations", "evaluate_dataset", "evaluated_samples",
+           "evaluation_name"]

@@ -14,14 +14,13 @@ from typer.testing import CliRunner
 
 import pcbforge as pf
 from pcbforge.cli.main import app
-from pcbforge.evaluate.runner import (
+from pcbforge.datasets.evaluation_tables import (
     EvaluationError,
-    compare_evaluations,
-    evaluate_dataset,
-    evaluations,
     read_evaluation,
     read_outcomes,
 )
+from pcbforge.datasets.evaluation_tables import evaluation_names as evaluations
+from pcbforge.evaluate.runner import compare_evaluations, evaluate_dataset
 
 runner = CliRunner()
 
