@@ -113,6 +113,12 @@ def defects_command(
              "image (negative shrinks it); the etched board is that image's template.")
     ] = "0",
     image_format: Annotated[str, typer.Option("--format", help="png or jpg.")] = "png",
+    balance: Annotated[str, typer.Option(
+        help="uniform: every class alike; from-evaluation: each class in proportion to what "
+             "a model misses (1 - recall, at least 0.1) in --evaluation.")] = "uniform",
+    evaluation: Annotated[Path | None, typer.Option(
+        help="With --balance from-evaluation: an evaluation folder, DATASET/evaluations/"
+             "NAME, as `pcbforge evaluate` writes it.")] = None,
 ) -> None:
     """Draw defects on good boards and label them exactly (boxes, masks, params)."""
     from pcbforge.datasets.dataset import DatasetError
@@ -121,6 +127,10 @@ def defects_command(
     from pcbforge.synth.pipeline import WORKER_MODULES, SynthError, source_px_per_mm, synthesize
 
     workers = workers_of(workers)
+    if balance not in ("uniform", "from-evaluation"):
+        fail(f"--balance: expected uniform or from-evaluation, got {balance!r}")
+    if (balance == "from-evaluation") != (evaluation is not None):
+        fail("--balance from-evaluation and --evaluation EVAL go together")
     try:
         dataset_px = source_px_per_mm(boards)
         config = SynthConfig.model_validate({
@@ -132,6 +142,14 @@ def defects_command(
             "painted_defects": painted, **({} if brush else {"brush": NO_BRUSH}),
             "etch_px": _pair(etch_px, "--etch-px", ",", "0,1"),
         })
+        if evaluation is not None:
+            from pcbforge.evaluate.targets import read_for_balance, weights_from_evaluation
+
+            metrics, note = read_for_balance(evaluation)
+            config = config.model_copy(update={
+                "class_weights": tuple(weights_from_evaluation(metrics, config.classes)),
+                "balance": note})
+            config = SynthConfig.model_validate(config.model_dump())
     except ValidationError as err:
         fail(validation_message(err))
     except (SynthError, DatasetError, ValueError) as err:

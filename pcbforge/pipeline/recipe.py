@@ -204,9 +204,14 @@ class SynthSection(_Section):
     images: int | None = Field(None, ge=1, le=10_000_000)
     classes: list[str] = Field(default_factory=class_names)
     #: Class of each drawn defect: ``uniform`` (all alike), ``fill`` (classes the real
-    #: labels lack are drawn more, towards equal totals of real + synthetic boxes), or
-    #: ``{class: weight}`` (target shares of the synthetic defects).
-    balance: Literal["uniform", "fill"] | dict[str, float] = "uniform"
+    #: labels lack are drawn more, towards equal totals of real + synthetic boxes),
+    #: ``from-evaluation`` (each class in proportion to what a model misses in
+    #: ``evaluation``: 1 - recall, at least 0.1), or ``{class: weight}`` (target shares of
+    #: the synthetic defects).
+    balance: Literal["uniform", "fill", "from-evaluation"] | dict[str, float] = "uniform"
+    #: With ``balance: from-evaluation``: an evaluation folder (``DATASET/evaluations/NAME``
+    #: as ``pcbforge evaluate`` writes it), relative to the recipe's folder.
+    evaluation: Path | None = None
     defects_per_image: tuple[int, int] = (3, 12)
     box: Literal["padded", "tight"] = "padded"
     copper: Literal["dark", "light"] = "dark"
@@ -239,6 +244,8 @@ class SynthSection(_Section):
             raise ValueError("at least one defect class is needed")
         return [defect_spec(v).name for v in value]
 
+    _evaluation = field_validator("evaluation")(_resolve)
+
     @field_validator("balance")
     @classmethod
     def _balance(cls, value):
@@ -255,6 +262,8 @@ class SynthSection(_Section):
     def _one_count(self) -> SynthSection:
         if self.images is not None and "images_per_class" in self.model_fields_set:
             raise ValueError("give images or images_per_class, not both")
+        if (self.balance == "from-evaluation") != (self.evaluation is not None):
+            raise ValueError("balance: from-evaluation and evaluation: go together")
         if isinstance(self.balance, dict):
             extra = sorted(set(self.balance) - set(self.classes))
             if extra:

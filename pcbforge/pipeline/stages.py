@@ -231,6 +231,8 @@ def class_weights(recipe: Recipe, real_counts: dict[str, int]) -> list[float] | 
     synth = recipe.synth
     if synth.balance == "uniform":
         return None
+    if synth.balance == "from-evaluation":
+        return evaluation_weights(recipe)[0]
     if isinstance(synth.balance, dict):
         return [float(synth.balance.get(c, 0.0)) for c in synth.classes]
     lo, hi = synth.defects_per_image
@@ -239,6 +241,19 @@ def class_weights(recipe: Recipe, real_counts: dict[str, int]) -> list[float] | 
     target = (sum(real) + expected) / len(synth.classes)
     weights = [max(target - r, 0.0) for r in real]
     return weights if sum(weights) > 0 else None
+
+
+def evaluation_weights(recipe: Recipe) -> tuple[list[float], str]:
+    """``balance: from-evaluation``: the weights of ``synth.classes`` from the recipe's
+    evaluation, and the note recorded with each synthetic label."""
+    from pcbforge.datasets.evaluation_tables import EvaluationError
+    from pcbforge.evaluate.targets import read_for_balance, weights_from_evaluation
+
+    try:
+        metrics, note = read_for_balance(recipe.synth.evaluation)
+        return weights_from_evaluation(metrics, recipe.synth.classes), note
+    except EvaluationError as err:
+        raise BuildError(f"synth: {err}") from err
 
 
 def real_label_counts(ctx: BuildContext) -> dict[str, int]:
@@ -285,6 +300,7 @@ def run_synth(ctx: BuildContext, folder: Path) -> dict:
     weights = class_weights(recipe, real_label_counts(ctx) if synth.balance == "fill" else {})
     config = SynthConfig.model_validate({
         "classes": synth.classes, "class_weights": weights,
+        "balance": evaluation_weights(recipe)[1] if synth.balance == "from-evaluation" else "",
         "defects_per_image": synth.defects_per_image,
         "px_per_mm": synth.px_per_mm or px_per_mm or 48.0, "box": synth.box,
         "copper": synth.copper, "nuisance": {"enabled": synth.nuisance},
@@ -777,7 +793,10 @@ def plan(recipe: Recipe) -> list[Stage]:
             name="synth", title="synthetic defects", output=f"{STAGES_DIR}/synth",
             run=run_synth, inputs=synth_inputs,
             config={"synth": recipe.synth.model_dump(mode="json"),
-                    "seed": recipe.seed_of(recipe.synth.seed)}))
+                    "seed": recipe.seed_of(recipe.synth.seed),
+                    # A new evaluation of the same name draws again.
+                    **({"evaluation_weights": evaluation_weights(recipe)}
+                       if recipe.synth.balance == "from-evaluation" else {})}))
     merge_inputs = tuple(names) + (("synth",) if recipe.synth.enabled else ())
     stages += [
         Stage(name="merge", title="merge and curate", output=f"{STAGES_DIR}/merge",

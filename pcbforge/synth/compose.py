@@ -59,6 +59,9 @@ class SynthConfig(BaseModel):
     #: Relative weight of each class in ``classes`` when a defect's class is drawn
     #: (``None``: every class alike, the original draw, so earlier seeds keep their bytes).
     class_weights: tuple[float, ...] | None = None
+    #: Where ``class_weights`` came from (e.g. ``from-evaluation NAME``); with the weight of
+    #: its class, recorded in each synthetic label's ``params`` ("" : not recorded).
+    balance: str = ""
     defects_per_image: tuple[int, int] = (3, 12)  # min, max (at most 255: instance ids)
     px_per_mm: float = Field(DEEPPCB_PX_PER_MM, gt=0)
     #: ``padded``: the defect's extent plus DeepPCB's margin; ``tight``: the extent.

@@ -218,6 +218,14 @@ def _copy_hashed(source: str, path: Path) -> str:
     return digest.hexdigest()
 
 
+def _class_weight(config: SynthConfig, name: str) -> float | None:
+    """The share of draws the class ``name`` had (``None``: every class alike)."""
+    if config.class_weights is None:
+        return None
+    total = sum(config.class_weights)
+    return round(config.class_weights[config.classes.index(name)] / total, 6)
+
+
 @lru_cache(maxsize=4)
 def _config(config_json: str) -> SynthConfig:
     return SynthConfig.model_validate_json(config_json)
@@ -337,6 +345,9 @@ def synth_one(task: tuple) -> dict:
         mask = encode_mask_window(label["mask"][ty1:ty2, tx1:tx2], tx1, ty1, height, width)
         params = {"class": label["label"], "tight_box": list(label["tight"]),
                   "changed_px": label["changed_px"], **label["params"]}
+        if config.balance:
+            params["balance"] = {"source": config.balance,
+                                 "class_weight": _class_weight(config, label["label"])}
         labels.append({"label": label["label"], "x1": float(x1), "y1": float(y1),
                        "x2": float(x2), "y2": float(y2), "mask": mask,
                        "synthetic": True,
