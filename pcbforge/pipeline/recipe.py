@@ -244,7 +244,10 @@ class SynthSection(_Section):
             raise ValueError("at least one defect class is needed")
         return [defect_spec(v).name for v in value]
 
-    _evaluation = field_validator("evaluation")(_resolve)
+    @field_validator("evaluation")
+    @classmethod
+    def _evaluation(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve(value, info)
 
     @field_validator("balance")
     @classmethod
