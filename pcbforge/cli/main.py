@@ -13,6 +13,7 @@ from pcbforge.cli.doctor import doctor_command
 from pcbforge.cli.evaluate import evaluate_command
 from pcbforge.cli.export import export_command
 from pcbforge.cli.importer import import_app
+from pcbforge.cli.mine import mine_command
 from pcbforge.cli.qa import qa_command
 from pcbforge.cli.report import report_command
 from pcbforge.cli.split import split_command
@@ -33,6 +34,7 @@ app.command("split", no_args_is_help=True)(split_command)
 app.command("audit", no_args_is_help=True)(audit_command)
 app.command("qa", no_args_is_help=True)(qa_command)
 app.command("evaluate", no_args_is_help=True)(evaluate_command)
+app.command("mine", no_args_is_help=True)(mine_command)
 app.command("export", no_args_is_help=True)(export_command)
 app.command("view", no_args_is_help=True)(view_command)
 app.command("report", no_args_is_help=True)(report_command)
