@@ -57,6 +57,12 @@ What the FiftyOne dataset holds:
   kept: finding ids are stable) and saves a ``qa_<kind>`` view per kind present (samples
   with such a finding, its proposals only). Without ``qa.parquet`` (or with one that
   cannot be read: a warning) the field and those views go.
+- **Evaluations** kept by ``pcbforge evaluate`` in ``evaluations/NAME/``: an
+  ``eval_<NAME>`` Detections field (each prediction with its outcome, each missed box),
+  the summary in ``info["evaluations"][NAME]`` and ``eval_<NAME>_fp_<class>``,
+  ``eval_<NAME>_fn_<class>`` and ``eval_<NAME>_low_conf_tp`` views, after qa's
+  (:mod:`.evaluations`). An evaluation gone from the folder takes its field and views
+  with it; one that cannot be read is a warning.
 """
 
 from __future__ import annotations
@@ -71,6 +77,13 @@ import pandas as pd
 
 from pcbforge import __version__
 from pcbforge.datasets.dataset import Dataset, DatasetError, load, read_table
+from pcbforge.datasets.fiftyone.evaluations import (
+    evaluation_info,
+    evaluation_view_counts,
+    evaluation_views,
+    load_evaluations,
+    set_evaluations,
+)
 from pcbforge.datasets.fiftyone.fields import (
     CLASS_VIEW_PREFIX,
     KEY_FIELD,
@@ -128,7 +141,15 @@ def table_view_counts(dataset: Dataset) -> dict[str, int]:
         for kind in finding_kinds(findings):
             counts[QA_VIEW_PREFIX + kind] = int(
                 findings.loc[findings["kind"] == kind, "sample_id"].nunique())
+    evaluations, _ = load_evaluations(dataset, _sample_field_names(dataset, LABEL_FIELD))
+    counts.update(evaluation_view_counts(evaluations))
     return counts
+
+
+def _sample_field_names(dataset: Dataset, label_field: str) -> set[str]:
+    """The fields of the samples table's columns and the label field: names an
+    evaluation's field must not take."""
+    return {field_name(str(c)) for c in dataset.samples.columns} | {label_field}
 
 
 def qa_findings(dataset: Dataset) -> tuple[pd.DataFrame | None, str]:
@@ -209,6 +230,11 @@ def to_fiftyone(dataset_path: Path | str, name: str | None = None, *,
         fo_dataset.set_values(NUISANCE_FIELD,
                               dict(zip(ids, _nuisance_detections(fo, dataset, samples),
                                        strict=True)), key_field=KEY_FIELD)
+    evaluations, problems = load_evaluations(dataset, _sample_field_names(dataset, label_field))
+    for problem in problems:
+        logger.warning("%s", problem)
+    evaluation_fields = set_evaluations(fo, fo_dataset, dataset, samples, ids, evaluations,
+                                        old_meta.get("evaluation_fields") or {}, KEY_FIELD)
     if outside:
         logger.warning("%d instance masks have pixels outside their box; FiftyOne shows masks "
                        "inside boxes only", outside)
@@ -220,13 +246,14 @@ def to_fiftyone(dataset_path: Path | str, name: str | None = None, *,
     qa_views = {QA_VIEW_PREFIX + kind: kind for kind in
                 (finding_kinds(findings) if findings is not None else [])}
     views = _save_views(fo, fo_dataset, label_field, classes, old_meta.get("views", []),
-                        proposals, qa_views)
+                        proposals, qa_views, evaluation_views(fo_dataset, evaluations))
     fo_dataset.info["pcbforge"] = {
         "root": str(root), "image_root": str(dataset.image_root.resolve()),
         "label_field": label_field, "classes": classes, "views": views, "fields": fields,
-        "proposals_field": proposals,
+        "proposals_field": proposals, "evaluation_fields": evaluation_fields,
         "mask_pixels_outside_boxes": outside, "pcbforge_version": __version__,
     }
+    fo_dataset.info["evaluations"] = evaluation_info(evaluations)  # replaced: gone ones go
     fo_dataset.save()
     return fo_dataset
 
@@ -548,9 +575,11 @@ def _configure_app(fo, fo_dataset) -> None:
 
 def _save_views(fo, fo_dataset, label_field: str, classes: list[str],
                 previous: list[str], proposals_field: str | None = None,
-                qa_views: dict[str, str] | None = None) -> list[str]:
+                qa_views: dict[str, str] | None = None,
+                more_views: dict[str, tuple] | None = None) -> list[str]:
     """(Re)save every view; remove the views an earlier run saved that are gone now.
-    ``qa_views``: view name -> finding kind, views of ``proposals_field``."""
+    ``qa_views``: view name -> finding kind, views of ``proposals_field``;
+    ``more_views``: view name -> ``(view, description)``, saved last (the evaluations')."""
     from fiftyone import ViewField as F
 
     views = {name: (fo_dataset.match(F("split") == name), f"samples of the {name} split")
@@ -574,6 +603,7 @@ def _save_views(fo, fo_dataset, label_field: str, classes: list[str],
     for name, kind in (qa_views or {}).items():
         views[name] = (fo_dataset.filter_labels(proposals_field, F("kind") == kind),
                        f"samples with a {kind!r} finding of pcbforge qa (those proposals)")
+    views.update(more_views or {})
     for name in previous:
         if name not in views and fo_dataset.has_saved_view(name):
             fo_dataset.delete_saved_view(name)
