@@ -40,7 +40,6 @@ never changed.
 from __future__ import annotations
 
 import math
-import re
 import shutil
 from enum import Enum
 from pathlib import Path
@@ -56,6 +55,7 @@ from pcbforge.datasets.dataset import Dataset, load, require_folder
 from pcbforge.datasets.formats import get_format
 from pcbforge.evaluate.metrics import DEEPPCB_IOU, match_predictions
 from pcbforge.evaluate.predictions import read_predictions
+from pcbforge.evaluate.runner import run_name, truth_table
 
 MINING_DIR = "mining"
 RANKED_PARQUET = "ranked.parquet"
@@ -84,7 +84,6 @@ UNCERTAINTY_TERMS = ("nearness", "entropy", "disagreement", "uncertainty")
 RANKED_COLUMNS = ("rank", "sample_id", "path", "split", "group", "kind", "score", "selected",
                   "left_out", "predictions", *ERROR_TERMS, *UNCERTAINTY_TERMS)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _KIND_ORDER = {ERROR: 0, UNCERTAIN: 1}
 
 
@@ -279,12 +278,7 @@ def _group_key(group: object, sample_id: str) -> str:
 
 def mining_name(name: str | None, predictions: Path | str) -> str:
     """``name``, or the predictions file's stem; a plain folder name either way."""
-    chosen = name if name else Path(predictions).stem
-    if not _NAME.match(chosen):
-        raise MiningError(
-            f"mining name {chosen!r}: expected letters, digits, '.', '_' or '-' (up to 100, "
-            "not starting with '.'); pass --name")
-    return chosen
+    return run_name(name, predictions, "mining", MiningError)
 
 
 def mined_samples(data: Dataset, split: str) -> pd.DataFrame:
@@ -314,16 +308,6 @@ def _kept(table: pd.DataFrame, ids: set[str], min_score: float) -> tuple[pd.Data
     return kept, int((~inside).sum())
 
 
-def _truths(data: Dataset, sample_ids: set[str]) -> pd.DataFrame:
-    labels = data.labels.reset_index(drop=True)
-    kept = labels[labels["sample_id"].astype(str).isin(sample_ids)]
-    return pd.DataFrame({
-        "truth_id": [f"t{row}" for row in kept.index],
-        "sample_id": kept["sample_id"].astype(str).to_numpy(),
-        "label": kept["label"].astype(str).to_numpy(),
-        **{c: kept[c].astype(float).to_numpy() for c in ("x1", "y1", "x2", "y2")}})
-
-
 def score_samples(data: Dataset, samples: pd.DataFrame, first: pd.DataFrame,
                   second: pd.DataFrame | None, params: MineParams) -> pd.DataFrame:
     """One row per sample of ``samples`` of the kinds ``params`` asks for: its place, its
@@ -333,7 +317,7 @@ def score_samples(data: Dataset, samples: pd.DataFrame, first: pd.DataFrame,
     labelled = samples[samples["labelled"]]
     if kinds in ("errors", "both") and len(labelled):
         ids = labelled["sample_id"].astype(str).tolist()
-        terms = error_terms(first[first["sample_id"].isin(set(ids))], _truths(data, set(ids)),
+        terms = error_terms(first[first["sample_id"].isin(set(ids))], truth_table(data, set(ids)),
                             ids, iou_threshold=params.iou_threshold)
         parts.append(_rows(labelled, terms, ERROR, "error_score"))
     unlabelled = samples[~samples["labelled"]]

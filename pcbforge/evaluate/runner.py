@@ -41,14 +41,20 @@ ALL_SPLITS = "all"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def evaluation_name(name: str | None, predictions: Path | str) -> str:
-    """``name``, or the predictions file's stem; a plain folder name either way."""
+def run_name(name: str | None, predictions: Path | str, what: str = "evaluation",
+             error: type[ValueError] = EvaluationError) -> str:
+    """``name``, or the predictions file's stem; a plain folder name either way (``what``
+    names the run in the ``error`` raised otherwise)."""
     chosen = name if name else Path(predictions).stem
     if not _NAME.match(chosen):
-        raise EvaluationError(
-            f"evaluation name {chosen!r}: expected letters, digits, '.', '_' or '-' (up to "
-            "100, not starting with '.'); pass --name")
+        raise error(f"{what} name {chosen!r}: expected letters, digits, '.', '_' or '-' (up "
+                    "to 100, not starting with '.'); pass --name")
     return chosen
+
+
+def evaluation_name(name: str | None, predictions: Path | str) -> str:
+    """:func:`run_name` of an evaluation."""
+    return run_name(name, predictions)
 
 
 def evaluated_samples(data: Dataset, split: str) -> pd.DataFrame:
@@ -81,7 +87,7 @@ def _sizes(samples: pd.DataFrame) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def _truths(data: Dataset, sample_ids: set[str]) -> pd.DataFrame:
+def truth_table(data: Dataset, sample_ids: set[str]) -> pd.DataFrame:
     """The labelled boxes of ``sample_ids``; ``truth_id`` is the row of labels.parquet."""
     labels = data.labels.reset_index(drop=True)
     kept = labels[labels["sample_id"].astype(str).isin(sample_ids)]
@@ -124,7 +130,7 @@ def evaluate_dataset(dataset: Path | str, predictions: Path | str, fmt: str, *,
     outside = int((~inside).sum())
     table = table[inside].reset_index(drop=True)
     table.insert(0, "prediction_id", [f"p{i}" for i in range(len(table))])
-    truths = _truths(data, set(ids))
+    truths = truth_table(data, set(ids))
     classes = list(data.info.classes)
     sizes = _sizes(samples)
     result = evaluate_tables(table, truths, classes, ids, sizes, iou_threshold=iou_threshold)
@@ -189,4 +195,4 @@ def compare_evaluations(dataset: Path | str, first: str, second: str) -> dict:
 
 
 __all__ = ["ALL_SPLITS", "compare_evaluations", "evaluate_dataset", "evaluated_samples",
-           "evaluation_name"]
+           "evaluation_name", "run_name", "truth_table"]
