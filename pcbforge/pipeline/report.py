@@ -12,6 +12,13 @@ A dataset that ``pcbforge qa`` checked (``qa.json``) gets a QA section: its find
 kind and detail, the registration of its pairs, and the crops ``qa`` drew
 (``qa/crops/``, referenced where they are, beside the page; the report copies none)
 with each finding's reason. Without ``qa.json`` the section is left out.
+
+A dataset with model evaluations (``evaluations/NAME/``, kept by ``pcbforge evaluate``,
+read through :mod:`pcbforge.datasets.evaluation_tables`) gets a section "Model
+evaluations": a table of every evaluation's numbers and, per evaluation, its
+precision-recall curves (one per class) and its confusion matrix, drawn from its files.
+Without evaluations the report has neither the section nor its keys; an evaluation that
+cannot be read is a one-line warning (``warnings``), never a failed report.
 """
 
 from __future__ import annotations
@@ -31,6 +38,14 @@ from pcbforge.core.files import PathOutsideRootError, atomic_write, resolve_insi
 from pcbforge.core.output import OutputLock, staged_output, swapped_in
 from pcbforge.core.progress import progress_bar
 from pcbforge.datasets.dataset import Dataset, load, require_folder
+from pcbforge.datasets.evaluation_tables import (
+    CONFUSION_CSV,
+    EVALUATIONS_DIR,
+    EvaluationError,
+    evaluation_names,
+    read_evaluation,
+    read_outcomes,
+)
 from pcbforge.datasets.qa_tables import KINDS, QA_JSON, QA_PARQUET
 from pcbforge.datasets.samples import STATUSES
 from pcbforge.split import SPLIT_NAMES
@@ -250,6 +265,169 @@ def _qa_section(root: Path, dataset: Dataset) -> dict | None:
         "findings_file": QA_PARQUET if findings is not None else None,
         "gallery": {kind: gallery[kind] for kind in _kind_order(gallery)},
     }
+
+
+# --- model evaluations -------------------------------------------------------------------
+
+#: The confusion matrix's row and column for "no box" (``pcbforge evaluate``'s name).
+_BACKGROUND = "background"
+#: What reading an evaluation's files can raise: the report turns it into a warning.
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError)
+
+
+def _measure(value) -> int | float | None:
+    """A number of ``metrics.json`` as it is there (not rounded: the report's numbers equal
+    the evaluation's); ``None`` for what is missing, not a number or not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                         np.floating)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return float(value) if np.isfinite(value) else None
+
+
+def _part(mapping, key: str) -> dict:
+    """``mapping[key]`` when it is a dict, else an empty one."""
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def precision_recall(predictions: pd.DataFrame, truths: pd.DataFrame, classes: list[str]
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """Per class, the recall and precision after each of its predictions, taken by
+    decreasing score (equal scores in table order, as the AP is computed):
+    ``cumsum(tp) / n_truths`` and ``cumsum(tp) / (cumsum(tp) + cumsum(fp))``. ``None`` for
+    a class without labelled boxes (no recall to speak of). ``predictions``: ``label,
+    score, outcome`` (``tp``/``fp``); ``truths``: ``label``."""
+    truth_labels = truths["label"].astype(str).to_numpy()
+    labels = predictions["label"].astype(str).to_numpy()
+    scores = predictions["score"].to_numpy(dtype=float)
+    correct = (predictions["outcome"].astype(str) == "tp").to_numpy()
+    curves: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for cls in classes:
+        n_truths = int(np.sum(truth_labels == cls))
+        if not n_truths:
+            curves[cls] = None
+            continue
+        mine = np.flatnonzero(labels == cls)
+        ranked = correct[mine[np.argsort(-scores[mine], kind="stable")]]
+        tp = np.cumsum(ranked)
+        curves[cls] = (tp / n_truths, tp / np.arange(1, len(ranked) + 1))
+    return curves
+
+
+def _confusion_table(folder: Path, metrics: dict, classes: list[str]) -> pd.DataFrame:
+    """The confusion counts, true class by row and predicted by column, each in the order
+    of ``classes`` then ``background`` (any other name before it): ``confusion.csv``, else
+    ``metrics.json``'s ``confusion`` ({true: {predicted: count}})."""
+    path = folder / CONFUSION_CSV
+    if path.is_file():
+        table = pd.read_csv(path, index_col=0)
+    elif _part(metrics, "confusion"):
+        table = pd.DataFrame(_part(metrics, "confusion")).T
+    else:
+        raise ValueError(f"neither {CONFUSION_CSV} nor a confusion in metrics.json")
+    table.index = table.index.astype(str)
+    table.columns = table.columns.astype(str)
+
+    def order(names) -> list[str]:
+        names = list(dict.fromkeys(names))
+        known = [c for c in classes if c in names]
+        others = sorted(n for n in names if n not in classes and n != _BACKGROUND)
+        return known + others + ([_BACKGROUND] if _BACKGROUND in names else [])
+
+    table = table.loc[order(table.index), order(table.columns)]
+    return table.fillna(0).astype(np.int64)
+
+
+def _file_stem(name: str, used: set[str]) -> str:
+    """``eval_<name>`` made a plain file name (any character but a letter, digit, ``.``,
+    ``-`` or ``_`` replaced: an evaluate name stays as it is), unique among ``used``
+    (which it joins)."""
+    stem = "eval_" + "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_"
+                             for c in name)
+    candidate, number = stem, 1
+    while candidate in used:
+        number += 1
+        candidate = f"{stem}_{number}"
+    used.add(candidate)
+    return candidate
+
+
+def _evaluation_entry(root: Path, name: str, folder: Path, stem: str,
+                      warnings: list[str]) -> dict | None:
+    """One evaluation's numbers and plots (drawn into ``folder``); ``None``, with a
+    warning, when its ``metrics.json`` cannot be read. A plot that cannot be drawn from
+    its files is left out, with a warning."""
+    try:
+        metrics = read_evaluation(root, name)
+        if not isinstance(metrics, dict):
+            raise ValueError(f"expected an object, found {type(metrics).__name__}")
+    except (EvaluationError, *_UNREADABLE) as err:
+        warnings.append(f"evaluation {name}: metrics.json cannot be read ({_one_line(err)})")
+        return None
+    deeppcb, coco = _part(metrics, "deeppcb"), _part(metrics, "coco")
+    ap = {str(k): _measure(v) for k, v in _part(deeppcb, "ap").items()}
+    listed = metrics.get("classes")
+    classes = [str(c) for c in (listed if isinstance(listed, list) else [])
+               if isinstance(c, (str, int))] or list(ap)
+    entry = {
+        "name": name,
+        "split": _text(metrics.get("split")),
+        "iou_threshold": _measure(metrics.get("iou_threshold")),
+        **{key: _measure(metrics.get(key)) for key in ("images", "truths", "predictions")},
+        "mAP": _measure(deeppcb.get("mAP")),
+        "coco_mAP": _measure(coco.get("mAP")),
+        "f_score": _measure(deeppcb.get("f_score")),
+        "threshold": _measure(deeppcb.get("threshold")),
+        **{key: _measure(metrics.get(key)) for key in ("tp", "fp", "fn")},
+        "ap": ap,
+        "coco_ap": {str(k): _measure(v) for k, v in _part(coco, "ap").items()},
+        "confusion": None,  # {true: {predicted: count}}, as drawn
+        "plots": {"pr": None, "confusion": None},
+    }
+    title = f"{name} ({entry['split'] or 'no split'})"
+    try:
+        predictions, truths = read_outcomes(root, name)
+        curves = precision_recall(predictions, truths, classes)
+    except (EvaluationError, *_UNREADABLE) as err:
+        warnings.append(f"evaluation {name}: no precision-recall curve, its outcome tables "
+                        f"cannot be read ({_one_line(err)})")
+    else:
+        _plot_precision_recall(curves, ap, title, entry["iou_threshold"],
+                               folder / f"{stem}_pr.png")
+        entry["plots"]["pr"] = f"{REPORT_DIR}/{stem}_pr.png"
+    try:
+        confusion = _confusion_table(root / EVALUATIONS_DIR / name, metrics, classes)
+    except _UNREADABLE as err:
+        warnings.append(f"evaluation {name}: no confusion matrix, {CONFUSION_CSV} cannot be "
+                        f"read ({_one_line(err)})")
+    else:
+        entry["confusion"] = {true: {pred: int(n) for pred, n in row.items()}
+                              for true, row in confusion.iterrows()}
+        _plot_confusion(confusion, title, folder / f"{stem}_confusion.png")
+        entry["plots"]["confusion"] = f"{REPORT_DIR}/{stem}_confusion.png"
+    return entry
+
+
+def _evaluations_section(root: Path, folder: Path, warnings: list[str]) -> list[dict] | None:
+    """The evaluations kept in ``root`` (``None`` when it has none), by name, each with
+    its plots drawn into ``folder``; what cannot be read goes to ``warnings``."""
+    try:
+        names = evaluation_names(root)
+    except OSError as err:
+        warnings.append(f"{EVALUATIONS_DIR}/ cannot be listed ({_one_line(err)})")
+        return []
+    if not names:
+        return None
+    used: set[str] = set()
+    entries = (_evaluation_entry(root, name, folder, _file_stem(name, used), warnings)
+               for name in names)
+    return [entry for entry in entries if entry is not None]
 
 
 # --- images ------------------------------------------------------------------------------
@@ -472,6 +650,57 @@ def _plot_sizes(section: dict, classes: list[str], path: Path) -> None:
     _save(figure, path)
 
 
+def _plot_precision_recall(curves: dict, ap: dict, title: str, iou: float | None,
+                           path: Path) -> None:
+    figure = _figure(5.6, 4.2)
+    ax = figure.subplots()
+    for cls, curve in curves.items():
+        if curve is None:
+            ax.plot([], [], label=f"{cls} (no labelled box)")
+            continue
+        recall, precision = curve
+        value = ap.get(cls)
+        label = f"{cls} (AP {value:.3f})" if value is not None else f"{cls} (AP -)"
+        if not len(recall):
+            ax.plot([], [], label=f"{label}, no prediction")
+            continue
+        # From recall 0 at the first prediction's precision, step by step.
+        [line] = ax.plot(np.r_[0.0, recall], np.r_[precision[:1], precision], label=label,
+                         drawstyle="steps-post", linewidth=1.5)
+        # Where the class's predictions end (its recall with every prediction kept).
+        ax.plot(recall[-1:], precision[-1:], "o", color=line.get_color(), markersize=4)
+    ax.set_xlim(0.0, 1.02)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(f"{title}: precision-recall"
+                 + (f" (IoU > {iou:g})" if iou is not None else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=7, loc="lower left")
+    _save(figure, path)
+
+
+def _plot_confusion(table: pd.DataFrame, title: str, path: Path) -> None:
+    counts = table.to_numpy()
+    side = 1.6 + 0.55 * max(counts.shape)
+    figure = _figure(side + 1.2, side)
+    ax = figure.subplots()
+    image = ax.imshow(counts, cmap="Blues", vmin=0, vmax=max(int(counts.max(initial=0)), 1))
+    figure.colorbar(image, ax=ax, shrink=0.8)
+    top = max(int(counts.max(initial=0)), 1)
+    for (row, col), n in np.ndenumerate(counts):
+        ax.text(col, row, str(n), ha="center", va="center", fontsize=8,
+                color="white" if n > top / 2 else "#222222")
+    ax.set_xticks(np.arange(counts.shape[1]), list(table.columns), rotation=45, ha="right",
+                  fontsize=8)
+    ax.set_yticks(np.arange(counts.shape[0]), list(table.index), fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{title}: confusion", fontsize=10)
+    _save(figure, path)
+
+
 # --- the report --------------------------------------------------------------------------
 
 
@@ -514,7 +743,13 @@ def build_report(root: Path | str, settings: ReportSettings | None = None, *,
         _plot_status(status, reasons, folder / "status.png")
         _plot_splits(splits, classes, folder / "splits.png")
         _plot_sizes(per_class, classes, folder / "defect_sizes.png")
-    return {
+    warnings: list[str] = []
+    evaluations = _evaluations_section(root, folder, warnings)
+    for entry in evaluations or []:
+        for plot in entry["plots"].values():
+            if plot is not None:
+                plots[Path(plot).stem] = plot
+    report = {
         "title": (recipe or {}).get("name") or root.name,
         "pcbforge_version": __version__,
         "dataset": root.name,
@@ -541,6 +776,21 @@ def build_report(root: Path | str, settings: ReportSettings | None = None, *,
         "examples": examples,
         "rejected": rejected,
     }
+    # Only with evaluations: a dataset without them keeps the same report.json.
+    if evaluations is not None:
+        report["evaluations"] = evaluations
+    if warnings:
+        report["warnings"] = warnings
+    return report
+
+
+def _format(value) -> str:
+    """A number of the page: ``-`` for none, floats to 3 decimals."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
 
 
 def render_html(report: dict) -> str:
@@ -550,6 +800,7 @@ def render_html(report: dict) -> str:
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                                      trim_blocks=True, lstrip_blocks=True)
     environment.filters["yaml"] = lambda value: yaml.safe_dump(value, sort_keys=False)
+    environment.filters["num"] = _format
     return environment.from_string(template).render(r=report, escape=html.escape)
 
 
@@ -593,5 +844,5 @@ def _write_report_into(root: Path, into: Path, settings, progress: bool,
     return report
 
 
-__all__ = ["REPORT_HTML", "REPORT_JSON", "ReportSettings", "build_report", "render_html",
-           "write_report"]
+__all__ = ["REPORT_HTML", "REPORT_JSON", "ReportSettings", "build_report", "precision_recall",
+           "render_html", "write_report"]
