@@ -249,7 +249,10 @@ def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "err
         given = str(extra.get("sample_id") or "")
         sample_id = given or sample_id_for(f"{split}/{name}", "yolo")
         samples.append({"sample_id": sample_id, "id_given": bool(given), "path": path,
-                        "file": str(image), "width": width, "height": height, "split": split,
+                        "file": str(image), "width": width, "height": height,
+                        # data.yaml's key as pcbforge names it (valid -> val); another
+                        # key (a labelling batch, a "holdout") is no split of pcbforge's.
+                        "split": SPLIT_NAMES.get(split.lower(), ""),
                         "synthetic": bool(extra.get("synthetic", False))})
         txt = labels_dir / (split_suffix(name)[0] + ".txt")
         if txt.exists():  # not is_file(): a FIFO or device is refused by name, not skipped

@@ -254,6 +254,17 @@ def test_yolo_splits_accumulate_in_one_folder(tiny, tmp_path):
         save_yolo(samples.iloc[2:], labels, [*CLASSES, "mousebite"], root, out, split="test")
 
 
+def test_yolo_split_keys_become_pcbforge_splits(tiny, tmp_path):
+    """Roboflow names the validation split ``valid``; a labelling batch or a hold-out may
+    have a key of its own, which is no split of pcbforge's (and must still load)."""
+    samples, labels, root = tiny
+    out = tmp_path / "yolo"
+    save_yolo(samples.iloc[:2], labels, CLASSES, root, out, split="valid")
+    save_yolo(samples.iloc[2:], labels, CLASSES, root, out, split="batch")
+    assert set(load_yolo(out, "valid")[0]["split"]) == {"val"}
+    assert set(load_yolo(out, "batch")[0]["split"]) == {""}
+
+
 def test_coco_export_writes_the_mask_as_rle_segmentation(tiny, tmp_path):
     samples, labels, root = tiny
     data = json.loads(save_coco(samples, labels, CLASSES, root, tmp_path / "coco").read_text())
