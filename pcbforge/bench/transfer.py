@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pcbforge.bench.detectors import (
@@ -47,14 +48,17 @@ from pcbforge.bench.detectors import (
     detector,
     detector_names,
 )
-from pcbforge.bench.metrics import DEEPPCB_IOU, Truth, evaluate
+from pcbforge.bench.metrics import DEEPPCB_IOU, Detection, Truth, evaluate
 from pcbforge.core.boxes import iou
-from pcbforge.core.files import write_bytes
+from pcbforge.core.files import atomic_write, write_bytes
 from pcbforge.datasets.dataset import load
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, deeppcb_pairs
 from pcbforge.engine import Engine, LocalEngine
 
 REGIMES = ("real", "synthetic", "few_real+synthetic", "few_real")
+#: Each trained model's detections on the test pairs, one pcbforge table per design,
+#: regime and seed (:func:`write_detections`).
+DETECTIONS_DIR = "detections"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 RESULTS_PNG = "results.png"
@@ -293,6 +297,8 @@ def train_regime(design: DetectorDesign, regime: str, items: list, config: Trans
     detected = design.detect(model, tests, images, config.device)
     detect_seconds = time.perf_counter() - t0
     evaluation = evaluate(detected.detections, truths, DEEPPCB_CLASSES)
+    write_detections(detected.detections, config.test_dir,
+                     config.out / DETECTIONS_DIR / f"{design.name}-{regime}-seed{seed}.csv")
     log(f"[{design.name} seed {seed}] {regime}: mAP {evaluation.mean_ap:.3f}  "
         f"F {evaluation.f_score:.3f}  ({report.seconds:.0f} s training)")
     result = {**evaluation.as_dict(), "train_items": len(items),
@@ -303,6 +309,22 @@ def train_regime(design: DetectorDesign, regime: str, items: list, config: Trans
         result["confusion"] = confusion([p[2] for p in test_pairs], tests,
                                         detected.details["probabilities"])
     return result
+
+
+def write_detections(detections: Sequence[Detection], test_dir: Path, path: Path) -> None:
+    """A model's detections as a pcbforge predictions table (``path`` of the tested image
+    relative to ``test_dir``, ``label, score, x1, y1, x2, y2``): what ``pcbforge
+    evaluate`` and ``pcbforge mine`` read (``--format pcbforge``) on the test folder
+    imported as a dataset."""
+    rows = [{"path": Path(d.image).resolve().relative_to(Path(test_dir).resolve()).as_posix(),
+             "label": d.label, "score": float(d.score), "x1": float(d.box[0]),
+             "y1": float(d.box[1]), "x2": float(d.box[2]), "y2": float(d.box[3])}
+            for d in detections]
+    table = pd.DataFrame(rows, columns=["path", "label", "score", "x1", "y1", "x2", "y2"])
+    table = table.sort_values(["path", "score", "x1", "y1"], ascending=[True, False, True,
+                                                                          True], kind="stable")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def summary(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
