@@ -44,7 +44,13 @@ from pcbforge.datasets.evaluation_tables import (
     read_evaluation,
     read_outcomes,
 )
-from pcbforge.datasets.fiftyone.fields import image_size_of, image_sizes
+from pcbforge.datasets.fiftyone.fields import (
+    ensure_detections_field,
+    finite,
+    image_size_of,
+    image_sizes,
+    relative_box,
+)
 from pcbforge.datasets.formats_common import text_value
 
 #: Field of an evaluation: ``eval_<name>``; its views start with the field's name.
@@ -120,7 +126,7 @@ def low_confidence(summary: dict, predictions: pd.DataFrame) -> LowConfidence:
     if scores.empty:
         return LowConfidence(None, None)
     threshold = (summary.get("deeppcb") or {}).get("threshold")
-    if _finite(threshold) and (scores < float(threshold)).any():
+    if finite(threshold) and (scores < float(threshold)).any():
         return LowConfidence(BELOW_THRESHOLD, float(threshold))
     ranked = scores.sort_values(kind="stable")
     return LowConfidence(LOWEST_DECILE, float(ranked.iloc[math.ceil(len(ranked) / 10) - 1]))
@@ -244,25 +250,13 @@ def set_evaluations(fo, fo_dataset, dataset: Dataset, samples: pd.DataFrame, ids
         if field in schema:
             fo_dataset.delete_sample_field(field)
     for evaluation in evaluations:
-        _ensure_schema(fo, fo_dataset, evaluation.field)
+        ensure_detections_field(fo, fo_dataset, evaluation.field,
+                                tuple((a, getattr(fo, t)) for a, t in ATTRIBUTES),
+                                replace_other=True)  # not ours (or of another kind)
         values = _detections(fo, dataset, samples, evaluation)
         fo_dataset.set_values(evaluation.field, dict(zip(ids, values, strict=True)),
                               key_field=key_field)
     return made
-
-
-def _ensure_schema(fo, fo_dataset, field: str) -> None:
-    schema = fo_dataset.get_field_schema()
-    if field in schema and getattr(schema[field], "document_type", None) is not fo.Detections:
-        fo_dataset.delete_sample_field(field)  # not ours (or of another kind): replaced
-        schema = fo_dataset.get_field_schema()
-    if field not in schema:
-        fo_dataset.add_sample_field(field, fo.EmbeddedDocumentField,
-                                    embedded_doc_type=fo.Detections)
-    nested = fo_dataset.get_field_schema(flat=True)
-    for attribute, ftype in ATTRIBUTES:
-        if f"{field}.detections.{attribute}" not in nested:
-            fo_dataset.add_sample_field(f"{field}.detections.{attribute}", getattr(fo, ftype))
 
 
 def _detections(fo, dataset: Dataset, samples: pd.DataFrame,
@@ -305,21 +299,13 @@ def _box(row, size: tuple[int, int] | None) -> list[float]:
     """Pixel ``x1, y1, x2, y2`` as FiftyOne's relative ``[x, y, w, h]`` (the whole image
     when the size or a corner is unknown)."""
     corners = (row.x1, row.y1, row.x2, row.y2)
-    if size is None or not all(_finite(v) for v in corners):
+    if size is None or not all(finite(v) for v in corners):
         return [0.0, 0.0, 1.0, 1.0]
-    (width, height), (x1, y1, x2, y2) = size, corners
-    return [x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height]
+    return relative_box(corners, *size)
 
 
 def _number(value: object) -> float | None:
-    return float(value) if _finite(value) else None
-
-
-def _finite(value: object) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+    return float(value) if finite(value) else None
 
 
 def evaluation_views(fo_dataset, evaluations: list[ShownEvaluation]) -> dict[str, tuple]:

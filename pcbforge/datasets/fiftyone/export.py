@@ -94,10 +94,13 @@ from pcbforge.datasets.fiftyone.fields import (
     box_mask,
     class_names,
     duplicate_clusters,
+    ensure_detections_field,
     field_name,
+    finite,
     image_size_of,
     image_sizes,
     parse_tags,
+    relative_box,
     text_column,
 )
 from pcbforge.datasets.fiftyone.library import import_fiftyone
@@ -419,7 +422,7 @@ def _detections(fo, dataset: Dataset, samples: pd.DataFrame) -> tuple[list, int]
                 outside += lost
             params = "" if box.params is None or pd.isna(box.params) else str(box.params)
             detections.append(fo.Detection(
-                label=str(box.label), bounding_box=_relative_box(corners, width, height),
+                label=str(box.label), bounding_box=relative_box(corners, width, height),
                 synthetic=bool(box.synthetic), params=params, **extra,
             ))
         out.append(fo.Detections(detections=detections))
@@ -441,16 +444,10 @@ def _nuisance_detections(fo, dataset: Dataset, samples: pd.DataFrame) -> list:
         for region in json.loads(text):
             corners = tuple(float(v) for v in region["box"])
             detections.append(fo.Detection(
-                label=str(region["kind"]), bounding_box=_relative_box(corners, width, height),
+                label=str(region["kind"]), bounding_box=relative_box(corners, width, height),
                 area=int(region.get("area", 0))))
         out.append(fo.Detections(detections=detections))
     return out
-
-
-def _relative_box(corners: tuple[float, ...], width: int, height: int) -> list[float]:
-    """Pixel ``x1, y1, x2, y2`` as FiftyOne's relative ``[x, y, w, h]``."""
-    x1, y1, x2, y2 = corners
-    return [x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height]
 
 
 def _set_proposals(fo, fo_dataset, dataset: Dataset, samples: pd.DataFrame, ids: list[str],
@@ -508,11 +505,11 @@ def _proposal(fo, finding, size: tuple[int, int] | None, tags: dict[str, list[st
     """The detection of one finding: at its proposed box, else where it is, else (no box,
     or no image size) over the whole image."""
     corners = (finding.px1, finding.py1, finding.px2, finding.py2)
-    if not all(_finite(v) for v in corners):
+    if not all(finite(v) for v in corners):
         corners = (finding.x1, finding.y1, finding.x2, finding.y2)
     box = [0.0, 0.0, 1.0, 1.0]
-    if size is not None and all(_finite(v) for v in corners):
-        box = _relative_box(tuple(float(v) for v in corners), *size)
+    if size is not None and all(finite(v) for v in corners):
+        box = relative_box(tuple(float(v) for v in corners), *size)
     score = None if _missing(finding.score) else float(finding.score)
     return fo.Detection(
         label=text_value(finding.proposed_label) or str(finding.kind), bounding_box=box,
@@ -522,26 +519,11 @@ def _proposal(fo, finding, size: tuple[int, int] | None, tags: dict[str, list[st
         reason=text_value(finding.reason), box_label=text_value(finding.label))
 
 
-def _finite(value: object) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _ensure_label_schema(fo, fo_dataset, label_field: str,
                          attributes: tuple | None = None) -> None:
-    schema = fo_dataset.get_field_schema()
-    if label_field not in schema:
-        fo_dataset.add_sample_field(label_field, fo.EmbeddedDocumentField,
-                                    embedded_doc_type=fo.Detections)
-    nested = fo_dataset.get_field_schema(flat=True)
     if attributes is None:
         attributes = (("synthetic", fo.BooleanField), ("params", fo.StringField))
-    for attribute, ftype in attributes:
-        path = f"{label_field}.detections.{attribute}"
-        if path not in nested:
-            fo_dataset.add_sample_field(path, ftype)
+    ensure_detections_field(fo, fo_dataset, label_field, attributes)
 
 
 def _configure_app(fo, fo_dataset) -> None:

@@ -1,7 +1,8 @@
 """How the pcbforge tables map onto FiftyOne: field names, the key, tags, boxes and masks.
 
-Shared by the export (:mod:`.export`) and the write-back (:mod:`.write_back`); pure
-functions over tables and arrays (fiftyone is not imported).
+Shared by the export (:mod:`.export`), the evaluations (:mod:`.evaluations`) and the
+write-back (:mod:`.write_back`); functions over tables and arrays (fiftyone is not
+imported: :func:`ensure_detections_field` is handed the module).
 """
 
 from __future__ import annotations
@@ -131,3 +132,35 @@ def image_size_of(dataset: Dataset, sizes: dict, sample: pd.Series) -> tuple[int
         raise ValueError(f"sample {sample['path']!r} has boxes but no image size: {err}"
                          ) from err
 
+
+def finite(value: object) -> bool:
+    """Whether ``value`` is a finite number (``None``, NaN and text are not)."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def relative_box(corners: tuple[float, ...], width: int, height: int) -> list[float]:
+    """Pixel ``x1, y1, x2, y2`` as FiftyOne's relative ``[x, y, w, h]``."""
+    x1, y1, x2, y2 = corners
+    return [x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height]
+
+
+def ensure_detections_field(fo, fo_dataset, field: str, attributes: tuple, *,
+                            replace_other: bool = False) -> None:
+    """Declare the sample field ``field`` as :class:`Detections` with the detection
+    attributes ``((name, field type), ...)``; ``replace_other``: a field of that name of
+    another kind is deleted first (else it is left, and the declaration fails later)."""
+    schema = fo_dataset.get_field_schema()
+    if replace_other and field in schema and \
+            getattr(schema[field], "document_type", None) is not fo.Detections:
+        fo_dataset.delete_sample_field(field)
+        schema = fo_dataset.get_field_schema()
+    if field not in schema:
+        fo_dataset.add_sample_field(field, fo.EmbeddedDocumentField,
+                                    embedded_doc_type=fo.Detections)
+    nested = fo_dataset.get_field_schema(flat=True)
+    for attribute, ftype in attributes:
+        if f"{field}.detections.{attribute}" not in nested:
+            fo_dataset.add_sample_field(f"{field}.detections.{attribute}", ftype)
