@@ -39,16 +39,15 @@ from pcbforge.core.scan import FoundFile
 from pcbforge.curate.dedupe import VARIANT_NAMES, DedupeParams, find_duplicates
 from pcbforge.curate.runner import CACHE_DIR, THUMBS_FILE, CurateParams, inspect_files
 from pcbforge.datasets.dataset import Dataset, load, require_folder
+from pcbforge.datasets.samples import USABLE_STATUSES
 from pcbforge.engine import Engine, LocalEngine
 from pcbforge.split import SPLIT_NAMES, leakage_groups
 
 AUDIT_JSON = "audit.json"
-#: Statuses whose images can end up in training or evaluation.
-_USABLE = ("ok", "duplicate", "low_quality")
 
 
 def _sides(dataset: Dataset, name: str, every_row: bool) -> pd.DataFrame:
-    rows = dataset.samples[dataset.samples["status"].isin(_USABLE)]
+    rows = dataset.samples[dataset.samples["status"].isin(USABLE_STATUSES)]
     if not every_row:
         rows = rows[rows["split"].isin(SPLIT_NAMES)]
     return pd.DataFrame({

@@ -14,6 +14,9 @@ from pcbforge.core.files import atomic_write
 
 #: Statuses a sample can have, in order of precedence.
 STATUSES = ("corrupt", "low_quality", "duplicate", "skipped", "ok")
+#: The statuses of samples whose images later steps use (qa, evaluate, mine, audit):
+#: rejected and skipped files are curation's business.
+USABLE_STATUSES = ("ok", "low_quality", "duplicate")
 
 #: Leading columns, in this order; any further columns follow alphabetically.
 LEADING_COLUMNS = (

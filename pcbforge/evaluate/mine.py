@@ -53,6 +53,7 @@ from pcbforge.core.files import write_json
 from pcbforge.core.output import staged_output
 from pcbforge.datasets.dataset import Dataset, load, require_folder
 from pcbforge.datasets.formats import get_format
+from pcbforge.datasets.samples import USABLE_STATUSES
 from pcbforge.evaluate.metrics import DEEPPCB_IOU, match_predictions
 from pcbforge.evaluate.predictions import read_predictions
 from pcbforge.evaluate.runner import run_name, truth_table
@@ -68,8 +69,6 @@ BATCH_REPORT = "export_report.json"
 #: does an unsplit export (COCO: ``all/``; YOLO: split ``train``, which Ultralytics and
 #: labelling tools expect).
 BATCH_SPLIT = ""
-#: Sample statuses whose images are mined (rejected files are curation's business).
-USABLE = ("ok", "low_quality", "duplicate")
 #: Splits whose images count as labelled even without a box (good boards).
 LABELLED_SPLITS = ("train", "val", "test")
 #: ``split`` values beyond the split names: every usable image, or those with no split.
@@ -286,7 +285,7 @@ def mined_samples(data: Dataset, split: str) -> pd.DataFrame:
     split), with ``labelled``."""
     samples = data.samples.reset_index(drop=True)
     samples = samples.assign(labelled=labelled_samples(samples, data.labels))
-    usable = samples[samples["status"].isin(USABLE)]
+    usable = samples[samples["status"].isin(USABLE_STATUSES)]
     splits = usable["split"].fillna("").astype(str)
     if split == ALL_SPLITS:
         chosen = usable

@@ -31,11 +31,10 @@ from pcbforge.datasets.evaluation_tables import (
     EvaluationError,
     read_evaluation,
 )
+from pcbforge.datasets.samples import USABLE_STATUSES
 from pcbforge.evaluate.metrics import DEEPPCB_IOU, evaluate_tables
 from pcbforge.evaluate.predictions import read_predictions
 
-#: Sample statuses whose images are evaluated (rejected files are curation's business).
-USABLE = ("ok", "low_quality", "duplicate")
 #: ``--split`` value that evaluates every usable image, with a table per split.
 ALL_SPLITS = "all"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -62,7 +61,7 @@ def evaluated_samples(data: Dataset, split: str) -> pd.DataFrame:
     images like any other here: a good board with no label, where a prediction is a false
     alarm."""
     samples = data.samples
-    usable = samples[samples["status"].isin(USABLE)]
+    usable = samples[samples["status"].isin(USABLE_STATUSES)]
     if split == ALL_SPLITS:
         chosen = usable
     else:

@@ -39,13 +39,12 @@ from pcbforge.datasets.qa_tables import (
     finding_id,
     findings_table,
 )
+from pcbforge.datasets.samples import USABLE_STATUSES
 from pcbforge.engine import Engine, LocalEngine
 from pcbforge.qa.checks import Box, PairJob, PairResult, check_pair
 from pcbforge.qa.crops import render_crop
 from pcbforge.qa.params import QAParams
 
-#: Sample statuses whose images are used (rejected files are curation's business).
-USABLE = ("ok", "low_quality", "duplicate")
 #: Boxes a class needs before its sizes say what an outlier is.
 MIN_CLASS_BOXES = 10
 #: The least spread (robust, of log sizes) a class is taken to have: 5%.
@@ -94,7 +93,7 @@ def pair_jobs(dataset: Dataset, params: QAParams, register_dir: Path | None = No
     """The jobs of the tested images that name a template, and the other usable
     non-template samples (checked without a reference)."""
     samples = dataset.samples.reset_index(drop=True)
-    usable = samples["status"].isin(USABLE) & ~is_template(samples)
+    usable = samples["status"].isin(USABLE_STATUSES) & ~is_template(samples)
     samples = samples[usable]
     boxes = _boxes(dataset)
     templates = samples["template_path"].fillna("").astype(str)
@@ -343,5 +342,5 @@ def _write_crops(stage: Path, data: Dataset, jobs: list[PairJob], findings: pd.D
     return crops
 
 
-__all__ = ["USABLE", "box_sanity", "is_template", "pair_jobs", "read_findings", "run_qa",
+__all__ = ["box_sanity", "is_template", "pair_jobs", "read_findings", "run_qa",
            "size_outliers"]
