@@ -69,3 +69,14 @@ def read_samples(folder: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {folder} a pcbforge dataset?")
     return pd.read_parquet(path)
+
+
+def image_sizes(samples: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """``sample_id -> (width, height)`` from the table; ``(0, 0)`` parts where a size is
+    missing (FiftyOne's export then reads the image header)."""
+    width = pd.to_numeric(samples.get("width", pd.Series(0, index=samples.index)),
+                          errors="coerce").fillna(0)
+    height = pd.to_numeric(samples.get("height", pd.Series(0, index=samples.index)),
+                           errors="coerce").fillna(0)
+    return {str(key): (int(w), int(h)) for key, w, h in
+            zip(samples["sample_id"], width, height, strict=True)}

@@ -11,7 +11,6 @@ outcome, and ``metrics.json``. Several evaluations stay side by side;
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 from pathlib import Path
@@ -31,7 +30,7 @@ from pcbforge.datasets.evaluation_tables import (
     EvaluationError,
     read_evaluation,
 )
-from pcbforge.datasets.samples import USABLE_STATUSES
+from pcbforge.datasets.samples import USABLE_STATUSES, image_sizes
 from pcbforge.evaluate.metrics import DEEPPCB_IOU, evaluate_tables
 from pcbforge.evaluate.predictions import read_predictions
 
@@ -73,17 +72,6 @@ def evaluated_samples(data: Dataset, split: str) -> pd.DataFrame:
             f"{', '.join(present) or 'none; run `pcbforge split` first'}); pass --split "
             f"{' or '.join(present + [ALL_SPLITS])}")
     return chosen.reset_index(drop=True)
-
-
-def _sizes(samples: pd.DataFrame) -> dict[str, tuple[int, int]]:
-    sizes = {}
-    for sample_id, width, height in zip(samples["sample_id"], samples["width"],
-                                        samples["height"], strict=True):
-        w = 0 if width is None or (isinstance(width, float) and math.isnan(width)) else width
-        h = 0 if height is None or (isinstance(height, float) and math.isnan(height)) \
-            else height
-        sizes[str(sample_id)] = (int(w), int(h))
-    return sizes
 
 
 def truth_table(data: Dataset, sample_ids: set[str]) -> pd.DataFrame:
@@ -131,7 +119,7 @@ def evaluate_dataset(dataset: Path | str, predictions: Path | str, fmt: str, *,
     table.insert(0, "prediction_id", [f"p{i}" for i in range(len(table))])
     truths = truth_table(data, set(ids))
     classes = list(data.info.classes)
-    sizes = _sizes(samples)
+    sizes = image_sizes(samples)
     result = evaluate_tables(table, truths, classes, ids, sizes, iou_threshold=iou_threshold)
     summary = {"command": "evaluate", "name": chosen, "dataset": str(data.root),
                "predictions_file": str(predictions), "format": fmt, "split": split,

@@ -48,10 +48,10 @@ from pcbforge.datasets.fiftyone.fields import (
     ensure_detections_field,
     finite,
     image_size_of,
-    image_sizes,
     relative_box,
 )
 from pcbforge.datasets.formats_common import text_value
+from pcbforge.datasets.samples import image_sizes
 
 #: Field of an evaluation: ``eval_<name>``; its views start with the field's name.
 EVAL_PREFIX = "eval_"

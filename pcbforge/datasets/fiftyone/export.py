@@ -98,7 +98,6 @@ from pcbforge.datasets.fiftyone.fields import (
     field_name,
     finite,
     image_size_of,
-    image_sizes,
     parse_tags,
     relative_box,
     text_column,
@@ -107,6 +106,7 @@ from pcbforge.datasets.fiftyone.library import import_fiftyone
 from pcbforge.datasets.fiftyone.media import display_file, display_files
 from pcbforge.datasets.formats_common import text_value
 from pcbforge.datasets.qa_tables import FINDING_COLUMNS, KINDS, PROPOSALS_FIELD, QA_PARQUET
+from pcbforge.datasets.samples import image_sizes
 
 logger = logging.getLogger(__name__)
 

@@ -110,16 +110,6 @@ def full_mask(crop: np.ndarray, box: tuple[float, float, float, float], width: i
     return encode_mask(full)
 
 
-def image_sizes(samples: pd.DataFrame) -> dict[str, tuple[int, int]]:
-    """``sample_id -> (width, height)`` from the table, or the image header when missing."""
-    width = pd.to_numeric(samples.get("width", pd.Series(0, index=samples.index)),
-                          errors="coerce").fillna(0)
-    height = pd.to_numeric(samples.get("height", pd.Series(0, index=samples.index)),
-                           errors="coerce").fillna(0)
-    return {str(key): (int(w), int(h)) for key, w, h in
-            zip(samples["sample_id"], width, height, strict=True)}
-
-
 def image_size_of(dataset: Dataset, sizes: dict, sample: pd.Series) -> tuple[int, int]:
     """``(width, height)`` of a samples row: from ``sizes`` (:func:`image_sizes`), else
     from its image header; a sample with neither raises ``ValueError``."""

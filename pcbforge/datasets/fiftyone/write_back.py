@@ -29,14 +29,13 @@ from pcbforge.datasets.fiftyone.fields import (
     SPLIT_TAGS,
     full_mask,
     image_size_of,
-    image_sizes,
     parse_tags,
     text_column,
 )
 from pcbforge.datasets.fiftyone.library import import_fiftyone
 from pcbforge.datasets.formats_common import BORDER_SLACK_PX
 from pcbforge.datasets.qa_tables import ACCEPT, DECISIONS_CSV, REJECT
-from pcbforge.datasets.samples import SAMPLES_PARQUET
+from pcbforge.datasets.samples import SAMPLES_PARQUET, image_sizes
 
 #: Written into the output folder by :func:`from_fiftyone`.
 FROM_FIFTYONE_REPORT = "from_fiftyone_report.json"
