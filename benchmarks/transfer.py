@@ -2,12 +2,16 @@
 
     python benchmarks/transfer.py --train-dir DEEPPCB_LAYOUT --test-dir DEEPPCB_LAYOUT \
         [--out DIR] [--detectors reference,opening,single-image] [--seeds 0,1,2] \
-        [--device cpu|cuda] [--train-boards g1,g2] [--test-boards g3]
+        [--device cpu|cuda] [--train-boards g1,g2] [--test-boards g3] \
+        [--validation-boards g4 --regimes few_real+synthetic,few_real+targeted]
 
 Needs torch (``pip install -e .[bench]``). During development, hold whole boards of
 one folder out, e.g. ``--train-dir D --test-dir D --test-boards group44000,group50600
 --train-boards <the other five>``. The synthetic regimes train on exactly what
-``pcbforge synth`` writes on the train templates (synth seed = training seed).
+``pcbforge synth`` writes on the train templates (synth seed = training seed). The
+targeted regime (``few_real+targeted``) scores the uniform ``few_real+synthetic`` model
+on ``--validation-boards`` (held out of all training) with ``pcbforge evaluate`` and
+draws the same number of synthetic images again with ``--balance from-evaluation``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pcbforge.bench.detectors import detector_names  # noqa: E402
-from pcbforge.bench.transfer import REGIMES, TransferConfig, run_transfer  # noqa: E402
+from pcbforge.bench.transfer import (  # noqa: E402
+    DEFAULT_REGIMES,
+    REGIMES,
+    TransferConfig,
+    run_transfer,
+)
 
 
 def _names(text: str | None) -> set[str] | None:
@@ -58,7 +67,12 @@ def main() -> None:
     parser.add_argument("--test-boards", help="only these boards to test on")
     parser.add_argument("--detectors", type=_list, default=tuple(detector_names()),
                         help=f"designs to train (default: {','.join(detector_names())})")
-    parser.add_argument("--regimes", type=_list, default=REGIMES)
+    parser.add_argument("--validation-boards",
+                        help="boards of the train folder held out of training, where the "
+                             "targeted regime evaluates the uniform model")
+    parser.add_argument("--regimes", type=_list, default=DEFAULT_REGIMES,
+                        help=f"of {','.join(REGIMES)} (default: "
+                             f"{','.join(DEFAULT_REGIMES)})")
     parser.add_argument("--seeds", type=_ints, default=(0, 1, 2),
                         help="train every regime once per seed; also the synth seed")
     parser.add_argument("--few-share", type=float, default=0.05)
@@ -76,6 +90,7 @@ def main() -> None:
         config = TransferConfig(
             train_dir=args.train_dir, test_dir=args.test_dir, out=args.out,
             train_boards=_names(args.train_boards), test_boards=_names(args.test_boards),
+            validation_boards=_names(args.validation_boards),
             detectors=args.detectors, regimes=args.regimes, seeds=args.seeds,
             few_share=args.few_share, synth_per_template=args.synth_per_template,
             few_repeat=args.few_repeat, etch_px=args.etch_px, epochs=args.epochs,

@@ -13,7 +13,15 @@ evaluated with DeepPCB's protocol on the test folder's real pairs:
    nothing is added on the benchmark's side;
 3. ``few_real+synthetic``: ``few_share`` of the real pairs (each repeated ``few_repeat``
    times) plus the synthetic set;
-4. ``few_real``: the same few real pairs alone.
+4. ``few_real``: the same few real pairs alone;
+5. ``few_real+targeted`` (the data-centric loop, needs ``validation_boards``): the
+   ``few_real+synthetic`` model of the same seed is scored by ``pcbforge evaluate`` on the
+   validation boards (whole boards of the train folder, held out of every regime's
+   training), the same number of synthetic images is drawn again with ``synth --balance
+   from-evaluation`` (each class in proportion to ``max(1 - recall, 0.1)``, see
+   :mod:`pcbforge.evaluate.targets`) and the model is trained anew on the few real pairs
+   plus these. Against ``few_real+synthetic`` it answers: at equal image count, does
+   drawing more of what the model misses beat drawing uniformly?
 
 Every regime is trained once per seed. The synthetic set depends on the seed (synth seed
 = training seed), so the seeds measure the spread over draws of the generator as well as
@@ -39,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pcbforge.bench.detectors import (
     DetectorDesign,
@@ -55,7 +63,13 @@ from pcbforge.datasets.dataset import load
 from pcbforge.datasets.deeppcb import DEEPPCB_CLASSES, deeppcb_pairs
 from pcbforge.engine import Engine, LocalEngine
 
-REGIMES = ("real", "synthetic", "few_real+synthetic", "few_real")
+REGIMES = ("real", "synthetic", "few_real+synthetic", "few_real", "few_real+targeted")
+#: The regimes run by default: the targeted one needs validation boards.
+DEFAULT_REGIMES = REGIMES[:4]
+UNIFORM, TARGETED = "few_real+synthetic", "few_real+targeted"
+#: Where the targeted regime keeps the validation boards imported as a dataset (with the
+#: evaluations of the uniform models on them) under ``out``.
+VALIDATION_DATASET = "work/validation-dataset"
 #: Each trained model's detections on the test pairs, one pcbforge table per design,
 #: regime and seed (:func:`write_detections`).
 DETECTIONS_DIR = "detections"
@@ -78,9 +92,12 @@ class TransferConfig(BaseModel):
     out: Path
     train_boards: set[str] | None = None
     test_boards: set[str] | None = None
+    #: Boards of the train folder held out of all training, where the targeted regime
+    #: evaluates the uniform model to decide what to draw.
+    validation_boards: set[str] | None = None
     #: Detector designs, by registry name (:func:`pcbforge.bench.detectors.detector_names`).
     detectors: tuple[str, ...] = Field(default_factory=lambda: tuple(detector_names()))
-    regimes: tuple[str, ...] = REGIMES
+    regimes: tuple[str, ...] = DEFAULT_REGIMES
     #: Each regime is trained once per seed; the seed is also the synthesis seed. Three by
     #: default: the acceptance lines are on the mean of three seeds.
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -105,7 +122,7 @@ class TransferConfig(BaseModel):
         unknown = sorted(set(value) - set(REGIMES))
         if unknown or not value:
             raise ValueError(f"unknown regimes {unknown}; valid: {', '.join(REGIMES)}")
-        return value
+        return tuple(dict.fromkeys(value))
 
     @field_validator("detectors")
     @classmethod
@@ -124,6 +141,21 @@ class TransferConfig(BaseModel):
                              f"{list(value)}")
         return value
 
+    @model_validator(mode="after")
+    def _targeted(self) -> TransferConfig:
+        if TARGETED in self.regimes:
+            if not self.validation_boards:
+                raise ValueError(f"regime {TARGETED} needs validation boards (boards of the "
+                                 "train folder to evaluate the uniform model on)")
+            if UNIFORM not in self.regimes:
+                raise ValueError(f"regime {TARGETED} needs regime {UNIFORM}: its model is "
+                                 "the one evaluated, and the one compared")
+        if self.validation_boards and self.train_boards and (
+                self.validation_boards & self.train_boards):
+            raise ValueError(f"boards {sorted(self.validation_boards & self.train_boards)} are "
+                             "both train and validation boards")
+        return self
+
 
 def few_pairs(pairs: list[Pair], share: float) -> list[Pair]:
     """``share`` of the pairs (at least one), picked by a hash of the tested file's name."""
@@ -136,12 +168,15 @@ def few_pairs(pairs: list[Pair], share: float) -> list[Pair]:
 
 def synthetic_pairs(pairs: list[Pair], work: Path, *, per_template: int, seed: int,
                     workers: int, etch_px: tuple[int, int] = (0, 0),
-                    engine: Engine | None = None) -> list[Pair]:
+                    engine: Engine | None = None, class_weights: Sequence[float] | None = None,
+                    balance: str = "", name: str = "") -> list[Pair]:
     """Run ``pcbforge synth`` (:func:`~pcbforge.synth.pipeline.synthesize`, default
     ``SynthConfig`` but ``etch_px``) on the pairs' templates into ``work/synthetic-SEED``
     and return the pairs it wrote, read from its tables: every tested image with its
     template (the board as etched) and its labels (none: a defect-free pair).
-    ``engine``: a started engine to draw them on; without one, ``workers`` processes."""
+    ``engine``: a started engine to draw them on; without one, ``workers`` processes.
+    ``class_weights`` and ``balance``: drawn as ``synth --balance`` would (the targeted
+    regime), into ``work/synthetic-SEED-NAME``."""
     from pcbforge.synth.compose import SynthConfig
     from pcbforge.synth.pipeline import synthesize
 
@@ -151,12 +186,13 @@ def synthetic_pairs(pairs: list[Pair], work: Path, *, per_template: int, seed: i
     boards.mkdir(parents=True)
     for template, _, _ in pairs:
         shutil.copyfile(template, boards / template.name)
-    out = work / f"synthetic-{seed}"
+    out = work / (f"synthetic-{seed}-{name}" if name else f"synthetic-{seed}")
     if out.exists():
         shutil.rmtree(out)
+    config = SynthConfig(etch_px=etch_px, balance=balance,
+                         class_weights=None if class_weights is None else tuple(class_weights))
     synthesize(boards, out, count=per_template * len(pairs), seed=seed, workers=workers,
-               config=SynthConfig(etch_px=etch_px), image_format="jpg", progress=False,
-               engine=engine)
+               config=config, image_format="jpg", progress=False, engine=engine)
     return written_pairs(out)
 
 
@@ -193,8 +229,9 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
     few_names = {p[1] for p in few}
     few_index = [k for k, p in enumerate(train_pairs) if p[1] in few_names]
     designs = [detector(name) for name in config.detectors]
-    needs_real = bool({"real", "few_real", "few_real+synthetic"} & set(config.regimes))
-    needs_synth = bool({"synthetic", "few_real+synthetic"} & set(config.regimes))
+    needs_real = bool({"real", "few_real", UNIFORM} & set(config.regimes))
+    needs_synth = bool({"synthetic", UNIFORM} & set(config.regimes))
+    validation = Validation.prepare(config, log) if TARGETED in config.regimes else None
     images = [str(p[1]) for p in test_pairs]
     truths = [Truth(str(tested), label, (x1, y1, x2, y2))
               for _, tested, boxes in test_pairs for x1, y1, x2, y2, label in boxes]
@@ -209,6 +246,9 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
                                  if needs_real else [])
             t1 = time.perf_counter()
             tests[design.name] = list(engine.map(design.test_data, _tasks(test_pairs)))
+            if validation is not None:
+                validation.data[design.name] = list(engine.map(
+                    design.test_data, _tasks(validation.pairs)))
             prep[design.name] = {"real_seconds": round(t1 - t0, 1),
                                  "test_seconds": round(time.perf_counter() - t1, 1)}
             log(f"[{design.name}] real and test data ready in "
@@ -221,12 +261,19 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
             synthetic, synth_runs[seed] = synthetic_data(config, train_pairs, designs, seed,
                                                          log)
         for design in designs:
-            sets = training_sets(config.regimes, real[design.name], few_index,
-                                 synthetic[design.name], config.few_repeat)
-            results[design.name][seed] = {
-                regime: train_regime(design, regime, items, config, seed, tests[design.name],
-                                     test_pairs, images, truths, log)
-                for regime, items in sets.items()}
+            sets = training_sets([r for r in config.regimes if r != TARGETED],
+                                 real[design.name], few_index, synthetic[design.name],
+                                 config.few_repeat)
+            test = (tests[design.name], test_pairs, images, truths)
+            runs = {}
+            for regime, items in sets.items():
+                runs[regime], model = train_regime(design, regime, items, config, seed, *test,
+                                                   log)
+                if regime == UNIFORM and validation is not None:
+                    runs[TARGETED] = targeted_regime(design, model, config, seed, train_pairs,
+                                                     few_index, real[design.name], validation,
+                                                     test, log)
+            results[design.name][seed] = {regime: runs[regime] for regime in config.regimes}
     payload = results_payload(config, designs, train_pairs, test_pairs, few, truths, tests,
                               prep, synth_runs, results,
                               seconds=time.perf_counter() - started)
@@ -234,11 +281,98 @@ def run_transfer(config: TransferConfig, log: Callable[[str], None] = print) -> 
     return payload
 
 
+class Validation:
+    """The targeted regime's validation boards: their pairs, each design's input on them,
+    and the boards imported as a pcbforge dataset (``out/work/validation-dataset``) that
+    ``pcbforge evaluate`` scores the uniform models on."""
+
+    def __init__(self, root: Path, pairs: list[Pair], dataset: Path) -> None:
+        self.root, self.pairs, self.dataset = root, pairs, dataset
+        self.data: dict[str, list] = {}
+
+    @classmethod
+    def prepare(cls, config: TransferConfig, log: Callable[[str], None]) -> Validation:
+        """Copy the validation boards out of the train folder and import them
+        (``pcbforge import deeppcb``)."""
+        from pcbforge.pipeline.ingest import import_deeppcb
+
+        boards = sorted(config.validation_boards or ())
+        root = config.out / "work" / "validation-boards"
+        if root.exists():
+            shutil.rmtree(root)
+        for board in boards:
+            shutil.copytree(Path(config.train_dir) / board, root / board)
+        pairs = deeppcb_pairs(root)
+        if not pairs:
+            raise ValueError(f"no pairs on the validation boards {boards} of "
+                             f"{config.train_dir}")
+        dataset = config.out / VALIDATION_DATASET
+        import_deeppcb(root, dataset)
+        log(f"validation: {len(pairs)} pairs on boards {', '.join(boards)}")
+        return cls(root, pairs, dataset)
+
+
+def targeted_regime(design: DetectorDesign, uniform_model: Any, config: TransferConfig,
+                    seed: int, train_pairs: list[Pair], few_index: Sequence[int], real: list,
+                    validation: Validation, test: tuple, log: Callable[[str], None]) -> dict:
+    """The ``few_real+targeted`` run of ``design`` and ``seed``: ``pcbforge evaluate`` the
+    uniform model on the validation boards, draw as many synthetic images as the uniform
+    regime had with the class weights that evaluation gives, train on the few real pairs
+    plus these and evaluate on the test pairs. The result also holds the validation
+    figures and the weights."""
+    from pcbforge.evaluate.runner import evaluate_dataset
+    from pcbforge.evaluate.targets import weights_from_evaluation
+    from pcbforge.synth.compose import SynthConfig
+
+    images = [str(p[1]) for p in validation.pairs]
+    detected = design.detect(uniform_model, validation.data[design.name], images,
+                             config.device)
+    name = f"{design.name}-seed{seed}"
+    table = config.out / "work" / "validation-detections" / f"{name}.csv"
+    write_detections(detected.detections, validation.root, table)
+    metrics = evaluate_dataset(validation.dataset, table, "pcbforge", name=name, split="all")
+    classes = SynthConfig().classes
+    weights = weights_from_evaluation(metrics, classes)
+    note = f"from-evaluation {name} (split all)"
+    log(f"[{design.name} seed {seed}] uniform model on the validation boards: mAP "
+        f"{metrics['deeppcb']['mAP']:.3f}; class weights "
+        + ", ".join(f"{c} {w:.2f}" for c, w in zip(classes, weights, strict=True)))
+    with LocalEngine(config.workers, preload=WORKER_MODULES) as engine:
+        t0 = time.perf_counter()
+        pairs = synthetic_pairs(train_pairs, config.out / "work",
+                                per_template=config.synth_per_template, seed=seed,
+                                workers=config.workers, etch_px=config.etch_px, engine=engine,
+                                class_weights=weights, balance=note, name=design.name)
+        synth_seconds = time.perf_counter() - t0
+        data = list(engine.map(design.train_data, _tasks(pairs)))
+    items = training_sets([UNIFORM], real, few_index, data, config.few_repeat)[UNIFORM]
+    result, _ = train_regime(design, TARGETED, items, config, seed, *test, log)
+    per_class = metrics["deeppcb"].get("per_class", {})
+    result["targeting"] = {
+        "validation_mAP": metrics["deeppcb"]["mAP"],
+        "validation_recall": {c: per_class.get(c, {}).get("recall") for c in classes},
+        "class_weights": dict(zip(classes, weights, strict=True)),
+        "synthetic_defects": dict(sorted(_label_counts(pairs).items())),
+        "synth_seconds": round(synth_seconds, 1)}
+    return result
+
+
+def _label_counts(pairs: Sequence[Pair]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, _, boxes in pairs:
+        for box in boxes:
+            counts[box[4]] = counts.get(box[4], 0) + 1
+    return counts
+
+
 def load_pairs(config: TransferConfig, log: Callable[[str], None]
                ) -> tuple[list[Pair], list[Pair]]:
     """The train and test pairs; ``ValueError`` when either is empty or they share a tested
     image."""
     train_pairs = deeppcb_pairs(config.train_dir, config.train_boards)
+    if config.validation_boards:  # held out of every regime's training
+        held = {p[1] for p in deeppcb_pairs(config.train_dir, config.validation_boards)}
+        train_pairs = [p for p in train_pairs if p[1] not in held]
     test_pairs = deeppcb_pairs(config.test_dir, config.test_boards)
     if not train_pairs or not test_pairs:
         raise ValueError(f"no pairs found: {len(train_pairs)} to train on in "
@@ -287,9 +421,9 @@ def training_sets(regimes: Sequence[str], real: list, few_index: Sequence[int],
 
 def train_regime(design: DetectorDesign, regime: str, items: list, config: TransferConfig,
                  seed: int, tests: list, test_pairs: list[Pair], images: list[str],
-                 truths: list[Truth], log: Callable[[str], None]) -> dict:
+                 truths: list[Truth], log: Callable[[str], None]) -> tuple[dict, Any]:
     """Train ``design`` on ``regime``'s items with ``seed`` and evaluate it on the test
-    pairs."""
+    pairs; the result and the trained model."""
     epochs = config.epochs or design.default_epochs
     log(f"[{design.name} seed {seed}] {regime}: training on {len(items)} pair items")
     model, report = design.fit(items, TrainOptions(epochs, seed, config.device, log))
@@ -308,7 +442,7 @@ def train_regime(design: DetectorDesign, regime: str, items: list, config: Trans
     if "probabilities" in detected.details:
         result["confusion"] = confusion([p[2] for p in test_pairs], tests,
                                         detected.details["probabilities"])
-    return result
+    return result, model
 
 
 def write_detections(detections: Sequence[Detection], test_dir: Path, path: Path) -> None:
@@ -365,6 +499,10 @@ def acceptance(mean: dict[str, dict]) -> dict[str, dict]:
         out["few_real+synthetic - few_real mAP"] = {
             "value": round(m["few_real+synthetic"] - m["few_real"], 3), "target": None,
             "passed": None}
+    if TARGETED in m and UNIFORM in m:
+        # Same image count, same seeds: the honest answer either way, no target.
+        out[f"{TARGETED} - {UNIFORM} mAP"] = {"value": round(m[TARGETED] - m[UNIFORM], 3),
+                                              "target": None, "passed": None}
     return out
 
 
@@ -399,6 +537,8 @@ def results_payload(config: TransferConfig, designs: Sequence[DetectorDesign],
     return {
         "train_dir": str(config.train_dir), "test_dir": str(config.test_dir),
         "train_boards": sorted(config.train_boards) if config.train_boards else None,
+        "validation_boards": (sorted(config.validation_boards) if config.validation_boards
+                              else None),
         "test_boards": sorted(config.test_boards) if config.test_boards else None,
         "train_pairs": len(train_pairs), "few_real_pairs": len(few),
         "test_pairs": len(test_pairs), "test_truths": len(truths),
@@ -443,6 +583,7 @@ def markdown_table(payload: dict) -> str:
             cells.append(f"{mean['train_seconds']:.0f}")
             lines.append(f"| {regime} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines.extend(targeting_lines(design))
         for key, line in design["acceptance"].items():
             value = f"{line['value']:+.3f}" if " - " in key else f"{line['value']:.3f}"
             verdict = ("" if line["passed"] is None else
@@ -450,6 +591,29 @@ def markdown_table(payload: dict) -> str:
             lines.append(f"- {key}, mean of seeds: {value}{verdict}")
         lines.append("")
     return "\n".join(lines)
+
+
+def targeting_lines(design: dict) -> list[str]:
+    """Per seed of the targeted regime: the uniform model's recall per class on the
+    validation boards, the class weights drawn from it and the defects drawn."""
+    rows = [(seed, runs[TARGETED]["targeting"]) for seed, runs in design["seeds"].items()
+            if TARGETED in runs]
+    if not rows:
+        return []
+    classes = list(DEEPPCB_CLASSES)
+    lines = ["Targeted draws (uniform model on the validation boards -> class weights -> "
+             "synthetic defects drawn):", "",
+             "| seed | validation mAP | " + " | ".join(classes) + " |",
+             "|---" * (len(classes) + 2) + "|"]
+    for seed, t in rows:
+        cells = []
+        for c in classes:
+            recall = t["validation_recall"].get(c)
+            shown = "-" if recall is None else f"{recall:.2f}"
+            cells.append(f"recall {shown}, w {t['class_weights'][c]:.2f}, "
+                         f"{t['synthetic_defects'].get(c, 0)} drawn")
+        lines.append(f"| {seed} | {t['validation_mAP']:.3f} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def plot(payload: dict, path: Path) -> None:
@@ -481,6 +645,8 @@ def plot(payload: dict, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["REGIMES", "SYNTHETIC_SHARE_TARGET", "WORKER_MODULES", "TransferConfig",
-           "acceptance", "candidate_recall", "few_pairs", "markdown_table", "plot",
-           "run_transfer", "summary", "synthetic_pairs", "training_sets", "written_pairs"]
+__all__ = ["DEFAULT_REGIMES", "REGIMES", "SYNTHETIC_SHARE_TARGET", "TARGETED", "UNIFORM",
+           "WORKER_MODULES", "TransferConfig", "Validation", "acceptance",
+           "candidate_recall", "few_pairs", "markdown_table", "plot", "run_transfer",
+           "summary", "synthetic_pairs", "targeted_regime", "targeting_lines",
+           "training_sets", "written_pairs"]

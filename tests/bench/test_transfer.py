@@ -78,12 +78,22 @@ def _config(folder: Path, out: Path, **kwargs) -> TransferConfig:
     ("synth_per_template", 0, "synth_per_template"),
     ("few_share", 0.0, "few_share"),
     ("negatives", False, "negatives"),  # gone: defect-free pairs come from synth itself
+    ("regimes", ("few_real+synthetic", "few_real+targeted"), "needs validation boards"),
 ], ids=["regime", "detector", "no-seed", "same-seed", "few-repeat", "per-template",
-        "few-share", "negatives"])
+        "few-share", "negatives", "targeted-without-validation"])
 def test_config_refuses_what_the_benchmark_does_not_know(tmp_path: Path, field: str,
                                                          value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         _config(tmp_path, tmp_path / "out", **{field: value})
+
+
+def test_targeted_regime_needs_the_uniform_one_and_boards_apart(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="needs regime few_real"):
+        _config(tmp_path, tmp_path, regimes=("few_real+targeted",),
+                validation_boards={"group30000"})
+    with pytest.raises(ValidationError, match="both train and validation"):
+        _config(tmp_path, tmp_path, validation_boards={"group10000"})
+    assert "few_real+targeted" not in _config(tmp_path, tmp_path).regimes  # not by default
 
 
 def test_config_defaults_to_every_design_three_seeds_and_keeps_the_given_order(
@@ -126,16 +136,18 @@ def test_acceptance_lines_say_pass_or_fail_on_the_means() -> None:
 
 @pytest.fixture(scope="module")
 def deeppcb_folder(tmp_path_factory) -> Path:
-    """16 generated pairs in DeepPCB's layout: boards group10000 (12) and group20000 (4)."""
+    """20 generated pairs in DeepPCB's layout: boards group10000 (12), group20000 (4) and
+    group30000 (4)."""
     tmp = tmp_path_factory.mktemp("transfer")
-    write_boards(tmp / "boards", count=16, seed=3, progress=False)
-    synthesize(tmp / "boards", tmp / "made", count=16, seed=4, progress=False,
+    write_boards(tmp / "boards", count=20, seed=3, progress=False)
+    synthesize(tmp / "boards", tmp / "made", count=20, seed=4, progress=False,
                image_format="jpg")
     dataset = load(tmp / "made")
     samples = dataset.samples.copy()
     tested = samples["role"] == "tested"
     order = np.cumsum(tested) - 1
-    samples.loc[tested, "board"] = np.where(order[tested] < 12, "group10000", "group20000")
+    samples.loc[tested, "board"] = np.select([order[tested] < 12, order[tested] < 16],
+                                             ["group10000", "group20000"], "group30000")
     save_deeppcb(samples, dataset.labels, tmp / "made", tmp / "deeppcb")
     return tmp / "deeppcb"
 
@@ -270,3 +282,40 @@ def test_leaking_test_set_is_refused(deeppcb_folder: Path, tmp_path: Path) -> No
     with pytest.raises(ValueError, match="in both the train and the test"):
         run_transfer(TransferConfig(train_dir=deeppcb_folder, test_dir=deeppcb_folder,
                                     out=tmp_path / "x", epochs=1, workers=1))
+
+
+def test_targeted_regime_draws_what_the_uniform_model_misses_at_equal_count(
+        deeppcb_folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="the benchmark extra: pip install -e .[bench]")
+    from pcbforge.bench.transfer import run_transfer
+    from pcbforge.evaluate.targets import weights_from_evaluation
+
+    config = _config(deeppcb_folder, tmp_path / "out", epochs=1, workers=1,
+                     detectors=("opening",), validation_boards={"group30000"},
+                     regimes=("few_real+synthetic", "few_real+targeted"))
+    lines: list[str] = []
+    payload = run_transfer(config, log=lines.append)
+    assert payload["train_pairs"] == 12 and payload["validation_boards"] == ["group30000"]
+    runs = payload["detectors"]["opening"]["seeds"]["0"]
+    uniform, targeted = runs["few_real+synthetic"], runs["few_real+targeted"]
+    assert uniform["train_items"] == targeted["train_items"]  # equal image count
+    assert 0.0 <= targeted["mAP"] <= 1.0
+    # The weights are what `synth --balance from-evaluation` takes from the evaluation
+    # `pcbforge evaluate` kept of the uniform model on the validation boards.
+    validation = tmp_path / "out" / "work" / "validation-dataset"
+    metrics = json.loads((validation / "evaluations" / "opening-seed0" / "metrics.json"
+                          ).read_text())
+    assert metrics["images"] == 8  # the 4 validation pairs, templates included
+    classes = list(SynthConfig().classes)
+    targeting = targeted["targeting"]
+    assert list(targeting["class_weights"].values()) == weights_from_evaluation(metrics, classes)
+    assert targeting["validation_mAP"] == metrics["deeppcb"]["mAP"]
+    # Every synthetic label of the targeted draw says where its weights came from.
+    drawn = load(tmp_path / "out" / "work" / "synthetic-0-opening")
+    assert len(drawn.labels) == sum(targeting["synthetic_defects"].values()) > 0
+    notes = {json.loads(p)["balance"]["source"] for p in drawn.labels["params"]}
+    assert notes == {"from-evaluation opening-seed0 (split all)"}
+    assert (tmp_path / "out" / "detections" / "opening-few_real+targeted-seed0.csv").is_file()
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| few_real+targeted |" in table and "Targeted draws" in table
+    assert "few_real+targeted - few_real+synthetic mAP" in table
