@@ -18,8 +18,9 @@ evaluated with DeepPCB's protocol on the test folder's real pairs:
    ``few_real+synthetic`` model of the same seed is scored by ``pcbforge evaluate`` on the
    validation boards (whole boards of the train folder, held out of every regime's
    training), the same number of synthetic images is drawn again with ``synth --balance
-   from-evaluation`` (each class in proportion to ``max(1 - recall, 0.1)``, see
-   :mod:`pcbforge.evaluate.targets`) and the model is trained anew on the few real pairs
+   from-evaluation`` (each class in proportion to its ``1 - recall`` relative to the
+   class missed most, at least 0.1, see :mod:`pcbforge.evaluate.targets`) and the model
+   is trained anew on the few real pairs
    plus these. Against ``few_real+synthetic`` it answers: at equal image count, does
    drawing more of what the model misses beat drawing uniformly?
 

@@ -115,7 +115,8 @@ def defects_command(
     image_format: Annotated[str, typer.Option("--format", help="png or jpg.")] = "png",
     balance: Annotated[str, typer.Option(
         help="uniform: every class alike; from-evaluation: each class in proportion to what "
-             "a model misses (1 - recall, at least 0.1) in --evaluation.")] = "uniform",
+             "a model misses in --evaluation (1 - recall, relative to the class missed "
+             "most, at least 0.1).")] = "uniform",
     evaluation: Annotated[Path | None, typer.Option(
         help="With --balance from-evaluation: an evaluation folder, DATASET/evaluations/"
              "NAME, as `pcbforge evaluate` writes it.")] = None,

@@ -40,10 +40,11 @@ def read_for_balance(evaluation: Path | str) -> tuple[dict, str]:
 
 def weights_from_evaluation(metrics: dict, classes: Sequence[str],
                             floor: float = WEIGHT_FLOOR) -> list[float]:
-    """Per class of ``classes``: ``max(1 - recall, floor)``, recall at the evaluation's
-    best-F threshold (DeepPCB's rule). A class the evaluation has no labelled box of gets
-    weight 1: nothing says the model finds it. Raises :class:`EvaluationError` when the
-    evaluation knows none of ``classes``."""
+    """Per class of ``classes``: ``max((1 - recall) / worst, floor)``, recall at the
+    evaluation's best-F threshold (DeepPCB's rule), ``worst`` the largest ``1 - recall``
+    of the classes. A class the evaluation has no labelled box of gets weight 1: nothing
+    says the model finds it. A model that misses nothing gets every class alike (weight
+    1). Raises :class:`EvaluationError` when the evaluation knows none of ``classes``."""
     if not 0 < floor <= 1:
         raise ValueError(f"floor must be in (0, 1], got {floor}")
     per_class = metrics.get("deeppcb", {}).get("per_class", {})
@@ -52,14 +53,14 @@ def weights_from_evaluation(metrics: dict, classes: Sequence[str],
         raise EvaluationError(
             f"evaluation {metrics.get('name', '?')!r} scores none of the classes "
             f"{', '.join(classes)} (it scores {', '.join(per_class) or 'nothing'})")
-    weights = []
+    misses: list[float | None] = []
     for name in classes:
         recall = per_class.get(name, {}).get("recall")
-        if recall is None or (isinstance(recall, float) and math.isnan(recall)):
-            weights.append(1.0)
-        else:
-            weights.append(round(max(1.0 - float(recall), floor), 6))
-    return weights
+        unknown = recall is None or (isinstance(recall, float) and math.isnan(recall))
+        misses.append(None if unknown else 1.0 - float(recall))
+    worst = max((m for m in misses if m is not None), default=0.0)
+    return [1.0 if m is None or worst <= 0 else round(max(m / worst, floor), 6)
+            for m in misses]
 
 
 __all__ = ["WEIGHT_FLOOR", "read_for_balance", "weights_from_evaluation"]

@@ -206,8 +206,8 @@ class SynthSection(_Section):
     #: Class of each drawn defect: ``uniform`` (all alike), ``fill`` (classes the real
     #: labels lack are drawn more, towards equal totals of real + synthetic boxes),
     #: ``from-evaluation`` (each class in proportion to what a model misses in
-    #: ``evaluation``: 1 - recall, at least 0.1), or ``{class: weight}`` (target shares of
-    #: the synthetic defects).
+    #: ``evaluation``: 1 - recall relative to the class missed most, at least 0.1), or
+    #: ``{class: weight}`` (target shares of the synthetic defects).
     balance: Literal["uniform", "fill", "from-evaluation"] | dict[str, float] = "uniform"
     #: With ``balance: from-evaluation``: an evaluation folder (``DATASET/evaluations/NAME``
     #: as ``pcbforge evaluate`` writes it), relative to the recipe's folder.

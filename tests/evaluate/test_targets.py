@@ -34,6 +34,14 @@ def test_weights_follow_what_the_model_misses():
     # open found always: the floor; short half missed; mousebite all missed; copper has no
     # box in the evaluation and pin-hole is not in it at all: nothing says they are found.
     assert weights == [WEIGHT_FLOOR, 0.5, 1.0, WEIGHT_FLOOR, 1.0, 1.0]
+    # A good model: relative to the class missed most (0.1 -> 1, 0.01 -> the floor 0.1);
+    # one that misses nothing draws every class alike.
+    good = _metrics({"open": 0.99, "short": 1.0, "mousebite": 0.9, "spur": 0.97,
+                     "copper": 1.0, "pin-hole": 1.0})
+    assert weights_from_evaluation(good, CLASSES) == pytest.approx(
+        [0.1, 0.1, 1.0, 0.3, 0.1, 0.1])
+    perfect = _metrics(dict.fromkeys(CLASSES, 1.0))
+    assert weights_from_evaluation(perfect, CLASSES) == [1.0] * 6
     with pytest.raises(EvaluationError, match="scores none of the classes"):
         weights_from_evaluation(_metrics({"scratch": 0.2}), CLASSES)
 
