@@ -13,7 +13,7 @@ spellings::
     canonical("mousbite")      # UnknownClassError: ... (did you mean 'mousebite'?) ...
 
 Names are compared by :func:`class_key`: case, ``-``, ``_`` and spaces do not count, nor
-does a plural ``s``. A name is **known** when it is a built-in class or one of its
+does a plural ``s``/``es``. A name is **known** when it is a built-in class or one of its
 aliases (:data:`BUILTIN_ALIASES`), a key of the user's ``map`` or a class the user
 ``add``-ed. An unknown name that is close to a known one (:data:`TYPO_CUTOFF`) is taken for
 a typo and refused, naming the class it is close to; any other unknown name is kept as a
@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 PCB_CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 
 #: Built-in class -> the other names that mean the same defect. Spellings that differ
-#: only in case, ``-``/``_``/spaces or a plural ``s`` need no entry (see
+#: only in case, ``-``/``_``/spaces or a plural ``s``/``es`` need no entry (see
 #: :func:`class_key`). ``missing_hole`` (PKU-Market-PCB) is a class of its own.
 BUILTIN_ALIASES: dict[str, tuple[str, ...]] = {
     "open": ("open_circuit",),
@@ -83,13 +83,20 @@ def class_key(name: str) -> str:
     return _SEPARATORS.sub("", str(name).strip().lower())
 
 
-def _lookup(key: str, table: dict[str, str]) -> str | None:
-    """``table[key]``, else the entry of its singular (``shorts`` -> ``short``)."""
-    if key in table:
-        return table[key]
+def _forms(key: str) -> list[str]:
+    """``key`` and, for a plural, its singulars (``shorts`` -> ``short``; ``scratches`` ->
+    ``scratche``, ``scratch``)."""
+    forms = [key]
     if len(key) > 3 and key.endswith("s"):
-        return table.get(key[:-1])
-    return None
+        forms.append(key[:-1])
+        if key.endswith("es") and len(key) > 4:
+            forms.append(key[:-2])
+    return forms
+
+
+def _lookup(key: str, table: dict[str, str]) -> str | None:
+    """``table[key]``, else the entry of its singular (see :func:`_forms`)."""
+    return next((table[form] for form in _forms(key) if form in table), None)
 
 
 def _builtin_keys() -> dict[str, str]:
@@ -230,8 +237,7 @@ def _closest(name: str, keys: dict[str, str], cutoff: float) -> str | None:
     ``cutoff`` (difflib's ratio); the singular of a plural is tried too."""
     key = class_key(name)
     best: tuple[float, str] | None = None
-    for candidate in dict.fromkeys([key, key[:-1] if len(key) > 3 and key.endswith("s")
-                                    else key]):
+    for candidate in _forms(key):
         for match in difflib.get_close_matches(candidate, list(keys), n=1, cutoff=cutoff):
             ratio = difflib.SequenceMatcher(None, candidate, match).ratio()
             if best is None or ratio > best[0]:

@@ -297,7 +297,7 @@ def import_labelled(
                                         missing_labels=missing_labels,
                                         allow_outside_root=allow_outside_root)
     # Before any work: an unknown class stops the import at once.
-    resolution = source_classes(src, [*names, *boxes["label"].astype(str)], classes)
+    resolution = source_classes(src, [*names, *boxes["label"].astype(str).unique()], classes)
     boxes = relabel(boxes, resolution.mapping)
     files = [Path(f).resolve() for f in table["file"]]
     image_root = Path(os.path.commonpath([f.parent for f in files]))

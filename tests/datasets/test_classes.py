@@ -137,6 +137,12 @@ def test_suggest_and_keys():
     assert suggest("shrt") == "short"
 
 
+def test_every_spelling_of_an_added_class_becomes_it():
+    vocabulary = ClassVocabulary(add=["scratch"])
+    assert {canonical(n, vocabulary) for n in ("Scratch", "scratches", "SCRATCH")} == {
+        "scratch"}
+
+
 def test_new_spellings_of_one_name_become_one_class():
     resolution = resolve_classes(["Scratch", "scratch", "SCRATCH"])
     assert resolution.classes == ["Scratch"] and resolution.new == ["Scratch"]
