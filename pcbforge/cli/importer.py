@@ -26,6 +26,7 @@ from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES
 from pcbforge.curate import CurateError, CurateParams
 from pcbforge.curate.inspect import InspectParams
 from pcbforge.curate.runner import WORKER_MODULES
+from pcbforge.datasets.classes import ClassVocabulary
 from pcbforge.datasets.formats import FORMATS, LabelFormat
 from pcbforge.engine import EngineKind
 
@@ -41,6 +42,56 @@ AllowOutsideOption = Annotated[bool, typer.Option(
 MaxFileOption = Annotated[int, typer.Option(
     "--max-file-mb", min=1,
     help="Files above this many MB are recorded as too_large without being read.")]
+
+#: ``--class-map``, ``--add-class``, ``--strict-classes``: the class vocabulary of every
+#: import (pcbforge.datasets.classes).
+ClassMapOption = Annotated[list[str] | None, typer.Option(
+    "--class-map", metavar="FROM=TO",
+    help="Import the label name FROM as the class TO (e.g. missing_hole=pin-hole); repeat "
+         "for several. Built-in aliases (open_circuit=open, mouse_bite=mousebite...) need "
+         "none.")]
+AddClassOption = Annotated[list[str] | None, typer.Option(
+    "--add-class", metavar="NAME",
+    help="A class of your own, kept as spelled (also when it is close to a built-in one); "
+         "repeat for several.")]
+StrictClassesOption = Annotated[bool, typer.Option(
+    "--strict-classes",
+    help="Refuse a label name that is no built-in class or alias, no --class-map FROM and "
+         "no --add-class (default: keep it as a new class and say so).")]
+
+
+def class_vocabulary(class_map: list[str] | None, add_class: list[str] | None,
+                     strict: bool) -> ClassVocabulary:
+    """The vocabulary ``--class-map``/``--add-class``/``--strict-classes`` ask for; a bad
+    value exits with one line."""
+    mapping: dict[str, str] = {}
+    for entry in class_map or []:
+        source, sep, target = entry.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            fail(f"--class-map: expected FROM=TO (e.g. missing_hole=pin-hole), got {entry!r}")
+        if source.strip() in mapping:
+            fail(f"--class-map: {source.strip()!r} is mapped twice")
+        mapping[source.strip()] = target.strip()
+    try:
+        return ClassVocabulary(map=mapping, add=list(add_class or []), strict=strict)
+    except ValidationError as err:
+        first = err.errors()[0]
+        option = "--add-class" if first["loc"][:1] == ("add",) else "--class-map"
+        fail(f"{option}: {first['msg'].removeprefix('Value error, ').removeprefix('map: ')}")
+
+
+def print_classes(report: dict, console: Console) -> None:
+    """The names an import renamed, and those it kept as new classes (a warning)."""
+    classes = report.get("classes") or {}
+    renamed = classes.get("renamed") or {}
+    if renamed:
+        console.print("classes renamed: " + ", ".join(f"{k} -> {v}" for k, v in
+                                                      renamed.items()), soft_wrap=True)
+    new = classes.get("new") or []
+    if new:
+        console.print(f"[yellow]note:[/] {len(new)} label names are no built-in class and "
+                      f"were kept as classes of their own: {', '.join(new)} (--class-map "
+                      f"NAME=CLASS maps one; --strict-classes refuses them)", soft_wrap=True)
 
 
 def _curate_params(workers: int, max_file_mb: int) -> CurateParams:
@@ -60,16 +111,21 @@ def import_deeppcb_command(
     scheduler: SchedulerOption = None,
     allow_outside_root: AllowOutsideOption = False,
     max_file_mb: MaxFileOption = DEFAULT_MAX_FILE_BYTES // _MB,
+    class_map: ClassMapOption = None,
+    add_class: AddClassOption = None,
+    strict_classes: StrictClassesOption = False,
 ) -> None:
     """Import DeepPCB: tested images with templates, boards, lists and defect boxes."""
     from pcbforge.pipeline import import_deeppcb
 
     errors = Console(stderr=True)
     params = _curate_params(workers, max_file_mb)
+    vocabulary = class_vocabulary(class_map, add_class, strict_classes)
     with engine_options(engine, params.workers, scheduler, WORKER_MODULES) as run:
         try:
             result = import_deeppcb(src, out, params, progress=True, engine=run,
-                                    allow_outside_root=allow_outside_root)
+                                    allow_outside_root=allow_outside_root,
+                                    classes=vocabulary)
         except (CurateError, FileNotFoundError, ValueError) as err:
             fail(err)
     console = Console()
@@ -82,6 +138,7 @@ def import_deeppcb_command(
         f"{report['boards']} boards, {report['labels']} boxes ({_per_class(report)}); "
         f"{len(result.problems)} layout problems (their images are skipped)"
     )
+    print_classes(report, console)
 
 
 def _per_class(report: dict) -> str:
@@ -98,17 +155,20 @@ def _import_labelled(fmt: str, src: Path, out: Path, *, workers: int = 0,
                      allow_missing_labels: bool = False, images: Path | None = None,
                      engine: EngineKind = EngineKind.local, scheduler: str | None = None,
                      allow_outside_root: bool = False,
-                     max_file_mb: int = DEFAULT_MAX_FILE_BYTES // _MB) -> None:
+                     max_file_mb: int = DEFAULT_MAX_FILE_BYTES // _MB,
+                     class_map: list[str] | None = None, add_class: list[str] | None = None,
+                     strict_classes: bool = False) -> None:
     from pcbforge.datasets.dataset import DatasetError
     from pcbforge.pipeline import import_labelled
 
     params = _curate_params(workers, max_file_mb)
+    vocabulary = class_vocabulary(class_map, add_class, strict_classes)
     with engine_options(engine, params.workers, scheduler, WORKER_MODULES) as run:
         try:
             result = import_labelled(
                 fmt, src, out, params, images=images,
                 missing_labels="empty" if allow_missing_labels else "error", progress=True,
-                engine=run, allow_outside_root=allow_outside_root,
+                engine=run, allow_outside_root=allow_outside_root, classes=vocabulary,
             )
         except (CurateError, DatasetError, FileNotFoundError, ValueError) as err:
             fail(err)
@@ -121,6 +181,7 @@ def _import_labelled(fmt: str, src: Path, out: Path, *, workers: int = 0,
         f"boxes ({_per_class(report)}); {report['images_not_in_annotations']} images under "
         f"{result.dataset.info.image_root} not in the annotations (skipped)"
     )
+    print_classes(report, console)
 
 
 _IMAGES = typer.Option(
@@ -153,6 +214,9 @@ def _labelled_command(label_format: LabelFormat) -> Callable[..., None]:
         parameter("scheduler", SchedulerOption, None),
         parameter("allow_outside_root", AllowOutsideOption, False),
         parameter("max_file_mb", MaxFileOption, DEFAULT_MAX_FILE_BYTES // _MB),
+        parameter("class_map", ClassMapOption, None),
+        parameter("add_class", AddClassOption, None),
+        parameter("strict_classes", StrictClassesOption, False),
     ]
 
     def command(**options) -> None:

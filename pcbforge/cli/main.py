@@ -8,6 +8,7 @@ from pcbforge import __version__
 from pcbforge.cli._util import guard_commands, tidy_help
 from pcbforge.cli.audit import audit_command
 from pcbforge.cli.build import build_command
+from pcbforge.cli.classes import classes_command
 from pcbforge.cli.curate import curate_command
 from pcbforge.cli.doctor import doctor_command
 from pcbforge.cli.evaluate import evaluate_command
@@ -32,6 +33,7 @@ app.command("build")(build_command)
 app.command("curate", no_args_is_help=True)(curate_command)
 app.command("split", no_args_is_help=True)(split_command)
 app.command("audit", no_args_is_help=True)(audit_command)
+app.command("classes", no_args_is_help=True)(classes_command)
 app.command("qa", no_args_is_help=True)(qa_command)
 app.command("evaluate", no_args_is_help=True)(evaluate_command)
 app.command("mine", no_args_is_help=True)(mine_command)

@@ -4,6 +4,7 @@ another.
 * :mod:`pcbforge.pipeline.ingest`: ``import`` (DeepPCB, COCO, YOLO, VOC) = curation of
   every file + the labels joined on.
 * :mod:`pcbforge.pipeline.export`: ``export`` to COCO, YOLO, VOC or DeepPCB.
+* :mod:`pcbforge.pipeline.classes`: ``classes``, a dataset's class vocabulary as a report.
 * ``build(out, recipe)`` (here): the whole pipeline from one recipe, resumable, with a
   report: sources -> synth -> merge (curate) -> split -> audit -> qa -> export -> report (see
   :mod:`pcbforge.pipeline.stages`), skipping every stage whose inputs did not change
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pcbforge.core.output import OutputLock, recover_output
+from pcbforge.pipeline.classes import CLASSES_JSON, class_report
 from pcbforge.pipeline.export import EXPORT_FORMATS, export_dataset
 from pcbforge.pipeline.ingest import (
     LABELLED_FORMATS,
@@ -163,7 +165,7 @@ def report_settings(dataset: Path | str) -> ReportSection:
         raise RecipeError(f"{recipe}: {where}: {first['msg']}") from err
 
 
-__all__ = ["EXPORT_FORMATS", "LABELLED_FORMATS", "RUNNING_MARKER", "BuildError", "BuildResult",
-           "ImportResult", "Recipe", "RecipeError", "SourceError", "build", "export_dataset",
-           "import_deeppcb", "import_labelled", "load_recipe", "read_labelled",
-           "report_settings"]
+__all__ = ["CLASSES_JSON", "EXPORT_FORMATS", "LABELLED_FORMATS", "RUNNING_MARKER",
+           "BuildError", "BuildResult", "ImportResult", "Recipe", "RecipeError",
+           "SourceError", "build", "class_report", "export_dataset", "import_deeppcb",
+           "import_labelled", "load_recipe", "read_labelled", "report_settings"]

@@ -22,6 +22,13 @@ from pcbforge.core.files import write_json
 from pcbforge.core.output import staged_output
 from pcbforge.curate import CurateParams
 from pcbforge.curate.runner import CurateResult, check_paths, curate_into, status_counts
+from pcbforge.datasets.classes import (
+    ClassResolution,
+    ClassVocabulary,
+    UnknownClassError,
+    relabel,
+    resolve_classes,
+)
 from pcbforge.datasets.dataset import (
     Dataset,
     DatasetInfo,
@@ -56,12 +63,15 @@ class ImportResult:
 def import_deeppcb(
     src: Path | str, out: Path | str, params: CurateParams | None = None, *, progress: bool = False,
     engine: Engine | None = None, allow_outside_root: bool = False,
+    classes: ClassVocabulary | None = None,
 ) -> ImportResult:
     """Import a DeepPCB-layout folder into the dataset folder ``out``.
 
     ``engine``: a started engine for the curation of every file (see
     :func:`pcbforge.curate.curate`). ``allow_outside_root``: accept image and label paths
     of the lists that lead outside ``src`` (refused by default, naming file and line).
+    ``classes``: the class vocabulary (see :func:`source_classes`); DeepPCB's own six
+    names are built-in classes, so only a user's ``map`` changes them.
 
     ``out`` is written once, through :func:`pcbforge.core.staged_output`: curation,
     labels, tables and report all go into one stage swapped in at the end, so a failed
@@ -76,13 +86,15 @@ def import_deeppcb(
     src = Path(src)
     # Raises FileNotFoundError when it is not that layout.
     layout = read_deeppcb(src, allow_outside=allow_outside_root)
+    resolution = source_classes(src, DEEPPCB_CLASSES, classes)
     src_path, out_path = check_paths(src, Path(out))
     with staged_output(out_path, command="import deeppcb") as stage:
         earlier = previous_splits(out_path)  # under the lock, before it is replaced
         # The layout's images are kept before any copy of them: they carry the boxes.
         curated = curate_into(src_path, stage, params, progress=progress, engine=engine,
                               prefer=layout.samples["path"], out_for_checks=out_path)
-        dataset, problems, report = _merge_deeppcb(curated, layout, stage, src_path, earlier)
+        dataset, problems, report = _merge_deeppcb(curated, layout, stage, src_path, earlier,
+                                                   resolution)
         report["import_s"] = round(time.perf_counter() - started, 3)
         write_json(stage / "report.json", report)
     dataset.root = out_path
@@ -90,7 +102,8 @@ def import_deeppcb(
 
 
 def _merge_deeppcb(curated: CurateResult, layout, stage: Path, src: Path,
-                   earlier: tuple[dict | None, dict]) -> tuple[Dataset, list, dict]:
+                   earlier: tuple[dict | None, dict], resolution: ClassResolution
+                   ) -> tuple[Dataset, list, dict]:
     """The layout's pairs, boards, lists and boxes joined onto the curated samples, saved
     into ``stage``: ``(dataset, problems, report)``."""
     samples = curated.samples.merge(layout.samples, on="path", how="left")
@@ -104,7 +117,7 @@ def _merge_deeppcb(curated: CurateResult, layout, stage: Path, src: Path,
     samples["sample_id"] = [sample_id_for(p, "deeppcb") for p in samples["path"]]
 
     problems = list(layout.problems)
-    boxes = layout.labels
+    boxes = relabel(layout.labels.assign(params=""), resolution.mapping)
     if len(boxes):
         # DeepPCB states no image size: check the boxes against the decoded one.
         size = samples.set_index("path")[["width", "height"]]
@@ -125,12 +138,12 @@ def _merge_deeppcb(curated: CurateResult, layout, stage: Path, src: Path,
             "sample_id": boxes["path"].map(ids),
             "label": boxes["label"],
             **{c: boxes[c].astype(np.float64) for c in ("x1", "y1", "x2", "y2")},
-            "mask": "", "synthetic": False, "params": "",
+            "mask": "", "synthetic": False, "params": boxes["params"],
         })
     samples = _hold_back(samples, samples["label_problem"], "the image's defect labels")
     samples = samples.drop(columns=["label_problem"])
     dataset, report = _save_import(
-        stage, samples, labels, list(DEEPPCB_CLASSES), src, "import deeppcb",
+        stage, samples, labels, resolution, src, "import deeppcb",
         curated.report, problems, earlier,
     )
     report.update({
@@ -155,11 +168,13 @@ def _hold_back(samples: pd.DataFrame, problem: pd.Series, what: str) -> pd.DataF
     return samples
 
 
-def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
-                 image_root: Path, command: str, curate_report: dict,
-                 problems: list, earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
+def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame,
+                 resolution: ClassResolution, image_root: Path, command: str,
+                 curate_report: dict, problems: list, earlier: tuple[dict | None, dict]
+                 ) -> tuple[Dataset, dict]:
     """Write the dataset into ``out`` (the import's stage); return it with a report whose
-    counts follow the final table.
+    counts follow the final table. ``resolution``: the classes of the labels (already
+    renamed), and which names were renamed or new, kept in the provenance and the report.
 
     ``earlier`` is what :func:`previous_splits` read from ``out`` before it was rebuilt:
     when ``out`` had been split, every known sample keeps its split and new samples wait
@@ -171,11 +186,14 @@ def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame, classes
         samples["source_split"] = samples["split"]
         samples["split"] = ""
         samples = apply_previous_splits(samples, assigned)
+    provenance = {"command": command, "source": str(image_root),
+                  "pcbforge_version": __version__}
+    if resolution.renamed or resolution.new:
+        provenance["classes"] = {"renamed": resolution.renamed, "new": resolution.new}
     info = DatasetInfo(
-        classes=classes,
+        classes=resolution.classes,
         image_root=str(image_root),
-        provenance=[{"command": command, "source": str(image_root),
-                     "pcbforge_version": __version__}],
+        provenance=[provenance],
         split=record,
     )
     dataset = Dataset(out, samples, labels, info)
@@ -186,6 +204,7 @@ def _save_import(out: Path, samples: pd.DataFrame, labels: pd.DataFrame, classes
         "command": command,
         "labels": len(labels),
         "labels_per_class": {k: int(v) for k, v in labels["label"].value_counts().items()},
+        "classes": resolution.report(),
         "layout_problems": [str(p) for p in problems],
     }
     return dataset, report  # the caller adds its own counts, then writes report.json
@@ -254,13 +273,15 @@ def import_labelled(
     fmt: str, src: Path | str, out: Path | str, params: CurateParams | None = None, *,
     images: Path | str | None = None, missing_labels: str = "error", progress: bool = False,
     engine: Engine | None = None, allow_outside_root: bool = False,
+    classes: ClassVocabulary | None = None,
 ) -> ImportResult:
     """Import a labelled source (COCO, YOLO, VOC...: see :func:`read_labelled`) into ``out``.
 
     ``engine``: a started engine for the curation of every image (see
     :func:`pcbforge.curate.curate`). ``allow_outside_root``: accept image paths that lead
     outside the source (see :func:`read_labelled`); without it the folder curated never
-    reaches beyond the source.
+    reaches beyond the source. ``classes``: the class vocabulary the label names go
+    through (see :func:`source_classes`).
 
     The annotations are read and checked first (a broken file raises before any work);
     then every image under the images' common folder is curated. Images the annotations
@@ -272,9 +293,12 @@ def import_labelled(
     """
     started = time.perf_counter()
     fmt = get_format(fmt, can="import").name  # a FormatName too; unknown names raise here
-    table, boxes, classes = read_labelled(fmt, src, images=images,
-                                          missing_labels=missing_labels,
-                                          allow_outside_root=allow_outside_root)
+    table, boxes, names = read_labelled(fmt, src, images=images,
+                                        missing_labels=missing_labels,
+                                        allow_outside_root=allow_outside_root)
+    # Before any work: an unknown class stops the import at once.
+    resolution = source_classes(src, [*names, *boxes["label"].astype(str).unique()], classes)
+    boxes = relabel(boxes, resolution.mapping)
     files = [Path(f).resolve() for f in table["file"]]
     image_root = Path(os.path.commonpath([f.parent for f in files]))
     if not allow_outside_root:
@@ -299,8 +323,8 @@ def import_labelled(
         earlier = previous_splits(out_path)  # under the lock, before it is replaced
         curated = curate_into(image_root, stage, params, progress=progress, engine=engine,
                               prefer=table["path"], out_for_checks=out_path)
-        dataset, report = _merge_labelled(fmt, curated, table, boxes, classes, image_root,
-                                          stage, earlier)
+        dataset, report = _merge_labelled(fmt, curated, table, boxes, resolution,
+                                          image_root, stage, earlier)
         report.update({
             "source": str(Path(src).resolve()),
             "annotated_images": len(table),
@@ -311,6 +335,18 @@ def import_labelled(
         write_json(stage / "report.json", report)
     dataset.root = out_path
     return ImportResult(dataset, [], report)
+
+
+def source_classes(src: Path | str, names, vocabulary: ClassVocabulary | None
+                   ) -> ClassResolution:
+    """The classes of a source's label ``names`` in ``vocabulary`` (default: the built-in
+    aliases; see :mod:`pcbforge.datasets.classes`). A name it refuses (a near miss of a
+    known class, or any unknown name when strict) raises :class:`SourceError` naming the
+    source, the name and the closest class."""
+    try:
+        return resolve_classes(names, vocabulary)
+    except UnknownClassError as err:
+        raise SourceError(f"{src}: {err}") from err
 
 
 def _check_image_root(image_root: Path, files: list[Path], src: Path | str,
@@ -331,8 +367,8 @@ def _check_image_root(image_root: Path, files: list[Path], src: Path | str,
 
 
 def _merge_labelled(fmt: str, curated: CurateResult, table: pd.DataFrame,
-                    boxes: pd.DataFrame, classes: list[str], image_root: Path, stage: Path,
-                    earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
+                    boxes: pd.DataFrame, resolution: ClassResolution, image_root: Path,
+                    stage: Path, earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
     """The annotations joined onto the curated samples, saved into ``stage``."""
     # Records a format carries per image beyond the boxes (pcbforge's own COCO and VOC
     # exports hold the nuisance regions of synthetic images) come along when present.
@@ -359,7 +395,7 @@ def _merge_labelled(fmt: str, curated: CurateResult, table: pd.DataFrame,
     samples = _hold_back(samples, problem, "annotations")
     samples = samples.drop(columns=["label_width", "label_height"])
     labels = boxes.drop(columns="part")
-    dataset, report = _save_import(stage, samples, labels, classes, image_root,
+    dataset, report = _save_import(stage, samples, labels, resolution, image_root,
                                    f"import {fmt}", curated.report, [], earlier)
     report["images_not_in_annotations"] = int(unlisted_images.sum())
     return dataset, report

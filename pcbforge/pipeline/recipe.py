@@ -34,6 +34,7 @@ from pydantic import (
 
 from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
+from pcbforge.datasets.classes import ClassVocabulary
 from pcbforge.datasets.formats import FORMATS, format_names
 from pcbforge.datasets.samples import STATUSES
 from pcbforge.qa.params import QAParams
@@ -181,6 +182,15 @@ def _source_tag(value: Any) -> str | None:
 Source = Annotated[Union[tuple(Annotated[model, Tag(tag)]  # noqa: UP007
                                for tag, model in _SOURCE_MODELS.items())],
                    Discriminator(_source_tag)]
+
+
+class ClassesSection(ClassVocabulary):
+    """The class names of the labelled sources (see :mod:`pcbforge.datasets.classes`):
+    every source's names go through the built-in aliases and this ``map`` (``{missing_hole:
+    pin-hole}``); ``add`` lists classes of your own; ``strict: true`` refuses any other
+    name instead of keeping it as a new class."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CurateSection(_Section):
@@ -359,6 +369,7 @@ class Recipe(_Section):
     name: str = "pcbforge build"
     seed: int = 0
     sources: list[Source] = Field(min_length=1)
+    classes: ClassesSection = Field(default_factory=ClassesSection)
     curate: CurateSection = Field(default_factory=CurateSection)
     synth: SynthSection = Field(default_factory=SynthSection)
     split: SplitSection = Field(default_factory=SplitSection)
@@ -545,8 +556,8 @@ def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
 
 
 __all__ = [
-    "AuditSection", "CurateSection", "DeepPCBSource", "ExportSection", "FolderSource",
-    "LabelledSource", "ProceduralSource", "Recipe", "RecipeError", "ReportSection",
-    "SplitSection", "SynthSection", "default_recipe_text", "error_lines", "load_recipe",
-    "recipe_yaml", "source_kinds",
+    "AuditSection", "ClassesSection", "CurateSection", "DeepPCBSource", "ExportSection",
+    "FolderSource", "LabelledSource", "ProceduralSource", "Recipe", "RecipeError",
+    "ReportSection", "SplitSection", "SynthSection", "default_recipe_text", "error_lines",
+    "load_recipe", "recipe_yaml", "source_kinds",
 ]

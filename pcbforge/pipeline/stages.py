@@ -49,6 +49,7 @@ from pcbforge import __version__
 from pcbforge.core.files import PathOutsideRootError, resolve_inside, write_json
 from pcbforge.curate import CurateParams, curate
 from pcbforge.curate.runner import CurateResult, curate_into
+from pcbforge.datasets.classes import ordered_classes
 from pcbforge.datasets.dataset import (
     DATASET_JSON,
     LABELS_CSV,
@@ -196,17 +197,29 @@ def run_source(source, ctx: BuildContext, folder: Path) -> dict:
         with ctx.engine() as engine:
             # A group view's links lead out of it: checked against the source instead.
             result = import_deeppcb(src, dataset, params, progress=ctx.progress, engine=engine,
-                                    allow_outside_root=bool(source.groups))
+                                    allow_outside_root=bool(source.groups),
+                                    classes=ctx.recipe.classes)
         if source.groups:
             _relocate(dataset, folder / "layout")
         return _summary(result.report, labels=result.report.get("labels", 0),
-                        layout_problems=len(result.problems))
+                        layout_problems=len(result.problems), **_class_counts(result.report))
     # Every other kind is a label format of the registry (pcbforge.datasets.formats).
     with ctx.engine() as engine:
         result = import_labelled(source.kind, source.path, dataset, params,
                                  images=source.images, missing_labels=source.missing_labels,
-                                 progress=ctx.progress, engine=engine)
-    return _summary(result.report, labels=result.report.get("labels", 0))
+                                 progress=ctx.progress, engine=engine,
+                                 classes=ctx.recipe.classes)
+    return _summary(result.report, labels=result.report.get("labels", 0),
+                    **_class_counts(result.report))
+
+
+def _class_counts(report: dict) -> dict:
+    """For a source's summary line: how many of its names were renamed, and how many kept
+    as new classes (shown only when there are any: a new class is worth a look)."""
+    classes = report.get("classes") or {}
+    counts = {"classes_renamed": len(classes.get("renamed") or {}),
+              "classes_new": len(classes.get("new") or [])}
+    return {k: v for k, v in counts.items() if v}
 
 
 def _source_digest(source) -> str:
@@ -421,7 +434,7 @@ def run_merge(ctx: BuildContext, folder: Path) -> dict:
     samples, labels = with_defaults(samples, labels)
     known = inputs.resolutions - {None}
     dataset_info = DatasetInfo(
-        classes=inputs.classes, px_per_mm=known.pop() if len(known) == 1 else None,
+        classes=ordered_classes(inputs.classes), px_per_mm=known.pop() if len(known) == 1 else None,
         image_root="images",
         provenance=[{"command": "build", "recipe": recipe.name,
                      "sources": [s.name for s in recipe.sources],
@@ -434,8 +447,18 @@ def run_merge(ctx: BuildContext, folder: Path) -> dict:
     report["counts"] = {k: int(final.get(k, 0)) for k in curated.report.get("counts", {})}
     report["per_source"] = {name: int(n) for name, n in samples["source"].value_counts()
                             .sort_index().items()}
+    report["classes"] = {"classes": dataset_info.classes,
+                         "per_source": {name: _source_classes(dataset)
+                                        for name, dataset in inputs.datasets()}}
     write_json(folder / MERGE_REPORT, report)
     return _summary(report, labels=len(labels), sources=len(inputs.datasets()))
+
+
+def _source_classes(dataset: Dataset) -> dict:
+    """A source's classes, and the names its import renamed or kept as new classes."""
+    record = next((p["classes"] for p in dataset.info.provenance if "classes" in p), {})
+    return {"classes": list(dataset.info.classes), "renamed": record.get("renamed", {}),
+            "new": record.get("new", [])}
 
 
 def link_merge_inputs(ctx: BuildContext, farm: Path) -> MergeInputs:
@@ -776,6 +799,8 @@ def plan(recipe: Recipe) -> list[Stage]:
         config = {"source": source.model_dump(mode="json"),
                   "seed": recipe.seed_of(getattr(source, "seed", None)),
                   "curate": curate_config}
+        if source.kind not in ("procedural", "folder"):  # its label names: a new map re-runs it
+            config["classes"] = recipe.classes.model_dump(mode="json")
         stages.append(Stage(
             name=f"source-{source.name}", title=f"source {source.name} ({source.kind})",
             output=f"{STAGES_DIR}/source-{source.name}",

@@ -44,8 +44,8 @@ def test_unknown_top_level_key_is_named_with_the_valid_keys():
     message = _error(ONE_SOURCE + "splt: {ratios: [0.8, 0.1, 0.1]}\n")
     assert "unknown key 'splt' at the top level" in message
     assert "did you mean 'split'?" in message
-    assert "valid keys: version, name, seed, sources, curate, synth, split, audit, qa, " \
-           "export, report" in message
+    assert "valid keys: version, name, seed, sources, classes, curate, synth, split, audit, " \
+           "qa, export, report" in message
 
 
 def test_unknown_key_in_a_source_lists_that_kind_s_keys():
