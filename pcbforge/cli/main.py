@@ -18,6 +18,7 @@ from pcbforge.cli.qa import qa_command
 from pcbforge.cli.report import report_command
 from pcbforge.cli.split import split_command
 from pcbforge.cli.synth import synth_app
+from pcbforge.cli.tile import tile_command
 from pcbforge.cli.view import view_command
 from pcbforge.env import apply_offline_defaults
 
@@ -35,6 +36,7 @@ app.command("audit", no_args_is_help=True)(audit_command)
 app.command("qa", no_args_is_help=True)(qa_command)
 app.command("evaluate", no_args_is_help=True)(evaluate_command)
 app.command("mine", no_args_is_help=True)(mine_command)
+app.command("tile", no_args_is_help=True)(tile_command)
 app.command("export", no_args_is_help=True)(export_command)
 app.command("view", no_args_is_help=True)(view_command)
 app.command("report", no_args_is_help=True)(report_command)
