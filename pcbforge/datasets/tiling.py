@@ -344,8 +344,8 @@ def _tasks(dataset: Dataset, panels: pd.DataFrame, params: TileParams, stage: Pa
     size_of = panels.reindex(columns=["width", "height"]).apply(
         pd.to_numeric, errors="coerce").fillna(0)
     tasks = []
-    for (index, panel), (width, height) in zip(panels.iterrows(), size_of.to_numpy(),
-                                               strict=True):
+    for (_, panel), (width, height) in zip(panels.iterrows(), size_of.to_numpy(),
+                                           strict=True):
         rows = by_sample.get(panel["sample_id"])
         labels = [] if rows is None else [
             {"label": r.label, "x1": float(r.x1), "y1": float(r.y1), "x2": float(r.x2),
@@ -356,8 +356,7 @@ def _tasks(dataset: Dataset, panels: pd.DataFrame, params: TileParams, stage: Pa
                       "stage": str(stage), "size": params.size, "overlap": params.overlap,
                       "min_visible": params.min_visible,
                       "image_format": params.image_format.value, "max_bytes": max_bytes,
-                      "width": int(width), "height": int(height), "labels": labels,
-                      "row": int(index)})
+                      "width": int(width), "height": int(height), "labels": labels})
     return tasks
 
 

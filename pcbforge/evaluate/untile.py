@@ -189,6 +189,11 @@ def panel_predictions(tiles: pd.DataFrame, predictions: pd.DataFrame,
     params = params or UntileParams()
     table = tiles.set_index("sample_id")
     found = predictions.join(table[list(TILE_COLUMNS)], on="sample_id", how="left")
+    unplaced = found["panel_id"].isna() | (found["panel_id"].astype(str) == "")
+    if unplaced.any():
+        raise UntileError(f"sample {found['sample_id'][unplaced].iloc[0]!r} has no tile "
+                          f"record ({unplaced.sum()} predictions on such samples): expected "
+                          f"every sample of the tiled dataset to name its panel_id")
     frame = found[["tile_x", "tile_y", "tile_width", "tile_height"]].to_numpy(np.float64)
     panel_size = found[["panel_width", "panel_height"]].to_numpy(np.float64)
     local = found[list(_BOX)].to_numpy(np.float64)

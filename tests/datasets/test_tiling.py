@@ -258,6 +258,20 @@ def test_a_panels_split_lot_and_group_go_to_its_tiles(paired_tiles) -> None:
     assert (tiles["split"][tiles["panel_path"] != "images/lone.png"] == "").all()
 
 
+def test_tiling_again_keeps_the_split_the_tiles_were_given(paired, tmp_path) -> None:
+    import pcbforge as pf
+
+    out = tmp_path / "tiles"
+    pf.tile_dataset(paired, out)
+    pf.split_dataset(out, seed=3)
+    first = load(out).samples.set_index("sample_id")["split"]
+    assert (first != "").all()
+    pf.tile_dataset(paired, out)  # into its own earlier output: allowed, splits kept
+    again = load(out)
+    assert again.samples.set_index("sample_id")["split"].equals(first)
+    assert again.info.split is not None  # a later split pins them (the test set only grows)
+
+
 def test_same_inputs_give_the_same_bytes(paired, paired_tiles, tmp_path) -> None:
     first, _ = paired_tiles
     again = tmp_path / "again"

@@ -257,6 +257,17 @@ def test_a_dataset_that_is_not_tiled_or_a_wrong_out_is_refused(panels, tiled, tm
         untile_predictions(tiled, tmp_path / "p.csv", "pcbforge", tmp_path / "out.json")
 
 
+def test_a_sample_without_its_tile_record_is_refused(tiled, tmp_path) -> None:
+    from pcbforge.evaluate.untile import panel_predictions
+
+    samples = load(tiled).samples.copy()
+    samples.loc[0, "panel_id"] = ""
+    prediction = pd.DataFrame([{"sample_id": samples.loc[0, "sample_id"], "label": "open",
+                                "score": 0.5, "x1": 1.0, "y1": 1.0, "x2": 5.0, "y2": 5.0}])
+    with pytest.raises(UntileError, match="has no tile record"):
+        panel_predictions(samples, prediction)
+
+
 def test_bad_merge_options_are_one_clear_line(tiled, tmp_path) -> None:
     result = runner.invoke(app, ["untile", str(tiled), "-p", str(tmp_path / "p.csv"),
                                  "-o", str(tmp_path / "o.csv"), "--merge-iou", "0"])
