@@ -53,7 +53,8 @@ def untile_command(
         fail(err)
     Console().print(
         f"untile: {report['tile_predictions']} tile predictions -> "
-        f"{report['panel_predictions']} panel predictions on {report['panels']} panels "
+        f"{report['panel_predictions']} panel predictions on {report['panels']} "
+        f"panel{'' if report['panels'] == 1 else 's'} "
         f"({report['merged_duplicates']} merged duplicates, {report['seam_joins']} seam "
         f"joins, {report['merged_both_ways']} both, {report['unmerged']} from one tile) | "
         f"wrote {report['out']}", soft_wrap=True)
