@@ -324,8 +324,9 @@ def _check_out(src: Path, out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         try:
             info = json.loads((out / DATASET_JSON).read_text(encoding="utf-8"))
-            ours = any(p.get("step") == "tile" for p in info.get("provenance", []))
-        except (OSError, ValueError, AttributeError):
+            # The last step: a folder some other command made from tiles is not ours.
+            ours = info.get("provenance", [{}])[-1].get("step") == "tile"
+        except (OSError, ValueError, AttributeError, IndexError):
             ours = False
         if not ours:
             raise TileError(f"--out {out} exists and is not an earlier `pcbforge tile` "
