@@ -12,6 +12,8 @@ The Python API, for notebooks and scripts (examples in ``docs/api.md``)::
     pf.qa_dataset("synth")                        # check the labels against templates
     pf.evaluate_predictions("synth", "model.json", "coco-results")  # score a model on it
     pf.export("synth", "coco", "synth-coco")      # COCO, YOLO, VOC or DeepPCB
+    pf.tile_dataset("panels", "tiles")            # whole panels cut into training tiles
+    pf.untile_predictions("tiles", "run.json", "coco-results", "panel-predictions.parquet")
     pf.import_dataset("coco", "synth-coco", "imported")
     pf.curate_images("photos", "curated")         # any folder of images
     pf.to_fiftyone("synth")                       # browse it in the FiftyOne App
@@ -51,6 +53,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "QAParams": ("pcbforge.qa.params", "QAParams"),
     "evaluate_predictions": ("pcbforge.evaluate.runner", "evaluate_dataset"),
     "from_fiftyone": ("pcbforge.datasets.fiftyone", "from_fiftyone"),
+    "tile_dataset": ("pcbforge.datasets.tiling", "tile_dataset"),
+    "TileParams": ("pcbforge.datasets.tiling", "TileParams"),
+    "untile_predictions": ("pcbforge.evaluate.untile", "untile_predictions"),
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
@@ -59,7 +64,9 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from pcbforge.curate.runner import curate as curate_images
     from pcbforge.datasets.dataset import Dataset, load
     from pcbforge.datasets.fiftyone import from_fiftyone, to_fiftyone
+    from pcbforge.datasets.tiling import TileParams, tile_dataset
     from pcbforge.evaluate.runner import evaluate_dataset as evaluate_predictions
+    from pcbforge.evaluate.untile import untile_predictions
     from pcbforge.pipeline import ImportResult
     from pcbforge.pipeline import export_dataset as export
     from pcbforge.qa.apply import apply_findings as apply_qa
@@ -110,7 +117,7 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-__all__ = ["CurateParams", "Dataset", "QAParams", "SplitParams", "__version__", "apply_qa",
-           "audit_dataset", "curate_images", "evaluate_predictions", "export", "from_fiftyone",
-           "import_dataset", "load", "qa_dataset", "split_dataset", "synthesize", "to_fiftyone",
-           "write_boards"]
+__all__ = ["CurateParams", "Dataset", "QAParams", "SplitParams", "TileParams", "__version__",
+           "apply_qa", "audit_dataset", "curate_images", "evaluate_predictions", "export",
+           "from_fiftyone", "import_dataset", "load", "qa_dataset", "split_dataset",
+           "synthesize", "tile_dataset", "to_fiftyone", "untile_predictions", "write_boards"]

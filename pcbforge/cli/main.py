@@ -19,6 +19,8 @@ from pcbforge.cli.qa import qa_command
 from pcbforge.cli.report import report_command
 from pcbforge.cli.split import split_command
 from pcbforge.cli.synth import synth_app
+from pcbforge.cli.tile import tile_command
+from pcbforge.cli.untile import untile_command
 from pcbforge.cli.view import view_command
 from pcbforge.env import apply_offline_defaults
 
@@ -37,6 +39,8 @@ app.command("classes", no_args_is_help=True)(classes_command)
 app.command("qa", no_args_is_help=True)(qa_command)
 app.command("evaluate", no_args_is_help=True)(evaluate_command)
 app.command("mine", no_args_is_help=True)(mine_command)
+app.command("tile", no_args_is_help=True)(tile_command)
+app.command("untile", no_args_is_help=True)(untile_command)
 app.command("export", no_args_is_help=True)(export_command)
 app.command("view", no_args_is_help=True)(view_command)
 app.command("report", no_args_is_help=True)(report_command)
