@@ -39,6 +39,7 @@ from pcbforge.datasets.formats import (
     SourceError,
     get_format,
 )
+from pcbforge.datasets.formats_common import TEMPLATE_COLUMNS
 from pcbforge.engine import Engine
 from pcbforge.split import leakage_groups
 
@@ -275,11 +276,15 @@ def import_labelled(
     table, boxes, classes = read_labelled(fmt, src, images=images,
                                           missing_labels=missing_labels,
                                           allow_outside_root=allow_outside_root)
+    table = with_template_rows(table)
     files = [Path(f).resolve() for f in table["file"]]
     image_root = Path(os.path.commonpath([f.parent for f in files]))
     if not allow_outside_root:
         _check_image_root(image_root, files, src, images)
     table["path"] = [f.relative_to(image_root).as_posix() for f in files]
+    if "template_file" in table.columns:
+        table["template_path"] = [Path(f).resolve().relative_to(image_root).as_posix()
+                                  if f else "" for f in table["template_file"]]
     # Ids a loader made up are unique only within their part: derive them from the path.
     keys = list(zip(table["part"], table["sample_id"], strict=True))
     ids = [given if use else sample_id_for(path, fmt) for given, use, path in
@@ -313,6 +318,38 @@ def import_labelled(
     return ImportResult(dataset, [], report)
 
 
+def with_template_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The loaders' table with the pairs its source holds (a pcbforge export made with
+    ``--templates pair``: the loaders' ``template_file`` column) made rows: one per template
+    file (``role`` = ``template``, in its first tested image's split and part, with the
+    sample id the source stored for it, else one derived from its path), ``role`` =
+    ``tested`` on the images paired with one. A template that is itself a listed image
+    gets no second row. Without pairs the table is returned as it was, less the loaders'
+    template columns."""
+    if "template_file" not in table.columns:
+        return table
+    paired = table["template_file"].fillna("").astype(str) != ""
+    if not paired.any():
+        return table.drop(columns=[c for c in TEMPLATE_COLUMNS if c in table.columns])
+    listed = set(table["file"].astype(str))
+    rows = []
+    for row in table[paired].drop_duplicates("template_file").itertuples(index=False):
+        if row.template_file in listed:
+            continue
+        given = str(row.template_id or "")
+        rows.append({"sample_id": given or f"template:{row.template_file}",
+                     "id_given": bool(given), "path": row.template_path,
+                     "file": row.template_file, "split": row.split, "synthetic": False,
+                     "part": row.part, "template_file": ""})
+    table = table.assign(role=np.where(paired, "tested", ""))
+    table.loc[table["file"].isin(set(table.loc[paired, "template_file"])), "role"] = "template"
+    if rows:  # no size: curation reads it (and there are no boxes to check against it)
+        table = pd.concat([table, pd.DataFrame(rows).assign(role="template")],
+                          ignore_index=True)
+    table["template_file"] = table["template_file"].fillna("")
+    return table.drop(columns=["template_id"])
+
+
 def _check_image_root(image_root: Path, files: list[Path], src: Path | str,
                       images: Path | str | None) -> None:
     """Refuse a folder to curate that reaches beyond the source: the loaders keep each
@@ -335,8 +372,9 @@ def _merge_labelled(fmt: str, curated: CurateResult, table: pd.DataFrame,
                     earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
     """The annotations joined onto the curated samples, saved into ``stage``."""
     # Records a format carries per image beyond the boxes (pcbforge's own COCO and VOC
-    # exports hold the nuisance regions of synthetic images) come along when present.
-    extra = [c for c in ("nuisance_regions",) if c in table.columns]
+    # exports hold the nuisance regions of synthetic images, a pair export the templates)
+    # come along when present.
+    extra = [c for c in ("nuisance_regions", "role", "template_path") if c in table.columns]
     listed = table[["path", "sample_id", "split", "synthetic", "width", "height", *extra]
                    ].rename(columns={"width": "label_width", "height": "label_height"})
     samples = curated.samples.merge(listed, on="path", how="left", indicator=True)
@@ -358,10 +396,18 @@ def _merge_labelled(fmt: str, curated: CurateResult, table: pd.DataFrame,
     problem[wrong_size] = "label_size_mismatch"
     samples = _hold_back(samples, problem, "annotations")
     samples = samples.drop(columns=["label_width", "label_height"])
+    if "template_path" in extra:
+        # As in DeepPCB's layout: the source states the pairs, whatever pixels said.
+        samples["group"] = _join_pair_groups(samples)
+        samples["group_size"] = samples.groupby("group")["group"].transform("size").astype(
+            np.int64)
     labels = boxes.drop(columns="part")
     dataset, report = _save_import(stage, samples, labels, classes, image_root,
                                    f"import {fmt}", curated.report, [], earlier)
     report["images_not_in_annotations"] = int(unlisted_images.sum())
+    if "template_path" in extra:
+        report["templates"] = int((samples["role"] == "template").sum())
+        report["paired_images"] = int((samples["template_path"] != "").sum())
     return dataset, report
 
 

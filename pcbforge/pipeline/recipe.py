@@ -35,7 +35,7 @@ from pydantic import (
 
 from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
-from pcbforge.datasets.formats import FORMATS, format_names
+from pcbforge.datasets.formats import FORMATS, TemplateMode, format_names
 from pcbforge.datasets.samples import STATUSES
 from pcbforge.qa.params import QAParams
 from pcbforge.split import SplitParams
@@ -371,6 +371,10 @@ class ExportSection(_Section):
         default_factory=lambda: ["coco", "yolo"])
     include_status: list[Literal[STATUSES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["ok"])
+    #: The templates (defect-free references of tested images) in every format:
+    #: ``negatives`` (images without boxes), ``pair`` (beside each tested image: COCO's
+    #: ``template_file_name``, YOLO's ``templates/`` tree) or ``omit``.
+    templates: TemplateMode = TemplateMode.negatives
 
     @field_validator("formats")
     @classmethod
@@ -378,6 +382,17 @@ class ExportSection(_Section):
         if len(set(value)) != len(value):
             raise ValueError("a format is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _templates_written(self) -> ExportSection:
+        mode = self.templates.value
+        cannot = [name for name in self.formats if mode not in FORMATS[name].templates]
+        if cannot:
+            can = [name for name in format_names(can="export")
+                   if mode in FORMATS[name].templates]
+            raise ValueError(f"templates: {mode}: a {cannot[0]} export cannot write templates "
+                             f"that way (formats that can: {', '.join(can)})")
+        return self
 
 
 class ReportSection(_Section):

@@ -776,7 +776,8 @@ def run_export(ctx: BuildContext, folder: Path) -> dict:
     with progress_bar(ctx.progress, "export", len(recipe.export.formats)) as advance:
         for fmt in recipe.export.formats:
             report = export_dataset(published, fmt, folder / fmt,
-                                    include_status=tuple(recipe.export.include_status))
+                                    include_status=tuple(recipe.export.include_status),
+                                    templates=recipe.export.templates)
             _name_dataset(folder / fmt, published, ctx.out)
             written[fmt] = sum(part.get("images", part.get("written", 0))
                                for part in report["splits"].values())

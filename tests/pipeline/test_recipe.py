@@ -152,6 +152,22 @@ def test_the_synth_stage_draws_the_recipe_s_density(tmp_path):
     assert per_image.defects_per_image == (3, 12) and per_image.defects_per_mp is None
 
 
+def test_export_templates_default_to_negatives_and_pair_where_the_formats_can():
+    assert load_recipe(text=ONE_SOURCE).export.templates == "negatives"
+    recipe = load_recipe(text=ONE_SOURCE + "export: {formats: [coco, yolo, deeppcb], "
+                                           "templates: pair}\n")
+    assert recipe.export.templates == "pair"
+    assert load_recipe(text=recipe_yaml(recipe)) == recipe
+    assert "templates: pair\n" in recipe_yaml(recipe)
+    assert ("export: templates: pair: a voc export cannot write templates that way (formats "
+            "that can: coco, yolo, deeppcb)") in _error(
+        ONE_SOURCE + "export: {formats: [coco, voc], templates: pair}\n")
+    assert "export: templates: omit: a deeppcb export cannot" in _error(
+        ONE_SOURCE + "export: {formats: [deeppcb], templates: omit}\n")
+    assert "export.templates: Input should be 'pair', 'negatives' or 'omit'" in _error(
+        ONE_SOURCE + "export: {templates: both}\n")
+
+
 def test_the_qa_section_is_on_by_default_and_holds_the_qa_thresholds():
     from pcbforge.qa.params import QAParams
 
