@@ -306,11 +306,14 @@ def import_labelled(
                               prefer=table["path"], out_for_checks=out_path)
         dataset, report = _merge_labelled(fmt, curated, table, boxes, classes, image_root,
                                           stage, earlier)
+        # The images the annotations list: a pair export's templates are counted apart.
+        annotated = table[table["role"] != "template"] if "role" in table.columns else table
         report.update({
             "source": str(Path(src).resolve()),
-            "annotated_images": len(table),
+            "annotated_images": len(annotated),
             "images_not_in_annotations": report.pop("images_not_in_annotations"),
-            "splits": {k or "none": int(v) for k, v in table["split"].value_counts().items()},
+            "splits": {k or "none": int(v)
+                       for k, v in annotated["split"].value_counts().items()},
             "import_s": round(time.perf_counter() - started, 3),
         })
         write_json(stage / "report.json", report)

@@ -291,6 +291,7 @@ def test_a_pair_export_imported_again_gives_the_pairs_back(fmt, paired, tmp_path
     assert (samples.loc[unpaired, "template_path"] == "").all()
     assert (samples.loc[unpaired, "role"] == "").all()
     assert result.report["paired_images"] == 3
+    assert result.report["annotated_images"] == 5  # templates counted apart
     assert result.report["templates"] == (2 if fmt == "coco" else 3)
     assert result.report["images_not_in_annotations"] == 0
 
