@@ -12,7 +12,7 @@ from rich.console import Console
 
 from pcbforge.cli._util import fail
 from pcbforge.datasets.dataset import DatasetError
-from pcbforge.datasets.formats import format_names
+from pcbforge.datasets.formats import TemplateMode, format_names
 
 #: The choices of ``--format``: the registry's formats that can be exported.
 ExportFormat = Enum("ExportFormat", {name: name for name in format_names(can="export")},
@@ -27,17 +27,24 @@ def export_command(
     include_status: Annotated[
         str, typer.Option(help="Comma-separated statuses to export.")
     ] = "ok",
+    templates: Annotated[TemplateMode, typer.Option(
+        help="The templates (defect-free references of tested images): negatives: images "
+             "without boxes; pair: written beside each tested image (COCO: its "
+             "template_file_name; YOLO: templates/<split>/, named as in images/); omit: "
+             "left out. DeepPCB always pairs.")] = TemplateMode.negatives,
 ) -> None:
     """Write the dataset for training: per split, boxes converted to the format."""
     from pcbforge.pipeline import export_dataset
 
     statuses = tuple(s.strip() for s in include_status.split(",") if s.strip())
     try:
-        report = export_dataset(dataset, format.value, out, include_status=statuses)
+        report = export_dataset(dataset, format.value, out, include_status=statuses,
+                                templates=templates)
     except (DatasetError, ValueError, FileNotFoundError) as err:
         fail(err)
     parts = ", ".join(
         f"{split}: {counts.get('images', counts.get('written'))} images"
+        + (f", {counts['paired']} with their template" if "paired" in counts else "")
         for split, counts in report["splits"].items()
     )
     Console().print(f"exported {format.value} to {out} ({parts}); report: {out}/export_report.json")

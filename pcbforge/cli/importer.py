@@ -176,9 +176,12 @@ def _import_labelled(fmt: str, src: Path, out: Path, *, workers: int = 0,
     print_summary(result.report, console)
     report = result.report
     splits = ", ".join(f"{k} {v}" for k, v in report["splits"].items())
+    pairs = (f", {report['paired_images']} with their template ({report['templates']} "
+             f"templates)" if "templates" in report else "")
     console.print(
-        f"{fmt}: {report['annotated_images']} annotated images ({splits}), {report['labels']} "
-        f"boxes ({_per_class(report)}); {report['images_not_in_annotations']} images under "
+        f"{fmt}: {report['annotated_images']} annotated images ({splits}){pairs}, "
+        f"{report['labels']} boxes ({_per_class(report)}); "
+        f"{report['images_not_in_annotations']} images under "
         f"{result.dataset.info.image_root} not in the annotations (skipped)"
     )
     print_classes(report, console)

@@ -67,6 +67,21 @@ def _pair(text: str, option: str, sep: str, example: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def _density(text: str) -> tuple[float, float]:
+    """``--defects-per-mp``: ``D`` or ``MIN,MAX`` as a pair of floats; a clear error
+    otherwise (the config checks the values)."""
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2:
+        fail(f"--defects-per-mp must be D or MIN,MAX defects per megapixel (e.g. 7.3,29.3), "
+             f"got {text!r}")
+    return parts[0], parts[1]
+
+
 @synth_app.command(LEGACY_COMMAND, no_args_is_help=True)
 def defects_command(
     boards: Annotated[Path, typer.Option(
@@ -74,7 +89,12 @@ def defects_command(
              "ok unlabelled images).", exists=True, file_okay=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write.")],
     count: Annotated[int, typer.Option(help="Defective images to make.")] = 100,
-    defects_per_image: Annotated[str, typer.Option(help="N or MIN-MAX per image.")] = "3-12",
+    defects_per_image: Annotated[str | None, typer.Option(
+        help="N or MIN-MAX defects per image (default 3-12).")] = None,
+    defects_per_mp: Annotated[str | None, typer.Option(
+        help="Defects per megapixel instead, D or MIN,MAX: round(D x the image's MP) per "
+             "image, within 1-255 (7.3,29.3 asks 3-12 of a 640x640 tile); not with "
+             "--defects-per-image.")] = None,
     classes: Annotated[str, typer.Option(
         help="Comma-separated classes: open, short, mousebite, spur, copper, pin-hole.")] = (
         "open,short,mousebite,spur,copper,pin-hole"),
@@ -128,6 +148,13 @@ def defects_command(
     from pcbforge.synth.pipeline import WORKER_MODULES, SynthError, source_px_per_mm, synthesize
 
     workers = workers_of(workers)
+    if defects_per_image is not None and defects_per_mp is not None:
+        fail("give --defects-per-image or --defects-per-mp, not both")
+    if defects_per_mp is not None:
+        how_many = {"defects_per_mp": _density(defects_per_mp)}
+    else:
+        how_many = {"defects_per_image": _pair(defects_per_image or "3-12",
+                                               "--defects-per-image", "-", "3-12")}
     if balance not in ("uniform", "from-evaluation"):
         fail(f"--balance: expected uniform or from-evaluation, got {balance!r}")
     if (balance == "from-evaluation") != (evaluation is not None):
@@ -136,7 +163,7 @@ def defects_command(
         dataset_px = source_px_per_mm(boards)
         config = SynthConfig.model_validate({
             "classes": classes,
-            "defects_per_image": _pair(defects_per_image, "--defects-per-image", "-", "3-12"),
+            **how_many,
             "px_per_mm": px_per_mm or dataset_px or 48.0, "box": box, "copper": copper,
             "nuisance": {"enabled": nuisance}, "augment": {"preset": augment},
             "background": {"enabled": background}, "defect_free_share": defect_free_share,

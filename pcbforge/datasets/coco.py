@@ -16,6 +16,12 @@ is written as the annotation's ``segmentation`` (compressed RLE, see
 Categories get ids 1..K in ``classes`` order. pcbforge values COCO has no field for are kept
 in a ``"pcbforge"`` dict on each image (sample_id, split, synthetic) and annotation
 (synthetic, params), which other COCO tools ignore, so a round trip is lossless.
+
+Pairs (an export with ``--templates pair``): a tested image's entry names its defect-free
+template in ``"template_file_name"`` (relative to the images folder, as ``file_name`` is;
+the file is written at ``images/<its path>``, once however many images share it) and the
+template's sample id in ``pcbforge.template_sample_id``. Templates are then no entries of
+their own. :func:`load_coco` reads both back (:data:`TEMPLATE_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -31,16 +37,22 @@ from pcbforge import __version__
 from pcbforge.datasets.dataset import image_file
 from pcbforge.datasets.formats_common import (
     MAX_JSON_FILE_BYTES,
+    PAIR_TEMPLATE_ID,
     SAMPLE_COLUMNS,
+    TEMPLATE_COLUMNS,
     LabelFormat,
     ReadOptions,
     SourceError,
     SourcePart,
+    TemplateMode,
     box_inside,
     boxes_by_sample,
     copy_image,
     inside_root,
     labels_frame,
+    pair_counts,
+    pair_template,
+    pairs_asked,
     part_counts,
     read_image_size,
     read_label_text,
@@ -58,12 +70,15 @@ def save_coco(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
               image_root: Path, out_dir: Path) -> Path:
     """Write ``samples`` and their boxes as ``out_dir/annotations.json`` plus image copies.
 
-    Images without boxes are included. Returns the path of ``annotations.json``.
+    Images without boxes are included. Rows that carry a template to pair
+    (:data:`~pcbforge.datasets.formats_common.PAIR_TEMPLATE`) get it beside them (see the
+    module's docstring). Returns the path of ``annotations.json``.
     """
     image_root, out_dir = Path(image_root), Path(out_dir)
     grouped = boxes_by_sample(samples, labels, classes)
     category_ids = {name: i for i, name in enumerate(classes, start=1)}
     images, annotations = [], []
+    copied: set[str] = set()
     for image_id, (_, sample) in enumerate(samples.iterrows(), start=1):
         path = str(sample["path"])
         if Path(path).is_absolute() or ".." in Path(path).parts:
@@ -73,12 +88,21 @@ def save_coco(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
         source = image_file(image_root, path)
         copy_image(source, out_dir / "images" / path)
         width, height = sample_size(sample, source)
+        entry = {"id": image_id, "file_name": path}
+        template = pair_template(sample, image_root)
+        if template is not None:
+            if template[0] not in copied:  # a template shared by many images: once
+                copy_image(template[1], out_dir / "images" / template[0])
+                copied.add(template[0])
+            entry["template_file_name"] = template[0]
         images.append({
-            "id": image_id, "file_name": path, "width": width, "height": height,
+            **entry, "width": width, "height": height,
             "pcbforge": {"sample_id": str(sample["sample_id"]),
                          "split": text_value(sample.get("split", "")),
                          "synthetic": sample_flag(sample),
-                         **_regions_extra(sample)},
+                         **_regions_extra(sample),
+                         **({"template_sample_id": text_value(sample.get(PAIR_TEMPLATE_ID))}
+                            if template is not None else {})},
         })
         boxes = grouped.get(str(sample["sample_id"]), labels.iloc[:0])
         for box in boxes.itertuples(index=False):
@@ -154,7 +178,8 @@ def load_coco(json_path: Path, images_dir: Path | Sequence[Path] | None = None, 
     rows = []
     for index, annotation in enumerate(data["annotations"]):
         rows.append(_read_annotation(annotation, json_path, index, names, images))
-    return (pd.DataFrame(samples, columns=[*SAMPLE_COLUMNS, "nuisance_regions"]),
+    return (pd.DataFrame(samples, columns=[*SAMPLE_COLUMNS, "nuisance_regions",
+                                           *TEMPLATE_COLUMNS]),
             labels_frame(rows), classes)
 
 
@@ -238,7 +263,26 @@ def _read_image(image: object, where: str, root: Path, open_files: bool,
             "file": str(root / path) if open_files else "",
             "width": width, "height": height, "split": str(extra.get("split", "")),
             "synthetic": bool(extra.get("synthetic", False)),
-            "nuisance_regions": _regions_text(extra.get("nuisance_regions"), where)}
+            "nuisance_regions": _regions_text(extra.get("nuisance_regions"), where),
+            **_read_template(image, extra, where, root, open_files, allow_outside)}
+
+
+def _read_template(image: dict, extra: dict, where: str, root: Path, open_files: bool,
+                   allow_outside: bool) -> dict:
+    """The :data:`TEMPLATE_COLUMNS` of an ``images`` entry: its ``template_file_name``
+    (checked as ``file_name`` is) and the template's stored sample id; "" without one."""
+    name = image.get("template_file_name")
+    if name is None:
+        return dict.fromkeys(TEMPLATE_COLUMNS, "")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: template_file_name must name a file, got {name!r:.80}")
+    path = name.replace("\\", "/")
+    file = inside_root(root, path, f"{where} template_file_name",
+                       allow_outside=allow_outside)
+    if open_files and not file.is_file():
+        raise FileNotFoundError(f"{where}: template {path!r} not found in {root}")
+    return {"template_path": path, "template_file": str(root / path) if open_files else "",
+            "template_id": str(extra.get("template_sample_id") or "")}
 
 
 def _regions_extra(sample: pd.Series) -> dict:
@@ -351,7 +395,8 @@ def _load_part(part: SourcePart, options: ReadOptions):
 def _save_part(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
                image_root: Path, out: Path, split: str) -> dict[str, int]:
     save_coco(samples, labels, classes, image_root, out / (split or "all"))
-    return part_counts(samples, labels)
+    counts = part_counts(samples, labels)
+    return {**counts, **pair_counts(samples)} if pairs_asked(samples) else counts
 
 
 FORMAT = LabelFormat(
@@ -360,6 +405,7 @@ FORMAT = LabelFormat(
     source_help="COCO instances JSON, or a folder holding one (or split folders each "
                 "holding one).",
     discover=discover_coco, load=_load_part, save=_save_part, options=frozenset({"images"}),
+    templates=frozenset(mode.value for mode in TemplateMode),
 )
 
 

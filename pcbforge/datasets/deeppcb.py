@@ -34,7 +34,7 @@ from pcbforge.core.files import (
     resolve_inside,
 )
 from pcbforge.datasets.dataset import image_file
-from pcbforge.datasets.formats_common import LabelFormat, read_label_text
+from pcbforge.datasets.formats_common import LabelFormat, TemplateMode, read_label_text
 
 #: DeepPCB type id -> class name (type 1 is index 0).
 DEEPPCB_CLASSES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
@@ -339,4 +339,7 @@ FORMAT = LabelFormat(
     help="DeepPCB layout: tested images with templates, boards, lists and defect boxes",
     source_help="Folder in DeepPCB layout (groupN/N/X_test.jpg).",
     save=_save_all, per_split=False,
+    # Its layout is pairs: every tested image is written beside its template, and a
+    # template is never an image of its own (as a negative it is counted skipped).
+    templates=frozenset({TemplateMode.negatives.value, TemplateMode.pair.value}),
 )

@@ -24,6 +24,7 @@ from pcbforge.datasets.formats_common import (
     ReadOptions,
     SourceError,
     SourcePart,
+    TemplateMode,
 )
 
 #: The formats that come with pcbforge, in the order the CLI and messages list them.
@@ -115,5 +116,5 @@ class FormatNames(Sequence[str]):
 
 
 __all__ = ["BUILTIN_FORMATS", "FORMATS", "FormatName", "FormatNames", "LabelFormat",
-           "ReadOptions", "SourceError", "SourcePart", "UnknownFormatError", "format_names",
-           "get_format", "register_format", "unregister_format"]
+           "ReadOptions", "SourceError", "SourcePart", "TemplateMode", "UnknownFormatError",
+           "format_names", "get_format", "register_format", "unregister_format"]

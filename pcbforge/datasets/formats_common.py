@@ -8,19 +8,25 @@ import math
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
 from pcbforge.core.files import UnreadableFileError, read_regular_file, resolve_inside
-from pcbforge.datasets.dataset import LABEL_COLUMNS, empty_labels
+from pcbforge.datasets.dataset import LABEL_COLUMNS, empty_labels, image_file
 
 #: Sample columns the format loaders return. ``id_given`` says the ``sample_id`` was stored
 #: in the files (a pcbforge export); otherwise the loader made one up that is unique within
 #: what it read. ``file`` is where the image is on disk ("" when the loader was not told).
 SAMPLE_COLUMNS = ["sample_id", "id_given", "path", "file", "width", "height", "split",
                   "synthetic"]
+#: Sample columns a loader adds when its source pairs images with templates (a pcbforge
+#: export made with ``--templates pair``): the template's path as the files name it
+#: (relative to the same root as ``path``), where it is on disk ("" when the loader was not
+#: told) and its stored sample id ("" when not stored); all "" for an unpaired image.
+TEMPLATE_COLUMNS = ["template_path", "template_file", "template_id"]
 #: Float slack (pixels) for a box edge past the image border: such edges are clipped onto
 #: the border (a YOLO/COCO text rounding, not a wrong box); a larger overshoot is an error.
 BORDER_SLACK_PX = 1e-3
@@ -196,6 +202,52 @@ def text_value(value: object) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
+# --- templates ---------------------------------------------------------------------------
+
+
+class TemplateMode(str, Enum):
+    """What an export does with the templates (the defect-free references of tested
+    images): ``pair`` writes each beside its tested images, not as an image of its own;
+    ``negatives`` exports them as images without boxes; ``omit`` leaves them out."""
+
+    pair = "pair"
+    negatives = "negatives"
+    omit = "omit"
+
+
+#: Columns of the rows a format's ``save`` gets in ``pair`` mode (and only then): the
+#: samples-table path of the row's template ("" when the row has none that can be written:
+#: no template, or a corrupt one) and the template's sample id.
+PAIR_TEMPLATE = "pair_template"
+PAIR_TEMPLATE_ID = "pair_template_id"
+
+
+def pairs_asked(samples: pd.DataFrame) -> bool:
+    """Whether an export asked ``save`` to write each row's template beside it."""
+    return PAIR_TEMPLATE in samples.columns
+
+
+def pair_template(sample: pd.Series, image_root: Path) -> tuple[str, Path] | None:
+    """The samples-table path of a row's template and its file, when the export pairs it;
+    a path that is absolute or leads out of the image root raises ``ValueError``."""
+    path = text_value(sample.get(PAIR_TEMPLATE, ""))
+    if not path:
+        return None
+    if Path(path).is_absolute() or ".." in Path(path).parts:
+        raise ValueError(f"sample {sample['sample_id']!r}: template path {path!r} must be "
+                         f"relative and stay inside the image root")
+    return path, image_file(image_root, path)
+
+
+def pair_counts(samples: pd.DataFrame) -> dict[str, int]:
+    """A ``pair`` export's counts of one split: tested images written with their template,
+    and tested images whose template could not be (missing or not usable)."""
+    paired = samples[PAIR_TEMPLATE].fillna("").astype(str) != ""
+    tested = samples.get("template_path", pd.Series("", index=samples.index))
+    tested = tested.fillna("").astype(str) != ""
+    return {"paired": int(paired.sum()), "unpaired": int((tested & ~paired).sum())}
+
+
 # --- the format record --------------------------------------------------------------------
 
 
@@ -249,7 +301,10 @@ class LabelFormat:
     (else once with every row, the format writing the splits itself); ``finish(stage,
     final)`` runs after the last ``save``, before the export folder ``stage`` becomes
     ``final``. ``options``: the import options it reads (``images``, ``missing_labels``),
-    which the CLI offers and the recipe accepts for it.
+    which the CLI offers and the recipe accepts for it. ``templates``: the
+    :class:`TemplateMode` values an export in it can take: leaving templates out or
+    exporting them as images without boxes asks nothing of ``save``; ``pair`` needs a
+    ``save`` that writes each row's :data:`PAIR_TEMPLATE` beside its image.
     """
 
     name: str
@@ -263,6 +318,8 @@ class LabelFormat:
     per_split: bool = True
     finish: Callable[[Path, Path], None] | None = None
     options: frozenset[str] = frozenset()
+    templates: frozenset[str] = frozenset({TemplateMode.negatives.value,
+                                           TemplateMode.omit.value})
 
     @property
     def can_import(self) -> bool:

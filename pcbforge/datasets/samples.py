@@ -71,6 +71,15 @@ def read_samples(folder: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def template_rows(samples: pd.DataFrame) -> pd.Series:
+    """Which rows are templates (the defect-free references of tested images): those whose
+    ``role`` is ``template``, and those another row names in its ``template_path``."""
+    role = samples.get("role", pd.Series("", index=samples.index)).fillna("").astype(str)
+    named = samples.get("template_path", pd.Series("", index=samples.index))
+    named = set(named.fillna("").astype(str)) - {""}
+    return (role == "template") | samples["path"].astype(str).isin(named)
+
+
 def image_sizes(samples: pd.DataFrame) -> dict[str, tuple[int, int]]:
     """``sample_id -> (width, height)`` from the table; ``(0, 0)`` parts where a size is
     missing (FiftyOne's export then reads the image header)."""

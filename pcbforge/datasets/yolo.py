@@ -9,6 +9,9 @@ Layout, one split per :func:`save_yolo` call (FiftyOne's ``YOLOv5Dataset`` reads
       labels/<split>/<stem>.txt one box a line: "cls cx cy w h" (normalised, %.8f); empty if none
       pcbforge_samples.json     split -> file -> sample_id, original path, per-box extras
                                 (exact pixel box, synthetic, params, instance mask)
+      templates/<split>/<stem>.<ext>  with ``--templates pair``: each tested image's
+                                template, named as the image is (with the template's own
+                                extension: a JPEG image may have a PNG template)
 
 Box conventions: pcbforge boxes are float pixels ``x1, y1, x2, y2`` with ``x2``/``y2``
 exclusive (width = x2 - x1). YOLO stores the centre and size divided by the image width
@@ -18,7 +21,10 @@ used on reading whenever the text line still agrees with them to that precision 
 line wins over the side file).
 
 Loaded sample paths are the original ``path`` values when the side file names them, otherwise
-the flattened file name (relative to ``OUT/images/<split>/``).
+the flattened file name (relative to ``OUT/images/<split>/``). An image with a file of the
+same stem under ``templates/<split>/`` is paired with it (:data:`TEMPLATE_COLUMNS`): each
+tested image has its own copy, so a template shared by several images is several files,
+and no template sample id is read back.
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ from pcbforge.datasets.formats_common import (
     MAX_JSON_FILE_BYTES,
     SAMPLE_COLUMNS,
     SPLIT_NAMES,
+    TEMPLATE_COLUMNS,
     LabelFormat,
     ReadOptions,
     SourcePart,
+    TemplateMode,
     box_inside,
     boxes_by_sample,
     check_missing_labels,
@@ -46,6 +54,9 @@ from pcbforge.datasets.formats_common import (
     flat_file_names,
     inside_root,
     labels_frame,
+    pair_counts,
+    pair_template,
+    pairs_asked,
     part_counts,
     read_image_size,
     read_label_text,
@@ -56,6 +67,8 @@ from pcbforge.datasets.formats_common import (
 )
 
 SIDECAR = "pcbforge_samples.json"
+#: The folder beside ``images/`` that holds each tested image's template (``pair`` mode).
+TEMPLATES = "templates"
 YAML_NAMES = ("data.yaml", "dataset.yaml")
 _DECIMALS = 8
 
@@ -74,12 +87,17 @@ def save_yolo(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
     grouped = boxes_by_sample(samples, labels, classes)
     index = {name: i for i, name in enumerate(classes)}
     images_dir, labels_dir = out_dir / "images" / split, out_dir / "labels" / split
+    templates_dir = out_dir / TEMPLATES / split
     labels_dir.mkdir(parents=True, exist_ok=True)
     sidecar_split: dict[str, dict] = {}
     names = flat_file_names(samples["path"])
     for (_, sample), name in zip(samples.iterrows(), names, strict=True):
         source = image_file(image_root, str(sample["path"]))
         copy_image(source, images_dir / name)
+        template = pair_template(sample, image_root)
+        if template is not None:
+            copy_image(template[1], templates_dir / (split_suffix(name)[0]
+                                                     + split_suffix(template[0])[1]))
         width, height = sample_size(sample, source)
         boxes = grouped.get(str(sample["sample_id"]), labels.iloc[:0])
         lines, extras = [], []
@@ -96,6 +114,7 @@ def save_yolo(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
         sidecar_split[name] = {
             "sample_id": str(sample["sample_id"]), "path": str(sample["path"]),
             "synthetic": sample_flag(sample), "boxes": extras,
+            **({"template_path": template[0]} if template is not None else {}),
         }
     _write_yaml(out_dir, split, classes)
     sidecar = _read_sidecar(out_dir)
@@ -235,7 +254,8 @@ def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "err
                                    f"{split!r}: {err}") from err
     if not images_dir.is_dir():
         raise FileNotFoundError(f"{yaml_path}: split {split!r} folder {images_dir} not found")
-    labels_dir = _labels_dir(images_dir)
+    labels_dir = _sibling_dir(images_dir, "labels")
+    templates = _templates_by_stem(_sibling_dir(images_dir, TEMPLATES), root, allow_outside)
     known = _read_sidecar(out_dir).get("splits", {}).get(split, {})
     samples, rows = [], []
     for image in sorted(p for p in images_dir.rglob("*") if p.is_file()):
@@ -248,12 +268,17 @@ def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "err
         path = extra.get("path", name)
         given = str(extra.get("sample_id") or "")
         sample_id = given or sample_id_for(f"{split}/{name}", "yolo")
+        template = templates.get(split_suffix(name)[0])
         samples.append({"sample_id": sample_id, "id_given": bool(given), "path": path,
                         "file": str(image), "width": width, "height": height,
                         # data.yaml's key as pcbforge names it (valid -> val); another
                         # key (a labelling batch, a "holdout") is no split of pcbforge's.
                         "split": SPLIT_NAMES.get(split.lower(), ""),
-                        "synthetic": bool(extra.get("synthetic", False))})
+                        "synthetic": bool(extra.get("synthetic", False)),
+                        "template_path": (str(extra.get("template_path") or template[0])
+                                          if template else ""),
+                        "template_file": str(template[1]) if template else "",
+                        "template_id": ""})
         txt = labels_dir / (split_suffix(name)[0] + ".txt")
         if txt.exists():  # not is_file(): a FIFO or device is refused by name, not skipped
             boxes = _read_label_file(txt, classes, width, height)
@@ -262,17 +287,40 @@ def load_yolo(out_dir: Path, split: str = "train", *, missing_labels: str = "err
             raise FileNotFoundError(
                 f"{txt}: label file of {image} not found (an image with no defects has an "
                 f"empty one; to read missing files as no defects, allow missing labels)")
-    return pd.DataFrame(samples, columns=SAMPLE_COLUMNS), labels_frame(rows), classes
+    return (pd.DataFrame(samples, columns=[*SAMPLE_COLUMNS, *TEMPLATE_COLUMNS]),
+            labels_frame(rows), classes)
 
 
-def _labels_dir(images_dir: Path) -> Path:
-    """The label folder YOLO pairs with an image folder: its last ``images`` part -> ``labels``."""
+def _sibling_dir(images_dir: Path, kind: str) -> Path:
+    """The folder YOLO pairs with an image folder: its last ``images`` part -> ``kind``
+    (``labels``, ``templates``)."""
     parts = list(images_dir.parts)
     if "images" not in parts:
         raise ValueError(f"{images_dir}: YOLO image folders must contain an 'images' part")
     at = len(parts) - 1 - parts[::-1].index("images")
-    parts[at] = "labels"
+    parts[at] = kind
     return Path(*parts)
+
+
+def _templates_by_stem(folder: Path, root: Path, allow_outside: bool
+                       ) -> dict[str, tuple[str, Path]]:
+    """The template files under ``folder`` (a split's ``templates/`` folder; none when it
+    is not there) by their path without extension: ``(relative name, file)``. A link
+    leading out of ``root`` raises as an image's does."""
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if not allow_outside:
+            inside_root(root, file.relative_to(root).as_posix(), str(file),
+                        allow_outside=False)
+        name = file.relative_to(folder).as_posix()
+        stem = split_suffix(name)[0]
+        if stem in found:
+            raise ValueError(f"{file}: a second template for the image {stem!r} (also "
+                             f"{found[stem][1].name}); keep one")
+        found[stem] = (name, file)
+    return found
 
 
 def _read_label_file(txt: Path, classes: list[str], width: int,
@@ -353,7 +401,8 @@ def _load_part(part: SourcePart, options: ReadOptions):
 def _save_part(samples: pd.DataFrame, labels: pd.DataFrame, classes: list[str],
                image_root: Path, out: Path, split: str) -> dict[str, int]:
     save_yolo(samples, labels, classes, image_root, out, split=split or "train")
-    return part_counts(samples, labels)
+    counts = part_counts(samples, labels)
+    return {**counts, **pair_counts(samples)} if pairs_asked(samples) else counts
 
 
 def point_yaml_at(folder: Path, final: Path) -> None:
@@ -374,6 +423,7 @@ FORMAT = LabelFormat(
     source_help="YOLO folder with data.yaml, images/<split>/ and labels/<split>/.",
     discover=discover_yolo, load=_load_part, save=_save_part, finish=point_yaml_at,
     options=frozenset({"missing_labels"}),
+    templates=frozenset(mode.value for mode in TemplateMode),
 )
 
 

@@ -46,6 +46,7 @@ from pcbforge.datasets.formats import (
     SourceError,
     get_format,
 )
+from pcbforge.datasets.formats_common import TEMPLATE_COLUMNS
 from pcbforge.engine import Engine
 from pcbforge.split import leakage_groups
 
@@ -299,11 +300,15 @@ def import_labelled(
     # Before any work: an unknown class stops the import at once.
     resolution = source_classes(src, [*names, *boxes["label"].astype(str).unique()], classes)
     boxes = relabel(boxes, resolution.mapping)
+    table = with_template_rows(table)
     files = [Path(f).resolve() for f in table["file"]]
     image_root = Path(os.path.commonpath([f.parent for f in files]))
     if not allow_outside_root:
         _check_image_root(image_root, files, src, images)
     table["path"] = [f.relative_to(image_root).as_posix() for f in files]
+    if "template_file" in table.columns:
+        table["template_path"] = [Path(f).resolve().relative_to(image_root).as_posix()
+                                  if f else "" for f in table["template_file"]]
     # Ids a loader made up are unique only within their part: derive them from the path.
     keys = list(zip(table["part"], table["sample_id"], strict=True))
     ids = [given if use else sample_id_for(path, fmt) for given, use, path in
@@ -325,11 +330,14 @@ def import_labelled(
                               prefer=table["path"], out_for_checks=out_path)
         dataset, report = _merge_labelled(fmt, curated, table, boxes, resolution,
                                           image_root, stage, earlier)
+        # The images the annotations list: a pair export's templates are counted apart.
+        annotated = table[table["role"] != "template"] if "role" in table.columns else table
         report.update({
             "source": str(Path(src).resolve()),
-            "annotated_images": len(table),
+            "annotated_images": len(annotated),
             "images_not_in_annotations": report.pop("images_not_in_annotations"),
-            "splits": {k or "none": int(v) for k, v in table["split"].value_counts().items()},
+            "splits": {k or "none": int(v)
+                       for k, v in annotated["split"].value_counts().items()},
             "import_s": round(time.perf_counter() - started, 3),
         })
         write_json(stage / "report.json", report)
@@ -347,6 +355,38 @@ def source_classes(src: Path | str, names, vocabulary: ClassVocabulary | None
         return resolve_classes(names, vocabulary)
     except UnknownClassError as err:
         raise SourceError(f"{src}: {err}") from err
+
+
+def with_template_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The loaders' table with the pairs its source holds (a pcbforge export made with
+    ``--templates pair``: the loaders' ``template_file`` column) made rows: one per template
+    file (``role`` = ``template``, in its first tested image's split and part, with the
+    sample id the source stored for it, else one derived from its path), ``role`` =
+    ``tested`` on the images paired with one. A template that is itself a listed image
+    gets no second row. Without pairs the table is returned as it was, less the loaders'
+    template columns."""
+    if "template_file" not in table.columns:
+        return table
+    paired = table["template_file"].fillna("").astype(str) != ""
+    if not paired.any():
+        return table.drop(columns=[c for c in TEMPLATE_COLUMNS if c in table.columns])
+    listed = set(table["file"].astype(str))
+    rows = []
+    for row in table[paired].drop_duplicates("template_file").itertuples(index=False):
+        if row.template_file in listed:
+            continue
+        given = str(row.template_id or "")
+        rows.append({"sample_id": given or f"template:{row.template_file}",
+                     "id_given": bool(given), "path": row.template_path,
+                     "file": row.template_file, "split": row.split, "synthetic": False,
+                     "part": row.part, "template_file": ""})
+    table = table.assign(role=np.where(paired, "tested", ""))
+    table.loc[table["file"].isin(set(table.loc[paired, "template_file"])), "role"] = "template"
+    if rows:  # no size: curation reads it (and there are no boxes to check against it)
+        table = pd.concat([table, pd.DataFrame(rows).assign(role="template")],
+                          ignore_index=True)
+    table["template_file"] = table["template_file"].fillna("")
+    return table.drop(columns=["template_id"])
 
 
 def _check_image_root(image_root: Path, files: list[Path], src: Path | str,
@@ -371,8 +411,9 @@ def _merge_labelled(fmt: str, curated: CurateResult, table: pd.DataFrame,
                     stage: Path, earlier: tuple[dict | None, dict]) -> tuple[Dataset, dict]:
     """The annotations joined onto the curated samples, saved into ``stage``."""
     # Records a format carries per image beyond the boxes (pcbforge's own COCO and VOC
-    # exports hold the nuisance regions of synthetic images) come along when present.
-    extra = [c for c in ("nuisance_regions",) if c in table.columns]
+    # exports hold the nuisance regions of synthetic images, a pair export the templates)
+    # come along when present.
+    extra = [c for c in ("nuisance_regions", "role", "template_path") if c in table.columns]
     listed = table[["path", "sample_id", "split", "synthetic", "width", "height", *extra]
                    ].rename(columns={"width": "label_width", "height": "label_height"})
     samples = curated.samples.merge(listed, on="path", how="left", indicator=True)
@@ -394,10 +435,18 @@ def _merge_labelled(fmt: str, curated: CurateResult, table: pd.DataFrame,
     problem[wrong_size] = "label_size_mismatch"
     samples = _hold_back(samples, problem, "annotations")
     samples = samples.drop(columns=["label_width", "label_height"])
+    if "template_path" in extra:
+        # As in DeepPCB's layout: the source states the pairs, whatever pixels said.
+        samples["group"] = _join_pair_groups(samples)
+        samples["group_size"] = samples.groupby("group")["group"].transform("size").astype(
+            np.int64)
     labels = boxes.drop(columns="part")
     dataset, report = _save_import(stage, samples, labels, resolution, image_root,
                                    f"import {fmt}", curated.report, [], earlier)
     report["images_not_in_annotations"] = int(unlisted_images.sum())
+    if "template_path" in extra:
+        report["templates"] = int((samples["role"] == "template").sum())
+        report["paired_images"] = int((samples["template_path"] != "").sum())
     return dataset, report
 
 

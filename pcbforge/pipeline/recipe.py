@@ -11,6 +11,7 @@ the QA of the labels against their templates, COCO and YOLO exports and the repo
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 import typing
@@ -35,7 +36,7 @@ from pydantic import (
 from pcbforge.curate.dedupe import DedupeParams
 from pcbforge.curate.inspect import InspectParams
 from pcbforge.datasets.classes import ClassVocabulary
-from pcbforge.datasets.formats import FORMATS, format_names
+from pcbforge.datasets.formats import FORMATS, TemplateMode, format_names
 from pcbforge.datasets.samples import STATUSES
 from pcbforge.qa.params import QAParams
 from pcbforge.split import SplitParams
@@ -222,7 +223,12 @@ class SynthSection(_Section):
     #: With ``balance: from-evaluation``: an evaluation folder (``DATASET/evaluations/NAME``
     #: as ``pcbforge evaluate`` writes it), relative to the recipe's folder.
     evaluation: Path | None = None
-    defects_per_image: tuple[int, int] = (3, 12)
+    #: Defects on one image, min and max (``null`` when ``defects_per_mp`` is given).
+    defects_per_image: tuple[int, int] | None = (3, 12)
+    #: Defects per megapixel instead, min and max: ``round(density x the image's MP)``,
+    #: within 1-255 (``[7.3, 29.3]`` asks 3-12 of a 640 x 640 tile); not with
+    #: ``defects_per_image``.
+    defects_per_mp: tuple[float, float] | None = None
     box: Literal["padded", "tight"] = "padded"
     copper: Literal["dark", "light"] = "dark"
     nuisance: bool = True
@@ -247,12 +253,38 @@ class SynthSection(_Section):
     #: ``null``: the recipe's seed.
     seed: int | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _density_replaces_count(cls, data: Any) -> Any:
+        # A density alone replaces the default count per image (and a recipe written with
+        # every default filled in, defects_per_image: null, loads again).
+        if (isinstance(data, dict) and data.get("defects_per_mp") is not None
+                and "defects_per_image" not in data):
+            data = {**data, "defects_per_image": None}
+        return data
+
     @field_validator("classes")
     @classmethod
     def _classes(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one defect class is needed")
         return [defect_spec(v).name for v in value]
+
+    @field_validator("defects_per_image")
+    @classmethod
+    def _count(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] <= value[1] <= 255:
+            raise ValueError(f"must be 1 <= min <= max <= 255, got {list(value)}")
+        return value
+
+    @field_validator("defects_per_mp")
+    @classmethod
+    def _density(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not (math.isfinite(value[0]) and math.isfinite(value[1])
+                                      and 0 < value[0] <= value[1]):
+            raise ValueError(f"must be 0 < min <= max defects per megapixel, got "
+                             f"{list(value)}")
+        return value
 
     @field_validator("evaluation")
     @classmethod
@@ -275,6 +307,10 @@ class SynthSection(_Section):
     def _one_count(self) -> SynthSection:
         if self.images is not None and "images_per_class" in self.model_fields_set:
             raise ValueError("give images or images_per_class, not both")
+        if self.defects_per_image is not None and self.defects_per_mp is not None:
+            raise ValueError("give defects_per_image or defects_per_mp, not both")
+        if self.defects_per_image is None and self.defects_per_mp is None:
+            raise ValueError("give defects_per_image or defects_per_mp")
         if (self.balance == "from-evaluation") != (self.evaluation is not None):
             raise ValueError("balance: from-evaluation and evaluation: go together")
         if isinstance(self.balance, dict):
@@ -345,6 +381,10 @@ class ExportSection(_Section):
         default_factory=lambda: ["coco", "yolo"])
     include_status: list[Literal[STATUSES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["ok"])
+    #: The templates (defect-free references of tested images) in every format:
+    #: ``negatives`` (images without boxes), ``pair`` (beside each tested image: COCO's
+    #: ``template_file_name``, YOLO's ``templates/`` tree) or ``omit``.
+    templates: TemplateMode = TemplateMode.negatives
 
     @field_validator("formats")
     @classmethod
@@ -352,6 +392,17 @@ class ExportSection(_Section):
         if len(set(value)) != len(value):
             raise ValueError("a format is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _templates_written(self) -> ExportSection:
+        mode = self.templates.value
+        cannot = [name for name in self.formats if mode not in FORMATS[name].templates]
+        if cannot:
+            can = [name for name in format_names(can="export")
+                   if mode in FORMATS[name].templates]
+            raise ValueError(f"templates: {mode}: a {cannot[0]} export cannot write templates "
+                             f"that way (formats that can: {', '.join(can)})")
+        return self
 
 
 class ReportSection(_Section):

@@ -41,6 +41,7 @@ import shutil
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,10 @@ from pcbforge.pipeline.runner import (
     files_digest,
 )
 from pcbforge.split import SPLIT_NAMES, SplitParams, leakage_groups, split_samples
+
+if TYPE_CHECKING:  # synthesis is imported when a stage runs, not with the build
+    from pcbforge.synth.compose import SynthConfig
+    from pcbforge.synth.pipeline import Board
 
 MERGED_IMAGES = f"{STAGES_DIR}/merge/images"
 SPLIT_REPORT = "split_report.json"
@@ -238,9 +243,13 @@ def source_dataset(ctx: BuildContext, name: str) -> Path:
 # --- synth -------------------------------------------------------------------------------
 
 
-def class_weights(recipe: Recipe, real_counts: dict[str, int]) -> list[float] | None:
+def class_weights(recipe: Recipe, real_counts: dict[str, int], *,
+                  expected_defects: float | None = None) -> list[float] | None:
     """Weights of the synthetic defects' classes (``None``: uniform); see
-    :class:`~pcbforge.pipeline.recipe.SynthSection`'s ``balance``."""
+    :class:`~pcbforge.pipeline.recipe.SynthSection`'s ``balance``. ``expected_defects``:
+    how many defects synthesis asks for in all (``balance: fill``; by default from
+    ``defects_per_image``, which a density per megapixel needs the boards' sizes for: see
+    :func:`expected_defects`)."""
     synth = recipe.synth
     if synth.balance == "uniform":
         return None
@@ -248,8 +257,13 @@ def class_weights(recipe: Recipe, real_counts: dict[str, int]) -> list[float] | 
         return evaluation_weights(recipe)[0]
     if isinstance(synth.balance, dict):
         return [float(synth.balance.get(c, 0.0)) for c in synth.classes]
-    lo, hi = synth.defects_per_image
-    expected = synth.total_images * (lo + hi) / 2.0
+    if expected_defects is None:
+        if synth.defects_per_image is None:
+            raise ValueError("balance: fill with defects_per_mp needs the expected number of "
+                             "defects (expected_defects)")
+        lo, hi = synth.defects_per_image
+        expected_defects = synth.total_images * (lo + hi) / 2.0
+    expected = expected_defects
     real = [real_counts.get(c, 0) for c in synth.classes]
     target = (sum(real) + expected) / len(synth.classes)
     weights = [max(target - r, 0.0) for r in real]
@@ -302,19 +316,43 @@ def board_list(ctx: BuildContext):
     return boards, (known.pop() if len(known) == 1 else None)
 
 
-def run_synth(ctx: BuildContext, folder: Path) -> dict:
+def expected_defects(config: SynthConfig, boards: list[Board], count: int) -> float:
+    """How many defects ``count`` synthetic images ask for on average (image ``i`` is drawn
+    on ``boards[i mod len(boards)]``): the middle of each image's count range, which a
+    density per megapixel takes from its board's size (read from the file's header)."""
+    from pcbforge.datasets.formats_common import read_image_size
+    from pcbforge.synth.compose import defect_count_range
+
+    total = 0.0
+    for index, board in enumerate(boards):
+        images = len(range(index, count, len(boards)))
+        if images:
+            width, height = read_image_size(Path(board.file))
+            lo, hi = defect_count_range(config, (height, width))
+            total += images * (lo + hi) / 2.0
+    return total
+
+
+def synth_config(recipe: Recipe, boards: list[Board], px_per_mm: float | None,
+                 real_counts: dict[str, int]) -> SynthConfig:
+    """The synthesis settings of the recipe's ``synth`` section, drawing on ``boards``
+    (``px_per_mm``: what the board sources record; ``real_counts``: the real boxes per
+    class, which ``balance: fill`` makes up for)."""
     from pcbforge.synth.brush import NO_BRUSH
     from pcbforge.synth.compose import SynthConfig
-    from pcbforge.synth.pipeline import WORKER_MODULES, synthesize
 
-    recipe: Recipe = ctx.recipe
     synth = recipe.synth
-    boards, px_per_mm = board_list(ctx)
-    weights = class_weights(recipe, real_label_counts(ctx) if synth.balance == "fill" else {})
-    config = SynthConfig.model_validate({
+    count = ({"defects_per_mp": synth.defects_per_mp} if synth.defects_per_mp is not None
+             else {"defects_per_image": synth.defects_per_image})
+    expected = None
+    if synth.balance == "fill" and synth.defects_per_mp is not None:
+        expected = expected_defects(SynthConfig.model_validate(count), boards,
+                                    synth.total_images)
+    weights = class_weights(recipe, real_counts, expected_defects=expected)
+    return SynthConfig.model_validate({
         "classes": synth.classes, "class_weights": weights,
         "balance": evaluation_weights(recipe)[1] if synth.balance == "from-evaluation" else "",
-        "defects_per_image": synth.defects_per_image,
+        **count,
         "px_per_mm": synth.px_per_mm or px_per_mm or 48.0, "box": synth.box,
         "copper": synth.copper, "nuisance": {"enabled": synth.nuisance},
         "background": {"enabled": synth.background},
@@ -323,6 +361,17 @@ def run_synth(ctx: BuildContext, folder: Path) -> dict:
         **({} if synth.brush else {"brush": NO_BRUSH}),
         "augment": {"preset": synth.augment}, "etch_px": synth.etch_px,
     })
+
+
+def run_synth(ctx: BuildContext, folder: Path) -> dict:
+    from pcbforge.synth.pipeline import WORKER_MODULES, synthesize
+
+    recipe: Recipe = ctx.recipe
+    synth = recipe.synth
+    boards, px_per_mm = board_list(ctx)
+    config = synth_config(recipe, boards, px_per_mm,
+                          real_label_counts(ctx) if synth.balance == "fill" else {})
+    weights = list(config.class_weights) if config.class_weights is not None else None
     with ctx.engine(WORKER_MODULES) as engine:
         report = synthesize(f"build sources: {', '.join(recipe.board_sources())}", folder,
                             count=synth.total_images, seed=recipe.seed_of(synth.seed),
@@ -750,7 +799,8 @@ def run_export(ctx: BuildContext, folder: Path) -> dict:
     with progress_bar(ctx.progress, "export", len(recipe.export.formats)) as advance:
         for fmt in recipe.export.formats:
             report = export_dataset(published, fmt, folder / fmt,
-                                    include_status=tuple(recipe.export.include_status))
+                                    include_status=tuple(recipe.export.include_status),
+                                    templates=recipe.export.templates)
             _name_dataset(folder / fmt, published, ctx.out)
             written[fmt] = sum(part.get("images", part.get("written", 0))
                                for part in report["splits"].values())

@@ -10,8 +10,9 @@ kept with a wrong label).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -46,6 +47,8 @@ from pcbforge.synth.topology import check_topology
 DEEPPCB_BOX_MARGIN_PX = 10.0
 #: The most copper ``etch_px`` may grow or shrink a board by, in px.
 ETCH_MAX_PX = 8
+#: The most defects one image can hold: their instance ids are uint8.
+MAX_DEFECTS = 255
 
 
 class SynthConfig(BaseModel):
@@ -62,7 +65,15 @@ class SynthConfig(BaseModel):
     #: Where ``class_weights`` came from (e.g. ``from-evaluation NAME``); with the weight of
     #: its class, recorded in each synthetic label's ``params`` ("" : not recorded).
     balance: str = ""
-    defects_per_image: tuple[int, int] = (3, 12)  # min, max (at most 255: instance ids)
+    #: Defects asked of one image, min and max (at most :data:`MAX_DEFECTS`); ``None`` when
+    #: ``defects_per_mp`` is given instead.
+    defects_per_image: tuple[int, int] | None = (3, 12)
+    #: Defects per megapixel instead, min and max: an image of ``W x H`` px asks for between
+    #: ``round(min * W * H / 1e6)`` and ``round(max * W * H / 1e6)`` defects, each end kept
+    #: within 1..:data:`MAX_DEFECTS` (see :func:`defect_count_range`). ``(7.3, 29.3)`` asks
+    #: 3-12 of a 640 x 640 tile (0.4096 MP), as ``defects_per_image`` does by default, and
+    #: 48-192 of a 2560 x 2560 board. ``None``: a count per image (give one of the two).
+    defects_per_mp: tuple[float, float] | None = None
     px_per_mm: float = Field(DEEPPCB_PX_PER_MM, gt=0)
     #: ``padded``: the defect's extent plus DeepPCB's margin; ``tight``: the extent.
     box: Literal["padded", "tight"] = "padded"
@@ -100,6 +111,15 @@ class SynthConfig(BaseModel):
     #: Optional albumentations stage on the finished pair (``preset=None``: off).
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _density_replaces_count(cls, data: Any) -> Any:
+        # Asking for a density alone replaces the default count per image.
+        if (isinstance(data, dict) and data.get("defects_per_mp") is not None
+                and "defects_per_image" not in data):
+            data = {**data, "defects_per_image": None}
+        return data
+
     @field_validator("classes", mode="before")
     @classmethod
     def _classes(cls, value: object) -> object:
@@ -121,12 +141,34 @@ class SynthConfig(BaseModel):
                                  f"{list(weights)}")
         return self
 
+    @model_validator(mode="after")
+    def _one_count(self) -> SynthConfig:
+        if self.defects_per_image is not None and self.defects_per_mp is not None:
+            raise ValueError(f"give defects_per_image or defects_per_mp, not both (got "
+                             f"{list(self.defects_per_image)} per image and "
+                             f"{list(self.defects_per_mp)} per megapixel)")
+        if self.defects_per_image is None and self.defects_per_mp is None:
+            raise ValueError("give defects_per_image or defects_per_mp (got neither)")
+        return self
+
     @field_validator("defects_per_image")
     @classmethod
-    def _range(cls, value: tuple[int, int]) -> tuple[int, int]:
+    def _range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is None:
+            return value
         lo, hi = value
-        if not 1 <= lo <= hi <= 255:
-            raise ValueError(f"must be 1 <= min <= max <= 255, got {lo}-{hi}")
+        if not 1 <= lo <= hi <= MAX_DEFECTS:
+            raise ValueError(f"must be 1 <= min <= max <= {MAX_DEFECTS}, got {lo}-{hi}")
+        return value
+
+    @field_validator("defects_per_mp")
+    @classmethod
+    def _density(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is None:
+            return value
+        lo, hi = value
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+            raise ValueError(f"must be 0 < min <= max defects per megapixel, got {lo}, {hi}")
         return value
 
     @field_validator("etch_px")
@@ -278,6 +320,18 @@ def copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
     return ((gray < threshold) if cu_v < sub_v else (gray > threshold)).astype(np.uint8)
 
 
+def defect_count_range(config: SynthConfig, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Min and max defects an image of ``shape`` (height, width, ...) asks for: the config's
+    count per image, or its density per megapixel times the image's megapixels, rounded
+    half up and kept within 1..:data:`MAX_DEFECTS`."""
+    if config.defects_per_image is not None:  # the config holds one of the two
+        return config.defects_per_image
+    megapixels = shape[0] * shape[1] / 1e6
+    lo, hi = (min(max(math.floor(density * megapixels + 0.5), 1), MAX_DEFECTS)
+              for density in config.defects_per_mp or ())
+    return lo, hi
+
+
 def draw_etch(config: SynthConfig, rng: np.random.Generator) -> int:
     """The px one image grows its board's copper by (see ``SynthConfig.etch_px``); a
     fixed range draws nothing from ``rng``, so ``(0, 0)`` leaves every later draw as is."""
@@ -316,7 +370,7 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
         board = etch_board(board, draw_etch(config, rng), config.copper)
     a = analysis or analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper)
     defect_free = bool(rng.random() < config.defect_free_share)
-    wanted = [] if defect_free else _draw_classes(config, rng)
+    wanted = [] if defect_free else _draw_classes(config, rng, a.shape)
     result = SynthImage(image=a.image, template=a.image, binary=a.binary, requested=len(wanted),
                         defect_free=defect_free)
     defects = _place_all(a, wanted, rng, config, result)
@@ -377,9 +431,12 @@ def _restore_outside(image: np.ndarray, template: np.ndarray, labels: list[dict]
     return out
 
 
-def _draw_classes(config: SynthConfig, rng: np.random.Generator) -> list[DefectSpec]:
-    """The class of each defect one image asks for: how many, then which."""
-    lo, hi = config.defects_per_image
+def _draw_classes(config: SynthConfig, rng: np.random.Generator,
+                  shape: tuple[int, ...]) -> list[DefectSpec]:
+    """The class of each defect an image of ``shape`` asks for: how many, then which. The
+    count is one draw between the ends of :func:`defect_count_range`, so a density that
+    gives the same ends as a count per image gives the same draws."""
+    lo, hi = defect_count_range(config, shape)
     if config.class_weights is None:
         drawn = rng.integers(0, len(config.classes), int(rng.integers(lo, hi + 1)))
     else:

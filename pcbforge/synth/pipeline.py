@@ -348,6 +348,8 @@ def synth_one(task: tuple) -> dict:
         if config.balance:
             params["balance"] = {"source": config.balance,
                                  "class_weight": _class_weight(config, label["label"])}
+        if config.defects_per_mp is not None:  # absent otherwise: earlier labels keep bytes
+            params["defects_per_mp"] = list(config.defects_per_mp)
         labels.append({"label": label["label"], "x1": float(x1), "y1": float(y1),
                        "x2": float(x2), "y2": float(y2), "mask": mask,
                        "synthetic": True,

@@ -83,6 +83,20 @@ def test_options_reach_the_config(boards, tmp_path) -> None:
     assert samples.loc[samples["role"] == "tested", "path"].str.endswith(".jpg").all()
 
 
+def test_defects_per_mp_reaches_the_config_and_the_labels(boards, tmp_path) -> None:
+    out = tmp_path / "dataset"
+    result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
+                                 "--count", "2", "--defect-free-share", "0",
+                                 "--defects-per-mp", "40"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "synth_report.json").read_text())
+    assert report["config"]["defects_per_mp"] == [40.0, 40.0]
+    assert report["config"]["defects_per_image"] is None
+    assert report["defects_requested"] == 2 * 4  # 40 x 0.1024 MP (320 x 320), rounded
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert all(json.loads(p)["defects_per_mp"] == [40.0, 40.0] for p in labels["params"])
+
+
 def test_defect_free_share_and_background_reach_the_config(boards, tmp_path) -> None:
     out = tmp_path / "dataset"
     result = runner.invoke(app, ["synth", "defects", "--boards", str(boards), "--out", str(out),
@@ -133,11 +147,19 @@ def test_brush_and_painting_reach_the_config(boards, tmp_path, painted) -> None:
         (["--format", "bmp"], r"png.*bmp"),
         (["--count", "0"], r"count must be >= 1"),
         (["--defect-free-share", "1.5"], r"defect.free.share"),
+        (["--defects-per-image", "3-12", "--defects-per-mp", "7.3,29.3"],
+         r"give --defects-per-image or --defects-per-mp, not both"),
+        (["--defects-per-mp", "dense"], r"--defects-per-mp must be D or MIN,MAX"),
+        (["--defects-per-mp", "1,2,3"], r"--defects-per-mp must be D or MIN,MAX"),
+        (["--defects-per-mp", "9,2"], r"defects.per.mp.*0 < min <= max"),
+        (["--defects-per-mp", "0"], r"defects.per.mp.*0 < min <= max"),
     ],
     ids=["unknown_class", "one_unknown_class", "min_above_max", "zero_defects",
          "not_a_number", "three_parts", "etch_not_a_number", "etch_min_above_max",
          "etch_too_far", "bad_box", "bad_copper", "negative_px_per_mm",
-         "unknown_augment", "bad_format", "zero_count", "share_above_one"],
+         "unknown_augment", "bad_format", "zero_count", "share_above_one",
+         "count_and_density", "density_not_a_number", "density_three_parts",
+         "density_min_above_max", "zero_density"],
 )
 def test_bad_option_is_one_clear_line_and_exit_2(boards, tmp_path, extra, message) -> None:
     out = tmp_path / "out"

@@ -385,6 +385,31 @@ def test_coco_image_in_none_of_the_folders_names_entry_and_folders(tmp_path):
         load_coco(path, images_dir=[tmp_path / "images", tmp_path])
 
 
+def test_coco_template_file_name_is_read_beside_file_name(tmp_path):
+    cv2.imwrite(str(tmp_path / "t.png"), np.zeros((20, 30, 3), np.uint8))
+    image = {**COCO_IMAGE, "template_file_name": "t.png",
+             "pcbforge": {"sample_id": "s1", "template_sample_id": "s0"}}
+    samples, _, _ = load_coco(_coco_file(tmp_path, images=[image]), images_dir=tmp_path)
+    row = samples.iloc[0]
+    assert (row.template_path, row.template_file, row.template_id) == (
+        "t.png", str(tmp_path / "t.png"), "s0")
+    plain, _, _ = load_coco(_coco_file(tmp_path), images_dir=tmp_path)
+    assert (plain.iloc[0][["template_path", "template_file", "template_id"]] == "").all()
+
+
+@pytest.mark.parametrize(("name", "error", "message"), [
+    ("gone.png", FileNotFoundError, r"images\[0\] \(id 1\): template 'gone\.png' not found"),
+    ("../t.png", ValueError, r"images\[0\] \(id 1\) template_file_name: .*outside"),
+    ("", ValueError, r"template_file_name must name a file, got ''"),
+], ids=["missing", "outside", "empty"])
+def test_coco_bad_template_file_name_names_the_entry(name, error, message, tmp_path):
+    (tmp_path / "in").mkdir()
+    path = _coco_file(tmp_path / "in", images=[{**COCO_IMAGE, "template_file_name": name}])
+    cv2.imwrite(str(tmp_path / "t.png"), np.zeros((20, 30, 3), np.uint8))
+    with pytest.raises(error, match=message):
+        load_coco(path, images_dir=tmp_path / "in")
+
+
 def test_coco_bad_json_names_the_line(tmp_path):
     path = tmp_path / "instances.json"
     path.write_text('{\n  "images": [\n  oops\n]}\n')

@@ -28,3 +28,19 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
+
+
+@pytest.mark.parametrize(("columns", "expected"), [
+    ({"role": ["template", "tested", ""], "template_path": ["", "t.png", ""]},
+     [True, False, False]),
+    ({"template_path": ["", "t.png", ""]}, [True, False, False]),  # named, no role column
+    ({"role": ["", "", "template"]}, [False, False, True]),
+    ({}, [False, False, False]),
+], ids=["role_and_named", "named_only", "role_only", "neither"])
+def test_template_rows_are_by_role_or_named_by_another_row(columns, expected):
+    import pandas as pd
+
+    from pcbforge.datasets.samples import template_rows
+
+    samples = pd.DataFrame({"path": ["t.png", "a.png", "b.png"], **columns})
+    assert template_rows(samples).tolist() == expected

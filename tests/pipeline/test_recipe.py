@@ -113,6 +113,61 @@ def test_balance_weights_name_known_classes_that_are_drawn():
         ONE_SOURCE + "synth: {classes: [open, short], balance: {spur: 1}}\n")
 
 
+def test_defects_per_mp_replaces_the_count_per_image():
+    recipe = load_recipe(text=ONE_SOURCE + "synth: {defects_per_mp: [7.3, 29.3]}\n")
+    assert recipe.synth.defects_per_mp == (7.3, 29.3)
+    assert recipe.synth.defects_per_image is None
+    assert load_recipe(text=recipe_yaml(recipe)) == recipe  # null count, density: loads again
+    assert load_recipe(text=ONE_SOURCE).synth.defects_per_image == (3, 12)
+    assert "synth: give defects_per_image or defects_per_mp, not both" in _error(
+        ONE_SOURCE + "synth: {defects_per_image: [3, 12], defects_per_mp: [7.3, 29.3]}\n")
+    assert "synth.defects_per_mp: must be 0 < min <= max" in _error(
+        ONE_SOURCE + "synth: {defects_per_mp: [5, 2]}\n")
+    assert "synth.defects_per_image: must be 1 <= min <= max <= 255" in _error(
+        ONE_SOURCE + "synth: {defects_per_image: [0, 3]}\n")
+
+
+def test_the_synth_stage_draws_the_recipe_s_density(tmp_path):
+    """The recipe's density reaches the synthesis settings, and ``balance: fill`` counts
+    the defects it asks for from each board's size."""
+    import cv2
+    import numpy as np
+
+    from pcbforge.pipeline.stages import synth_config
+    from pcbforge.synth.pipeline import Board
+
+    boards = []
+    for index, size in enumerate((640, 1280)):
+        file = tmp_path / f"board_{index}.png"
+        cv2.imwrite(str(file), np.full((size, size), 255, np.uint8))
+        boards.append(Board(str(file), f"templates/board_{index}.png", f"g{index}"))
+    recipe = load_recipe(text=ONE_SOURCE + "synth: {images: 4, classes: [open, short], "
+                                           "defects_per_mp: [10, 10], balance: fill}\n")
+    config = synth_config(recipe, boards, None, {"open": 20})
+    assert config.defects_per_mp == (10.0, 10.0) and config.defects_per_image is None
+    # 2 images of 4 (0.4096 MP) and 2 of 16 (1.6384 MP) defects: 40 asked, 60 with the
+    # real 20 opens, 30 per class: every synthetic open 10, every short 30.
+    assert config.class_weights == (10.0, 30.0)
+    per_image = synth_config(load_recipe(text=ONE_SOURCE), boards, None, {})
+    assert per_image.defects_per_image == (3, 12) and per_image.defects_per_mp is None
+
+
+def test_export_templates_default_to_negatives_and_pair_where_the_formats_can():
+    assert load_recipe(text=ONE_SOURCE).export.templates == "negatives"
+    recipe = load_recipe(text=ONE_SOURCE + "export: {formats: [coco, yolo, deeppcb], "
+                                           "templates: pair}\n")
+    assert recipe.export.templates == "pair"
+    assert load_recipe(text=recipe_yaml(recipe)) == recipe
+    assert "templates: pair\n" in recipe_yaml(recipe)
+    assert ("export: templates: pair: a voc export cannot write templates that way (formats "
+            "that can: coco, yolo, deeppcb)") in _error(
+        ONE_SOURCE + "export: {formats: [coco, voc], templates: pair}\n")
+    assert "export: templates: omit: a deeppcb export cannot" in _error(
+        ONE_SOURCE + "export: {formats: [deeppcb], templates: omit}\n")
+    assert "export.templates: Input should be 'pair', 'negatives' or 'omit'" in _error(
+        ONE_SOURCE + "export: {templates: both}\n")
+
+
 def test_the_qa_section_is_on_by_default_and_holds_the_qa_thresholds():
     from pcbforge.qa.params import QAParams
 

@@ -11,7 +11,14 @@ import pytest
 
 from pcbforge.synth.analysis import analyze_board, copper_mask, etch_board
 from pcbforge.synth.boards import draw_board
-from pcbforge.synth.compose import SynthConfig, SynthImage, draw_etch, synthesize_image
+from pcbforge.synth.compose import (
+    MAX_DEFECTS,
+    SynthConfig,
+    SynthImage,
+    defect_count_range,
+    draw_etch,
+    synthesize_image,
+)
 from pcbforge.synth.nuisance import thick_difference
 from pcbforge.synth.registry import DEFECTS, DefectClass
 from pcbforge.synth.topology import check_topology, describe_change
@@ -529,6 +536,71 @@ def test_unknown_class_error_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="unknown defect class 'scratch'") as err:
         SynthConfig(classes="spur,scratch")
     assert all(c.value in str(err.value) for c in DefectClass)
+
+
+# --- defects per megapixel ------------------------------------------------------------
+
+#: The density that asks of a 640 x 640 tile (0.4096 MP) what the default count does.
+TILE_DENSITY = (7.3, 29.3)
+
+
+@pytest.mark.parametrize(
+    ("density", "shape", "expected"),
+    [(TILE_DENSITY, (640, 640), (3, 12)), (TILE_DENSITY, (2560, 2560), (48, 192)),
+     (TILE_DENSITY, (3200, 3840), (90, MAX_DEFECTS)), (TILE_DENSITY, (64, 64), (1, 1)),
+     ((10.0, 10.0), (500, 500), (3, 3)), ((2.0, 6.0), (1000, 1000, 3), (2, 6))],
+    ids=["tile", "16_tiles", "large_board_capped", "tiny_at_least_one", "half_rounds_up",
+         "colour_shape"],
+)
+def test_defect_count_range_is_density_times_megapixels(density, shape, expected) -> None:
+    assert defect_count_range(SynthConfig(defects_per_mp=density), shape) == expected
+
+
+def test_a_count_per_image_ignores_the_size() -> None:
+    config = SynthConfig(defects_per_image=(2, 5))
+    assert defect_count_range(config, (640, 640)) == defect_count_range(config, (4000, 4000))
+
+
+def test_count_scales_with_the_board_area(board) -> None:
+    """The same density asks ~16 times as many defects of a 2560 x 2560 board as of a
+    640 x 640 tile (to the rounding), and they are placed."""
+    config = SynthConfig(defects_per_mp=(20.0, 20.0), defect_free_share=0.0)
+    large = np.tile(board, (4, 4))  # 16 tiles: a board with the tile's density of features
+    small_made = synthesize_image(board, np.random.default_rng(5), config)
+    large_made = synthesize_image(large, np.random.default_rng(5), config)
+    assert small_made.requested == round(20 * 0.4096) == 8
+    assert large_made.requested == round(20 * 6.5536) == 131
+    assert abs(large_made.requested - 16 * 20 * 0.4096) <= 0.5
+    assert len(large_made.labels) >= 0.9 * large_made.requested
+    assert len(large_made.labels) / max(len(small_made.labels), 1) > 12
+
+
+def test_the_tile_density_draws_what_the_default_count_draws_on_a_tile(boards) -> None:
+    """A density that gives a tile the default's 3-12 makes the same draws: same bytes."""
+    for seed in (42, 43):
+        default = synthesize_image(boards[2], np.random.default_rng(seed))
+        density = synthesize_image(boards[2], np.random.default_rng(seed),
+                                   SynthConfig(defects_per_mp=TILE_DENSITY))
+        assert _same(default, density)
+
+
+def test_density_replaces_the_default_count_and_not_a_given_one() -> None:
+    config = SynthConfig(defects_per_mp=TILE_DENSITY)
+    assert config.defects_per_image is None
+    assert SynthConfig.model_validate_json(config.model_dump_json()) == config
+    assert SynthConfig().defects_per_image == (3, 12) and SynthConfig().defects_per_mp is None
+    with pytest.raises(pydantic.ValidationError, match="defects_per_image or defects_per_mp, "
+                                                       "not both"):
+        SynthConfig(defects_per_image=(3, 12), defects_per_mp=TILE_DENSITY)
+    with pytest.raises(pydantic.ValidationError, match="got neither"):
+        SynthConfig(defects_per_image=None)
+
+
+@pytest.mark.parametrize("density", [(0.0, 5.0), (5.0, 2.0), (-1.0, 2.0), (1.0, float("inf"))],
+                         ids=["zero", "min_above_max", "negative", "infinite"])
+def test_bad_densities_are_refused(density) -> None:
+    with pytest.raises(pydantic.ValidationError, match="defects per megapixel"):
+        SynthConfig(defects_per_mp=density)
 
 
 def test_config_round_trips_through_json() -> None:

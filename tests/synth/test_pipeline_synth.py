@@ -152,6 +152,24 @@ def test_report_is_written_and_consistent(first_run) -> None:
     assert report["seed"] == SEED
 
 
+def test_a_density_per_megapixel_is_recorded_in_the_report_and_labels(first_run, boards_dir,
+                                                                     tmp_path) -> None:
+    config = SynthConfig(defects_per_mp=(30.0, 30.0), defect_free_share=0.0)
+    report = synthesize(boards_dir, tmp_path / "dense", count=3, seed=SEED, config=config,
+                        progress=False)
+    # 30 per MP on a 400 x 400 board (0.16 MP): 4.8, so 5 asked of each image.
+    assert report["defects_requested"] == 3 * 5
+    assert report["config"]["defects_per_mp"] == [30.0, 30.0]
+    assert report["config"]["defects_per_image"] is None
+    params = [json.loads(p) for p in load(tmp_path / "dense").labels["params"]]
+    assert params and all(p["defects_per_mp"] == [30.0, 30.0] for p in params)
+    # A count per image records no density: earlier labels keep their bytes.
+    default = [json.loads(p) for p in load(first_run[0]).labels["params"]]
+    assert not any("defects_per_mp" in p for p in default)
+    assert json.loads((first_run[0] / REPORT_JSON).read_text())["config"][
+        "defects_per_image"] == [3, 12]
+
+
 def test_same_seed_same_bytes_and_labels(first_run, boards_dir, tmp_path) -> None:
     out, _ = first_run
     again = tmp_path / "again"
