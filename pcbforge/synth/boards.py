@@ -8,6 +8,7 @@ state always yields the same pixels.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -93,6 +94,8 @@ class _Layout:
         self.rng = rng
         self.size = size
         self.nets = np.zeros((size, size), np.int32)
+        #: Pads, vias' rings and component pads: the copper a solder mask leaves exposed.
+        self.pads = np.zeros((size, size), np.uint8)
         self.holes: list[tuple[int, int, int]] = []
         self.next_net = 1
         self.width = int(rng.integers(8, 15))
@@ -103,9 +106,11 @@ class _Layout:
         return np.zeros((self.size, self.size), np.uint8)
 
     def place(
-        self, mask: np.ndarray, net: int | None = None, holes: list[tuple[int, int, int]] = ()
+        self, mask: np.ndarray, net: int | None = None, holes: list[tuple[int, int, int]] = (),
+        pads: np.ndarray | None = None,
     ) -> int | None:
-        """Commit ``mask`` as copper of ``net`` unless it comes within ``gap`` of another net."""
+        """Commit ``mask`` as copper of ``net`` unless it comes within ``gap`` of another net;
+        ``pads``: the part of it that is a pad (exposed by the solder mask)."""
         x, y, w, h = cv2.boundingRect(mask)
         if w == 0 or h == 0:
             return None
@@ -122,20 +127,26 @@ class _Layout:
             net = self.next_net
             self.next_net += 1
         other[m > 0] = net
+        if pads is not None:
+            self.pads |= pads
         self.holes.extend(holes)
         return net
 
-    def terminal(self, mask: np.ndarray, p: np.ndarray, style: str) -> list[tuple[int, int, int]]:
-        """Draw a via or pad centred on ``p``; return its drill holes."""
+    def terminal(self, masks: tuple[np.ndarray, ...], p: np.ndarray, style: str
+                 ) -> list[tuple[int, int, int]]:
+        """Draw a via or pad centred on ``p`` into each of ``masks`` (the copper, and the
+        pads); return its drill holes."""
         rng, c = self.rng, _ipt(p)
         if style == "via":
             hole = int(rng.integers(5, 9))
             outer = max(hole + 5, self.width // 2 + int(rng.integers(4, 9)))
-            cv2.circle(mask, c, outer, 1, -1)
+            for mask in masks:
+                cv2.circle(mask, c, outer, 1, -1)
             return [(c[0], c[1], hole)]
         if style == "round":
             r = int(rng.integers(12, 26))
-            cv2.circle(mask, c, r, 1, -1)
+            for mask in masks:
+                cv2.circle(mask, c, r, 1, -1)
             if rng.random() < 0.6:
                 return [(c[0], c[1], max(4, int(r * rng.uniform(0.35, 0.5))))]
             return []
@@ -143,7 +154,8 @@ class _Layout:
             hw, hh = int(rng.integers(9, 20)), int(rng.integers(9, 24))
             if rng.random() < 0.5:
                 hw, hh = hh, hw
-            cv2.rectangle(mask, (c[0] - hw, c[1] - hh), (c[0] + hw, c[1] + hh), 1, -1)
+            for mask in masks:
+                cv2.rectangle(mask, (c[0] - hw, c[1] - hh), (c[0] + hw, c[1] + hh), 1, -1)
         return []
 
     def pick_terminal(self, p_none: float) -> str:
@@ -161,10 +173,11 @@ class _Layout:
     ) -> int | None:
         """Place a trace with optional terminals; drop the terminals if they do not fit."""
         for s, e in ((start, end), (start, "none"), ("none", end), ("none", "none")):
-            mask = self.blank()
+            mask, pads = self.blank(), self.blank()
             cv2.polylines(mask, [np.round(pts).astype(np.int32)], False, 1, width, cv2.LINE_8)
-            holes = self.terminal(mask, pts[0], s) + self.terminal(mask, pts[-1], e)
-            placed = self.place(mask, net, holes)
+            holes = (self.terminal((mask, pads), pts[0], s)
+                     + self.terminal((mask, pads), pts[-1], e))
+            placed = self.place(mask, net, holes, pads)
             if placed is not None:
                 return placed
         return None
@@ -215,7 +228,7 @@ def _add_component(lay: _Layout) -> None:
             else:
                 p0, p1 = _ipt(pc - (hx, hy)), _ipt(pc + (hx, hy))
                 cv2.rectangle(mask, p0, p1, 1, -1)
-            net = lay.place(mask, None, holes)
+            net = lay.place(mask, None, holes, mask)
             if net is None or rng.random() < 0.12:  # some pads stay unrouted in this tile
                 continue
             lay.route(_offset(path, d), w, net, "none", end)
@@ -283,12 +296,27 @@ def _add_pour(lay: _Layout, limit: float) -> bool:
     return placed
 
 
+@dataclass(frozen=True)
+class BoardLayout:
+    """A procedural board's copper and what a colour rendering needs to know about it."""
+
+    board: np.ndarray  # uint8, copper 0, substrate 255: what draw_board returns
+    pads: np.ndarray  # bool, copper of pads, vias' annular rings and component pads
+    holes: np.ndarray  # bool, drilled holes (substrate in ``board``)
+
+
 def draw_board(rng: np.random.Generator, size: int = 640) -> np.ndarray:
     """Draw a defect-free binarized PCB tile (``size`` x ``size`` uint8, copper 0, substrate 255).
 
     Traces are 8-14 px wide at 0/45/90 degrees, different nets keep at least 10 px apart, and
     pads, vias and copper pours bring the copper fraction into ``COPPER_FRACTION_RANGE``.
     """
+    return draw_layout(rng, size).board
+
+
+def draw_layout(rng: np.random.Generator, size: int = 640) -> BoardLayout:
+    """:func:`draw_board`'s tile with its pads and drill holes: the same draws from ``rng``,
+    so the same generator state gives the same ``board``."""
     if size < 64:
         raise ValueError(f"size must be >= 64, got {size}")
     lay = _Layout(rng, size)
@@ -302,7 +330,7 @@ def draw_board(rng: np.random.Generator, size: int = 640) -> np.ndarray:
     for _ in range(int(rng.integers(0, 12) * scale)):
         p = rng.uniform(0, size, 2)
         mask = lay.blank()
-        lay.place(mask, None, lay.terminal(mask, p, "via"))
+        lay.place(mask, None, lay.terminal((mask,), p, "via"), mask)
     lo, hi = COPPER_FRACTION_RANGE
     target = rng.uniform(lo + 0.04, hi - 0.07)
     limit = hi - 0.02  # holes are punched later, so stay a little below the top
@@ -317,9 +345,11 @@ def draw_board(rng: np.random.Generator, size: int = 640) -> np.ndarray:
         _add_net(lay)
     img = np.full((size, size), SUBSTRATE, np.uint8)
     img[lay.nets != 0] = COPPER
+    holes = np.zeros((size, size), np.uint8)
     for x, y, r in lay.holes:
         cv2.circle(img, (x, y), r, SUBSTRATE, -1)
-    return img
+        cv2.circle(holes, (x, y), r, 1, -1)
+    return BoardLayout(board=img, pads=(lay.pads > 0) & (img == COPPER), holes=holes > 0)
 
 
 def render_photo_like(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
