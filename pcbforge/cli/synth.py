@@ -6,6 +6,7 @@ test corpora.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,28 @@ from pcbforge.cli._util import (
     workers_of,
 )
 from pcbforge.engine import EngineKind
+
+
+class BoardStyle(str, Enum):
+    binary = "binary"
+    colour = "colour"
+
+
+class MaskColour(str, Enum):
+    green = "green"
+    blue = "blue"
+    red = "red"
+    black = "black"
+    white = "white"
+    any = "any"
+
+
+class Finish(str, Enum):
+    enig = "enig"
+    hasl = "hasl"
+    copper = "copper"
+    any = "any"
+
 
 #: The sub-command that ``pcbforge synth --boards ...`` (no sub-command) still runs.
 LEGACY_COMMAND = "defects"
@@ -219,16 +242,29 @@ def boards_command(
     seed: Annotated[int, typer.Option(help="Same seed, same bytes.")] = 0,
     size: Annotated[int, typer.Option(help="Tile side in px.")] = 640,
     workers: WorkersOption = 0,
+    style: Annotated[BoardStyle, typer.Option(
+        help="binary: DeepPCB-like binarized tiles; colour: the same copper as a colour "
+             "photograph (solder mask, covered traces, pad finish, silkscreen, holes, "
+             "lighting, noise), its layout kept in the PNG.")] = BoardStyle.binary,
+    mask: Annotated[MaskColour, typer.Option(
+        help="Colour boards: solder mask colour, or any (drawn per board, mostly green).")
+    ] = MaskColour.green,
+    finish: Annotated[Finish, typer.Option(
+        help="Colour boards: finish of exposed copper (enig: gold, hasl: silver, copper: "
+             "bare), or any (drawn per board).")] = Finish.any,
 ) -> None:
-    """Draw defect-free procedural boards (binarized DeepPCB-like tiles)."""
+    """Draw defect-free procedural boards (binarized DeepPCB-like tiles, or colour)."""
     from pcbforge.synth.pipeline import SynthError, write_boards
 
     try:
         names = write_boards(out, count=count, seed=seed, size=size,
-                             workers=workers_of(workers))
+                             workers=workers_of(workers), style=style.value, mask=mask.value,
+                             finish=finish.value)
     except SynthError as err:
         fail(err)
-    Console().print(f"wrote {len(names)} boards ({size}x{size} PNG) to {out}")
+    what = "PNG" if style is BoardStyle.binary else (
+        f"colour PNG, {mask.value} mask, {finish.value} finish")
+    Console().print(f"wrote {len(names)} boards ({size}x{size} {what}) to {out}")
 
 
 @synth_app.command("messy", no_args_is_help=True)

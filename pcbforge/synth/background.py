@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pcbforge.synth.analysis import BoardAnalysis
+from pcbforge.synth.analysis import BoardAnalysis, paint_side, side_fill
 from pcbforge.synth.topology import keeps_topology
 
 __all__ = ["AVOID_GAP_PX", "BOX_PAD_PX", "KINDS", "BackgroundKind", "BackgroundParams",
@@ -416,7 +416,9 @@ def apply_background(image: np.ndarray, sampled: dict[str, Any], analysis: Board
 
     A misregistration moves the image's own pixels (grey and colour keep their texture); a
     speck or broken edge paints the pixels that change side in the board's copper or
-    substrate colour. Only pixels inside each region's ``box`` change.
+    substrate colour (on grey and colour boards the other side's colour at that place,
+    with its texture, blended over a pixel). Only pixels inside each region's ``box``
+    change.
     """
     out = render_background(image, sampled, analysis)[0]
     return out.copy() if out is image else out
@@ -452,6 +454,15 @@ def _paint(image: np.ndarray, analysis: BoardAnalysis, changes: list[tuple]
             patch[changed] = moved[changed]
             continue
         grow = changed & (after > 0)
-        patch[grow] = copper_value if patch.ndim == 3 else copper_value[0]
-        patch[changed & ~grow] = substrate_value if patch.ndim == 3 else substrate_value[0]
+        if analysis.binary:
+            patch[grow] = copper_value if patch.ndim == 3 else copper_value[0]
+            patch[changed & ~grow] = substrate_value if patch.ndim == 3 else substrate_value[0]
+            continue
+        # Grey and colour boards: the other side's colour at that place, with its texture
+        # (seeded by the region's place: the sampled dict alone gives the same pixels).
+        for adds, part in ((True, grow), (False, changed & ~grow)):
+            if part.any():
+                paint_side(out, part.view(np.uint8), (x0, y0),
+                           lambda box, adds=adds: side_fill(analysis, adds, box),
+                           seed=(x0 * 7919 + y0) * 2 + adds)
     return out, ids

@@ -24,6 +24,10 @@ from pcbforge.synth.analysis import (
     analyze_board,
     copper_mask,
     etch_board,
+    etch_layout_board,
+    local_threshold,
+    paint_side,
+    side_fill,
 )
 from pcbforge.synth.augment import AugmentConfig
 from pcbforge.synth.background import (
@@ -31,6 +35,7 @@ from pcbforge.synth.background import (
     sample_and_render_background,
 )
 from pcbforge.synth.brush import BrushConfig, image_probabilities, sample_style
+from pcbforge.synth.colour import ColourLayout
 from pcbforge.synth.defects import Params
 from pcbforge.synth.nuisance import (
     NuisanceParams,
@@ -278,36 +283,36 @@ def _place(a: BoardAnalysis, spec: DefectSpec, rng: np.random.Generator,
 
 def _render(a: BoardAnalysis, defects: list[Defect], base: np.ndarray) -> np.ndarray:
     """``base`` (the board, background regions applied away from every defect) with every
-    defect drawn in the board's own colours."""
+    defect drawn in the board's own colours: a binarized board's two levels, exactly;
+    on other boards the other side's colour *at that place* (:func:`side_fill`) with its
+    texture, blended over a pixel so the edge looks like the board's own edges."""
     out = base.copy()
     for d in defects:
         x, y = d.origin
         h, w = d.region.shape
-        target = a.copper_colour if d.spec.adds_copper else a.substrate_colour
+        adds = d.spec.adds_copper
         if a.binary:
+            target = a.copper_colour if adds else a.substrate_colour
             out[y:y + h, x:x + w][d.region > 0] = np.uint8(np.clip(round(float(target[0])),
                                                                    0, 255))
             continue
-        # Grey or colour: the colour of the other side with its texture, blended over a
-        # pixel so the edge looks like the board's own edges, not pasted.
-        noise_sd = a.copper_noise if d.spec.adds_copper else a.substrate_noise
-        seed = int(d.params["texture_seed"])  # type: ignore[arg-type]
-        # The blend reaches ~3 px past the region, so every edge of it is soft.
-        x0, y0, x1, y1 = pad_box((x, y, x + w, y + h), 3, a.shape)
-        region = np.zeros((y1 - y0, x1 - x0), np.float32)
-        region[y - y0:y - y0 + h, x - x0:x - x0 + w] = d.region
-        texture = np.random.default_rng(seed).standard_normal(region.shape + (1,)) * noise_sd
-        alpha = np.maximum(cv2.GaussianBlur(region, (0, 0), 0.8), region)[..., None]
-        patch = out[y0:y1, x0:x1].astype(np.float32)
-        patch = patch if patch.ndim == 3 else patch[..., None]
-        fill = target.reshape(1, 1, -1) + texture
-        blended = np.clip(np.round(patch * (1 - alpha) + fill * alpha), 0, 255).astype(np.uint8)
-        out[y0:y1, x0:x1] = blended if out.ndim == 3 else blended[..., 0]
+        paint_side(out, d.region, d.origin,
+                   lambda box, adds=adds: side_fill(a, adds, box),
+                   int(d.params["texture_seed"]))  # type: ignore[arg-type]
     return out
 
 
 def copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
-    """Copper of a tested image, thresholded halfway between the board's two colours."""
+    """Copper of a tested image of ``a``'s board.
+
+    A board that carries its layout: by its palette
+    (:meth:`~pcbforge.synth.colour.ColourLayout.copper_of`), which knows more than two
+    colours (mask, covered copper, finish, silkscreen, holes). Any other board: thresholded
+    halfway between its two sides' colours in grey, on a binarized board the two levels,
+    on a grey or colour one the two local colours at each place
+    (:func:`~pcbforge.synth.analysis.local_threshold`)."""
+    if a.layout is not None:
+        return a.layout.copper_of(image)
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if a.image.ndim == 3:
         cu = cv2.cvtColor(a.copper_colour.reshape(1, 1, 3).astype(np.uint8), cv2.COLOR_BGR2GRAY)
@@ -316,7 +321,8 @@ def copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
         cu_v, sub_v = float(cu[0, 0]), float(sub[0, 0])
     else:
         cu_v, sub_v = float(a.copper_colour[0]), float(a.substrate_colour[0])
-    threshold = 0.5 * (cu_v + sub_v)
+    local = local_threshold(a) if gray.shape == a.shape else None
+    threshold = 0.5 * (cu_v + sub_v) if local is None else local
     return ((gray < threshold) if cu_v < sub_v else (gray > threshold)).astype(np.uint8)
 
 
@@ -341,7 +347,8 @@ def draw_etch(config: SynthConfig, rng: np.random.Generator) -> int:
 
 def synthesize_image(board: np.ndarray, rng: np.random.Generator,
                      config: SynthConfig | None = None, *,
-                     analysis: BoardAnalysis | None = None) -> SynthImage:
+                     analysis: BoardAnalysis | None = None,
+                     layout: ColourLayout | None = None) -> SynthImage:
     """Draw defects on ``board`` (a good board, uint8 gray or BGR) and label them exactly.
 
     Order: defects placed and drawn, background nuisance (:mod:`~.background`) away from
@@ -364,11 +371,15 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
     result's template is that board. ``analysis``: when the caller already has it (several
     images from one board), the analysis of the board as etched, with the config's px/mm
     and copper side, after it drew the etch from ``rng`` the same way; never modified.
+    ``layout``: the copper layout ``board`` carries (a procedural colour board's,
+    :func:`~pcbforge.synth.colour.layout_from_png`), so its copper is known rather than
+    guessed from the colours; not used with ``analysis`` (which holds it).
     """
     config = config or SynthConfig()
     if analysis is None:
-        board = etch_board(board, draw_etch(config, rng), config.copper)
-    a = analysis or analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper)
+        board, layout = etch_any(board, layout, draw_etch(config, rng), config.copper)
+    a = analysis or analyze_board(board, px_per_mm=config.px_per_mm, copper=config.copper,
+                                  layout=layout)
     defect_free = bool(rng.random() < config.defect_free_share)
     wanted = [] if defect_free else _draw_classes(config, rng, a.shape)
     result = SynthImage(image=a.image, template=a.image, binary=a.binary, requested=len(wanted),
@@ -380,9 +391,18 @@ def synthesize_image(board: np.ndarray, rng: np.random.Generator,
     result.image, result.labels = _disturb_and_label(a, defects, config, result, base)
     result.nuisance_regions = _warped_regions(a, result.background, region_ids,
                                               result.nuisance)
-    result.image = _restore_outside(result.image, a.image, result.labels,
-                                    result.nuisance_regions)
+    result.image = _restore_outside(result.image, a, result.labels, result.nuisance_regions)
     return result
+
+
+def etch_any(board: np.ndarray, layout: ColourLayout | None, px: int, copper: str
+             ) -> tuple[np.ndarray, ColourLayout | None]:
+    """``board`` (and the layout it carries, if any) etched by ``px`` px: see
+    :func:`~pcbforge.synth.analysis.etch_board` and
+    :func:`~pcbforge.synth.analysis.etch_layout_board`."""
+    if layout is not None:
+        return etch_layout_board(board, layout, px)
+    return etch_board(board, px, copper), None
 
 
 def _warped_regions(a: BoardAnalysis, background: dict, ids: np.ndarray | None,
@@ -409,12 +429,17 @@ def _warped_regions(a: BoardAnalysis, background: dict, ids: np.ndarray | None,
     return records
 
 
-def _restore_outside(image: np.ndarray, template: np.ndarray, labels: list[dict],
+def _restore_outside(image: np.ndarray, a: BoardAnalysis, labels: list[dict],
                      regions: list[dict]) -> np.ndarray:
-    """``image`` with every difference from ``template`` that is thicker than 2 px and lies
-    outside all label and region boxes put back to the template (the guarantee's safety
-    net; it almost never finds anything)."""
+    """``image`` with every difference from the template (``a.image``) that is thicker
+    than 2 px and lies outside all label and region boxes put back to the template (the
+    guarantee's safety net; it almost never finds anything). On a board with a layout a
+    difference of its copper (:func:`copper_of`) counts too."""
+    template = a.image
     thick = thick_difference(image, template)
+    if a.layout is not None:
+        moved = (copper_of(a, image) ^ a.copper).view(np.uint8)
+        thick |= cv2.morphologyEx(moved, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) * 255
     for box in [label["box"] for label in labels] + [r["box"] for r in regions]:
         x1, y1, x2, y2 = (int(v) for v in box)
         thick[y1:y2, x1:x2] = 0
@@ -534,7 +559,8 @@ def _copper_views(a: BoardAnalysis, tested: np.ndarray, config: SynthConfig
                   ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(template copper, tested copper) pairs every label must hold under."""
     copper = copper_of(a, tested)
-    if a.binary:
+    if a.binary or a.layout is not None:
+        # Binarized, or a board whose copper is known: one reading of the pair.
         return [(a.copper, copper)]
     # A grey or colour board has blended edges: a label must hold under Otsu's threshold
     # as well as under the halfway one, or another reader of the pair would see a

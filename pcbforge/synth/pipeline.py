@@ -71,12 +71,14 @@ from pcbforge.datasets.formats_common import read_image_size
 from pcbforge.datasets.masks import encode_mask_window, mask_box
 from pcbforge.datasets.samples import SAMPLES_PARQUET
 from pcbforge.engine import Engine, LocalEngine
-from pcbforge.synth.analysis import BoardAnalysis, analyze_board, etch_board
+from pcbforge.synth.analysis import BoardAnalysis, analyze_board
+from pcbforge.synth.colour import ColourLayout, layout_from_png
 from pcbforge.synth.compose import (
     SynthConfig,
     SynthImage,
     copper_of,
     draw_etch,
+    etch_any,
     pad_box,
     synthesize_image,
 )
@@ -163,10 +165,18 @@ def list_boards(src: Path | str) -> tuple[list[Board], float | None]:
 def read_board(file: str) -> np.ndarray:
     """A board image as uint8 gray or BGR; ``ValueError`` when it cannot be read (not a
     regular file, too large) or decoded."""
+    return read_board_and_layout(file)[0]
+
+
+def read_board_and_layout(file: str) -> tuple[np.ndarray, ColourLayout | None]:
+    """:func:`read_board`, and the copper layout the board's PNG carries (a procedural
+    colour board's, :func:`~pcbforge.synth.colour.layout_from_png`; ``None`` for other
+    images). A damaged layout, or one that does not fit the image, raises ``ValueError``."""
     try:
-        data = np.frombuffer(read_regular_file(file), np.uint8)
+        raw = read_regular_file(file)
     except UnreadableFileError as err:  # a FIFO would block the read, a device never end
         raise ValueError(err.detail) from err
+    data = np.frombuffer(raw, np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise ValueError("cannot decode the image")
@@ -176,7 +186,11 @@ def read_board(file: str) -> np.ndarray:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
-    return image
+    layout = layout_from_png(raw)
+    if layout is not None and (image.ndim != 3 or layout.shape != image.shape[:2]):
+        raise ValueError(f"the board's layout ({layout.shape[1]}x{layout.shape[0]} px) does "
+                         f"not fit its image (shape {image.shape})")
+    return image, layout
 
 
 def encode_image(image: np.ndarray, fmt: str, *, binary: bool = False) -> bytes:
@@ -301,9 +315,10 @@ def _analysed_board(board_file: str, px_per_mm: float, copper: str,
                     etch: int = 0) -> BoardAnalysis:
     """A board read, etched and analysed once per worker: tasks come grouped by board, so
     every image after the first from one board (and etch) skips all three (the analysis
-    is read-only)."""
-    board = etch_board(read_board(board_file), etch, copper)
-    analysis = analyze_board(board, px_per_mm=px_per_mm, copper=copper)
+    is read-only). A board that carries its layout (a procedural colour board) is
+    analysed with it."""
+    board, layout = etch_any(*read_board_and_layout(board_file), etch, copper)
+    analysis = analyze_board(board, px_per_mm=px_per_mm, copper=copper, layout=layout)
     for value in vars(analysis).values():
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
@@ -361,11 +376,21 @@ def synth_one(task: tuple) -> dict:
         "dropped": made.dropped, "defect_free": made.defect_free,
         "nuisance_regions": json.dumps(made.nuisance_regions, separators=(",", ":"),
                                        sort_keys=True),
+        "layout": analysis.layout is not None,
         "synth": json.dumps({"seed": seed, "index": index, "nuisance": made.nuisance,
                              "background": made.background, "defect_free": made.defect_free,
-                             **({"etch_px": etch} if config.etch_px != (0, 0) else {})},
+                             **({"etch_px": etch} if config.etch_px != (0, 0) else {}),
+                             **({"board": board_style(analysis.layout)}
+                                if analysis.layout is not None else {})},
                             separators=(",", ":"), sort_keys=True),
     }
+
+
+def board_style(layout: ColourLayout) -> dict:
+    """What a tested image records of a board that carried its layout: its style and
+    colours (BGR)."""
+    return {"style": layout.params.get("style", "colour"), "mask": layout.params.get("mask"),
+            "finish": layout.params.get("finish"), "palette": layout.params["palette"]}
 
 
 def _synth_crashed(task: tuple) -> dict:
@@ -483,6 +508,9 @@ def _synthesize_into(stage: Path, out: Path, boards: Path, board_list: list[Boar
         "nuisance_regions": int(sum(len(json.loads(r["nuisance_regions"]))
                                     for r in tally.tested_rows)),
         "binary_boards": int(sum(1 for r in results if r.get("binary"))),
+        # Images drawn on a board that carried its copper layout (a procedural colour
+        # board): its copper was known, not guessed from the colours.
+        "layout_images": int(sum(1 for r in results if r.get("layout"))),
         "seconds": round(seconds, 3),
         "images_per_second": round(len(tally.tested_rows) / seconds, 2) if seconds > 0 else None,
         "seed": seed, "config": config.model_dump(mode="json"), "engine": where,
@@ -577,13 +605,29 @@ def _copy_templates(stage: Path, used: dict[int, Board]) -> list[dict]:
 
 
 def _board_one(task: tuple) -> str:
-    from pcbforge.synth.boards import draw_board
-
-    index, out, seed, size = task
-    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 0xB0A2D]))
+    index, out, seed, size, *style = task
     name = BOARD_NAME.format(index=index)
-    _write_bytes(out, name, encode_image(draw_board(rng, size), "png"))
+    _write_bytes(out, name, board_png(seed, index, size, *style))
     return name
+
+
+def board_png(seed: int, index: int, size: int = 640, style: str = "binary",
+              mask: str = "green", finish: str = "any") -> bytes:
+    """The PNG bytes of procedural board ``index`` of ``seed``: its layout is drawn first
+    from a generator seeded by ``(seed, index)``, so a ``colour`` board has the same copper
+    as the ``binary`` one; its colours are drawn next from the same generator, and the
+    layout travels in the PNG (:func:`~pcbforge.synth.colour.embed_layout`)."""
+    from pcbforge.synth.boards import draw_layout
+    from pcbforge.synth.colour import embed_layout, render_colour, sample_colour
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 0xB0A2D]))
+    layout = draw_layout(rng, size)
+    if style == "binary":
+        return encode_image(layout.board, "png")
+    if style != "colour":
+        raise SynthError(f"unknown board style {style!r}; valid: binary, colour")
+    board = render_colour(layout, sample_colour(rng, layout, mask=mask, finish=finish))
+    return embed_layout(encode_image(board.image, "png"), board.layout)
 
 
 #: The name of procedural board ``index``.
@@ -606,23 +650,44 @@ def _check_boards_out(out: Path) -> None:
 
 
 def write_boards(out: Path | str, *, count: int, seed: int = 0, size: int = 640,
-                 workers: int = 1, progress: bool = True,
-                 engine: Engine | None = None) -> list[str]:
-    """Write ``count`` procedural defect-free boards (binarized, DeepPCB-like tiles) into the
-    folder ``out`` as ``board_NNNNNN.png``; board ``i`` depends on ``(seed, i)`` only.
+                 workers: int = 1, progress: bool = True, engine: Engine | None = None,
+                 style: str = "binary", mask: str = "green", finish: str = "any"
+                 ) -> list[str]:
+    """Write ``count`` procedural defect-free boards into the folder ``out`` as
+    ``board_NNNNNN.png``; board ``i`` depends on ``(seed, i)`` (and the style options)
+    only.
+
+    ``style``: ``binary`` (binarized, DeepPCB-like tiles) or ``colour`` (the same copper,
+    photographed: a ``mask`` colour (``green``, ``blue``, ``red``, ``black``, ``white``,
+    or ``any``: drawn per board), a ``finish`` on pads (``enig``, ``hasl``, ``copper`` or
+    ``any``), covered traces, silkscreen, holes, lighting and noise; see
+    :mod:`pcbforge.synth.colour`). A colour board's PNG carries its layout and colours.
 
     The folder is built in a hidden stage and swapped in whole; an existing ``out`` must
     hold nothing but boards (an earlier run's), else :class:`SynthError`. ``engine``: a
     started engine to draw them on; without one, a local pool of ``workers`` processes."""
+    from pcbforge.synth.colour import BOARD_STYLES, FINISHES, MASK_COLOURS, finishes_for
+
     if count < 1:
         raise SynthError(f"count must be >= 1, got {count}")
     if size < 64:
         raise SynthError(f"size must be >= 64, got {size}")
+    if style not in BOARD_STYLES:
+        raise SynthError(f"unknown board style {style!r}; valid: {', '.join(BOARD_STYLES)}")
+    if mask != "any" and mask not in MASK_COLOURS:
+        raise SynthError(f"unknown mask colour {mask!r}; valid: any, "
+                         f"{', '.join(MASK_COLOURS)}")
+    if finish != "any" and finish not in FINISHES:
+        raise SynthError(f"unknown finish {finish!r}; valid: any, {', '.join(FINISHES)}")
+    if mask != "any" and finish != "any" and finish not in finishes_for(mask):
+        raise SynthError(f"a {finish} finish cannot be told from a {mask} mask's colours; "
+                         f"on {mask}: {', '.join(finishes_for(mask))}")
     out = Path(out)
     _check_boards_out(out)
     with staged_output(out, command="synth boards") as stage:
         _check_boards_out(out)
-        tasks = [(i, str(stage), seed, size) for i in range(count)]
+        extra = () if style == "binary" else (style, mask, finish)
+        tasks = [(i, str(stage), seed, size, *extra) for i in range(count)]
         names = []
         with progress_bar(progress, "boards", count) as advance, \
                 nullcontext(engine) if engine is not None \
