@@ -200,8 +200,8 @@ def analyze_board(image: np.ndarray, *, px_per_mm: float = DEEPPCB_PX_PER_MM,
 #: at a place is its mean over about 2 x 4 x 8 = 64 px around it.
 FIELD_STEP_PX = 8
 FIELD_SIGMA_CELLS = 4.0
-#: Weight (in cells' worth of pixels) of the board-wide colour in a local one: where a
-#: side is rare nearby, its colour leans on the board's.
+#: Weight (in cells' worth of pixels) of the wider colour in a local one: where a side is
+#: rare nearby, its colour leans on the side's colour farther around.
 FIELD_PRIOR = 0.05
 
 
@@ -218,12 +218,17 @@ def _side_fields(image: np.ndarray, cu: np.ndarray, cu_colour: np.ndarray,
         inner = cv2.erode(side, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1)
         weight = inner.astype(np.float32)
         total = cv2.resize(pixels * weight[..., None], size, interpolation=cv2.INTER_AREA)
+        total = total.reshape(size[1], size[0], -1)
         count = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
-        total = cv2.GaussianBlur(total.reshape(size[1], size[0], -1), (0, 0),
-                                 FIELD_SIGMA_CELLS).reshape(size[1], size[0], -1)
-        count = cv2.GaussianBlur(count, (0, 0), FIELD_SIGMA_CELLS)[..., None]
-        prior = overall.astype(np.float32).reshape(1, 1, -1)
-        fields.append((total + FIELD_PRIOR * prior) / (count + FIELD_PRIOR))
+        # Where a side is rare nearby (substrate inside a wide pour), its colour comes from
+        # farther around (four times the reach), and where it is rare there too, from the
+        # whole board.
+        field = overall.astype(np.float32).reshape(1, 1, -1)
+        for sigma in (4 * FIELD_SIGMA_CELLS, FIELD_SIGMA_CELLS):
+            near = cv2.GaussianBlur(total, (0, 0), sigma).reshape(total.shape)
+            weight_near = cv2.GaussianBlur(count, (0, 0), sigma)[..., None]
+            field = (near + FIELD_PRIOR * field) / (weight_near + FIELD_PRIOR)
+        fields.append(field.astype(np.float32))
     return fields[0], fields[1]
 
 

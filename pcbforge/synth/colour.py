@@ -19,8 +19,9 @@ an editor that changes the pixels drops it), and :func:`layout_from_png` reads i
 Synthesis then knows where the copper is instead of guessing it from the colours
 (:class:`ColourLayout`): where a defect adds copper it paints the copper of that place
 (under the mask: the covered tint; inside a mask opening: the finish) and where one
-removes copper, what lies under it (mask over laminate; inside an opening, bare
-laminate). :meth:`ColourLayout.copper_of` recovers the copper of a tested image from its
+removes copper, what lies under it (mask over laminate; inside an opening, a void:
+the bare laminate at the bottom of a pit in the plating, in shadow).
+:meth:`ColourLayout.copper_of` recovers the copper of a tested image from its
 colours by the nearest palette colour (and, next to silkscreen and where a trace meets a
 pad, the nearest blend of the two), with the illumination divided out.
 """
@@ -51,7 +52,7 @@ class Region(IntEnum):
     mask = 0  # solder mask over bare laminate
     covered = 1  # copper under the solder mask: traces, pours
     finish = 2  # exposed copper: pads, vias' rings (ENIG, HASL or bare copper)
-    laminate = 3  # bare laminate inside a mask opening (only where a defect removed copper)
+    void = 3  # a pit in exposed copper, down to the laminate (only where a defect removed it)
     hole = 4  # a drilled hole
     silk = 5  # silkscreen ink, on mask over laminate only
 
@@ -78,15 +79,17 @@ MASK_WEIGHTS = {"green": 0.55, "blue": 0.15, "red": 0.1, "black": 0.1, "white": 
 #: Finishes of exposed copper (BGR): ENIG gold, HASL silver (tin-lead grey), bare copper.
 FINISHES: dict[str, tuple[int, int, int]] = {
     "enig": (105, 185, 220), "hasl": (200, 198, 196), "copper": (75, 125, 205)}
-#: Bare laminate (FR-4, tan) and a drilled hole (BGR).
-LAMINATE = (120, 165, 170)
+#: A void in exposed copper (the laminate at the bottom of a pit, in shadow) and a drilled
+#: hole (BGR). Dark: a tan laminate would lie on the line from a dark mask to a gold finish,
+#: and its blend with the mask around a bitten pad would read as the pad's edge.
+VOID = (38, 42, 48)
 HOLE = (22, 22, 24)
 #: The least distance (BGR units) between a copper colour and a colour that is not copper,
 #: and between each and the blends it must be told from (mask with silkscreen; covered
 #: copper with the finish). A finish that comes closer on some mask is not drawn there.
 MIN_SEPARATION = 30.0
 #: Grain (std before the blur, grey levels) of each region's surface.
-_GRAIN = {Region.mask: 2.5, Region.covered: 3.0, Region.finish: 5.0, Region.laminate: 4.0,
+_GRAIN = {Region.mask: 2.5, Region.covered: 3.0, Region.finish: 5.0, Region.void: 3.0,
           Region.hole: 1.5, Region.silk: 2.0}
 #: Pairs of regions that meet on a board, whose edges blend (the optical blur, the
 #: acquisition warp, JPEG): silkscreen on mask, a trace entering its pad, a pad's edge,
@@ -115,7 +118,7 @@ def _palette(mask: str, finish: str, jitter: np.ndarray) -> dict[str, list[float
     covered = (1 - w) * mask_bgr + w * _BRIGHT_COPPER
     finish_bgr = np.clip(np.asarray(FINISHES[finish], np.float64) + jitter[1], 0, 255)
     colours = {Region.mask: mask_bgr, Region.covered: covered, Region.finish: finish_bgr,
-               Region.laminate: np.asarray(LAMINATE, np.float64),
+               Region.void: np.asarray(VOID, np.float64),
                Region.hole: np.asarray(HOLE, np.float64),
                Region.silk: np.asarray(spec["silk"], np.float64)}
     return {region.name: [round(float(v), 2) for v in colours[region]] for region in Region}
@@ -141,7 +144,7 @@ def colour_separation(palette: dict[str, list[float]]) -> float:
     silkscreen, the mask and a blend of covered copper and finish."""
     p = {name: np.asarray(value, np.float64) for name, value in palette.items()}
     copper = [p["covered"], p["finish"]]
-    other = [p["mask"], p["laminate"], p["hole"], p["silk"]]
+    other = [p["mask"], p["void"], p["hole"], p["silk"]]
     gaps = [float(np.linalg.norm(c - o)) for c in copper for o in other]
     gaps.append(float(np.sqrt(_segment_distance(p["covered"], p["mask"], p["silk"]))))
     gaps.append(float(np.sqrt(_segment_distance(p["mask"], p["covered"], p["finish"]))))
@@ -358,13 +361,13 @@ class ColourLayout:
         """uint8 :class:`Region` per pixel of ``box`` (x0, y0, x1, y1) that a defect shows
         there: adding copper, the copper of that place (inside a mask opening, a drilled
         hole here, the finish; elsewhere copper under the mask); removing copper, what lies
-        under it (inside an opening, a pad, bare laminate; elsewhere mask over laminate)."""
+        under it (inside an opening, a pad, a dark void; elsewhere mask over laminate)."""
         x0, y0, x1, y1 = box
         here = self.regions[y0:y1, x0:x1]
         opening = (here == Region.finish) | (here == Region.hole)
         if adds_copper:
             return np.where(opening, Region.finish, Region.covered).astype(np.uint8)
-        return np.where(opening, Region.laminate, Region.mask).astype(np.uint8)
+        return np.where(opening, Region.void, Region.mask).astype(np.uint8)
 
     def fill(self, adds_copper: bool, box: tuple[int, int, int, int]
              ) -> tuple[np.ndarray, np.ndarray]:
