@@ -296,3 +296,35 @@ def test_boards_refuses_a_folder_of_other_files(tmp_path) -> None:
     assert result.exit_code == 2, result.output
     assert "not procedural boards" in _one_error_line(result.output)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_boards_style_colour_writes_colour_boards_with_their_layout(tmp_path) -> None:
+    from pcbforge.synth.colour import layout_from_png
+
+    args = ["synth", "boards", "--count", "2", "--size", "200", "--seed", "5",
+            "--style", "colour", "--mask", "blue", "--finish", "enig"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert "wrote 2 boards (200x200 colour PNG, blue mask, enig finish)" in result.output
+    again = runner.invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert again.exit_code == 0, again.output
+    for name in ("board_000000.png", "board_000001.png"):
+        data = (tmp_path / "a" / name).read_bytes()
+        assert data == (tmp_path / "b" / name).read_bytes()
+        layout = layout_from_png(data)
+        assert layout.params["mask"] == "blue" and layout.params["finish"] == "enig"
+
+
+def test_boards_colour_choices_are_the_registrys() -> None:
+    from pcbforge.cli.synth import Finish, MaskColour
+    from pcbforge.synth.colour import FINISHES, MASK_COLOURS
+
+    assert [m.value for m in MaskColour] == [*MASK_COLOURS, "any"]
+    assert [f.value for f in Finish] == [*FINISHES, "any"]
+
+
+def test_boards_refuses_an_unknown_mask_colour(tmp_path) -> None:
+    result = runner.invoke(app, ["synth", "boards", "--out", str(tmp_path / "x"),
+                                 "--style", "colour", "--mask", "purple"])
+    assert result.exit_code == 2 and "purple" in result.output
+    assert not (tmp_path / "x").exists()

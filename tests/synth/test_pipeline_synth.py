@@ -582,3 +582,85 @@ def test_nuisance_record_survives_an_export_and_import(mixed_run, tmp_path, fmt)
                                      imported.samples["nuisance_regions"], strict=True)}
     assert expected and any(json.loads(v) for v in expected.values())
     assert {k: got.get(k) for k in expected} == expected
+
+
+# --- colour boards ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("colour")
+    write_boards(root / "boards", count=2, seed=0, size=BOARD_SIZE, progress=False,
+                 style="colour", mask="any")
+    report = synthesize(root / "boards", root / "dataset", count=4, seed=SEED,
+                        config=SynthConfig(defect_free_share=0.0), progress=False)
+    return root / "boards", root / "dataset", report
+
+
+def test_colour_boards_keep_the_binary_layout_and_carry_it(colour_run, boards_dir) -> None:
+    from pcbforge.synth.pipeline import read_board_and_layout
+
+    boards, _, _ = colour_run
+    for name in ("board_000000.png", "board_000001.png"):
+        image, layout = read_board_and_layout(str(boards / name))
+        assert image.shape == (BOARD_SIZE, BOARD_SIZE, 3) and layout is not None
+        binary = cv2.imread(str(boards_dir / name), cv2.IMREAD_GRAYSCALE)
+        np.testing.assert_array_equal(layout.copper, (binary == 0).view(np.uint8))
+        assert layout.params["style"] == "colour"
+        assert layout.params["mask"] in ("green", "blue", "red", "black", "white")
+
+
+def test_write_boards_refuses_unknown_styles_and_colours(tmp_path) -> None:
+    for kwargs, message in (({"style": "sepia"}, "board style 'sepia'"),
+                            ({"style": "colour", "mask": "purple"}, "mask colour 'purple'"),
+                            ({"style": "colour", "finish": "silver"}, "finish 'silver'")):
+        with pytest.raises(SynthError, match=message):
+            write_boards(tmp_path / "b", count=1, progress=False, **kwargs)
+    assert not (tmp_path / "b").exists()
+
+
+def test_synth_on_colour_boards_uses_their_layout(colour_run) -> None:
+    from pcbforge.synth.pipeline import read_board_and_layout
+
+    boards, out, report = colour_run
+    assert report["failed_images"] == [] and report["layout_images"] == 4
+    assert report["binary_boards"] == 0 and report["defects_total"] > 0
+    dataset = load(out, check_files=True)
+    samples = dataset.samples
+    for row in _tested(dataset).itertuples():
+        synth = json.loads(row.synth)
+        assert synth["board"]["style"] == "colour"
+        assert set(synth["board"]["palette"]) >= {"mask", "covered", "finish", "silk"}
+        # The template is the board byte for byte: it still carries its layout.
+        template, layout = read_board_and_layout(str(out / row.template_path))
+        assert layout is not None
+        tested = cv2.imread(str(out / row.path), cv2.IMREAD_COLOR)
+        before, after = layout.copper, layout.copper_of(tested)
+        for label in dataset.labels[dataset.labels["sample_id"] == row.sample_id].itertuples():
+            x1, y1, x2, y2 = int(label.x1), int(label.y1), int(label.x2), int(label.y2)
+            ok, why = check_topology(label.label, before[y1:y2, x1:x2], after[y1:y2, x1:x2])
+            assert ok, (row.path, label.label, why)
+            mask = decode_mask(label.mask)
+            assert mask[y1:y2, x1:x2].sum() == mask.sum() > 0
+    assert (samples["role"] == "template").sum() == 2
+
+
+def test_colour_synth_is_the_same_bytes_again(colour_run, tmp_path) -> None:
+    boards, out, _ = colour_run
+    again = synthesize(boards, tmp_path / "again", count=4, seed=SEED,
+                       config=SynthConfig(defect_free_share=0.0), workers=2, progress=False)
+    assert again["defects_total"] > 0
+    assert _image_bytes(tmp_path / "again") == _image_bytes(out)
+
+
+def test_etched_colour_boards_get_their_own_templates(colour_run, tmp_path) -> None:
+    boards, _, _ = colour_run
+    report = synthesize(boards, tmp_path / "etched", count=2, seed=SEED,
+                        config=SynthConfig(etch_px=(2, 2), defect_free_share=0.0),
+                        progress=False)
+    assert report["failed_images"] == [] and report["layout_images"] == 2
+    dataset = load(tmp_path / "etched")
+    for row in _tested(dataset).itertuples():
+        assert row.template_path.startswith("templates/augmented/")
+        template = cv2.imread(str(tmp_path / "etched" / row.template_path), cv2.IMREAD_COLOR)
+        assert template.ndim == 3 and json.loads(row.synth)["etch_px"] == 2
