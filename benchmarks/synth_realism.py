@@ -3,6 +3,8 @@
     python benchmarks/synth_realism.py DEEPPCB_DIR [--groups group44000,group50600]
         [--template-groups G1,G2] [--synth-per-pair K] [--limit N] [--seed S]
         [--json PATH]
+    python benchmarks/synth_realism.py --colour-boards N [--synth-per-board K]
+        [--mask any] [--finish any] [--seed S] [--json PATH]
 
 For the real pairs of the folder (or of the listed groups only: hold out whole
 groups) it measures each labelled box: topology rule passed, changed pixels and
@@ -32,6 +34,18 @@ Changed pixels are the template/tested difference inside the box after a 3x3
 opening (edge bands from misregistration, at most 2 px thick, are left out);
 tight size is the larger side of their extent. On DeepPCB train/val these
 medians come within 15% of the reference table below.
+
+``--colour-boards N`` needs no DeepPCB folder: it draws ``N`` procedural boards twice
+with one seed, ``binary`` and ``colour`` (the same copper layout), runs ``pcbforge
+synth`` on each set (``--synth-per-board`` images per board, the same seed) and checks
+every label of both the same way, from the written pair: the copper of a binary pair at
+128, of a colour pair as the board's layout gives it (template) and its palette reads it
+(tested image, :meth:`pcbforge.synth.colour.ColourLayout.copper_of`). Per class: labels
+placed and dropped, topology pass rate, boxes overlapping, images with a difference
+thicker than 2 px outside every box and recorded nuisance region, and on colour boards
+the colour family: the share of each defect's inner pixels (its mask, one pixel in) that
+the palette reads as the class's side (copper for a short, spur or spurious copper;
+not copper for an open, mousebite or pin-hole).
 """
 
 from __future__ import annotations
@@ -144,9 +158,126 @@ def print_shapes(table) -> None:
         print(f"  {name:<10} {verdict}")
 
 
+def _check_dataset(root: Path, colour: bool) -> dict:
+    """Every label of a synthetic dataset checked from its written pair (see the module's
+    ``--colour-boards``): per class, n, topology passes, colour-family shares; overall,
+    images with thick differences outside the boxes and overlapping boxes."""
+    from pcbforge.datasets.dataset import load
+    from pcbforge.datasets.masks import decode_mask
+    from pcbforge.synth.pipeline import read_board_and_layout
+    from pcbforge.synth.registry import DEFECTS
+
+    dataset = load(root)
+    labels = dataset.labels
+    per_class: dict[str, dict] = defaultdict(lambda: {"n": 0, "pass": 0, "family": []})
+    outside, overlapping, images = 0, 0, 0
+    layouts: dict[str, object] = {}
+    tested = dataset.samples[dataset.samples["template_path"].astype(str) != ""]
+    for row in tested.itertuples():
+        images += 1
+        template_file = dataset.image_path(row.template_path)
+        if colour:
+            if row.template_path not in layouts:
+                layouts[row.template_path] = read_board_and_layout(str(template_file))[1]
+            layout = layouts[row.template_path]
+            image = cv2.imread(str(dataset.image_path(row.path)), cv2.IMREAD_COLOR)
+            before, after = layout.copper, layout.copper_of(image)
+        else:
+            before, after = copper(template_file), copper(dataset.image_path(row.path))
+        mine = labels[labels["sample_id"] == row.sample_id]
+        boxes = [(int(r.x1), int(r.y1), int(r.x2), int(r.y2), r.label) for r in mine.itertuples()]
+        for r, box in zip(mine.itertuples(), boxes, strict=True):
+            stats = per_class[box[4]]
+            stats["n"] += 1
+            stats["pass"] += measure(before, after, box)[0]
+            if colour:
+                inner = cv2.erode(decode_mask(r.mask).astype(np.uint8), _KERNEL3) > 0
+                if inner.any():
+                    adds = DEFECTS[box[4]].adds_copper
+                    stats["family"].append(float((after[inner] == adds).mean()))
+        outside += bool(outside_thick(before, after, boxes, nuisance_boxes(row)))
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                overlapping += a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+    return {"images": images, "outside": outside, "overlapping": overlapping,
+            "classes": {name: {"n": v["n"], "pass": v["pass"],
+                               "family_mean": (float(np.mean(v["family"])) if v["family"]
+                                               else None),
+                               "family_90": (float(np.mean(np.asarray(v["family"]) >= 0.9))
+                                             if v["family"] else None)}
+                        for name, v in per_class.items()}}
+
+
+def run_colour_boards(args: argparse.Namespace) -> None:
+    """``--colour-boards``: the same checks on binary and colour procedural boards of one
+    layout (see the module docstring)."""
+    from pcbforge.synth.pipeline import read_board_and_layout, synthesize, write_boards
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for style in ("binary", "colour"):
+            boards = Path(tmp) / f"boards-{style}"
+            write_boards(boards, count=args.colour_boards, seed=args.seed, size=args.size,
+                         workers=args.workers, progress=False, style=style, mask=args.mask,
+                         finish=args.finish)
+            start = time.perf_counter()
+            report = synthesize(boards, Path(tmp) / f"synth-{style}",
+                                count=args.colour_boards * args.synth_per_board,
+                                seed=args.seed, workers=args.workers, progress=False)
+            seconds = time.perf_counter() - start
+            checked = _check_dataset(Path(tmp) / f"synth-{style}", style == "colour")
+            results[style] = {**checked, "seconds": round(seconds, 1),
+                              "requested": report["defects_requested"],
+                              "dropped": report["dropped"], "failed": len(report["failed_images"]),
+                              "layout_images": report.get("layout_images", 0)}
+        same = all(
+            np.array_equal(read_board_and_layout(str(Path(tmp) / "boards-colour" / name))[1]
+                           .copper, copper(Path(tmp) / "boards-binary" / name))
+            for name in sorted(p.name for p in (Path(tmp) / "boards-binary").iterdir()))
+        masks = defaultdict(int)
+        for path in sorted((Path(tmp) / "boards-colour").iterdir()):
+            params = read_board_and_layout(str(path))[1].params
+            masks[f"{params['mask']}/{params['finish']}"] += 1
+    binary, colour = results["binary"], results["colour"]
+    print(f"{args.colour_boards} procedural boards ({args.size} px, seed {args.seed}), "
+          f"{args.synth_per_board} images each; colour boards: {dict(sorted(masks.items()))}")
+    print(f"same copper layout in both styles: {same}")
+    for style, r in results.items():
+        placed = sum(v["n"] for v in r["classes"].values())
+        print(f"{style}: {r['images']} images in {r['seconds']} s, {placed} "
+              f"labels of {r['requested']} asked, dropped {r['dropped']}, failed images "
+              f"{r['failed']}, images drawn with a layout {r['layout_images']}")
+    print(f"{'class':<10} {'bin n':>6} {'bin pass':>8} {'bin drop':>8} {'col n':>6} "
+          f"{'col pass':>8} {'col drop':>8} {'family':>7} {'>=0.9':>6}")
+    for name in DEEPPCB_CLASSES:
+        b, c = binary["classes"].get(name), colour["classes"].get(name)
+        if not b or not c:
+            continue
+        print(f"{name:<10} {b['n']:>6} {b['pass'] / b['n']:>8.3f} "
+              f"{binary['dropped'].get(name, 0):>8} {c['n']:>6} {c['pass'] / c['n']:>8.3f} "
+              f"{colour['dropped'].get(name, 0):>8} {c['family_mean']:>7.3f} "
+              f"{c['family_90']:>6.3f}")
+    for style, r in results.items():
+        print(f"{style}: images with a >2 px difference outside every box (and recorded "
+              f"nuisance): {r['outside']} of {r['images']}; overlapping box pairs: "
+              f"{r['overlapping']}")
+    if args.json:
+        args.json.write_text(json.dumps({"same_layout": same, "boards": dict(masks),
+                                         **results}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("deeppcb", type=Path)
+    parser.add_argument("deeppcb", type=Path, nargs="?")
+    parser.add_argument("--colour-boards", type=int, default=0,
+                        help="check synth on this many procedural colour boards against "
+                             "the same boards binarized (no DeepPCB folder needed)")
+    parser.add_argument("--synth-per-board", type=int, default=3,
+                        help="--colour-boards: synthetic images per board (default 3)")
+    parser.add_argument("--mask", default="any", help="--colour-boards: mask colour")
+    parser.add_argument("--finish", default="any", help="--colour-boards: pad finish")
+    parser.add_argument("--size", type=int, default=640, help="--colour-boards: board side")
     parser.add_argument("--groups", default="", help="comma-separated groups to use (held out)")
     parser.add_argument("--template-groups", default="",
                         help="comma-separated groups whose templates synth draws on "
@@ -158,6 +289,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
+    if args.colour_boards:
+        run_colour_boards(args)
+        return
+    if args.deeppcb is None:
+        parser.error("give a DeepPCB folder, or --colour-boards N")
 
     groups = {g for g in args.groups.split(",") if g} or None
     pairs = deeppcb_pairs(args.deeppcb, groups)
