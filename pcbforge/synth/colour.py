@@ -386,21 +386,26 @@ class ColourLayout:
         and finish; copper when that is a copper colour."""
         if image.ndim != 3 or image.shape[:2] != self.shape or image.shape[2] != 3:
             raise ValueError(f"expected a BGR image of {self.shape}, got shape {image.shape}")
-        pixels = image.astype(np.float32) / self.gain[..., None]
+        pixels = image.astype(np.float32)
+        pixels /= self.gain[..., None]
         palette = self.palette
-        distance = np.stack([((pixels - colour) ** 2).sum(axis=-1) for colour in palette],
-                            axis=-1)
-        is_copper = np.isin(np.arange(len(Region)), COPPER_REGIONS)
-        to_copper = distance[..., is_copper].min(axis=-1)
-        to_other = distance[..., ~is_copper].min(axis=-1)
+        # |x - p|^2 less |x|^2 (the same for every colour): |p|^2 - 2 x.p, by cv2.transform
+        # in threes (one 6-channel transform, or numpy's matmul, is several times slower).
+        affine = np.hstack([-2.0 * palette, (palette ** 2).sum(axis=1, keepdims=True)])
+        channels = [channel for i in range(0, len(palette), 3)
+                    for channel in cv2.split(cv2.transform(pixels, affine[i:i + 3]))]
+        to_copper = np.minimum.reduce([channels[r] for r in Region if r in COPPER_REGIONS])
+        to_other = np.minimum.reduce([channels[r] for r in Region if r not in COPPER_REGIONS])
         for a, b, zone in self._blend_zones:
-            t, blend = _segment_position(pixels[zone], palette[a], palette[b])
+            here = pixels[zone]
+            t, blend = _segment_position(here, palette[a], palette[b])
+            blend -= np.einsum("ij,ij->i", here, here)  # less |x|^2, as the colours' are
             # A blend of two copper colours (or of two others) is that side's; a blend of
             # copper and another colour goes to the nearer end's side (halfway, as the
             # threshold between two colours does).
             a_copper, b_copper = a in COPPER_REGIONS, b in COPPER_REGIONS
-            for side, is_copper in ((t < 0.5, a_copper), (t >= 0.5, b_copper)):
-                target = to_copper if is_copper else to_other
+            for side, is_copper_side in ((t < 0.5, a_copper), (t >= 0.5, b_copper)):
+                target = to_copper if is_copper_side else to_other
                 values = target[zone]
                 values[side] = np.minimum(values[side], blend[side])
                 target[zone] = values
