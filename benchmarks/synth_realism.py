@@ -45,7 +45,10 @@ placed and dropped, topology pass rate, boxes overlapping, images with a differe
 thicker than 2 px outside every box and recorded nuisance region, and on colour boards
 the colour family: the share of each defect's inner pixels (its mask, one pixel in) that
 the palette reads as the class's side (copper for a short, spur or spurious copper;
-not copper for an open, mousebite or pin-hole).
+not copper for an open, mousebite or pin-hole). ``--without-layout`` (with one
+``--mask``) also runs synth on the same colour boards written without their layout, as a
+user's own colour photographs come (``copper`` light, dark on a white mask), and checks
+those labels against the layouts the boards had.
 """
 
 from __future__ import annotations
@@ -158,10 +161,12 @@ def print_shapes(table) -> None:
         print(f"  {name:<10} {verdict}")
 
 
-def _check_dataset(root: Path, colour: bool) -> dict:
+def _check_dataset(root: Path, colour: bool, layouts_from: Path | None = None) -> dict:
     """Every label of a synthetic dataset checked from its written pair (see the module's
     ``--colour-boards``): per class, n, topology passes, colour-family shares; overall,
-    images with thick differences outside the boxes and overlapping boxes."""
+    images with thick differences outside the boxes and overlapping boxes.
+    ``layouts_from``: the folder of the colour boards whose layouts the templates (boards
+    without their layout, of the same names) had."""
     from pcbforge.datasets.dataset import load
     from pcbforge.datasets.masks import decode_mask
     from pcbforge.synth.pipeline import read_board_and_layout
@@ -178,7 +183,9 @@ def _check_dataset(root: Path, colour: bool) -> dict:
         template_file = dataset.image_path(row.template_path)
         if colour:
             if row.template_path not in layouts:
-                layouts[row.template_path] = read_board_and_layout(str(template_file))[1]
+                source = (template_file if layouts_from is None
+                          else layouts_from / Path(row.template_path).name)
+                layouts[row.template_path] = read_board_and_layout(str(source))[1]
             layout = layouts[row.template_path]
             image = cv2.imread(str(dataset.image_path(row.path)), cv2.IMREAD_COLOR)
             before, after = layout.copper, layout.copper_of(image)
@@ -231,6 +238,8 @@ def run_colour_boards(args: argparse.Namespace) -> None:
                               "requested": report["defects_requested"],
                               "dropped": report["dropped"], "failed": len(report["failed_images"]),
                               "layout_images": report.get("layout_images", 0)}
+        if args.without_layout:
+            results["no layout"] = _without_layout(args, Path(tmp))
         same = all(
             np.array_equal(read_board_and_layout(str(Path(tmp) / "boards-colour" / name))[1]
                            .copper, copper(Path(tmp) / "boards-binary" / name))
@@ -240,6 +249,7 @@ def run_colour_boards(args: argparse.Namespace) -> None:
             params = read_board_and_layout(str(path))[1].params
             masks[f"{params['mask']}/{params['finish']}"] += 1
     binary, colour = results["binary"], results["colour"]
+    stripped = results.get("no layout")
     print(f"{args.colour_boards} procedural boards ({args.size} px, seed {args.seed}), "
           f"{args.synth_per_board} images each; colour boards: {dict(sorted(masks.items()))}")
     print(f"same copper layout in both styles: {same}")
@@ -249,15 +259,22 @@ def run_colour_boards(args: argparse.Namespace) -> None:
               f"labels of {r['requested']} asked, dropped {r['dropped']}, failed images "
               f"{r['failed']}, images drawn with a layout {r['layout_images']}")
     print(f"{'class':<10} {'bin n':>6} {'bin pass':>8} {'bin drop':>8} {'col n':>6} "
-          f"{'col pass':>8} {'col drop':>8} {'family':>7} {'>=0.9':>6}")
+          f"{'col pass':>8} {'col drop':>8} {'family':>7} {'>=0.9':>6}"
+          + ("" if stripped is None else f" {'nl n':>5} {'nl pass':>7} {'nl drop':>7} "
+                                         f"{'nl fam':>6}"))
     for name in DEEPPCB_CLASSES:
         b, c = binary["classes"].get(name), colour["classes"].get(name)
         if not b or not c:
             continue
-        print(f"{name:<10} {b['n']:>6} {b['pass'] / b['n']:>8.3f} "
-              f"{binary['dropped'].get(name, 0):>8} {c['n']:>6} {c['pass'] / c['n']:>8.3f} "
-              f"{colour['dropped'].get(name, 0):>8} {c['family_mean']:>7.3f} "
-              f"{c['family_90']:>6.3f}")
+        line = (f"{name:<10} {b['n']:>6} {b['pass'] / b['n']:>8.3f} "
+                f"{binary['dropped'].get(name, 0):>8} {c['n']:>6} {c['pass'] / c['n']:>8.3f} "
+                f"{colour['dropped'].get(name, 0):>8} {c['family_mean']:>7.3f} "
+                f"{c['family_90']:>6.3f}")
+        n = stripped["classes"].get(name) if stripped else None
+        if n:
+            line += (f" {n['n']:>5} {n['pass'] / n['n']:>7.3f} "
+                     f"{stripped['dropped'].get(name, 0):>7} {n['family_mean']:>6.3f}")
+        print(line)
     for style, r in results.items():
         print(f"{style}: images with a >2 px difference outside every box (and recorded "
               f"nuisance): {r['outside']} of {r['images']}; overlapping box pairs: "
@@ -265,6 +282,30 @@ def run_colour_boards(args: argparse.Namespace) -> None:
     if args.json:
         args.json.write_text(json.dumps({"same_layout": same, "boards": dict(masks),
                                          **results}, indent=2))
+
+
+def _without_layout(args: argparse.Namespace, tmp: Path) -> dict:
+    """``--without-layout``: the colour boards written again without their layout (as a
+    user's own colour photographs are), synthesized with ``copper`` light (dark on a white
+    mask), and checked against the layouts they had."""
+    from pcbforge.synth.compose import SynthConfig
+    from pcbforge.synth.pipeline import synthesize
+
+    boards = tmp / "boards-colour-no-layout"
+    boards.mkdir()
+    for path in sorted((tmp / "boards-colour").iterdir()):
+        cv2.imwrite(str(boards / path.name), cv2.imread(str(path), cv2.IMREAD_COLOR))
+    side = "dark" if args.mask == "white" else "light"
+    start = time.perf_counter()
+    report = synthesize(boards, tmp / "synth-no-layout",
+                        count=args.colour_boards * args.synth_per_board, seed=args.seed,
+                        config=SynthConfig(copper=side), workers=args.workers, progress=False)
+    seconds = time.perf_counter() - start
+    checked = _check_dataset(tmp / "synth-no-layout", True, layouts_from=tmp / "boards-colour")
+    return {**checked, "seconds": round(seconds, 1), "copper": side,
+            "requested": report["defects_requested"], "dropped": report["dropped"],
+            "failed": len(report["failed_images"]),
+            "layout_images": report.get("layout_images", 0)}
 
 
 def main() -> None:
@@ -278,6 +319,10 @@ def main() -> None:
     parser.add_argument("--mask", default="any", help="--colour-boards: mask colour")
     parser.add_argument("--finish", default="any", help="--colour-boards: pad finish")
     parser.add_argument("--size", type=int, default=640, help="--colour-boards: board side")
+    parser.add_argument("--without-layout", action="store_true",
+                        help="--colour-boards with one --mask: also synthesize on the colour "
+                             "boards stripped of their layout and check the labels against "
+                             "the layouts they had")
     parser.add_argument("--groups", default="", help="comma-separated groups to use (held out)")
     parser.add_argument("--template-groups", default="",
                         help="comma-separated groups whose templates synth draws on "
@@ -290,6 +335,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     if args.colour_boards:
+        if args.without_layout and args.mask == "any":
+            parser.error("--without-layout needs one --mask colour (its copper side is "
+                         "light, dark on white)")
         run_colour_boards(args)
         return
     if args.deeppcb is None:
