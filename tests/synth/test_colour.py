@@ -302,14 +302,20 @@ def test_same_seed_same_bytes_on_colour_boards(colour_boards) -> None:
     assert _same(shared, runs[0])
 
 
-def test_without_its_layout_a_colour_board_is_guessed_wrong(colour_boards) -> None:
-    """The reason a colour board carries its layout: Otsu's two-level reading of a board
-    with mask, covered copper, finish, silkscreen and holes is far from its copper."""
-    _, board = colour_boards[0]
-    guessed = analyze_board(board.image).copper
-    assert (guessed != board.layout.copper).mean() > 0.05
-    assert (analyze_board(board.image, layout=board.layout).copper
-            == board.layout.copper).all()
+def test_without_its_layout_a_colour_board_is_read_as_two_levels(colour_boards) -> None:
+    """Why a colour board carries its layout: Otsu's two-level reading of mask, covered
+    copper, finish, silkscreen and holes (copper the light side, dark on a white mask)
+    always puts the silkscreen on the copper's side, and may split the colours between
+    covered copper and the finish (on the blue board here: a quarter of it wrong)."""
+    wrong = []
+    for _, board in colour_boards.values():
+        side = "dark" if board.layout.params["mask"] == "white" else "light"
+        guessed = analyze_board(board.image, copper=side).copper
+        assert guessed[board.layout.regions == Region.silk].mean() > 0.9
+        wrong.append(float((guessed != board.layout.copper).mean()))
+        assert (analyze_board(board.image, layout=board.layout).copper
+                == board.layout.copper).all()
+    assert min(wrong) > 0.004 and max(wrong) > 0.2
 
 
 def test_etching_a_colour_board_grows_its_copper_and_labels_hold(colour_boards) -> None:
