@@ -378,16 +378,24 @@ class ColourLayout:
         colour = self.palette[side] * self.gain[y0:y1, x0:x1, None]
         return colour, self.noise[side][..., None]
 
-    def copper_of(self, image: np.ndarray) -> np.ndarray:
+    def copper_of(self, image: np.ndarray, *, in_place: bool = True) -> np.ndarray:
         """uint8 0/1 copper of a BGR image of this board (a tested image: the board, moved
         a pixel or two, with defects and noise): each pixel, the illumination divided out,
         goes to the nearest palette colour, or near silkscreen to the nearest blend of mask
         and silkscreen, and where a trace meets a pad to the nearest blend of covered copper
-        and finish; copper when that is a copper colour."""
-        if image.ndim != 3 or image.shape[:2] != self.shape or image.shape[2] != 3:
+        and finish; copper when that is a copper colour.
+
+        ``in_place=False``: the image was moved off the board's frame (flipped, rotated,
+        scaled by an augmentation), so nothing is taken from where a pixel is: the mean
+        illumination, and the palette's colours only."""
+        if image.ndim != 3 or image.shape[2] != 3 or (in_place and image.shape[:2]
+                                                      != self.shape):
             raise ValueError(f"expected a BGR image of {self.shape}, got shape {image.shape}")
         pixels = image.astype(np.float32)
-        pixels /= self.gain[..., None]
+        if in_place:
+            pixels /= self.gain[..., None]
+        else:
+            pixels /= float(self.gain.mean())
         palette = self.palette
         # |x - p|^2 less |x|^2 (the same for every colour): |p|^2 - 2 x.p, by cv2.transform
         # in threes (one 6-channel transform, or numpy's matmul, is several times slower).
@@ -396,7 +404,7 @@ class ColourLayout:
                     for channel in cv2.split(cv2.transform(pixels, affine[i:i + 3]))]
         to_copper = np.minimum.reduce([channels[r] for r in Region if r in COPPER_REGIONS])
         to_other = np.minimum.reduce([channels[r] for r in Region if r not in COPPER_REGIONS])
-        for a, b, zone in self._blend_zones:
+        for a, b, zone in self._blend_zones if in_place else ():
             here = pixels[zone]
             t, blend = _segment_position(here, palette[a], palette[b])
             blend -= np.einsum("ij,ij->i", here, here)  # less |x|^2, as the colours' are

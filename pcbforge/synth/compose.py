@@ -302,7 +302,7 @@ def _render(a: BoardAnalysis, defects: list[Defect], base: np.ndarray) -> np.nda
     return out
 
 
-def copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
+def copper_of(a: BoardAnalysis, image: np.ndarray, *, in_place: bool = True) -> np.ndarray:
     """Copper of a tested image of ``a``'s board.
 
     A board that carries its layout: by its palette
@@ -310,9 +310,11 @@ def copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
     colours (mask, covered copper, finish, silkscreen, holes). Any other board: thresholded
     halfway between its two sides' colours in grey, on a binarized board the two levels,
     on a grey or colour one the two local colours at each place
-    (:func:`~pcbforge.synth.analysis.local_threshold`)."""
+    (:func:`~pcbforge.synth.analysis.local_threshold`). ``in_place=False``: ``image`` was
+    moved off the board's frame (an augmentation), so nothing is taken from where a pixel
+    is (the board-wide colours and illumination only)."""
     if a.layout is not None:
-        return a.layout.copper_of(image)
+        return a.layout.copper_of(image, in_place=in_place)
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if a.image.ndim == 3:
         cu = cv2.cvtColor(a.copper_colour.reshape(1, 1, 3).astype(np.uint8), cv2.COLOR_BGR2GRAY)
@@ -321,7 +323,7 @@ def copper_of(a: BoardAnalysis, image: np.ndarray) -> np.ndarray:
         cu_v, sub_v = float(cu[0, 0]), float(sub[0, 0])
     else:
         cu_v, sub_v = float(a.copper_colour[0]), float(a.substrate_colour[0])
-    local = local_threshold(a) if gray.shape == a.shape else None
+    local = local_threshold(a) if in_place and gray.shape == a.shape else None
     threshold = 0.5 * (cu_v + sub_v) if local is None else local
     return ((gray < threshold) if cu_v < sub_v else (gray > threshold)).astype(np.uint8)
 

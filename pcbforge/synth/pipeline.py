@@ -288,7 +288,9 @@ def _augment(made: SynthImage, config: SynthConfig, transform, rng: np.random.Ge
                     "box": [int(v) for v in mask_box(mask)]}
                    for mask, index in zip(result.masks, result.kept, strict=True)
                    if int(index) >= n_labels]
-        before, after = copper_of(analysis, result.template), copper_of(analysis, result.image)
+        # The pair may be flipped, turned or scaled: read it without the board's positions.
+        before = copper_of(analysis, result.template, in_place=False)
+        after = copper_of(analysis, result.image, in_place=False)
         labels = []
         for mask, index in zip(result.masks, result.kept, strict=True):
             if int(index) >= n_labels:

@@ -664,3 +664,32 @@ def test_etched_colour_boards_get_their_own_templates(colour_run, tmp_path) -> N
         assert row.template_path.startswith("templates/augmented/")
         template = cv2.imread(str(tmp_path / "etched" / row.template_path), cv2.IMREAD_COLOR)
         assert template.ndim == 3 and json.loads(row.synth)["etch_px"] == 2
+
+
+def test_augmented_colour_pairs_keep_their_labels(colour_run, tmp_path) -> None:
+    """A geometric augmentation moves the pair off the board's frame: it is read by the
+    palette alone, and every label kept still holds its topology."""
+    from pcbforge.synth.pipeline import read_board_and_layout
+
+    boards, _, _ = colour_run
+    out = tmp_path / "augmented"
+    report = synthesize(boards, out, count=4, seed=SEED, progress=False,
+                        config=SynthConfig(defect_free_share=0.0,
+                                           augment={"preset": "geometric"}))
+    assert report["failed_images"] == [] and report["defects_total"] > 0
+    dataset = load(out)
+    moved = 0
+    for row in _tested(dataset).itertuples():
+        layout = read_board_and_layout(row.board)[1]  # the board it was drawn on
+        template = cv2.imread(str(out / row.template_path), cv2.IMREAD_COLOR)
+        tested = cv2.imread(str(out / row.path), cv2.IMREAD_COLOR)
+        # A pair the augmentation left alone (it was drawn again and then left out) is
+        # still on the board's frame.
+        in_place = not row.template_path.startswith("templates/augmented/")
+        moved += not in_place
+        before = layout.copper_of(template, in_place=in_place)
+        after = layout.copper_of(tested, in_place=in_place)
+        for label in dataset.labels[dataset.labels["sample_id"] == row.sample_id].itertuples():
+            x1, y1, x2, y2 = int(label.x1), int(label.y1), int(label.x2), int(label.y2)
+            assert check_topology(label.label, before[y1:y2, x1:x2], after[y1:y2, x1:x2])[0]
+    assert moved
