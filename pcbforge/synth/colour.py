@@ -96,7 +96,7 @@ _GRAIN = {Region.mask: 2.5, Region.covered: 3.0, Region.finish: 5.0, Region.void
 #: a drilled hole in its pad.
 _BLENDS = ((Region.mask, Region.silk), (Region.covered, Region.finish),
            (Region.mask, Region.finish), (Region.finish, Region.hole))
-#: Silkscreen keeps this far (px at 48 px/mm) from copper and holes.
+#: Silkscreen keeps more than this (px) from copper and holes.
 SILK_CLEARANCE_PX = 6
 #: How far (px) around a silkscreen edge, or around the joint of a trace and a pad, a
 #: pixel may be a blend of the two colours (the blur, the acquisition warp, JPEG).
@@ -152,8 +152,8 @@ def colour_separation(palette: dict[str, list[float]]) -> float:
 
 
 def finishes_for(mask: str) -> list[str]:
-    """The finishes drawn on a mask colour: those its palette keeps
-    :data:`MIN_SEPARATION` from (HASL's grey is not drawn on black or white masks)."""
+    """The finishes drawn on a mask colour: those whose palette keeps
+    :data:`MIN_SEPARATION` (:func:`colour_separation`; today every finish on every mask)."""
     zero = np.zeros((2, 3))
     return [f for f in FINISHES if colour_separation(_palette(mask, f, zero)) >= MIN_SEPARATION]
 
@@ -250,7 +250,7 @@ def sample_colour(rng: np.random.Generator, layout: BoardLayout, *, mask: str = 
     """Draw everything random about one colour board of ``layout``: the mask colour
     (``any``: drawn by :data:`MASK_WEIGHTS`), the finish (``any``: drawn among
     :func:`finishes_for` the mask), a little colour jitter, the illumination gain
-    (a tilt and a soft bump, within about +-8 %), the blur, grain and sensor noise,
+    (a tilt and a soft bump, within +-10 %), the blur, grain and sensor noise,
     the silkscreen items and the noise seed. JSON-serialisable."""
     if mask != "any" and mask not in MASK_COLOURS:
         raise ValueError(f"unknown mask colour {mask!r}; valid: any, {', '.join(MASK_COLOURS)}")

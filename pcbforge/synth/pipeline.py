@@ -72,7 +72,7 @@ from pcbforge.datasets.masks import encode_mask_window, mask_box
 from pcbforge.datasets.samples import SAMPLES_PARQUET
 from pcbforge.engine import Engine, LocalEngine
 from pcbforge.synth.analysis import BoardAnalysis, analyze_board
-from pcbforge.synth.colour import ColourLayout, layout_from_png
+from pcbforge.synth.colour import ColourLayout, embed_layout, layout_from_png
 from pcbforge.synth.compose import (
     SynthConfig,
     SynthImage,
@@ -348,9 +348,11 @@ def synth_one(task: tuple) -> dict:
             # An etched board, or a template that moved with the tested image: this
             # image's own template.
             template_name = f"templates/augmented/syn_{index:06d}.png"
-            template_sha256 = _write_bytes(out, template_name,
-                                           encode_image(made.template, "png",
-                                                        binary=made.binary))
+            data = encode_image(made.template, "png", binary=made.binary)
+            if analysis.layout is not None and not augmented:
+                # An etched colour board keeps its (etched) layout; a moved one has none.
+                data = embed_layout(data, analysis.layout)
+            template_sha256 = _write_bytes(out, template_name, data)
     except ValueError as err:
         return {"index": index, "error": str(err)}
     sha256 = _write_bytes(out, name, encode_image(made.image, fmt, binary=made.binary))

@@ -654,6 +654,8 @@ def test_colour_synth_is_the_same_bytes_again(colour_run, tmp_path) -> None:
 
 
 def test_etched_colour_boards_get_their_own_templates(colour_run, tmp_path) -> None:
+    from pcbforge.synth.pipeline import read_board_and_layout
+
     boards, _, _ = colour_run
     report = synthesize(boards, tmp_path / "etched", count=2, seed=SEED,
                         config=SynthConfig(etch_px=(2, 2), defect_free_share=0.0),
@@ -662,8 +664,12 @@ def test_etched_colour_boards_get_their_own_templates(colour_run, tmp_path) -> N
     dataset = load(tmp_path / "etched")
     for row in _tested(dataset).itertuples():
         assert row.template_path.startswith("templates/augmented/")
-        template = cv2.imread(str(tmp_path / "etched" / row.template_path), cv2.IMREAD_COLOR)
+        template, layout = read_board_and_layout(str(tmp_path / "etched" / row.template_path))
         assert template.ndim == 3 and json.loads(row.synth)["etch_px"] == 2
+        # It carries its etched layout: more copper than the board's, read back by it.
+        board_layout = read_board_and_layout(row.board)[1]
+        assert layout.copper.sum() > board_layout.copper.sum()
+        assert (layout.copper_of(template) != layout.copper).mean() < 0.01
 
 
 def test_augmented_colour_pairs_keep_their_labels(colour_run, tmp_path) -> None:
