@@ -24,6 +24,7 @@ errors). ``factor`` = errors in the cut / errors a random cut holds on average.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -73,7 +74,7 @@ def score_detections(labelled: Path, hidden: Path, detections: Path, tested: Seq
                      *, share: float = 0.1, threshold: float = 0.5) -> dict:
     """Both rankings of one detections table (a pcbforge predictions table) against a
     random and the best cut of ``share`` of the ``tested`` sample ids."""
-    name = detections.stem
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", detections.stem)  # an evaluation's name
     metrics = evaluate_dataset(labelled, detections, "pcbforge", name=name, split="all")
     operating = float(metrics["deeppcb"]["threshold"])
     errors = image_errors(labelled, name, operating).to_dict()
@@ -83,7 +84,7 @@ def score_detections(labelled: Path, hidden: Path, detections: Path, tested: Seq
     k = max(1, math.ceil(share * len(population)))
     expected = k * total / len(population) if population else 0.0
     best = sorted(errors.values(), reverse=True)[:k]
-    result = {"detections": name, "images": len(population), "k": k,
+    result = {"detections": detections.stem, "images": len(population), "k": k,
               "mAP": metrics["deeppcb"]["mAP"], "operating_threshold": operating,
               "errors": total, "random_expected": round(expected, 3),
               "best_possible": int(sum(best)), "rankings": {}}
