@@ -40,6 +40,7 @@ from pcbforge.datasets.formats import FORMATS, TemplateMode, format_names
 from pcbforge.datasets.samples import STATUSES
 from pcbforge.qa.params import QAParams
 from pcbforge.split import SplitParams
+from pcbforge.synth.compose import density_replaces_count
 from pcbforge.synth.registry import class_names, defect_spec
 
 DEFAULT_RECIPE = "default.yaml"
@@ -256,12 +257,7 @@ class SynthSection(_Section):
     @model_validator(mode="before")
     @classmethod
     def _density_replaces_count(cls, data: Any) -> Any:
-        # A density alone replaces the default count per image (and a recipe written with
-        # every default filled in, defects_per_image: null, loads again).
-        if (isinstance(data, dict) and data.get("defects_per_mp") is not None
-                and "defects_per_image" not in data):
-            data = {**data, "defects_per_image": None}
-        return data
+        return density_replaces_count(data)
 
     @field_validator("classes")
     @classmethod

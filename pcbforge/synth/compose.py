@@ -56,6 +56,17 @@ ETCH_MAX_PX = 8
 MAX_DEFECTS = 255
 
 
+def density_replaces_count(data: Any) -> Any:
+    """A config's raw fields with ``defects_per_image`` set to ``None`` when only
+    ``defects_per_mp`` is given: a density alone replaces the default count per image
+    (and a config written with every default filled in, ``defects_per_image: null``,
+    loads again). For the ``mode="before"`` validators of the configs that hold both."""
+    if (isinstance(data, dict) and data.get("defects_per_mp") is not None
+            and "defects_per_image" not in data):
+        data = {**data, "defects_per_image": None}
+    return data
+
+
 class SynthConfig(BaseModel):
     """What to generate on each board."""
 
@@ -119,11 +130,7 @@ class SynthConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _density_replaces_count(cls, data: Any) -> Any:
-        # Asking for a density alone replaces the default count per image.
-        if (isinstance(data, dict) and data.get("defects_per_mp") is not None
-                and "defects_per_image" not in data):
-            data = {**data, "defects_per_image": None}
-        return data
+        return density_replaces_count(data)
 
     @field_validator("classes", mode="before")
     @classmethod
