@@ -40,7 +40,7 @@ def untile_command(
     overlapping tiles merged, boxes cut at a seam joined; a table that `pcbforge evaluate
     PANELS --format pcbforge` reads."""
     from pcbforge.datasets.dataset import DatasetError
-    from pcbforge.evaluate.untile import UntileParams, untile_predictions
+    from pcbforge.evaluate.untile import UntileParams, report_path, untile_predictions
 
     try:
         params = UntileParams(merge_iou=merge_iou, seam_px=seam_px, seam_overlap=seam_overlap)
@@ -57,4 +57,4 @@ def untile_command(
         f"panel{'' if report['panels'] == 1 else 's'} "
         f"({report['merged_duplicates']} merged duplicates, {report['seam_joins']} seam "
         f"joins, {report['merged_both_ways']} both, {report['unmerged']} from one tile) | "
-        f"wrote {report['out']}", soft_wrap=True)
+        f"wrote {report['out']} | report: {report_path(report['out'])}", soft_wrap=True)

@@ -37,8 +37,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from pcbforge import __version__
 from pcbforge.core.boxes import iou
-from pcbforge.core.files import atomic_write
+from pcbforge.core.files import atomic_write, write_json
 from pcbforge.core.unionfind import UnionFind
 from pcbforge.datasets.dataset import load
 from pcbforge.datasets.tiling import TILE_COLUMNS
@@ -237,7 +238,8 @@ def untile_predictions(dataset: Path | str, predictions: Path | str, fmt: str,
     """Read predictions made on the tiles of the tiled dataset ``dataset`` (format
     ``fmt``, as ``pcbforge evaluate`` reads them), bring them back to their panels, merge
     the duplicates of overlapping tiles and the boxes cut at seams, and write the panel
-    predictions table ``out`` (``.parquet`` or ``.csv``, atomically). Returns the counts.
+    predictions table ``out`` (``.parquet`` or ``.csv``, atomically), and the report beside
+    it (:func:`report_path`: ``OUT-STEM.untile.json``). Returns the report.
 
     Raises :class:`UntileError` for a dataset that is not tiled or an ``out`` of another
     kind, and :class:`~pcbforge.evaluate.predictions.PredictionsError` for predictions that
@@ -258,10 +260,20 @@ def untile_predictions(dataset: Path | str, predictions: Path | str, fmt: str,
         atomic_write(out, lambda tmp: panels.to_parquet(tmp, index=False))
     else:
         atomic_write(out, lambda tmp: panels.to_csv(tmp, index=False))
-    return {"command": "untile", "dataset": str(dataset), "predictions": str(predictions),
-            "format": getattr(fmt, "value", fmt), "out": str(out),
-            "parameters": (params or UntileParams()).model_dump(mode="json"), **summary}
+    report = {"command": "untile", "pcbforge_version": __version__, "dataset": str(dataset),
+              "predictions": str(predictions), "format": getattr(fmt, "value", fmt),
+              "out": str(out), "parameters": (params or UntileParams()).model_dump(mode="json"),
+              **summary}
+    write_json(report_path(out), report)
+    return report
+
+
+def report_path(out: Path | str) -> Path:
+    """Where :func:`untile_predictions` writes its report for the table ``out``:
+    ``run3-panels.parquet`` -> ``run3-panels.untile.json``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.untile.json")
 
 
 __all__ = ["UNTILE_COLUMNS", "UntileError", "UntileParams", "cut_sides", "fuse_cluster",
-           "merge_boxes", "panel_predictions", "untile_predictions"]
+           "merge_boxes", "panel_predictions", "report_path", "untile_predictions"]

@@ -234,6 +234,10 @@ def test_the_command_writes_a_csv_table(tiled, tmp_path) -> None:
     assert "untile:" in result.output and "seam joins" in result.output
     assert list(pd.read_csv(out).columns) == ["sample_id", "path", "label", "score", "x1",
                                               "y1", "x2", "y2", "tiles"]
+    report = json.loads((tmp_path / "panels.untile.json").read_text())
+    assert report["command"] == "untile" and report["out"] == str(out)
+    assert report["panel_predictions"] == len(pd.read_csv(out))
+    assert "panels.untile.json" in result.output
 
 
 def test_a_prediction_on_an_unknown_tile_is_one_clear_line(tiled, tmp_path) -> None:
