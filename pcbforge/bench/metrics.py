@@ -13,17 +13,19 @@ Pure functions on plain tuples; no image I/O.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from pcbforge.core.boxes import iou
-from pcbforge.evaluate.metrics import average_precision, best_f_score
-
-#: DeepPCB's correctness threshold: IoU must be greater than this.
-DEEPPCB_IOU = 0.33
+from pcbforge.evaluate.metrics import (
+    DEEPPCB_IOU,
+    average_precision,
+    best_f_score,
+    match_predictions,
+)
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2, exclusive ends
 
@@ -75,31 +77,19 @@ def best_truth(box: Box, truths: Sequence[Sequence], iou_threshold: float = DEEP
 
 def match(detections: Sequence[Detection], truths: Sequence[Truth],
           iou_threshold: float = DEEPPCB_IOU) -> np.ndarray:
-    """Whether each detection (in the given order) is a true positive.
-
-    Detections are visited by decreasing score (stable for ties, so input order
-    breaks them); each one takes the unmatched same-class, same-image truth of
-    highest IoU, if that IoU exceeds ``iou_threshold``.
-    """
-    by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for k, truth in enumerate(truths):
-        by_key[(truth.image, truth.label)].append(k)
-    taken = np.zeros(len(truths), bool)
-    correct = np.zeros(len(detections), bool)
-    order = sorted(range(len(detections)), key=lambda i: -detections[i].score)
-    for i in order:
-        det = detections[i]
-        best, best_iou = -1, iou_threshold
-        for k in by_key.get((det.image, det.label), ()):
-            if taken[k]:
-                continue
-            overlap = iou(det.box, truths[k].box)
-            if overlap > best_iou:
-                best, best_iou = k, overlap
-        if best >= 0:
-            taken[best] = True
-            correct[i] = True
-    return correct
+    """Whether each detection (in the given order) is a true positive: pcbforge
+    evaluate's matching (:func:`pcbforge.evaluate.metrics.match_predictions`) on the
+    tuples. Detections are visited by decreasing score (stable for ties, so input order
+    breaks them); each one takes the unmatched same-class, same-image truth of highest
+    IoU, if that IoU exceeds ``iou_threshold``."""
+    box_columns = ["x1", "y1", "x2", "y2"]
+    predictions = pd.DataFrame(
+        [(d.image, d.label, float(d.score), *map(float, d.box)) for d in detections],
+        columns=["sample_id", "label", "score", *box_columns])
+    boxes = pd.DataFrame([(t.image, t.label, *map(float, t.box)) for t in truths],
+                         columns=["sample_id", "label", *box_columns])
+    per_prediction, _ = match_predictions(predictions, boxes, iou_threshold=iou_threshold)
+    return (per_prediction["outcome"] == "tp").to_numpy()
 
 
 def evaluate(detections: Iterable[Detection], truths: Iterable[Truth],
