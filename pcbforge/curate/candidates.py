@@ -34,11 +34,16 @@ Banded LSH with multi-probe, one band at a time so memory stays ``O(N V)``:
    most likely differs, so probing them rescues bands that a near pair misses by
    a few bits, at a cost of ``sum_s C(c, s)`` extra keys for ``c`` weak bits in
    the band.
-4. Every query key is matched to its bucket of index entries (a bucket start
-   table for keys up to 24 bits, ``np.searchsorted`` beyond), and the query
-   hash is compared with every code in the bucket, vectorised one bucket
-   offset at a time; the exact Hamming distance of the full 64-bit hashes
-   keeps the ``(index image, query)`` matches within radius.
+4. Every query key is matched to its bucket of index entries (the key itself
+   indexes per-bucket tables for keys up to 24 bits, ``np.searchsorted`` finds
+   its row beyond), and the query hash is compared with every code in the
+   bucket; the exact Hamming distance of the full 64-bit hashes keeps the
+   ``(index image, query)`` matches within radius. The queries are taken in
+   blocks that share a number of weak bits in the band, so that each block's
+   keys form a (queries x probes) array and a key's query is its row; each
+   key reads its bucket's size and first two codes (one cache line) and
+   compares both at once, and only keys whose bucket holds more (under 10%
+   when ``2**band_bits`` is near N) go on, one bucket offset at a time.
 5. Survivors are accumulated as pair codes ``i * N + j`` and deduplicated after
    each band. Finally every found pair is resolved exactly over all ``2V``
    (direction, variant) combinations, which is what makes LSH and
@@ -99,11 +104,20 @@ N_BITS = 64
 _BAND_SEED = 20_240_611
 # Above this band width a bucket start table (2**bits entries) gets too large; use searchsorted.
 _TABLE_MAX_BITS = 24
-# Lookup keys held at once; bounds per-band working memory to a few hundred MB.
-_KEY_BUDGET = 1 << 22
+# Queries grouped by weak-bit count at a time, and lookup keys searched at once: small
+# enough that a chunk's temporaries stay in cache (a few MB), large enough to amortise
+# numpy's per-call cost.
+_QUERY_BLOCK = 1 << 20
+_CHUNK_KEYS = 1 << 18
+# Values per block of _BitGather (its temporaries stay in L1/L2).
+_GATHER_BLOCK = 1 << 14
+# Bucket tag (uint8) of a bucket whose size does not fit it, or a dropped one.
+_TAG_SPECIAL = 255
+# Codes per bucket read with its slot (_BandIndex.heads).
+_HEAD_CODES = 2
 # Buckets whose expansion would exceed this many comparisons per band are set aside.
 _HOT_TRIPLES = 1 << 20
-# Below this many buckets left to scan, expand the rest with np.repeat (see _verify_bucket_matches).
+# Below this many buckets left to scan, expand the rest with np.repeat (see _match_runs).
 _TAIL_KEYS = 1024
 # Elements per tile of the exhaustive distance matrix (uint64 temporaries: 8 bytes each).
 _TILE_ELEMENTS = 1 << 22
@@ -113,6 +127,15 @@ _RESOLVE_CHUNK = 1 << 20
 _HAS_BITWISE_COUNT = hasattr(np, "bitwise_count")  # numpy >= 2.0
 _BYTE_POPCOUNT = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
 _INVERSE = np.array([dihedral_inverse(v) for v in range(N_DIHEDRAL)], dtype=np.int64)
+# Per bucket tag, per head code: 0 where the bucket holds that code and its tag vouches
+# for it, else a bit that puts any distance (<= 64) out of range.
+_HEAD_MASK = np.array(
+    [
+        [0 if offset < tag < _TAG_SPECIAL else 0x80 for offset in range(_HEAD_CODES)]
+        for tag in range(256)
+    ],
+    dtype=np.uint8,
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -312,26 +335,30 @@ def find_candidate_pairs(
         gather = _BitGather(positions)
         index = _BandIndex(gather(codes), codes, config.band_bits)
         base_keys = gather(query_hashes)
+        set_aside[index.drop(_buckets_to_drop(index, base_keys, config.max_bucket))] = True
+        # Weak bits inside the band: a query's probe count depends only on how many.
         weak_keys = None if query_weak is None else gather(query_weak)
-        drop = _buckets_to_drop(index, base_keys, config.max_bucket)
-        set_aside[index.drop(drop)] = True
+        n_weak = None if weak_keys is None else _popcount32(weak_keys)
         band_found = [found]
-        for start, stop in _query_chunks(weak_keys, config.probe_bits, len(query_hashes)):
-            keys, local = _probe_keys(
-                base_keys[start:stop],
-                None if weak_keys is None else weak_keys[start:stop],
-                config.probe_bits,
-            )
-            if len(index.dropped_keys):
-                hit_dropped = np.isin(keys, index.dropped_keys)
-                set_aside[(start + local[hit_dropped]) // n_variants] = True
-            lo, count = index.lookup(keys)
-            a, key = _verify_bucket_matches(
-                lo, count, query_hashes[start:stop][local], index, radius
-            )
-            b = (start + local[key]) // n_variants
-            distinct = a != b  # every identity query finds its own code
-            band_found.append(_pair_codes(a[distinct], b[distinct], n_images))
+        for start in range(0, len(query_hashes), _QUERY_BLOCK):
+            stop = min(start + _QUERY_BLOCK, len(query_hashes))
+            for n_flip, rows in _rows_by_weak_count(n_weak, start, stop):
+                patterns = _probe_patterns(n_flip, config.probe_bits)
+                step = max(1, _CHUNK_KEYS // patterns.shape[1])
+                for piece in range(0, len(rows), step):
+                    part = rows[piece : piece + step]
+                    a, query, aside = _search_queries(
+                        index,
+                        base_keys[part],
+                        None if weak_keys is None else weak_keys[part],
+                        patterns,
+                        query_hashes[part],
+                        radius,
+                    )
+                    set_aside[part[aside] // n_variants] = True
+                    b = part[query] // n_variants
+                    distinct = a != b  # every identity query finds its own code
+                    band_found.append(_pair_codes(a[distinct], b[distinct], n_images))
         # Dedupe per band: a near pair recurs in most bands and in up to 2V (direction,
         # variant) combinations, so deferring this would multiply memory by n_bands.
         found = _sorted_unique(np.concatenate(band_found))
@@ -437,17 +464,40 @@ class _BitGather:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         words = np.ascontiguousarray(x, dtype="<u8").view("<u2").reshape(-1, 4)
-        keys = self.tables[0][words[:, self.word_columns[0]]]
-        for row in range(1, len(self.word_columns)):
-            keys |= self.tables[row][words[:, self.word_columns[row]]]
+        keys = np.empty(len(words), dtype=np.uint32)
+        # In cache-sized blocks, each word column widened to intp once into a reused
+        # buffer: indexing with the strided uint16 column itself converts it per lookup
+        # and runs about 1.7 times slower.
+        buffer = np.empty(min(len(words), _GATHER_BLOCK), dtype=np.intp)
+        looked_up = np.empty(len(buffer), dtype=np.uint32)
+        for start in range(0, len(words), _GATHER_BLOCK):
+            block = words[start : start + _GATHER_BLOCK]
+            out, index, value = (
+                keys[start : start + len(block)],
+                buffer[: len(block)],
+                looked_up[: len(block)],
+            )
+            for row, column in enumerate(self.word_columns.tolist()):
+                np.copyto(index, block[:, column])
+                np.take(self.tables[row], index, out=value if row else out)
+                if row:
+                    out |= value
         return keys
 
 
 class _BandIndex:
-    """The codes of one band sorted by key, with bucket lookup.
+    """The codes of one band grouped by key into buckets, with per-bucket tables.
 
-    Buckets can be dropped (:meth:`drop`): they then look up as empty, and the
-    caller sets aside the images involved for the exhaustive pass.
+    Keys map to *slots*: the key itself with a start table (``band_bits <=
+    _TABLE_MAX_BITS``), else the rank of the key among those present, one extra slot
+    standing for every absent key. Per slot, ``start`` locates the bucket in the
+    sorted codes (``start[s]:start[s + 1]``), ``heads`` holds its first two codes, so
+    that the commonest cases, buckets of at most two codes (over 90% of the keys when
+    ``2**band_bits`` is near N), cost a single random read (16 bytes, one cache line),
+    and ``tag`` its size clipped to ``_TAG_SPECIAL``, the tag of a dropped bucket too.
+
+    Buckets can be dropped (:meth:`drop`): they then hold no match, and the caller
+    sets aside the images involved for the exhaustive pass.
     """
 
     def __init__(self, keys: np.ndarray, codes: np.ndarray, band_bits: int):
@@ -456,97 +506,101 @@ class _BandIndex:
         packed = (keys.astype(np.uint64) << np.uint64(32)) | np.arange(len(keys), dtype=np.uint64)
         packed.sort()
         self.order = (packed & np.uint64(0xFFFF_FFFF)).astype(np.int64)
-        self.sorted_keys = (packed >> np.uint64(32)).astype(np.uint32)
+        sorted_keys = (packed >> np.uint64(32)).astype(np.uint32)
         del packed
-        # One sentinel past the end: the bucket start of keys above the largest code key.
-        self.sorted_codes = np.append(codes[self.order], np.uint64(0))
-        self.dropped_keys = np.empty(0, dtype=np.uint32)
-        self._table = band_bits <= _TABLE_MAX_BITS
-        if self._table:
-            counts = np.bincount(keys, minlength=1 << band_bits)
-            starts = np.cumsum(counts) - counts
-            # (start << 32 | size) in one table: one random gather per query key, not two.
-            self._packed = (starts << 32) | counts
+        self.sorted_codes = codes[self.order]
+        if band_bits <= _TABLE_MAX_BITS:
+            self._present = None
+            size = np.bincount(keys, minlength=1 << band_bits)
         else:
             is_first = np.ones(len(keys), dtype=bool)
-            is_first[1:] = self.sorted_keys[1:] != self.sorted_keys[:-1]
-            self._first = np.flatnonzero(is_first)
-            self._unique = self.sorted_keys[self._first]
-            self._counts = np.diff(self._first, append=len(keys))
-
-    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """First sorted position and size of the bucket of each key (size 0: none or dropped)."""
-        if self._table:
-            packed = self._packed[keys]
-            return packed >> 32, packed & 0xFFFF_FFFF
-        slot = np.minimum(np.searchsorted(self._unique, keys), len(self._unique) - 1)
-        present = self._unique[slot] == keys
-        return self._first[slot], np.where(present, self._counts[slot], 0)
+            is_first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+            first = np.flatnonzero(is_first)
+            self._present = sorted_keys[first]
+            size = np.diff(first, append=len(keys))
+            size = np.append(size, 0)  # the slot of every absent key
+        self.start = np.zeros(len(size) + 1, dtype=np.int64)
+        np.cumsum(size, out=self.start[1:])
+        self.tag = np.minimum(size, _TAG_SPECIAL).astype(np.uint8)
+        # Slots with fewer codes read some other code there; their tag masks it (_HEAD_MASK).
+        first_two = self.start[:-1, None] + np.arange(_HEAD_CODES)
+        self.heads = self.sorted_codes[np.minimum(first_two, len(codes) - 1)]
+        self.dropped = np.empty(0, dtype=np.int64)  # sorted slots
 
     @property
-    def uses_table(self) -> bool:
-        return self._table
+    def n_slots(self) -> int:
+        return len(self.tag)
 
-    def buckets(self) -> tuple[np.ndarray, np.ndarray]:
-        """(keys, sizes) of the buckets: every possible key with a start table, else the
-        keys present."""
-        if self._table:
-            sizes = self._packed & 0xFFFF_FFFF
-            return np.arange(len(sizes), dtype=np.uint32), sizes
-        return self._unique, self._counts
+    def sizes(self) -> np.ndarray:
+        """Codes per slot."""
+        return np.diff(self.start)
 
-    def drop(self, bucket_keys: np.ndarray) -> np.ndarray:
-        """Make the buckets of ``bucket_keys`` look empty; return the images they held."""
-        bucket_keys = np.asarray(bucket_keys, dtype=np.uint32)
-        if len(bucket_keys) == 0:
+    def slot_of(self, keys: np.ndarray, widen: bool = True) -> np.ndarray:
+        """The slot of each key (intp; with a start table and ``widen=False``, the keys)."""
+        if self._present is None:
+            return keys.astype(np.intp, copy=False) if widen else keys
+        slot = np.searchsorted(self._present, keys)
+        found = slot < len(self._present)
+        found[found] = self._present[slot[found]] == keys[found]
+        return np.where(found, slot, len(self._present))
+
+    def drop(self, slots: np.ndarray) -> np.ndarray:
+        """Make the buckets of ``slots`` hold no match; return the images they held."""
+        if len(slots) == 0:
             return np.empty(0, dtype=np.int64)
-        self.dropped_keys = np.union1d(self.dropped_keys, bucket_keys).astype(np.uint32)
-        if self._table:
-            self._packed[bucket_keys] &= ~np.int64(0xFFFF_FFFF)
-        else:
-            self._counts[np.searchsorted(self._unique, bucket_keys)] = 0
-        return self.order[np.isin(self.sorted_keys, bucket_keys)]
+        self.dropped = np.union1d(self.dropped, slots)
+        self.tag[slots] = _TAG_SPECIAL
+        in_dropped = np.zeros(self.n_slots, dtype=bool)
+        in_dropped[self.dropped] = True
+        return self.order[np.repeat(in_dropped, self.sizes())]
+
+    def match_rest(
+        self, slots: np.ndarray, tags: np.ndarray, hashes: np.ndarray, radius: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Compare ``hashes[k]`` with the codes of bucket ``slots[k]`` that the head check
+        left out: all but the first two for tags ``3 .. _TAG_SPECIAL - 1``; all of a
+        large bucket; none of a dropped one.
+
+        Returns the index image and ``k`` of every match within ``radius``, and the
+        ``k`` that landed in a dropped bucket.
+        """
+        first = self.start[slots] + _HEAD_CODES
+        left = tags.astype(np.int64) - _HEAD_CODES
+        special = np.flatnonzero(tags == _TAG_SPECIAL)
+        aside = np.empty(0, dtype=np.int64)
+        if len(special):
+            special_slots = slots[special]
+            dropped = np.isin(special_slots, self.dropped)
+            aside = special[dropped]
+            first[special] -= _HEAD_CODES
+            size = self.start[special_slots + 1] - self.start[special_slots]
+            left[special] = np.where(dropped, 0, size)
+        a, k = _match_runs(self.sorted_codes, self.order, first, left, hashes, radius)
+        return a, k, aside
 
 
 def _buckets_to_drop(index: _BandIndex, base_keys: np.ndarray, max_bucket: int) -> np.ndarray:
-    """Keys of buckets too large to expand: over ``max_bucket`` entries, or expected to cost
+    """Slots of buckets too large to expand: over ``max_bucket`` entries, or expected to cost
     over ``_HOT_TRIPLES`` comparisons (size x unprobed queries landing in it).
 
     The second rule catches dense clusters just under ``max_bucket`` (e.g. 4,000 identical
     hashes), which would otherwise be expanded and deduplicated again in every band.
     """
-    bucket_keys, size = index.buckets()
-    if index.uses_table:
-        queries = np.bincount(base_keys, minlength=len(size))
-    else:
-        slot = np.searchsorted(bucket_keys, base_keys)
-        present = slot < len(bucket_keys)
-        present[present] = bucket_keys[slot[present]] == base_keys[present]
-        queries = np.bincount(slot[present], minlength=len(size))
-    too_big = (size > max_bucket) | (size * queries > _HOT_TRIPLES)
-    return bucket_keys[too_big]
+    size = index.sizes()
+    queries = np.bincount(index.slot_of(base_keys, widen=False), minlength=index.n_slots)
+    return np.flatnonzero((size > max_bucket) | (size * queries > _HOT_TRIPLES))
 
 
-def _n_probes(weak_in_band: np.ndarray, probe_bits: int) -> np.ndarray:
-    """Keys per query: 1 + the non-empty subsets of up to ``probe_bits`` of its weak bits."""
-    table = np.array(
-        [sum(math.comb(c, s) for s in range(probe_bits + 1)) for c in range(33)], dtype=np.int64
-    )
-    return table[weak_in_band]
-
-
-def _query_chunks(
-    weak_keys: np.ndarray | None, probe_bits: int, n_queries: int
-) -> Iterator[tuple[int, int]]:
-    """Split the queries into ranges generating about ``_KEY_BUDGET`` lookup keys each."""
-    if weak_keys is None:
-        for start in range(0, n_queries, _KEY_BUDGET):
-            yield start, min(start + _KEY_BUDGET, n_queries)
+def _rows_by_weak_count(
+    n_weak: np.ndarray | None, start: int, stop: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The queries ``start:stop`` grouped by weak bits in the band: (count, query indices)."""
+    if n_weak is None:
+        yield 0, np.arange(start, stop, dtype=np.int64)
         return
-    ends = np.cumsum(_n_probes(_popcount32(weak_keys), probe_bits))
-    cuts = np.searchsorted(ends, np.arange(_KEY_BUDGET, ends[-1], _KEY_BUDGET), side="right")
-    bounds = np.unique(np.concatenate([[0], cuts, [n_queries]]))
-    yield from zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+    block = n_weak[start:stop]
+    for count in np.flatnonzero(np.bincount(block)).tolist():
+        yield count, start + np.flatnonzero(block == count)
 
 
 def _popcount32(x: np.ndarray) -> np.ndarray:
@@ -571,6 +625,27 @@ def _subset_patterns(n_weak: int, probe_bits: int) -> np.ndarray:
     return patterns
 
 
+@lru_cache(maxsize=256)
+def _probe_patterns(n_weak: int, probe_bits: int) -> np.ndarray:
+    """:func:`_subset_patterns` after an empty column: column 0 is the unflipped key."""
+    patterns = np.zeros((n_weak, 1), dtype=np.uint32)
+    if n_weak and probe_bits:
+        patterns = np.concatenate([patterns, _subset_patterns(n_weak, probe_bits)], axis=1)
+    patterns.flags.writeable = False
+    return patterns
+
+
+def _weak_bit_values(weak: np.ndarray, n_weak: int) -> np.ndarray:
+    """(len(weak), n_weak) the set bits of each uint32 mask holding ``n_weak`` of them,
+    lowest first."""
+    remaining = weak.copy()
+    bits = np.empty((len(weak), n_weak), dtype=np.uint32)
+    for t in range(n_weak):  # peel the weak bits off, lowest first
+        bits[:, t] = remaining & (~remaining + np.uint32(1))
+        remaining ^= bits[:, t]
+    return bits
+
+
 def _probe_keys(
     base: np.ndarray, weak: np.ndarray | None, probe_bits: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -578,7 +653,9 @@ def _probe_keys(
 
     Queries are grouped by how many weak bits fall in the band, so that each group
     shares one table of flip patterns: its flips are (queries x weak bits) @
-    (weak bits x patterns), the weak bits being distinct powers of two.
+    (weak bits x patterns), the weak bits being distinct powers of two. (The Dask
+    search's form; the local search keeps each group's keys as a (queries x probes)
+    block instead, see :func:`_search_queries`.)
     """
     local = np.arange(len(base), dtype=np.int64)
     if weak is None or probe_bits == 0:
@@ -592,70 +669,92 @@ def _probe_keys(
         if len(group) == 0:
             continue
         patterns = _subset_patterns(c, probe_bits)
-        remaining = weak[group]
-        bits = np.empty((len(group), c), dtype=np.uint32)
-        for t in range(c):  # peel the weak bits off, lowest first
-            bits[:, t] = remaining & (~remaining + np.uint32(1))
-            remaining = remaining ^ bits[:, t]
+        bits = _weak_bit_values(weak[group], c)
         keys.append((base[group, None] ^ (bits @ patterns)).reshape(-1))
         owners.append(np.repeat(group, patterns.shape[1]))
     return np.concatenate(keys), np.concatenate(owners)
 
 
-def _verify_bucket_matches(
-    lo: np.ndarray, count: np.ndarray, hashes: np.ndarray, index: _BandIndex, radius: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Compare each key's query hash with every code in its bucket; keep those within radius.
+def _search_queries(
+    index: _BandIndex,
+    base: np.ndarray,
+    weak: np.ndarray | None,
+    patterns: np.ndarray,
+    hashes: np.ndarray,
+    radius: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Match queries that share a weak-bit count (``patterns`` rows) against one band.
 
-    ``lo``/``count`` locate each key's bucket in the sorted index (count 0: no
-    bucket). Returns the index image and the key position of every match.
+    Each query's probe keys are a row of a (queries x probes) block, its unflipped key
+    first, so a key's query is its row: no per-key owner array. Every key's two head
+    codes are compared at once; keys whose bucket holds more (tag > 2, under 10% when
+    ``2**band_bits`` is near N) go on to :meth:`_BandIndex.match_rest`.
 
-    The first entry of every bucket is compared for all keys at once, in key
-    order, masking empty buckets: with ``2**band_bits`` near N most buckets hold
-    0-2 entries, so this avoids compacting and reordering the big arrays. The
-    keys with larger buckets are then sorted by bucket size, largest first, so
-    the ``t``-th entry of every bucket larger than ``t`` is a contiguous prefix:
-    one vectorised pass per bucket offset, memory bounded by the number of keys.
-    Once fewer than ``_TAIL_KEYS`` buckets remain, the rest is expanded with
-    ``np.repeat`` instead, so a rare large bucket costs no long loop.
+    Returns the index image and the (chunk-local) query of every match within
+    ``radius``, and the queries with a key in a dropped bucket.
     """
-    # sorted_codes has a sentinel past the end, where lo of empty trailing keys points.
-    near = _popcount64(index.sorted_codes[lo] ^ hashes) <= radius
-    near &= count > 0
-    hits = np.flatnonzero(near)
-    found_a, found_key = [index.order[lo[hits]]], [hits]
+    n_weak, n_probes = patterns.shape
+    keys = base.astype(np.intp)
+    if n_weak:
+        keys = (keys[:, None] ^ (_weak_bit_values(weak, n_weak) @ patterns)).reshape(-1)
+    slots = index.slot_of(keys)
+    del keys
+    tags = index.tag[slots]
+    diff = np.take(index.heads, slots, axis=0)  # (keys, _HEAD_CODES)
+    rows = diff.reshape(len(hashes), -1)
+    np.bitwise_xor(rows, hashes[:, None], out=rows)
+    distance = _popcount64(diff)
+    del diff, rows
+    distance |= np.take(_HEAD_MASK, tags, axis=0)  # head codes the bucket lacks: out of range
+    hits = np.flatnonzero(distance <= radius)
+    key, offset = np.divmod(hits, _HEAD_CODES)
+    found_a = [index.order[index.start[slots[key]] + offset]]
+    found_key = [key]
+    aside = np.empty(0, dtype=np.int64)
+    more = np.flatnonzero(tags > _HEAD_CODES)
+    if len(more):
+        a, k, aside_k = index.match_rest(slots[more], tags[more], hashes[more // n_probes], radius)
+        found_a.append(a)
+        found_key.append(more[k])
+        aside = more[aside_k] // n_probes
+    return np.concatenate(found_a), np.concatenate(found_key) // n_probes, aside
 
-    multi = np.flatnonzero(count > 1)
-    if len(multi) == 0:
-        return found_a[0], hits
-    lo, count, hashes = lo[multi], count[multi], hashes[multi]
-    largest = int(count.max())
-    # Descending bucket size via an ascending radix sort of (largest - count) when it fits 16 bits.
-    rank = largest - count
-    by_size = np.argsort(rank.astype(np.uint16) if largest < 1 << 16 else rank, kind="stable")
-    lo, count, hashes, key_of = lo[by_size], count[by_size], hashes[by_size], multi[by_size]
-    # wider[t]: number of buckets with more than t entries (a prefix of the sorted keys).
-    wider = len(count) - np.cumsum(np.bincount(count, minlength=largest + 1))
-    offset = 1
-    while offset < largest and wider[offset] >= _TAIL_KEYS:
-        n = wider[offset]
-        positions = lo[:n] + offset
-        near = _popcount64(index.sorted_codes[positions] ^ hashes[:n]) <= radius
-        hits = np.flatnonzero(near)
-        found_a.append(index.order[positions[hits]])
-        found_key.append(key_of[hits])
-        offset += 1
-    if offset < largest:
-        n = wider[offset]
-        rest = count[:n] - offset
-        ends = np.cumsum(rest)
+
+def _match_runs(
+    sorted_codes: np.ndarray,
+    order: np.ndarray,
+    first: np.ndarray,
+    left: np.ndarray,
+    hashes: np.ndarray,
+    radius: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Compare ``hashes[k]`` with ``sorted_codes[first[k] : first[k] + left[k]]``; return the
+    index image (``order``) and ``k`` of every match within ``radius``.
+
+    One vectorised pass per offset into the runs, over the keys whose run is that long
+    (few beyond the first offsets when ``2**band_bits`` is near N). Once fewer than
+    ``_TAIL_KEYS`` keys remain, the rest is expanded with ``np.repeat`` instead, so a
+    rare large bucket costs no long loop.
+    """
+    which = np.flatnonzero(left > 0)
+    first, left, hashes = first[which], left[which], hashes[which]
+    found_a, found_k = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    while len(which) >= _TAIL_KEYS:
+        hits = np.flatnonzero(_popcount64(sorted_codes[first] ^ hashes) <= radius)
+        found_a.append(order[first[hits]])
+        found_k.append(which[hits])
+        left -= 1
+        keep = np.flatnonzero(left > 0)
+        which, first, left, hashes = which[keep], first[keep] + 1, left[keep], hashes[keep]
+    if len(which):
+        ends = np.cumsum(left)
         positions = np.arange(int(ends[-1]), dtype=np.int64)
-        positions += np.repeat(lo[:n] + offset - (ends - rest), rest)
-        near = _popcount64(index.sorted_codes[positions] ^ np.repeat(hashes[:n], rest))
-        hits = np.flatnonzero(near <= radius)
-        found_a.append(index.order[positions[hits]])
-        found_key.append(key_of[np.searchsorted(ends, hits, side="right")])
-    return np.concatenate(found_a), np.concatenate(found_key)
+        positions += np.repeat(first - (ends - left), left)
+        near = _popcount64(sorted_codes[positions] ^ np.repeat(hashes, left)) <= radius
+        hits = np.flatnonzero(near)
+        found_a.append(order[positions[hits]])
+        found_k.append(which[np.searchsorted(ends, hits, side="right")])
+    return np.concatenate(found_a), np.concatenate(found_k)
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

@@ -357,6 +357,33 @@ def test_many_identical_codes_are_all_paired_quickly() -> None:
     assert np.all(lsh.distance == 0) and np.all(lsh.variant == 0)
 
 
+@pytest.mark.parametrize("band_bits", [16, 28], ids=["start-table", "sorted-lookup"])
+@pytest.mark.parametrize("n_same", [2, 3, 254, 255, 400])
+def test_buckets_of_every_size_are_expanded_exactly(n_same: int, band_bits: int) -> None:
+    # A key reads its bucket's first two codes and a uint8 size tag; larger buckets go on
+    # offset by offset, and from 255 codes on the tag no longer holds the size. Identical
+    # codes share a bucket in every band. Other images hold the cluster's code, or 1 bit
+    # from it, only as a transformed variant: their pairs with the cluster are found only
+    # by that variant's query comparing every code of the bucket. Pairs under
+    # 64 // band_bits bits apart are always found (disjoint bands), so within 1 bit the
+    # search must equal the exhaustive one.
+    rng = np.random.default_rng(10 + n_same)
+    variants = rng.integers(0, 2**64, size=(700, 8), dtype=np.uint64)
+    variants[:n_same, 0] = variants[0, 0]
+    holders = np.arange(600, 700)
+    flips = np.where(np.arange(100) % 2, BIT[rng.integers(0, 64, 100)], np.uint64(0))
+    variants[holders, rng.integers(1, 8, 100)] = variants[0, 0] ^ flips
+    codes = variants[:, 0].copy()
+    config = SearchConfig(band_bits=band_bits, n_bands=8)
+    lsh = find_candidate_pairs(codes, variants, config=config)
+    exhaustive = find_candidate_pairs_exhaustive(codes, variants, max_distance=1)
+    assert_well_formed(lsh)
+    assert len(exhaustive) >= n_same * (n_same - 1) // 2 + 100 * n_same
+    near = lsh.distance <= 1
+    for name in ("i", "j", "variant", "distance"):
+        np.testing.assert_array_equal(getattr(lsh, name)[near], getattr(exhaustive, name))
+
+
 @pytest.mark.parametrize("band_bits", [16, 28])  # start table and sorted lookup
 def test_dense_cluster_below_max_bucket_is_set_aside(band_bits: int) -> None:
     # 2,500 identical codes fit in a bucket, but expanding it costs 6 million comparisons
