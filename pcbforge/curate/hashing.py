@@ -11,6 +11,8 @@ mirrored copies without decoding anything twice.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import xxhash
@@ -153,19 +155,39 @@ def content_hashes(thumb: np.ndarray) -> tuple[np.ndarray, float]:
     variant codes (bit ``r * 8 + c`` = block ``(r, c)``) and the content
     fraction of the frame.
     """
+    occupancy = occupancy_of(thumb)
+    return occupancy.codes, occupancy.fraction
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """What :func:`content_hashes` computes, with the view it computes it on: the
+    ``small`` 64 x 64 shrink of the thumbnail, its :func:`grey_levels` and
+    ``distance`` (``|small - median|``). Pixel verification's coarse view of a 256 px
+    thumbnail is the same shrink, so inspection hands these on instead of redoing them."""
+
+    codes: np.ndarray
+    fraction: float
+    small: np.ndarray
+    levels: tuple[float, float, float]
+    distance: np.ndarray
+
+
+def occupancy_of(thumb: np.ndarray) -> Occupancy:
+    """:func:`content_hashes` of ``thumb``, with the intermediate results."""
     # On an 8x-per-block view (64 x 64 for a 256 thumbnail): a block's
     # occupancy is about where content sits, not about the smallest specks.
     side = _GRID * 8
     small = cv2.resize(thumb, (side, side), interpolation=cv2.INTER_AREA)
-    p1, p50, p99 = grey_levels(small)
+    levels = grey_levels(small)
+    p1, p50, p99 = levels
     level = max(0.25 * (p99 - p1), 8.0)
-    content = cv2.threshold(
-        cv2.absdiff(small, np.full_like(small, int(p50))), level, 255, cv2.THRESH_BINARY
-    )[1]
+    distance = cv2.absdiff(small, np.full_like(small, int(p50)))
+    content = cv2.threshold(distance, level, 255, cv2.THRESH_BINARY)[1]
     fraction = float(cv2.countNonZero(content)) / content.size
     blocks = cv2.resize(content, (_GRID, _GRID), interpolation=cv2.INTER_AREA) > 0
     variants = blocks.ravel()[_GRID_VARIANT_INDEX]
-    return _pack(variants), fraction
+    return Occupancy(_pack(variants), fraction, small, levels, distance)
 
 
 def _pack(bits: np.ndarray) -> np.ndarray:

@@ -26,8 +26,8 @@ from pcbforge.core.files import DEFAULT_MAX_FILE_BYTES, UnreadableFileError, rea
 from pcbforge.core.scan import FoundFile
 from pcbforge.curate.hashing import (
     THUMB_SIZE,
-    content_hashes,
     hash_to_hex,
+    occupancy_of,
     perceptual_hashes,
     pixel_hash,
     thumbnail,
@@ -39,6 +39,13 @@ from pcbforge.curate.quality import (
     apply_checks,
     check_score_columns,
     quality_scores,
+)
+from pcbforge.curate.verify import (
+    CoarseView,
+    coarse_record,
+    coarse_record_dtype,
+    coarse_view,
+    coarse_view_of_small,
 )
 
 
@@ -64,6 +71,7 @@ class Inspection:
     codes: np.ndarray | None  # (8,) uint64 pHash of each dihedral variant
     weak: np.ndarray | None  # (8,) uint64 weak-bit masks
     content_codes: np.ndarray | None = None  # (8,) uint64 block-occupancy hashes
+    coarse: CoarseView | None = None  # the thumbnail's coarse view, for pixel verification
 
 
 def create_thumb_store(path: str | os.PathLike, slots: int, size: int) -> int:
@@ -72,26 +80,48 @@ def create_thumb_store(path: str | os.PathLike, slots: int, size: int) -> int:
 
     Workers fill it with :func:`write_thumb` (ordinary writes: a full disk is an
     ``OSError`` in the worker, where a memory map would kill it with SIGBUS)."""
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-              "fortran_order": False, "shape": (slots, size, size)}
+    return create_store(path, (slots, size, size), np.dtype(np.uint8))
+
+
+def create_coarse_store(path: str | os.PathLike, slots: int, thumb_size: int) -> int:
+    """Create the ``.npy`` store of ``slots`` coarse views of ``thumb_size`` thumbnails
+    (records of :func:`~pcbforge.curate.verify.coarse_record_dtype`), as
+    :func:`create_thumb_store` does; returns the byte offset of slot 0."""
+    return create_store(path, (slots,), coarse_record_dtype(thumb_size))
+
+
+def create_store(path: str | os.PathLike, shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Create a sparse ``.npy`` file of ``shape`` and ``dtype``; return where its data starts."""
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+              "shape": shape}
     with open(path, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, header)
         offset = handle.tell()
-        handle.truncate(offset + slots * size * size)
+        handle.truncate(offset + int(np.prod(shape)) * dtype.itemsize)
     return offset
 
 
 def write_thumb(store: str, offset: int, index: int, thumb: np.ndarray) -> None:
     """Write ``thumb`` into slot ``index`` of the store made by :func:`create_thumb_store`
     (``offset``: what it returned). Storage errors are raised naming the store."""
-    data = memoryview(np.ascontiguousarray(thumb, dtype=np.uint8)).cast("B")
-    position = offset + index * len(data)
+    write_slots(store, offset, [(index, thumb)])
+
+
+def write_slots(store: str, offset: int, items: list[tuple[int, np.ndarray]]) -> None:
+    """Write each ``(index, value)`` of ``items`` into slot ``index`` of a store made by
+    :func:`create_store` (a slot holds as many bytes as ``value``), opening it once.
+    Storage errors are raised naming the store."""
+    if not items:
+        return
     try:
         fd = os.open(store, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            while len(data):
-                written = os.pwrite(fd, data, position)
-                data, position = data[written:], position + written
+            for index, value in items:
+                data = memoryview(np.ascontiguousarray(value)).cast("B")
+                position = offset + index * len(data)
+                while len(data):
+                    written = os.pwrite(fd, data, position)
+                    data, position = data[written:], position + written
         finally:
             os.close(fd)
     except OSError as err:
@@ -99,18 +129,28 @@ def write_thumb(store: str, offset: int, index: int, thumb: np.ndarray) -> None:
 
 
 def inspect_into_store(
-    item: tuple[int, FoundFile], params: InspectParams, store: str, offset: int
-) -> Inspection:
-    """:func:`inspect_file`, writing the thumbnail into slot ``index`` of the
-    ``.npy`` thumbnail store (``offset``: where slot 0 starts) instead of returning
-    it (saves sending 64 KiB per image back to the parent process)."""
-    index, found = item
-    inspection = inspect_file(found, params)
-    if inspection.thumb is not None:
-        write_thumb(store, offset, index, inspection.thumb)
-        inspection.thumb = None
-        inspection.row["thumb_index"] = index
-    return inspection
+    chunk: list[tuple[int, FoundFile]], params: InspectParams, store: str, offset: int,
+    coarse_store: str | None = None, coarse_offset: int = 0,
+) -> list[Inspection]:
+    """:func:`inspect_file` for each ``(index, file)`` of ``chunk``, writing the thumbnail
+    into slot ``index`` of the ``.npy`` thumbnail store (``offset``: where slot 0 starts)
+    instead of returning it (saves sending 64 KiB per image back to the parent process),
+    and its coarse view into the same slot of ``coarse_store`` when one is given (see
+    :func:`create_coarse_store`). Each store is opened once per chunk."""
+    inspections, thumbs, coarse = [], [], []
+    for index, found in chunk:
+        inspection = inspect_file(found, params)
+        if inspection.thumb is not None:
+            thumbs.append((index, inspection.thumb))
+            if coarse_store is not None:
+                coarse.append((index, coarse_record(inspection.coarse)))
+            inspection.thumb = inspection.coarse = None
+            inspection.row["thumb_index"] = index
+        inspections.append(inspection)
+    write_slots(store, offset, thumbs)
+    if coarse_store is not None:
+        write_slots(coarse_store, coarse_offset, coarse)
+    return inspections
 
 
 def empty_row(found: FoundFile) -> dict:
@@ -209,7 +249,12 @@ def inspect_bytes(data: bytes, row: dict, params: InspectParams) -> Inspection:
     gray = to_gray_uint8(pixels)
     thumb = thumbnail(gray, params.thumb_size)
     codes, weak = perceptual_hashes(thumb, variants=params.transformed)
-    content_codes, row["content_score"] = content_hashes(thumb)
+    occupancy = occupancy_of(thumb)
+    content_codes, row["content_score"] = occupancy.codes, occupancy.fraction
+    # Verification's coarse view is the occupancy hash's shrink for a 256 px thumbnail.
+    coarse = (coarse_view_of_small(occupancy.small, occupancy.levels, occupancy.distance)
+              if occupancy.small.shape == (thumb.shape[0] // 4, thumb.shape[1] // 4)
+              else coarse_view(thumb))
     row["phash"] = hash_to_hex(codes[0])
     scores = quality_scores(thumb)
     row.update(scores)
@@ -219,7 +264,7 @@ def inspect_bytes(data: bytes, row: dict, params: InspectParams) -> Inspection:
     row["low_quality_reason"] = reason
     row["status"] = "low_quality" if reason else "ok"
     row["reason"] = reason
-    return Inspection(row, thumb, codes, weak, content_codes)
+    return Inspection(row, thumb, codes, weak, content_codes, coarse)
 
 
 def _is_lossless(fmt: str, data: bytes) -> bool:

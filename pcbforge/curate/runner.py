@@ -29,7 +29,12 @@ from pcbforge.core.progress import progress_bar
 from pcbforge.core.scan import FoundFile, scan_folder
 from pcbforge.curate.dedupe import DedupeParams, ImageHashes, find_duplicates
 from pcbforge.curate.hashing import N_VARIANTS
-from pcbforge.curate.inspect import InspectParams, create_thumb_store, inspect_into_store
+from pcbforge.curate.inspect import (
+    InspectParams,
+    create_coarse_store,
+    create_thumb_store,
+    inspect_into_store,
+)
 from pcbforge.curate.partitions import (
     PartedThumbs,
     crashed_inspection,
@@ -54,6 +59,8 @@ REPORT_JSON = "report.json"
 BUILD_STATE_DIR = ".build"
 CACHE_DIR = "cache"
 THUMBS_FILE = "thumbs.npy"
+#: Coarse views of the thumbnails, read by pixel verification; removed once it is done.
+COARSE_FILE = "coarse.npy"
 #: With a Dask engine: the thumbnails as one file per partition (cache/thumbs/part-*.npy).
 THUMBS_PARTS_DIR = "thumbs"
 HASHES_FILE = "phash_variants.npy"
@@ -194,10 +201,11 @@ def inspect_and_dedupe(files: list[FoundFile], params: CurateParams, stage: Path
         tick = time.perf_counter()
         if engine.kind == "dask":
             table, thumbs, hashes = inspect_partitioned(files, params, stage, engine, progress)
-            thumbs_path = None
+            thumbs_path = coarse_path = None
         else:
             table, thumbs, hashes = inspect_files(files, params, stage, engine, progress)
             thumbs_path = stage / CACHE_DIR / THUMBS_FILE
+            coarse_path = stage / CACHE_DIR / COARSE_FILE
         table["preferred"] = table["path"].isin(set(prefer))
         timings["inspect_s"] = time.perf_counter() - tick
 
@@ -205,8 +213,11 @@ def inspect_and_dedupe(files: list[FoundFile], params: CurateParams, stage: Path
         with progress_bar(progress, "verifying duplicate candidates", None) as advance:
             table, stats = find_duplicates(
                 table, thumbs, hashes, params.dedupe, thumbs_path=thumbs_path,
-                engine=engine, workdir=stage / CACHE_DIR, progress=advance,
+                coarse_path=coarse_path, engine=engine, workdir=stage / CACHE_DIR,
+                progress=advance,
             )
+        if coarse_path is not None:
+            coarse_path.unlink()  # a working file of the verification, not of the dataset
         timings["dedupe_s"] = time.perf_counter() - tick
     return table, hashes, stats, where
 
@@ -264,33 +275,77 @@ def check_paths(src: Path, out: Path) -> tuple[Path, Path]:
 
 
 def inspect_files(files, params: CurateParams, stage: Path, engine: Engine, progress: bool):
-    """Inspect every file; thumbnails go to a store with one slot per image file."""
+    """Inspect every file; thumbnails go to a store with one slot per image file, and
+    their coarse views (for pixel verification) to a second store, ``COARSE_FILE``."""
     size = params.inspect.thumb_size
     (stage / CACHE_DIR).mkdir()
     store = stage / CACHE_DIR / THUMBS_FILE
+    coarse_store = stage / CACHE_DIR / COARSE_FILE
     slots = np.full(len(files), -1, dtype=np.int64)
     images = [n for n, found in enumerate(files) if not found.skip_reason]
     slots[images] = np.arange(len(images))
     # Ordinary writes, no writable memory map: a full disk must be an error, not SIGBUS.
     offset = create_thumb_store(store, max(len(images), 1), size)
+    coarse_offset = create_coarse_store(coarse_store, max(len(images), 1), size)
     # Hashes share the thumbnails' slots (the row's ``thumb_index``).
     codes = np.zeros((max(len(images), 1), N_VARIANTS), dtype=np.uint64)
     weak = np.zeros_like(codes)
     content = np.zeros_like(codes)
     rows: list[dict] = []
     work = partial(inspect_into_store, params=params.inspect, store=str(store),
-                   offset=offset)
+                   offset=offset, coarse_store=str(coarse_store), coarse_offset=coarse_offset)
+    items = list(zip(slots.tolist(), files, strict=True))
+    chunks = plan_chunks(items, getattr(engine, "workers", 1))
     with progress_bar(progress, "inspecting", len(files)) as advance:
-        items = list(zip(slots.tolist(), files, strict=True))
-        for slot, inspection in zip(slots, engine.map(work, items), strict=True):
-            if inspection.codes is not None:
-                codes[slot, : len(inspection.codes)] = inspection.codes
-                weak[slot, : len(inspection.weak)] = inspection.weak
-                content[slot] = inspection.content_codes
-            rows.append(inspection.row)
-            advance()
+        for inspections in engine.map(work, chunks, chunksize=1):
+            for inspection in inspections:
+                if inspection.codes is not None:
+                    slot = inspection.row["thumb_index"]
+                    codes[slot, : len(inspection.codes)] = inspection.codes
+                    weak[slot, : len(inspection.weak)] = inspection.weak
+                    content[slot] = inspection.content_codes
+                rows.append(inspection.row)
+            advance(len(rows), len(files))
     hashes = ImageHashes(codes=codes, weak=weak, content=content)
     return pd.DataFrame(rows), np.load(store, mmap_mode="r"), hashes
+
+
+#: A chunk of files sent to a worker holds at most this many...
+CHUNK_FILES = 64
+#: ...and, past its first file, at most this share of all bytes per worker.
+CHUNK_SHARE = 1 / 16
+
+
+def plan_chunks(items: list[tuple[int, FoundFile]], workers: int
+                ) -> list[list[tuple[int, FoundFile]]]:
+    """Consecutive runs of ``items`` to inspect as one task each, balanced by bytes.
+
+    One task per file costs a round trip as long as inspecting a small tile, so files
+    go in chunks; but a chunk of 20 large photos at the end of the list keeps one
+    worker busy for seconds after the others ran dry. A chunk holds at most
+    ``CHUNK_FILES`` files, about a sixteenth of each worker's share of them, and of
+    their bytes (sizes from ``os.stat``; a file that cannot be statted counts 0)."""
+    sizes = []
+    for _, found in items:
+        try:
+            sizes.append(os.stat(found.fs_path).st_size)
+        except OSError:
+            sizes.append(0)
+    share = CHUNK_SHARE / max(workers, 1)
+    max_files = max(4, min(CHUNK_FILES, int(len(items) * share)))
+    max_bytes = max(sum(sizes) * share, 1.0)
+    chunks: list[list[tuple[int, FoundFile]]] = []
+    chunk: list[tuple[int, FoundFile]] = []
+    chunk_bytes = 0
+    for item, size in zip(items, sizes, strict=True):
+        if chunk and (len(chunk) >= max_files or chunk_bytes + size > max_bytes):
+            chunks.append(chunk)
+            chunk, chunk_bytes = [], 0
+        chunk.append(item)
+        chunk_bytes += size
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 def inspect_partitioned(files: list[FoundFile], params: CurateParams, stage: Path, engine,

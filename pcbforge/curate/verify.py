@@ -22,6 +22,7 @@ images.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -31,6 +32,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pcbforge.curate.hashing import dihedral, grey_levels
+
+#: (p1, median, p99) grey levels, as :func:`pcbforge.curate.hashing.grey_levels` gives.
+GreyLevels = tuple[float, float, float]
 
 
 class Relation(str, Enum):
@@ -101,6 +105,7 @@ def compare_thumbnails(
 
     All steps are saturating uint8 OpenCV operations (about 0.3 ms for two
     256 x 256 thumbnails): ``max(0, a - dilate(b))`` is ``cv2.subtract``.
+    :func:`pair_relation` gives the same relation, skipping what it does not need.
     """
     params = params or VerifyParams()
     if a.shape != b.shape:
@@ -108,9 +113,64 @@ def compare_thumbnails(
     a, b = _as_uint8(a), _as_uint8(b)
     if aspect_change > params.max_aspect_change:
         return Comparison(Relation.DIFFERENT, 0, 0.0, float("nan"))
-    # Quick exits for clearly different images (most hash candidates), on 4x
-    # smaller copies: their mean difference is at most the thumbnails'.
-    view_a, view_b = coarse if coarse is not None else (coarse_view(a), coarse_view(b))
+    views = coarse if coarse is not None else (coarse_view(a), coarse_view(b))
+    quick = coarse_comparison(*views, params)
+    if quick is not None:
+        return quick
+    return _full_comparison(a, b, params, sharpness, min_source_side, None, relation_only=False)
+
+
+def pair_relation(
+    a: np.ndarray,
+    b: np.ndarray,
+    params: VerifyParams,
+    *,
+    aspect_change: float = 0.0,
+    sharpness: tuple[float, float] | None = None,
+    min_source_side: int | None = None,
+    coarse: tuple[CoarseView, CoarseView] | None = None,
+    levels: tuple[GreyLevels, GreyLevels] | None = None,
+) -> Relation:
+    """The relation :func:`compare_thumbnails` finds for the same arguments, without
+    the measurements nobody reads (see :func:`full_relation`)."""
+    if a.shape != b.shape:
+        raise ValueError(f"thumbnails must have equal shapes, got {a.shape} and {b.shape}")
+    a, b = _as_uint8(a), _as_uint8(b)
+    if aspect_change > params.max_aspect_change:
+        return Relation.DIFFERENT
+    quick = coarse_comparison(*(coarse or (coarse_view(a), coarse_view(b))), params)
+    if quick is not None:
+        return quick.relation
+    return full_relation(a, b, params, sharpness=sharpness, min_source_side=min_source_side,
+                         levels=levels)
+
+
+def full_relation(
+    a: np.ndarray,
+    b: np.ndarray,
+    params: VerifyParams,
+    *,
+    sharpness: tuple[float, float] | None = None,
+    min_source_side: int | None = None,
+    levels: tuple[GreyLevels, GreyLevels] | None = None,
+) -> Relation:
+    """The thumbnail-resolution part of :func:`compare_thumbnails` (for a pair that
+    passed its aspect and :func:`coarse_comparison` checks), stopping as soon as the
+    relation is decided: a mean difference above the limit is ``different`` whatever
+    the local changes, no local change is a ``duplicate`` whatever the content, and
+    too large a changed area is ``different`` whatever share of the content it is.
+    ``levels``: the :func:`subsample_levels` of ``a`` and ``b``, when already known
+    (``b``'s after its transform: see :func:`subsample_parity`)."""
+    return _full_comparison(_as_uint8(a), _as_uint8(b), params, sharpness, min_source_side,
+                            levels, relation_only=True).relation
+
+
+def coarse_comparison(view_a: CoarseView, view_b: CoarseView, params: VerifyParams
+                      ) -> Comparison | None:
+    """``different`` decided on the two coarse views alone, or None (look closer).
+
+    Quick exits for clearly different images (most hash candidates), on 4x smaller
+    copies: their mean difference is at most the thumbnails'."""
     coarse, coarse_range, content_energy = _coarse_differences(view_a, view_b)
     if coarse / coarse_range > 1.5 * params.max_mean_difference:
         return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / coarse_range)
@@ -119,15 +179,26 @@ def compare_thumbnails(
     # variant <= 0.46 in 99% of pairs).
     if coarse > _MAX_COARSE_CONTENT_DIFFERENCE * content_energy:
         return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / coarse_range, 1.0)
+    return None
 
+
+def _full_comparison(a: np.ndarray, b: np.ndarray, params: VerifyParams,
+                     sharpness: tuple[float, float] | None, min_source_side: int | None,
+                     levels: tuple[GreyLevels, GreyLevels] | None, *, relation_only: bool
+                     ) -> Comparison:
+    """The thumbnail-resolution check of :func:`compare_thumbnails`; with
+    ``relation_only``, the measurements left after an early decision are zeros."""
     # The larger range of the two: a blank template has none, its defect variant does.
     # Every other pixel of each row and column: the same grey levels (no
     # averaging, unlike the coarse view) for a quarter of the histogram cost.
-    levels_a, levels_b = (grey_levels(np.ascontiguousarray(x[::2, ::2])) for x in (a, b))
+    levels_a, levels_b = levels if levels is not None else (
+        subsample_levels(a), subsample_levels(b))
     grey_range = max(levels_a[2] - levels_a[0], levels_b[2] - levels_b[0], 1.0)
     a, b = _match_sharpness(a, b, sharpness)
     b = _fitgrey_levels(b, a)
     mean_difference = float(cv2.mean(cv2.absdiff(a, b))[0]) / grey_range
+    if relation_only and mean_difference > params.max_mean_difference:
+        return Comparison(Relation.DIFFERENT, 0, 0.0, mean_difference)
 
     tolerance = params.tolerance_px
     if min_source_side:
@@ -138,6 +209,11 @@ def compare_thumbnails(
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _OPEN_KERNEL)
     changed_px = int(cv2.countNonZero(changed))
     changed_fraction = changed_px / changed.size
+    if relation_only and (mean_difference <= params.max_mean_difference
+                          and changed_px <= params.max_duplicate_changed_px):
+        return Comparison(Relation.DUPLICATE, changed_px, changed_fraction, mean_difference)
+    if relation_only and changed_fraction > params.max_variant_changed_fraction:
+        return Comparison(Relation.DIFFERENT, changed_px, changed_fraction, mean_difference)
     content_fraction = (
         changed_px / _content_pixels(a, b, levels_a[1], levels_b[1], grey_range)
         if changed_px else 0.0
@@ -157,6 +233,27 @@ def compare_thumbnails(
     return Comparison(relation, changed_px, changed_fraction, mean_difference, content_fraction)
 
 
+def subsample_levels(thumb: np.ndarray, parity: tuple[int, int] = (0, 0)) -> GreyLevels:
+    """Grey levels of every other pixel of every other row, starting at ``parity``
+    ((row, column), each 0 or 1)."""
+    return grey_levels(np.ascontiguousarray(thumb[parity[0]::2, parity[1]::2]))
+
+
+@functools.lru_cache(maxsize=64)
+def subsample_parity(shape: tuple[int, int], variant: int) -> tuple[int, int]:
+    """The parity whose :func:`subsample_levels` of an image of ``shape`` equal those of
+    ``dihedral(image, variant)`` at parity (0, 0): the transformed image's every other
+    pixel is, as a set, the original's every other pixel from that (row, column)
+    offset. So a thumbnail's levels are computed once per parity, not once per pair."""
+    rows, cols = np.divmod(dihedral(np.arange(shape[0] * shape[1]).reshape(shape),
+                                    variant)[::2, ::2], shape[1])
+    parity = (int(rows.flat[0] % 2), int(cols.flat[0] % 2))
+    expected = len(range(parity[0], shape[0], 2)) * len(range(parity[1], shape[1], 2))
+    if rows.size != expected or np.any(rows % 2 != parity[0]) or np.any(cols % 2 != parity[1]):
+        raise AssertionError(f"no single parity for variant {variant} of {shape}")
+    return parity
+
+
 _OPEN_KERNEL = np.ones((2, 2), np.uint8)
 _DILATE_KERNEL = np.ones((3, 3), np.uint8)
 _BLUR_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.3, 1.7, 2.2)
@@ -167,35 +264,78 @@ _MAX_COARSE_CONTENT_DIFFERENCE = 0.8
 
 @dataclass(frozen=True)
 class CoarseView:
-    """A thumbnail shrunk 4x, with its grey range and content energy (mean
-    |pixel - median|). Rotating the view equals the view of the rotation."""
+    """A thumbnail shrunk 4x, with its grey range, content energy (mean
+    |pixel - median|), mean and standard deviation. Rotating the view equals the
+    view of the rotation, and none of the numbers changes under it (sums of whole
+    grey levels, exact in any order)."""
 
     small: np.ndarray
     grey_range: float
     energy: float
+    mean: float = float("nan")
+    std: float = float("nan")
 
     def transformed(self, variant: int) -> CoarseView:
         moved = np.ascontiguousarray(dihedral(self.small, variant))
-        return CoarseView(moved, self.grey_range, self.energy)
+        return CoarseView(moved, self.grey_range, self.energy, self.mean, self.std)
 
 
 def coarse_view(thumb: np.ndarray) -> CoarseView:
     size = (max(thumb.shape[1] // 4, 1), max(thumb.shape[0] // 4, 1))
     small = cv2.resize(np.ascontiguousarray(thumb), size, interpolation=cv2.INTER_AREA)
-    low, median, high = grey_levels(small)
-    energy = float(cv2.mean(cv2.absdiff(small, np.full_like(small, median)))[0])
-    return CoarseView(small, max(high - low, 1.0), max(energy, 1.0))
+    return coarse_view_of_small(small)
+
+
+def coarse_view_of_small(small: np.ndarray, levels: GreyLevels | None = None,
+                         distance: np.ndarray | None = None) -> CoarseView:
+    """:func:`coarse_view` from the shrunk thumbnail itself. ``levels`` (its
+    :func:`grey_levels`) and ``distance`` (``|small - median|``), when already known
+    (the occupancy hash computes both on the same view)."""
+    low, median, high = levels if levels is not None else grey_levels(small)
+    if distance is None:
+        distance = cv2.absdiff(small, np.full_like(small, median))
+    energy = float(cv2.mean(distance)[0])
+    mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(small))
+    return CoarseView(small, max(high - low, 1.0), max(energy, 1.0), mean, std)
+
+
+def coarse_record_dtype(thumb_size: int) -> np.dtype:
+    """One record of the coarse-view store: a :class:`CoarseView` of a ``thumb_size``
+    thumbnail, written at inspection so that verification reads it instead of shrinking
+    every thumbnail again in every chunk of pairs."""
+    side = max(thumb_size // 4, 1)
+    return np.dtype([("small", np.uint8, (side, side)), ("grey_range", "<f8"),
+                     ("energy", "<f8"), ("mean", "<f8"), ("std", "<f8")])
+
+
+def coarse_record(view: CoarseView) -> np.ndarray:
+    """``view`` as one record of :func:`coarse_record_dtype`."""
+    record = np.zeros((), coarse_record_dtype(view.small.shape[0] * 4))
+    record["small"] = view.small
+    for name in ("grey_range", "energy", "mean", "std"):
+        record[name] = getattr(view, name)
+    return record
+
+
+def coarse_view_of_record(record: np.ndarray) -> CoarseView:
+    """The :class:`CoarseView` stored in a :func:`coarse_record`."""
+    return CoarseView(np.ascontiguousarray(record["small"]), float(record["grey_range"]),
+                      float(record["energy"]), float(record["mean"]), float(record["std"]))
 
 
 def _coarse_differences(a: CoarseView, b: CoarseView) -> tuple[float, float, float]:
     """Mean |difference| of the coarse views (b fitted to a's grey levels),
     the larger grey range and the larger content energy."""
-    small_b = _fitgrey_levels(b.small, a.small)
+    small_b = _fitgrey_levels(b.small, a.small, _known_stats(b), a.mean)
     difference = float(cv2.mean(cv2.absdiff(a.small, small_b))[0])
     # b's energy after the grey fit, on a's scale.
     median_b = grey_levels(small_b)[1]
     energy_b = float(cv2.mean(cv2.absdiff(small_b, np.full_like(small_b, median_b)))[0])
     return difference, max(a.grey_range, b.grey_range), max(a.energy, energy_b, 1.0)
+
+
+def _known_stats(view: CoarseView) -> tuple[float, float] | None:
+    return None if math.isnan(view.mean) else (view.mean, view.std)
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
@@ -255,10 +395,14 @@ def _match_sharpness(
     return (a, best) if swap else (best, b)
 
 
-def _fitgrey_levels(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares gain/offset mapping ``source`` onto ``target`` (uint8 out)."""
-    mean_s, std_s = (float(v[0, 0]) for v in cv2.meanStdDev(source))
-    mean_t = float(cv2.mean(target)[0])
+def _fitgrey_levels(source: np.ndarray, target: np.ndarray,
+                    source_stats: tuple[float, float] | None = None,
+                    target_mean: float = float("nan")) -> np.ndarray:
+    """Least-squares gain/offset mapping ``source`` onto ``target`` (uint8 out).
+    ``source_stats`` (mean, standard deviation) and ``target_mean``: when known."""
+    mean_s, std_s = source_stats if source_stats is not None else (
+        float(v[0, 0]) for v in cv2.meanStdDev(source))
+    mean_t = float(cv2.mean(target)[0]) if math.isnan(target_mean) else target_mean
     if std_s < 1e-3:
         return cv2.convertScaleAbs(source, alpha=1.0, beta=mean_t - mean_s)
     covariance = float(cv2.mean(cv2.multiply(source, target, dtype=cv2.CV_32F))[0]) - (

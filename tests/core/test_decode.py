@@ -184,3 +184,18 @@ def test_sixteen_bit_data_with_twelve_significant_bits_stays_visible():
     values = (np.arange(4096, dtype=np.uint16).reshape(64, 64))
     gray = to_gray_uint8(values)
     assert gray.max() == 255 and gray.min() == 0
+
+
+@pytest.mark.parametrize("colour_at", ["nowhere", "on_the_grid", "between_grid_points"])
+def test_grey_is_told_from_colour_whatever_pixels_hold_the_colour(colour_at):
+    from pcbforge.core.decode import canonical_pixels
+
+    grey = np.random.default_rng(0).integers(0, 256, (300, 400), dtype=np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    if colour_at == "on_the_grid":
+        rgb[0, 0, 1] ^= 1
+    elif colour_at == "between_grid_points":
+        rgb[150, 201, 2] ^= 1  # the 64 x 64 probe grid steps by 4 rows and 6 columns here
+    out = canonical_pixels(rgb)
+    assert out.shape == ((300, 400) if colour_at == "nowhere" else (300, 400, 3))
+    assert np.array_equal(out, grey if colour_at == "nowhere" else rgb)

@@ -472,3 +472,24 @@ def test_input_validation() -> None:
         find_candidate_pairs_exhaustive(codes, None, 100)
     with pytest.raises(TypeError, match="SearchConfig"):
         find_candidate_pairs(codes, config={"max_distance": 3})
+
+
+def _all_pairs_by_loops(codes: np.ndarray, variants: np.ndarray, radius: int) -> set:
+    """The exhaustive search's definition, one image pair at a time."""
+    found = set()
+    for a in range(len(codes)):
+        near = hamming(codes[a], variants) <= radius  # (n, V)
+        for b in np.flatnonzero(near.any(axis=1)):
+            if a != b:
+                found.add((min(a, int(b)), max(a, int(b))))
+    return found
+
+
+@pytest.mark.parametrize("n_variants", [1, 3, 8], ids=["identity", "three", "eight"])
+@pytest.mark.parametrize("tile", [1 << 16, 24], ids=["default_tile", "tiny_tile"])
+def test_exhaustive_tiles_find_the_pairs_of_the_definition(n_variants, tile, monkeypatch):
+    data = planted(n=300, per_distance=4, n_variants=n_variants, seed=5)
+    monkeypatch.setattr(cand, "_EXHAUSTIVE_TILE", tile)
+    result = find_candidate_pairs_exhaustive(data.codes, data.variants, 10)
+    assert set(zip(result.i.tolist(), result.j.tolist(), strict=True)) == _all_pairs_by_loops(
+        data.codes, data.variants, 10)

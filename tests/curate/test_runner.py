@@ -241,3 +241,46 @@ def cv2_png() -> bytes:
 
     image = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
     return cv2.imencode(".png", image)[1].tobytes()
+
+
+def test_chunks_keep_the_file_order_and_split_by_bytes(tmp_path):
+    from pcbforge.core.scan import FoundFile
+    from pcbforge.curate.runner import plan_chunks
+
+    sizes = [100] * 200 + [50_000] * 12 + [100] * 40
+    items = []
+    for n, size in enumerate(sizes):
+        (tmp_path / f"{n:03d}.jpg").write_bytes(bytes(size))
+        items.append((n, FoundFile(f"{n:03d}.jpg", str(tmp_path / f"{n:03d}.jpg"))))
+    items.append((-1, FoundFile("gone.jpg", str(tmp_path / "gone.jpg"))))  # stat fails
+    chunks = plan_chunks(items, workers=2)
+    assert [item for chunk in chunks for item in chunk] == items
+    share = sum(sizes) / 32
+    for chunk in chunks:
+        chunk_bytes = sum(sizes[n] for n, _ in chunk if n >= 0)
+        assert len(chunk) == 1 or (len(chunk) <= 64 and chunk_bytes <= share)
+    # The large files spread over several chunks instead of riding in one.
+    assert sum(any(sizes[n] > 100 for n, _ in chunk if n >= 0) for chunk in chunks) >= 6
+
+
+def test_verification_reads_the_stored_coarse_views_or_computes_them(messy_corpus, tmp_path):
+    """Same verdicts and the same edges, in the same order, with the coarse-view store
+    written at inspection and without it (views computed from the thumbnails)."""
+    from pathlib import Path
+
+    from pcbforge.core.scan import scan_folder
+    from pcbforge.curate.dedupe import find_duplicates
+    from pcbforge.curate.runner import CACHE_DIR, COARSE_FILE, inspect_files
+    from pcbforge.engine import LocalEngine
+
+    root, _ = messy_corpus
+    params = CurateParams(workers=1)
+    with LocalEngine(1) as engine:
+        table, thumbs, hashes = inspect_files(scan_folder(Path(root)).files, params,
+                                              tmp_path, engine, False)
+    coarse = tmp_path / CACHE_DIR / COARSE_FILE
+    stored, stored_stats = find_duplicates(table, thumbs, hashes, params.dedupe,
+                                           coarse_path=coarse)
+    computed, computed_stats = find_duplicates(table, thumbs, hashes, params.dedupe)
+    assert stored.equals(computed)
+    assert stored_stats.edges == computed_stats.edges and stored_stats.edges
