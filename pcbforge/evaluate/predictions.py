@@ -34,7 +34,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -378,15 +378,20 @@ def read_coco_results(source: Path, classes: Sequence[str],
 # --- yolo and deeppcb: a folder of text files, one per image -------------------------------
 
 
+def _text_lines(text: str, file: str) -> Iterator[tuple[str, str]]:
+    """``(where, line)`` of each non-blank line of a prediction file, stripped, ``where``
+    being ``file:number`` for its error messages."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line:
+            yield f"{file}:{number}", line
+
+
 def parse_yolo_lines(text: str, file: str, image: str, classes: Sequence[str]
                      ) -> list[RawBox]:
     """The boxes of one YOLO prediction file (lines ``class cx cy w h conf``)."""
     boxes = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        where = f"{file}:{number}"
+    for where, line in _text_lines(text, file):
         fields = line.split()
         if len(fields) == 5:
             raise PredictionsError(f"{where}: the confidence is missing: expected 'class cx "
@@ -416,11 +421,7 @@ def parse_deeppcb_lines(text: str, file: str, image: str, classes: Sequence[str]
     DeepPCB's evaluation reads them, ``x1,y1,x2,y2,confidence,type-name``. Numbers follow
     the first order; a class name in the last field is what marks the second."""
     boxes = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        where = f"{file}:{number}"
+    for where, line in _text_lines(text, file):
         fields = [f for f in _SEPARATORS.split(line) if f]
         if len(fields) == 5:
             raise PredictionsError(f"{where}: the score is missing (DeepPCB's evaluation ranks "
