@@ -77,7 +77,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import combinations
 
@@ -168,6 +168,12 @@ class SearchConfig:
         max_bucket: Index buckets larger than this (or costing over about 1e6
             comparisons) are not expanded; their images are searched
             exhaustively among themselves instead (still exact).
+        max_set_aside: None (the default): that exhaustive search always runs. A
+            number: it runs only when at most this many images were set aside; above,
+            they are left unsearched (counted in ``CandidatePairs.unsearched``). The
+            exhaustive pass costs the square of their number, and codes that crowd
+            into large buckets (look-alike images, e.g. occupancy codes of dense tiles
+            in a corpus of one product) can number tens of thousands.
     """
 
     max_distance: int = 10
@@ -175,6 +181,7 @@ class SearchConfig:
     n_bands: int = 16
     probe_bits: int = 3
     max_bucket: int = 5000
+    max_set_aside: int | None = None
 
     def __post_init__(self) -> None:
         _check_int("max_distance", self.max_distance, 0, N_BITS)
@@ -182,6 +189,8 @@ class SearchConfig:
         _check_int("n_bands", self.n_bands, 1)
         _check_int("probe_bits", self.probe_bits, 0, self.band_bits)
         _check_int("max_bucket", self.max_bucket, 1)
+        if self.max_set_aside is not None:
+            _check_int("max_set_aside", self.max_set_aside, 0)
 
     @classmethod
     def for_size(cls, n_images: int, **overrides: int) -> SearchConfig:
@@ -209,12 +218,16 @@ class CandidatePairs:
         variant: Dihedral variant (int8) that brings image ``j`` into image
             ``i``'s frame at the best match.
         distance: Minimum Hamming distance (int8) over variants and directions.
+        unsearched: Images set aside in crowded buckets and left out of the
+            exhaustive pass (``SearchConfig.max_set_aside``); 0 when the search is
+            complete.
     """
 
     i: np.ndarray
     j: np.ndarray
     variant: np.ndarray
     distance: np.ndarray
+    unsearched: int = 0
 
     def __len__(self) -> int:
         return len(self.i)
@@ -361,13 +374,24 @@ def find_candidate_pairs(
         # variant) combinations, so deferring this would multiply memory by n_bands.
         found = _sorted_unique(np.concatenate(band_found))
 
-    members = np.flatnonzero(set_aside)
-    if len(members) > 1:
-        sub_i, sub_j = _exhaustive_pairs(codes[members], variants[members], radius)
-        set_aside_pairs = _pair_codes(members[sub_i], members[sub_j], n_images)
-        found = _sorted_unique(np.concatenate([found, set_aside_pairs]))
+    found, unsearched = search_set_aside(found, codes, variants, np.flatnonzero(set_aside),
+                                         config)
     i, j = np.divmod(found, n_images)
-    return _resolve_pairs(codes, variants, i, j, radius)
+    return replace(_resolve_pairs(codes, variants, i, j, radius), unsearched=unsearched)
+
+
+def search_set_aside(found: np.ndarray, codes: np.ndarray, variants: np.ndarray,
+                     members: np.ndarray, config: SearchConfig) -> tuple[np.ndarray, int]:
+    """The pair codes ``found`` (sorted, unique, ``i * N + j``) with the pairs among the
+    images ``members`` set aside in dropped buckets, found exhaustively, unless they are
+    more than ``config.max_set_aside``; returns them and how many images went unsearched."""
+    if len(members) < 2:
+        return found, 0
+    if config.max_set_aside is not None and len(members) > config.max_set_aside:
+        return found, len(members)
+    sub_i, sub_j = _exhaustive_pairs(codes[members], variants[members], config.max_distance)
+    set_aside_pairs = _pair_codes(members[sub_i], members[sub_j], len(codes))
+    return _sorted_unique(np.concatenate([found, set_aside_pairs])), 0
 
 
 # --------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ import contextlib
 import math
 import os
 import uuid
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,13 +63,13 @@ from pcbforge.curate.candidates import (
     SearchConfig,
     _band_positions,
     _BitGather,
-    _exhaustive_pairs,
     _pair_codes,
     _popcount64,
     _probe_keys,
     _resolve_pairs,
     _sorted_unique,
     _validate_inputs,
+    search_set_aside,
 )
 from pcbforge.engine.dask import drain_and_cancel
 
@@ -172,12 +173,10 @@ def find_candidate_pairs_dask(
 
     pairs = _sorted_unique(np.concatenate([p for p, _ in found]))
     members = _sorted_unique(np.concatenate([a for _, a in found]))
-    if len(members) > 1:
-        sub_i, sub_j = _exhaustive_pairs(codes[members], variants[members], config.max_distance)
-        pairs = _sorted_unique(np.concatenate(
-            [pairs, _pair_codes(members[sub_i], members[sub_j], n_images)]))
+    pairs, unsearched = search_set_aside(pairs, codes, variants, members, config)
     i, j = np.divmod(pairs, n_images)
-    return _resolve_pairs(codes, variants, i, j, config.max_distance)
+    return replace(_resolve_pairs(codes, variants, i, j, config.max_distance),
+                   unsearched=unsearched)
 
 
 def _cleanup(client, futures: list, folder: Path, strict: bool) -> None:

@@ -60,9 +60,20 @@ def thumbnail(gray: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
 
 
 def dihedral(image: np.ndarray, variant: int) -> np.ndarray:
-    """Apply dihedral transform ``variant`` (0-7) to an image (a view)."""
+    """Apply dihedral transform ``variant`` (0-7) to an image (a view): the mirror
+    (``variant >= 4``), then ``variant % 4`` quarter turns counter-clockwise, the view
+    ``np.rot90`` gives, without its argument handling (a third of the cost of a coarse
+    comparison in the duplicate check)."""
     k, flip = variant % 4, variant // 4
-    return np.rot90(image[:, ::-1] if flip else image, k)
+    if flip:
+        image = image[:, ::-1]
+    if k == 1:
+        return np.swapaxes(image[:, ::-1], 0, 1)
+    if k == 2:
+        return image[::-1, ::-1]
+    if k == 3:
+        return np.swapaxes(image, 0, 1)[:, ::-1]
+    return image
 
 
 _INVERSE = np.array([0, 3, 2, 1, 4, 5, 6, 7], dtype=np.int64)

@@ -430,6 +430,7 @@ def _report(src, out, table, params, timings, stats, scan, where: dict) -> dict:
             "candidate_search": stats.search,
             "candidate_pairs": stats.candidate_pairs,
             "occupancy_candidate_pairs": stats.occupancy_candidate_pairs,
+            "occupancy_unsearched_images": stats.occupancy_unsearched,
             "duplicate_pairs_verified": stats.duplicate_edges,
             "variant_pairs_verified": stats.variant_edges,
             "pairs_rejected_by_pixels": stats.rejected_pairs,

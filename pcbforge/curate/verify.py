@@ -170,13 +170,19 @@ def coarse_comparison(view_a: CoarseView, view_b: CoarseView, params: VerifyPara
     """``different`` decided on the two coarse views alone, or None (look closer).
 
     Quick exits for clearly different images (most hash candidates), on 4x smaller
-    copies: their mean difference is at most the thumbnails'."""
-    coarse, coarse_range, content_energy = _coarse_differences(view_a, view_b)
+    copies: their mean difference is at most the thumbnails'. The content energy of
+    the fitted second view is only computed for pairs the first test leaves open."""
+    small_b = _fitgrey_levels(view_b.small, view_a.small, _known_stats(view_b), view_a.mean)
+    coarse = float(cv2.mean(cv2.absdiff(view_a.small, small_b))[0])
+    coarse_range = max(view_a.grey_range, view_b.grey_range)
     if coarse / coarse_range > 1.5 * params.max_mean_difference:
         return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / coarse_range)
     # Sparse tiles differ little against the whole frame but as much as their
     # content (DeepPCB: unrelated tiles >= 0.97, a board and its defect
-    # variant <= 0.46 in 99% of pairs).
+    # variant <= 0.46 in 99% of pairs). b's energy after the grey fit, on a's scale.
+    median_b = grey_levels(small_b)[1]
+    energy_b = float(cv2.mean(cv2.absdiff(small_b, np.full_like(small_b, median_b)))[0])
+    content_energy = max(view_a.energy, energy_b, 1.0)
     if coarse > _MAX_COARSE_CONTENT_DIFFERENCE * content_energy:
         return Comparison(Relation.DIFFERENT, 0, 0.0, coarse / coarse_range, 1.0)
     return None
@@ -321,17 +327,6 @@ def coarse_view_of_record(record: np.ndarray) -> CoarseView:
     """The :class:`CoarseView` stored in a :func:`coarse_record`."""
     return CoarseView(np.ascontiguousarray(record["small"]), float(record["grey_range"]),
                       float(record["energy"]), float(record["mean"]), float(record["std"]))
-
-
-def _coarse_differences(a: CoarseView, b: CoarseView) -> tuple[float, float, float]:
-    """Mean |difference| of the coarse views (b fitted to a's grey levels),
-    the larger grey range and the larger content energy."""
-    small_b = _fitgrey_levels(b.small, a.small, _known_stats(b), a.mean)
-    difference = float(cv2.mean(cv2.absdiff(a.small, small_b))[0])
-    # b's energy after the grey fit, on a's scale.
-    median_b = grey_levels(small_b)[1]
-    energy_b = float(cv2.mean(cv2.absdiff(small_b, np.full_like(small_b, median_b)))[0])
-    return difference, max(a.grey_range, b.grey_range), max(a.energy, energy_b, 1.0)
 
 
 def _known_stats(view: CoarseView) -> tuple[float, float] | None:

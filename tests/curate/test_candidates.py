@@ -419,6 +419,29 @@ def test_oversized_buckets_are_searched_exhaustively() -> None:
     assert_consistent_with_exhaustive(lsh, exhaustive)
 
 
+def test_set_aside_images_above_the_limit_are_counted_not_searched() -> None:
+    # The same cluster, with the exhaustive pass bounded: below the limit it runs as
+    # before; above, the images are counted and the pairs only they hold are missing.
+    rng = np.random.default_rng(8)
+    n = 1500
+    variants = rng.integers(0, 2**64, size=(n, 8), dtype=np.uint64)
+    cluster = rng.choice(n, 300, replace=False)
+    variants[cluster, 0] = random_masks(rng, (300,), 3)
+    codes = variants[:, 0].copy()
+    complete = find_candidate_pairs(codes, variants, None, SearchConfig(max_bucket=20))
+    assert complete.unsearched == 0
+    roomy = find_candidate_pairs(codes, variants, None,
+                                 SearchConfig(max_bucket=20, max_set_aside=n))
+    assert roomy.unsearched == 0
+    assert as_dict(roomy) == as_dict(complete)
+    bounded = find_candidate_pairs(codes, variants, None,
+                                   SearchConfig(max_bucket=20, max_set_aside=100))
+    assert_well_formed(bounded)
+    assert 300 <= bounded.unsearched <= n  # the whole cluster, at least
+    assert len(bounded) < len(complete)
+    assert set(as_dict(bounded)) <= set(as_dict(complete))
+
+
 # --------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------
@@ -436,6 +459,7 @@ def test_oversized_buckets_are_searched_exhaustively() -> None:
         ("probe_bits", -1),
         ("probe_bits", 17),
         ("max_bucket", 0),
+        ("max_set_aside", -1),
         ("max_distance", 2.5),
     ],
 )

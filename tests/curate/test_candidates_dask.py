@@ -64,6 +64,20 @@ def test_a_tight_cluster_over_max_bucket(dask_engine, tmp_path) -> None:
         find_candidate_pairs(codes, variants, None, config))
 
 
+def test_the_set_aside_limit_gives_the_local_result(dask_engine, tmp_path) -> None:
+    rng = np.random.default_rng(8)
+    variants = rng.integers(0, 2**64, size=(1500, 8), dtype=np.uint64)
+    cluster = rng.choice(1500, 300, replace=False)
+    variants[cluster, 0] = random_masks(rng, (300,), 3)
+    codes = variants[:, 0].copy()
+    config = SearchConfig(max_bucket=20, max_set_aside=100)
+    got = find_candidate_pairs_dask(dask_engine.client, codes, variants, None, config,
+                                    workdir=tmp_path, images_per_partition=256)
+    expected = find_candidate_pairs(codes, variants, None, config)
+    assert_same_pairs(got, expected)
+    assert got.unsearched == expected.unsearched >= 300
+
+
 @pytest.mark.parametrize("n", [0, 1])
 def test_empty_and_single(dask_engine, tmp_path, n) -> None:
     codes = np.arange(n, dtype=np.uint64)

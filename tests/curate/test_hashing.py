@@ -25,6 +25,14 @@ def test_dihedral_inverse_undoes_the_transform(variant):
     np.testing.assert_array_equal(back, image)
 
 
+@pytest.mark.parametrize("variant", range(N_VARIANTS))
+@pytest.mark.parametrize("shape", [(3, 4), (5, 5), (3, 4, 2)])
+def test_dihedral_is_the_mirror_then_quarter_turns(variant, shape):
+    image = np.arange(np.prod(shape)).reshape(shape)
+    expected = np.rot90(image[:, ::-1] if variant >= 4 else image, variant % 4)
+    np.testing.assert_array_equal(dihedral(image, variant), expected)
+
+
 @pytest.mark.parametrize("variant", range(1, N_VARIANTS))
 def test_transformed_copy_hash_is_a_variant_of_the_original(board, variant):
     codes, _ = perceptual_hashes(thumbnail(board))
