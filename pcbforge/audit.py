@@ -37,7 +37,13 @@ from pcbforge.core.output import staged_output
 from pcbforge.core.progress import progress_bar
 from pcbforge.core.scan import FoundFile
 from pcbforge.curate.dedupe import VARIANT_NAMES, DedupeParams, find_duplicates
-from pcbforge.curate.runner import CACHE_DIR, THUMBS_FILE, CurateParams, inspect_files
+from pcbforge.curate.runner import (
+    CACHE_DIR,
+    COARSE_FILE,
+    THUMBS_FILE,
+    CurateParams,
+    inspect_files,
+)
 from pcbforge.datasets.dataset import Dataset, load, require_folder
 from pcbforge.datasets.samples import USABLE_STATUSES
 from pcbforge.engine import Engine, LocalEngine
@@ -202,11 +208,13 @@ def _pixel_leaks(rows: pd.DataFrame, workers: int, progress: bool,
     params = CurateParams(workers=workers)
     with tempfile.TemporaryDirectory(prefix="pcbforge-audit-") as stage, \
             nullcontext(engine) if engine is not None else LocalEngine(workers) as run:
-        # One thumbnail store file, also on a Dask engine: the workers write their slots
-        # into it and the verification reads it (the LSH search needs its workdir).
+        # One thumbnail store and one coarse-view store, also on a Dask engine: the workers
+        # write their slots into them and the verification reads them (the LSH search
+        # needs its workdir).
         table, thumbs, hashes = inspect_files(files, params, Path(stage), run, progress)
         _, stats = find_duplicates(table, thumbs, hashes, DedupeParams(), engine=run,
                                    thumbs_path=Path(stage) / CACHE_DIR / THUMBS_FILE,
+                                   coarse_path=Path(stage) / CACHE_DIR / COARSE_FILE,
                                    workdir=Path(stage) / CACHE_DIR)
         del thumbs
     side = rows["side"].to_numpy()
