@@ -33,7 +33,7 @@ from pcbforge.curate.candidates import (
     hamming,
 )
 from pcbforge.curate.hashing import dihedral
-from pcbforge.curate.partitions import PartedThumbs
+from pcbforge.curate.partitions import PartedCoarse, PartedThumbs
 from pcbforge.curate.verify import (
     CoarseView,
     GreyLevels,
@@ -122,7 +122,7 @@ def find_duplicates(
     params: DedupeParams,
     *,
     thumbs_path: Path | None = None,
-    coarse_path: Path | None = None,
+    coarse_path: Path | PartedCoarse | None = None,
     engine: Engine | None = None,
     workdir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -137,8 +137,9 @@ def find_duplicates(
     search runs on its cluster too (inputs staged in ``workdir``, a folder the
     workers can read); the result is the same as the local search's.
     ``coarse_path``: the coarse-view store written with the thumbnails (see
-    :func:`~pcbforge.curate.inspect.create_coarse_store`), read instead of shrinking
-    every thumbnail again; None: the views are computed from the thumbnails.
+    :func:`~pcbforge.curate.inspect.create_coarse_store`, or the per-partition store of
+    a Dask run, :class:`~pcbforge.curate.partitions.PartedCoarse`), read instead of
+    shrinking every thumbnail again; None: the views are computed from the thumbnails.
     ``progress(done, total)`` is called as candidate pairs are verified.
     """
     table = table.copy()
@@ -320,12 +321,13 @@ def _verify(table, thumbs, rows_i, rows_j, variants, params, thumbs_path, engine
     source = str(thumbs_path) if thumbs_path is not None else (
         thumbs if isinstance(thumbs, PartedThumbs) else None)
     distributed = getattr(engine, "kind", "local") == "dask"
-    coarse = str(coarse_path) if coarse_path is not None else None
+    coarse = coarse_path if isinstance(coarse_path, PartedCoarse) else (
+        str(coarse_path) if coarse_path is not None else None)
     if engine is not None and source is not None and (engine.workers > 1 or distributed):
         work = partial(verify_chunk, thumbs=source, params=params, coarse=coarse)
         results = engine.map(work, chunks, chunksize=0 if distributed else 1)
     else:
-        coarse_views = np.load(coarse, mmap_mode="r") if coarse is not None else None
+        coarse_views = np.load(coarse, mmap_mode="r") if isinstance(coarse, str) else coarse
         results = (verify_chunk(chunk, thumbs, params, coarse_views) for chunk in chunks)
     relations: list[Relation] = []
     for chunk_result in results:
@@ -341,7 +343,8 @@ def verify_chunk(chunk, thumbs, params: VerifyParams, coarse=None) -> list[Relat
     :class:`~pcbforge.curate.partitions.PartedThumbs`, read a thumbnail at a time).
 
     ``coarse``: the coarse-view store written at inspection (a path to its ``.npy``
-    file, see :func:`~pcbforge.curate.verify.coarse_record_dtype`), or None to shrink
+    file, see :func:`~pcbforge.curate.verify.coarse_record_dtype`, or a
+    :class:`~pcbforge.curate.partitions.PartedCoarse`), or None to shrink
     the thumbnails here. Each image's coarse view and subsample grey levels are computed
     once per chunk; the transform is applied to the full thumbnail only for the pairs
     the coarse views do not settle."""

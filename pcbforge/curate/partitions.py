@@ -25,6 +25,7 @@ import pandas as pd
 from pcbforge.core.scan import FoundFile
 from pcbforge.curate.hashing import N_VARIANTS
 from pcbforge.curate.inspect import Inspection, InspectParams, empty_row, inspect_file
+from pcbforge.curate.verify import coarse_record, coarse_record_dtype
 
 #: Hash columns a samples part carries until the gather takes them off.
 HASH_KINDS = ("code", "weak", "content")
@@ -74,14 +75,16 @@ def plan_partitions(files: list[FoundFile], partition_slots: int) -> list[Partit
 
 
 def inspect_partition(partition: Partition, params: InspectParams, parts_dir: str,
-                      thumbs_dir: str) -> dict:
-    """Task: inspect a partition's files and write its thumbnails and samples part.
+                      thumbs_dir: str, coarse_dir: str | None = None) -> dict:
+    """Task: inspect a partition's files and write its thumbnails and samples part (and
+    the thumbnails' coarse views, into ``coarse_dir`` when given).
 
     Returns ``{"index", "files", "images"}``. Writing is atomic per file, so a task re-run
     after its worker died overwrites nothing half-written.
     """
     inspections = (inspect_file(found, params) for _, found in partition.items)
-    return write_partition(partition, inspections, parts_dir, thumbs_dir, params.thumb_size)
+    return write_partition(partition, inspections, parts_dir, thumbs_dir, params.thumb_size,
+                           coarse_dir)
 
 
 def inspect_item(item: tuple[int, FoundFile], params: InspectParams) -> Inspection:
@@ -106,13 +109,17 @@ def crashed_inspection(item: tuple[int, FoundFile], attempts: str = "every attem
 
 
 def write_partition(partition: Partition, inspections, parts_dir: str, thumbs_dir: str,
-                    thumb_size: int) -> dict:
+                    thumb_size: int, coarse_dir: str | None = None) -> dict:
     """Write the thumbnails (in slot order, zeros where nothing decoded) and the samples part
-    of a partition from its inspections, consumed one at a time."""
+    of a partition from its inspections, consumed one at a time; with ``coarse_dir``, the
+    thumbnails' coarse views too (records of
+    :func:`~pcbforge.curate.verify.coarse_record_dtype`, read with :class:`PartedCoarse`)."""
     rows: list[dict] = []
     hashes = np.zeros((len(partition.items), len(HASH_COLUMNS)), dtype=np.uint64)
     blank = bytes(thumb_size * thumb_size)
     thumbs_path = Path(thumbs_dir) / f"{partition.name}.npy"
+    record_dtype = coarse_record_dtype(thumb_size)
+    coarse = np.zeros(partition.n_slots, dtype=record_dtype)
     images = 0
     with _AtomicFile(thumbs_path) as handle:
         np.lib.format.write_array_header_1_0(handle, {
@@ -126,6 +133,8 @@ def write_partition(partition: Partition, inspections, parts_dir: str, thumbs_di
                     handle.write(np.ascontiguousarray(inspection.thumb, np.uint8).tobytes())
                     row["thumb_index"] = slot
                     images += 1
+                    if inspection.coarse is not None:
+                        coarse[slot - partition.first_slot] = coarse_record(inspection.coarse)
                 else:
                     handle.write(blank)
             if inspection.codes is not None:
@@ -139,6 +148,9 @@ def write_partition(partition: Partition, inspections, parts_dir: str, thumbs_di
     parquet = Path(parts_dir) / f"{partition.name}.parquet"
     with _AtomicFile(parquet) as handle:
         table.to_parquet(handle, index=False)
+    if coarse_dir is not None:
+        with _AtomicFile(Path(coarse_dir) / f"{partition.name}.npy") as handle:
+            np.save(handle, coarse)
     return {"index": partition.index, "files": len(partition.items), "images": images}
 
 
@@ -175,19 +187,53 @@ class PartedThumbs:
         return self.n_slots
 
     def __getitem__(self, slot) -> np.ndarray:
-        slot = int(slot)
-        if not 0 <= slot < self.n_slots:
-            raise IndexError(f"thumbnail slot {slot} outside [0, {self.n_slots})")
-        part, row = divmod(slot, self.partition_slots)
-        path = os.path.join(self.folder, f"part-{part:06d}.npy")
-        pixels = self.size * self.size
-        with open(path, "rb") as handle:
-            np.lib.format.read_magic(handle)
-            np.lib.format.read_array_header_1_0(handle)  # written by write_partition
-            data = os.pread(handle.fileno(), pixels, handle.tell() + row * pixels)
-        if len(data) != pixels:
-            raise ValueError(f"{path}: thumbnail row {row} is truncated")
+        data = _read_slot(self.folder, self.partition_slots, self.n_slots, slot,
+                          self.size * self.size, "thumbnail")
         return np.frombuffer(data, np.uint8).reshape(self.size, self.size)
+
+
+@dataclass(frozen=True)
+class PartedCoarse:
+    """The coarse views :func:`write_partition` stored per partition (``coarse_dir``),
+    indexed by slot like the one-file store; ``store[slots]`` with an array of slots gives
+    their records as one array (what pixel verification reads per chunk of pairs)."""
+
+    folder: str
+    partition_slots: int
+    n_slots: int
+    thumb_size: int
+
+    def __len__(self) -> int:
+        return self.n_slots
+
+    def __getitem__(self, slots) -> np.ndarray:
+        dtype = coarse_record_dtype(self.thumb_size)
+        many = np.ndim(slots) > 0
+        records = np.empty(np.shape(slots), dtype=dtype)
+        for n, slot in enumerate(np.atleast_1d(slots)):
+            records.reshape(-1)[n] = np.frombuffer(
+                _read_slot(self.folder, self.partition_slots, self.n_slots, slot,
+                           dtype.itemsize, "coarse-view"), dtype)[0]
+        return records if many else records[()]
+
+
+def _read_slot(folder: str, partition_slots: int, n_slots: int, slot, size: int,
+               what: str) -> bytes:
+    """The ``size`` bytes of ``slot`` in the per-partition ``.npy`` files of ``folder`` (as
+    :func:`write_partition` writes them), read with ``pread``: no memory map, so a worker
+    reading slots across the whole corpus keeps no pages of it resident."""
+    slot = int(slot)
+    if not 0 <= slot < n_slots:
+        raise IndexError(f"{what} slot {slot} outside [0, {n_slots})")
+    part, row = divmod(slot, partition_slots)
+    path = os.path.join(folder, f"part-{part:06d}.npy")
+    with open(path, "rb") as handle:
+        np.lib.format.read_magic(handle)
+        np.lib.format.read_array_header_1_0(handle)  # written by write_partition
+        data = os.pread(handle.fileno(), size, handle.tell() + row * size)
+    if len(data) != size:
+        raise ValueError(f"{path}: {what} row {row} is truncated")
+    return data
 
 
 class _AtomicFile:

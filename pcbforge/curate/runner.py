@@ -36,6 +36,7 @@ from pcbforge.curate.inspect import (
     inspect_into_store,
 )
 from pcbforge.curate.partitions import (
+    PartedCoarse,
     PartedThumbs,
     crashed_inspection,
     gather_partitions,
@@ -63,6 +64,7 @@ THUMBS_FILE = "thumbs.npy"
 COARSE_FILE = "coarse.npy"
 #: With a Dask engine: the thumbnails as one file per partition (cache/thumbs/part-*.npy).
 THUMBS_PARTS_DIR = "thumbs"
+COARSE_PARTS_DIR = "coarse-parts"
 HASHES_FILE = "phash_variants.npy"
 #: With a Dask engine: the samples table as partitioned parquet, while the run gathers it.
 PARTS_DIR = "parts"
@@ -201,7 +203,10 @@ def inspect_and_dedupe(files: list[FoundFile], params: CurateParams, stage: Path
         tick = time.perf_counter()
         if engine.kind == "dask":
             table, thumbs, hashes = inspect_partitioned(files, params, stage, engine, progress)
-            thumbs_path = coarse_path = None
+            thumbs_path = None
+            coarse_path = PartedCoarse(str(stage / CACHE_DIR / COARSE_PARTS_DIR),
+                                       thumbs.partition_slots, thumbs.n_slots,
+                                       params.inspect.thumb_size)
         else:
             table, thumbs, hashes = inspect_files(files, params, stage, engine, progress)
             thumbs_path = stage / CACHE_DIR / THUMBS_FILE
@@ -216,8 +221,11 @@ def inspect_and_dedupe(files: list[FoundFile], params: CurateParams, stage: Path
                 coarse_path=coarse_path, engine=engine, workdir=stage / CACHE_DIR,
                 progress=advance,
             )
-        if coarse_path is not None:
-            coarse_path.unlink()  # a working file of the verification, not of the dataset
+        # Working files of the verification, not of the dataset.
+        if isinstance(coarse_path, PartedCoarse):
+            shutil.rmtree(coarse_path.folder)
+        else:
+            coarse_path.unlink()
         timings["dedupe_s"] = time.perf_counter() - tick
     return table, hashes, stats, where
 
@@ -352,24 +360,29 @@ def inspect_partitioned(files: list[FoundFile], params: CurateParams, stage: Pat
                         progress: bool):
     """:func:`inspect_files` as one task per partition of the file list (Dask engine).
 
-    Each task writes its samples part (``stage/parts``) and thumbnails part
-    (``stage/cache/thumbs``); the parts are then gathered into the table and the hash
-    arrays, at the same thumbnail slots as :func:`inspect_files` uses. A partition whose
-    task killed its worker on every attempt is inspected again one file per task, and the
-    file that still kills its worker becomes ``corrupt``/``worker_crash``.
+    Each task writes its samples part (``stage/parts``), thumbnails part
+    (``stage/cache/thumbs``) and coarse-view part (``stage/cache/coarse-parts``, read by
+    the verification through :class:`PartedCoarse`, then removed); the parts are then
+    gathered into the table and the hash arrays, at the same thumbnail slots as
+    :func:`inspect_files` uses. A partition whose task killed its worker on every attempt
+    is inspected again one file per task, and the file that still kills its worker
+    becomes ``corrupt``/``worker_crash``.
     """
     size = params.inspect.thumb_size
     partitions = plan_partitions(files, engine.partition_size)
     parts_dir, thumbs_dir = stage / PARTS_DIR, stage / CACHE_DIR / THUMBS_PARTS_DIR
+    coarse_dir = stage / CACHE_DIR / COARSE_PARTS_DIR
     parts_dir.mkdir()
     thumbs_dir.mkdir(parents=True)
+    coarse_dir.mkdir()
     work = partial(inspect_partition, params=params.inspect, parts_dir=str(parts_dir),
-                   thumbs_dir=str(thumbs_dir))
+                   thumbs_dir=str(thumbs_dir), coarse_dir=str(coarse_dir))
 
     def file_by_file(partition):  # runs here, writing the parts the task could not
         inspections = engine.map(partial(inspect_item, params=params.inspect),
                                  partition.items, chunksize=1, on_crash=crashed_inspection)
-        return write_partition(partition, inspections, str(parts_dir), str(thumbs_dir), size)
+        return write_partition(partition, inspections, str(parts_dir), str(thumbs_dir), size,
+                               str(coarse_dir))
 
     done = 0
     with progress_bar(progress, "inspecting", len(files)) as advance:
