@@ -299,7 +299,9 @@ def inspect_files(files, params: CurateParams, stage: Path, engine: Engine, prog
     codes = np.zeros((max(len(images), 1), N_VARIANTS), dtype=np.uint64)
     weak = np.zeros_like(codes)
     content = np.zeros_like(codes)
-    rows: list[dict] = []
+    rows: list[dict] = []  # the latest rows, until ROWS_PER_FRAME of them become a frame
+    frames: list[pd.DataFrame] = []
+    done = 0
     work = partial(inspect_into_store, params=params.inspect, store=str(store),
                    offset=offset, coarse_store=str(coarse_store), coarse_offset=coarse_offset)
     items = list(zip(slots.tolist(), files, strict=True))
@@ -313,9 +315,22 @@ def inspect_files(files, params: CurateParams, stage: Path, engine: Engine, prog
                     weak[slot, : len(inspection.weak)] = inspection.weak
                     content[slot] = inspection.content_codes
                 rows.append(inspection.row)
-            advance(len(rows), len(files))
+            done += len(inspections)
+            if len(rows) >= ROWS_PER_FRAME:
+                frames.append(pd.DataFrame(rows))
+                rows = []
+            advance(done, len(files))
     hashes = ImageHashes(codes=codes, weak=weak, content=content)
-    return pd.DataFrame(rows), np.load(store, mmap_mode="r"), hashes
+    if rows or not frames:
+        frames.append(pd.DataFrame(rows))
+    table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return table, np.load(store, mmap_mode="r"), hashes
+
+
+#: Rows of the samples table held as dicts before they become a frame: a dict row costs
+#: several times its share of the table (measured on 100,000 tiles: the parent's peak
+#: during inspection fell from 373 to 281 MB, the run's from 576 to 428 MB).
+ROWS_PER_FRAME = 8192
 
 
 #: A chunk of files sent to a worker holds at most this many...

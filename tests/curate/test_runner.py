@@ -284,3 +284,27 @@ def test_verification_reads_the_stored_coarse_views_or_computes_them(messy_corpu
     computed, computed_stats = find_duplicates(table, thumbs, hashes, params.dedupe)
     assert stored.equals(computed)
     assert stored_stats.edges == computed_stats.edges and stored_stats.edges
+
+
+def test_the_samples_table_built_in_frames_is_the_table_built_at_once(messy_corpus, tmp_path,
+                                                                      monkeypatch):
+    """Rows become a frame every ROWS_PER_FRAME (memory); frames of a few rows, with
+    corrupt, skipped and photo rows falling in different ones, give the same table."""
+    from pathlib import Path
+
+    from pcbforge.core.scan import scan_folder
+    from pcbforge.curate import runner
+    from pcbforge.engine import LocalEngine
+
+    root, _ = messy_corpus
+    files = scan_folder(Path(root)).files
+    tables = []
+    for rows_per_frame in (3, len(files) + 1):
+        monkeypatch.setattr(runner, "ROWS_PER_FRAME", rows_per_frame)
+        stage = tmp_path / str(rows_per_frame)
+        stage.mkdir()
+        with LocalEngine(2) as engine:
+            tables.append(runner.inspect_files(files, CurateParams(workers=2), stage, engine,
+                                               False)[0])
+    assert len(tables[0]) == len(files) > 3 * 8
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
