@@ -27,6 +27,13 @@ from pcbforge.engine import (
     open_engine,
 )
 
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``"1 board"``, ``"2 boards"``: a count and its noun (``plural``: when not ``noun``
+    and an ``s``)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {plural or noun + 's'}"
+
+
 #: ``--engine``: shared by every command that maps work over files (see engine_options).
 EngineOption = Annotated[EngineKind, typer.Option(
     "--engine", help="Where per-file work runs: local (a process pool on this machine) or "

@@ -16,6 +16,7 @@ from pcbforge.cli._util import (
     EngineOption,
     SchedulerOption,
     WorkersOption,
+    counted,
     engine_options,
     fail,
     validation_message,
@@ -134,9 +135,10 @@ def import_deeppcb_command(
     print_summary(result.report, console)
     report = result.report
     console.print(
-        f"DeepPCB: {report['tested_images']} tested images, {report['templates']} templates, "
-        f"{report['boards']} boards, {report['labels']} boxes ({_per_class(report)}); "
-        f"{len(result.problems)} layout problems (their images are skipped)"
+        f"DeepPCB: {counted(report['tested_images'], 'tested image')}, "
+        f"{counted(report['templates'], 'template')}, {counted(report['boards'], 'board')}, "
+        f"{counted(report['labels'], 'box', 'boxes')} ({_per_class(report)}); "
+        f"{counted(len(result.problems), 'layout problem')} (their images are skipped)"
     )
     print_classes(report, console)
 

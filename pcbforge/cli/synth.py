@@ -21,6 +21,7 @@ from pcbforge.cli._util import (
     SchedulerOption,
     TidyGroup,
     WorkersOption,
+    counted,
     engine_line,
     engine_options,
     fail,
@@ -264,7 +265,7 @@ def boards_command(
         fail(err)
     what = "PNG" if style is BoardStyle.binary else (
         f"colour PNG, {mask.value} mask, {finish.value} finish")
-    Console().print(f"wrote {len(names)} boards ({size}x{size} {what}) to {out}")
+    Console().print(f"wrote {counted(len(names), 'board')} ({size}x{size} {what}) to {out}")
 
 
 @synth_app.command("messy", no_args_is_help=True)

@@ -52,7 +52,7 @@ def test_import_command(tmp_path):
     run = CliRunner().invoke(app, ["import", "deeppcb", str(src), "--out", str(tmp_path / "ds"),
                                    "--workers", "1"])
     assert run.exit_code == 0, run.output
-    assert "2 tested images, 2 templates, 1 boards, 4 boxes" in run.output
+    assert "2 tested images, 2 templates, 1 board, 4 boxes" in run.output
     bad = CliRunner().invoke(app, ["import", "deeppcb", str(tmp_path), "--out",
                                    str(tmp_path / "ds2")])
     assert bad.exit_code == 2 and "no DeepPCB tested images" in bad.output
