@@ -170,13 +170,13 @@ def gather_partitions(parts_dir: Path, partitions: list[Partition]
 
 
 @dataclass(frozen=True)
-class PartedThumbs:
-    """The thumbnail store as per-partition ``.npy`` files, indexed by slot like one array.
-
-    Reads one thumbnail at a time with ``pread`` (no memory map), so a worker verifying
-    pairs across the whole corpus keeps no pages of it resident. Small and picklable: tasks
-    get it as an argument.
-    """
+class PartedStore:
+    """A store written per partition (one ``.npy`` file per part in ``folder``, as
+    :func:`write_partition` writes them), indexed by slot like one array: slot ``s`` is
+    row ``s % partition_slots`` of part ``s // partition_slots``. ``size``: the side of
+    the thumbnails. Reads a slot at a time with ``pread`` (no memory map), so a worker
+    reading slots across the whole corpus keeps no pages of it resident. Small and
+    picklable: tasks get it as an argument."""
 
     folder: str
     partition_slots: int
@@ -186,54 +186,41 @@ class PartedThumbs:
     def __len__(self) -> int:
         return self.n_slots
 
+    def _read(self, slot, nbytes: int, what: str) -> bytes:
+        slot = int(slot)
+        if not 0 <= slot < self.n_slots:
+            raise IndexError(f"{what} slot {slot} outside [0, {self.n_slots})")
+        part, row = divmod(slot, self.partition_slots)
+        path = os.path.join(self.folder, f"part-{part:06d}.npy")
+        with open(path, "rb") as handle:
+            np.lib.format.read_magic(handle)
+            np.lib.format.read_array_header_1_0(handle)  # written by write_partition
+            data = os.pread(handle.fileno(), nbytes, handle.tell() + row * nbytes)
+        if len(data) != nbytes:
+            raise ValueError(f"{path}: {what} row {row} is truncated")
+        return data
+
+
+class PartedThumbs(PartedStore):
+    """The thumbnail store of a Dask run: ``store[slot]`` is one (size, size) thumbnail."""
+
     def __getitem__(self, slot) -> np.ndarray:
-        data = _read_slot(self.folder, self.partition_slots, self.n_slots, slot,
-                          self.size * self.size, "thumbnail")
+        data = self._read(slot, self.size * self.size, "thumbnail")
         return np.frombuffer(data, np.uint8).reshape(self.size, self.size)
 
 
-@dataclass(frozen=True)
-class PartedCoarse:
-    """The coarse views :func:`write_partition` stored per partition (``coarse_dir``),
-    indexed by slot like the one-file store; ``store[slots]`` with an array of slots gives
-    their records as one array (what pixel verification reads per chunk of pairs)."""
-
-    folder: str
-    partition_slots: int
-    n_slots: int
-    thumb_size: int
-
-    def __len__(self) -> int:
-        return self.n_slots
+class PartedCoarse(PartedStore):
+    """The coarse views a Dask run's inspection stored (``coarse_dir`` of
+    :func:`write_partition`); ``store[slots]`` with an array of slots gives their records
+    as one array (what pixel verification reads per chunk of pairs)."""
 
     def __getitem__(self, slots) -> np.ndarray:
-        dtype = coarse_record_dtype(self.thumb_size)
-        many = np.ndim(slots) > 0
+        dtype = coarse_record_dtype(self.size)
         records = np.empty(np.shape(slots), dtype=dtype)
+        flat = records.reshape(-1)
         for n, slot in enumerate(np.atleast_1d(slots)):
-            records.reshape(-1)[n] = np.frombuffer(
-                _read_slot(self.folder, self.partition_slots, self.n_slots, slot,
-                           dtype.itemsize, "coarse-view"), dtype)[0]
-        return records if many else records[()]
-
-
-def _read_slot(folder: str, partition_slots: int, n_slots: int, slot, size: int,
-               what: str) -> bytes:
-    """The ``size`` bytes of ``slot`` in the per-partition ``.npy`` files of ``folder`` (as
-    :func:`write_partition` writes them), read with ``pread``: no memory map, so a worker
-    reading slots across the whole corpus keeps no pages of it resident."""
-    slot = int(slot)
-    if not 0 <= slot < n_slots:
-        raise IndexError(f"{what} slot {slot} outside [0, {n_slots})")
-    part, row = divmod(slot, partition_slots)
-    path = os.path.join(folder, f"part-{part:06d}.npy")
-    with open(path, "rb") as handle:
-        np.lib.format.read_magic(handle)
-        np.lib.format.read_array_header_1_0(handle)  # written by write_partition
-        data = os.pread(handle.fileno(), size, handle.tell() + row * size)
-    if len(data) != size:
-        raise ValueError(f"{path}: {what} row {row} is truncated")
-    return data
+            flat[n] = np.frombuffer(self._read(slot, dtype.itemsize, "coarse-view"), dtype)[0]
+        return records if np.ndim(slots) > 0 else records[()]
 
 
 class _AtomicFile:

@@ -43,6 +43,17 @@ def random_masks(rng: np.random.Generator, shape: tuple[int, ...], n_bits: int) 
     return masks
 
 
+def tight_cluster(n: int = 1500, size: int = 300, seed: int = 8):
+    """``(codes, variants, cluster)``: random hashes with 8 variants each, ``size`` of whose
+    identity codes (the rows ``cluster``) are blank-ish frames, 3 bits set at most, all
+    within 6 bits of each other: they crowd every band's buckets."""
+    rng = np.random.default_rng(seed)
+    variants = rng.integers(0, 2**64, size=(n, 8), dtype=np.uint64)
+    cluster = rng.choice(n, size, replace=False)
+    variants[cluster, 0] = random_masks(rng, (size,), 3)
+    return variants[:, 0].copy(), variants, cluster
+
+
 def exact_flips(rng: np.random.Generator, distance: np.ndarray) -> np.ndarray:
     """One mask per entry of ``distance`` with exactly that many random bits set."""
     ranks = rng.random((len(distance), 64)).argsort(axis=1).argsort(axis=1)
@@ -400,12 +411,7 @@ def test_dense_cluster_below_max_bucket_is_set_aside(band_bits: int) -> None:
 def test_oversized_buckets_are_searched_exhaustively() -> None:
     # A tight cluster (blank-ish frames: few bits set) overflows a tiny max_bucket in every
     # band; the set-aside images are then compared all-pairs, so nothing in it is lost.
-    rng = np.random.default_rng(8)
-    n = 1500
-    variants = rng.integers(0, 2**64, size=(n, 8), dtype=np.uint64)
-    cluster = rng.choice(n, 300, replace=False)
-    variants[cluster, 0] = random_masks(rng, (300,), 3)
-    codes = variants[:, 0].copy()
+    codes, variants, cluster = tight_cluster()
     config = SearchConfig(max_bucket=20)
     lsh = find_candidate_pairs(codes, variants, None, config)
     exhaustive = find_candidate_pairs_exhaustive(codes, variants, 10)
@@ -422,12 +428,8 @@ def test_oversized_buckets_are_searched_exhaustively() -> None:
 def test_set_aside_images_above_the_limit_are_counted_not_searched() -> None:
     # The same cluster, with the exhaustive pass bounded: below the limit it runs as
     # before; above, the images are counted and the pairs only they hold are missing.
-    rng = np.random.default_rng(8)
-    n = 1500
-    variants = rng.integers(0, 2**64, size=(n, 8), dtype=np.uint64)
-    cluster = rng.choice(n, 300, replace=False)
-    variants[cluster, 0] = random_masks(rng, (300,), 3)
-    codes = variants[:, 0].copy()
+    codes, variants, cluster = tight_cluster()
+    n = len(codes)
     complete = find_candidate_pairs(codes, variants, None, SearchConfig(max_bucket=20))
     assert complete.unsearched == 0
     roomy = find_candidate_pairs(codes, variants, None,

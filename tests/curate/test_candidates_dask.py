@@ -8,7 +8,7 @@ import pytest
 
 from pcbforge.curate.candidates import CandidatePairs, SearchConfig, find_candidate_pairs
 from pcbforge.curate.candidates_dask import find_candidate_pairs_dask, range_bits
-from tests.curate.test_candidates import identical_plus_random, planted, random_masks
+from tests.curate.test_candidates import identical_plus_random, planted, tight_cluster
 
 
 def assert_same_pairs(got: CandidatePairs, expected: CandidatePairs) -> None:
@@ -52,11 +52,7 @@ def test_identity_only_and_a_dense_cluster(dask_engine, tmp_path) -> None:
 
 
 def test_a_tight_cluster_over_max_bucket(dask_engine, tmp_path) -> None:
-    rng = np.random.default_rng(8)
-    variants = rng.integers(0, 2**64, size=(1500, 8), dtype=np.uint64)
-    cluster = rng.choice(1500, 300, replace=False)
-    variants[cluster, 0] = random_masks(rng, (300,), 3)
-    codes = variants[:, 0].copy()
+    codes, variants, _ = tight_cluster()
     config = SearchConfig(max_bucket=20)
     assert_same_pairs(
         find_candidate_pairs_dask(dask_engine.client, codes, variants, None, config,
@@ -65,11 +61,7 @@ def test_a_tight_cluster_over_max_bucket(dask_engine, tmp_path) -> None:
 
 
 def test_the_set_aside_limit_gives_the_local_result(dask_engine, tmp_path) -> None:
-    rng = np.random.default_rng(8)
-    variants = rng.integers(0, 2**64, size=(1500, 8), dtype=np.uint64)
-    cluster = rng.choice(1500, 300, replace=False)
-    variants[cluster, 0] = random_masks(rng, (300,), 3)
-    codes = variants[:, 0].copy()
+    codes, variants, _ = tight_cluster()
     config = SearchConfig(max_bucket=20, max_set_aside=100)
     got = find_candidate_pairs_dask(dask_engine.client, codes, variants, None, config,
                                     workdir=tmp_path, images_per_partition=256)
