@@ -139,6 +139,11 @@ def print_summary(report: dict, console: Console) -> None:
         f"{search['duplicate_pairs_verified']}, defect variants {search['variant_pairs_verified']}"
         f", rejected by pixels {search['pairs_rejected_by_pixels']}"
     )
+    if search.get("occupancy_unsearched_images"):
+        console.print(
+            f"[yellow]note:[/] {search['occupancy_unsearched_images']} images with look-alike "
+            "block occupancy (dense tiles of one product) were matched by their pHash only",
+            soft_wrap=True)
     console.print(
         f"{report['images_per_second']} images/s in {report['timings']['total_s']} s | "
         f"{engine_line(report.get('engine'))} | report: {report['dataset']}/report.json"

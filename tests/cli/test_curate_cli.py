@@ -75,3 +75,22 @@ def test_doctor_finds_the_database():
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 0, result.output
     assert "fiftyone" in result.output and "database" in result.output
+
+
+def test_the_summary_says_when_crowded_images_were_matched_by_phash_only(messy_corpus,
+                                                                         tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from pcbforge.cli.curate import print_summary
+    from pcbforge.curate import CurateParams, curate
+
+    src, _ = messy_corpus
+    report = curate(src, tmp_path / "dataset", CurateParams(workers=1)).report
+    for unsearched, shown in ((0, False), (47007, True)):
+        report["duplicate_search"]["occupancy_unsearched_images"] = unsearched
+        console = Console(file=io.StringIO(), width=200)
+        print_summary(report, console)
+        text = console.file.getvalue()
+        assert ("47007 images with look-alike block occupancy" in text) is shown, text
