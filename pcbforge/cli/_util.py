@@ -44,6 +44,9 @@ SchedulerOption = Annotated[str | None, typer.Option(
     help=f"Dask scheduler to use with --engine dask, e.g. tcp://10.0.0.5:8786 (default: "
          f"${SCHEDULER_ENV}, else a LocalCluster started for the run).")]
 #: ``--workers``: one meaning in every command that maps work over files (see workers_of).
+#: ``--format`` of a prediction set (evaluate, mine, untile).
+PredictionFormatOption = Annotated[str, typer.Option(
+    "--format", "-f", help="coco-results, yolo, deeppcb or pcbforge.")]
 WorkersOption = Annotated[int, typer.Option(
     "--workers", show_default=False,
     help=f"Worker processes (default: all cores, at most {MAX_DEFAULT_WORKERS}); 1 runs "

@@ -11,7 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pcbforge.cli._util import fail
+from pcbforge.cli._util import (
+    PredictionFormatOption,
+    fail,
+)
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -28,8 +31,7 @@ def evaluate_command(
         "--predictions", "-p",
         help="The model's predictions: a COCO results JSON, a folder of YOLO or DeepPCB txt "
              "files, or a pcbforge table (parquet or csv).")] = None,
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="coco-results, yolo, deeppcb or pcbforge.")] = "coco-results",
+    fmt: PredictionFormatOption = "coco-results",
     split: Annotated[str, typer.Option(
         help="The split to evaluate on (train, val, test), or 'all' (a table per split "
              "too).")] = "test",

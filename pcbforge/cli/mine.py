@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from pcbforge.cli._util import fail, validation_message
+from pcbforge.cli._util import PredictionFormatOption, fail, validation_message
 from pcbforge.datasets.dataset import DatasetError
 from pcbforge.evaluate.mine import MINING_DIR, BatchFormat, MineKind, mine_dataset, read_ranked
 
@@ -24,8 +24,7 @@ def mine_command(
         "--predictions", "-p",
         help="The model's predictions: a COCO results JSON, a folder of YOLO or DeepPCB txt "
              "files, or a pcbforge table (parquet or csv).")],
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="coco-results, yolo, deeppcb or pcbforge.")] = "coco-results",
+    fmt: PredictionFormatOption = "coco-results",
     second: Annotated[Path | None, typer.Option(
         "--second", help="A second prediction set (another model, or another run) on the "
                          "same images: their disagreement adds to the uncertainty.")] = None,

@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from pcbforge.cli._util import fail, validation_message
+from pcbforge.cli._util import PredictionFormatOption, fail, validation_message
 
 
 def untile_command(
@@ -21,8 +21,7 @@ def untile_command(
              "DeepPCB txt files, or a pcbforge table (parquet or csv).")],
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="The panel predictions table to write (.parquet or .csv).")],
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="coco-results, yolo, deeppcb or pcbforge.")] = "coco-results",
+    fmt: PredictionFormatOption = "coco-results",
     coco_gt: Annotated[Path | None, typer.Option(
         "--coco-gt", help="For coco-results: the COCO annotations.json its ids refer to.")
     ] = None,
